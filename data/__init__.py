@@ -1,0 +1,1 @@
+"""Bundled, curated datasets (installed as the package ``synthesis.bundled``)."""

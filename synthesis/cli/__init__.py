@@ -1,0 +1,58 @@
+"""The ``synthesis`` command line.
+
+Each command lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``.
+Exit status: 0 success, 2 bad input (message on stderr naming file, line and column, nothing
+written), 3 sampling failed its diagnostics under ``--strict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from synthesis.errors import ConvergenceError, InputError, ModelError
+
+EXIT_INPUT = 2
+EXIT_CONVERGENCE = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from synthesis.cli import fit, frequentist, report, sweep, validate
+
+    parser = argparse.ArgumentParser(
+        prog="synthesis",
+        description="Bayesian and frequentist meta-analysis of hazard ratios, for when randomised "
+        "trials and observational studies disagree. Without FILE, commands use the bundled "
+        "dnMBC dataset (locoregional treatment in de novo stage IV breast cancer).",
+        epilog="example: synthesis run   (everything, on the bundled dataset, into reports/dnmbc_lrt)",
+    )
+    from synthesis import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    validate.add_parser(sub)
+    frequentist.add_parsers(sub)
+    fit.add_parser(sub)
+    sweep.add_parser(sub)
+    report.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except ConvergenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONVERGENCE
+    except BrokenPipeError:
+        return 0
