@@ -1,0 +1,161 @@
+"""What to fit: the model specification and the numeric data a model is built from.
+
+Models (theta_i is the true log HR of study i, y_i ~ N(theta_i, se_i^2)):
+
+* ``re``:           theta_i = mu + u_i,                         u_i ~ N(0, tau^2)
+* ``bias``:         theta_i = mu + delta * nr_i + u_i           (nr_i = 1 for non-randomised)
+* ``metareg``:      theta_i = mu + sum_j beta_j (x_ij - c_j) + u_i
+* ``bias-metareg``: both terms.
+
+``mu`` is the effect in a randomised comparison (at the covariate centres c_j for the
+meta-regressions): the estimand the decision outputs are about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.priors import PriorConfig, resolve_priors
+from synthesis.errors import InputError, ModelError
+from synthesis.studies import StudyTable
+
+MODELS: tuple[str, ...] = ("re", "bias", "metareg", "bias-metareg")
+BIAS_VARIANTS: tuple[str, ...] = ("additive", "random", "downweight", "three-level")
+#: Probability of every reported interval (equal-tailed): one constant, passed explicitly.
+INTERVAL_PROB = 0.95
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model choice: which terms, which bias variant, which covariates, which priors."""
+
+    model: str = "re"
+    bias_variant: str = "additive"
+    alpha: float = 0.5
+    covariates: tuple[str, ...] = ()
+    priors: PriorConfig = field(default_factory=resolve_priors)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise InputError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.bias_variant not in BIAS_VARIANTS:
+            raise InputError(
+                f"unknown bias variant {self.bias_variant!r}; choose one of {', '.join(BIAS_VARIANTS)}"
+            )
+        if self.has_bias and self.bias_variant == "downweight" and not 0.0 < self.alpha <= 1.0:
+            raise InputError(f"--alpha must be in (0, 1], got {self.alpha:g}")
+        if self.has_covariates and not self.covariates:
+            raise InputError(f"model {self.model!r} needs at least one --covariate")
+        if not self.has_covariates and self.covariates:
+            raise InputError(
+                f"model {self.model!r} takes no covariates; use metareg or bias-metareg"
+            )
+
+    @property
+    def has_bias(self) -> bool:
+        return self.model in ("bias", "bias-metareg")
+
+    @property
+    def has_covariates(self) -> bool:
+        return self.model in ("metareg", "bias-metareg")
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """Names of the parameters with priors in this model."""
+        names = ["mu", "tau"]
+        if self.has_bias and self.bias_variant != "downweight":
+            names.append("delta")
+        if self.has_bias and self.bias_variant == "random":
+            names.append("kappa")
+        if self.has_covariates:
+            names.append("beta")
+        return tuple(names)
+
+    def describe(self) -> dict:
+        """A JSON-ready description (model, variant, covariates, priors with labels)."""
+        out: dict = {"model": self.model}
+        if self.has_bias:
+            out["bias_variant"] = self.bias_variant
+            if self.bias_variant == "downweight":
+                out["alpha"] = self.alpha
+        if self.has_covariates:
+            out["covariates"] = list(self.covariates)
+        out["priors"] = self.priors.labels(self.parameters)
+        return out
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """The arrays a model is built from, extracted once from a validated study table.
+
+    ``x`` holds raw covariate values (NaN = missing); ``centres`` are the means of the observed
+    values, so that ``mu`` is the randomised effect at the average covariate values.
+    """
+
+    studies: tuple[str, ...]
+    y: np.ndarray
+    se: np.ndarray
+    nonrandomised: np.ndarray
+    designs: tuple[str | None, ...]
+    covariates: tuple[str, ...]
+    x: np.ndarray
+    centres: np.ndarray
+    source: str = ""
+
+    @property
+    def k(self) -> int:
+        return len(self.y)
+
+    @property
+    def missing(self) -> np.ndarray:
+        """Boolean (k, p) mask of missing covariate values."""
+        return np.isnan(self.x)
+
+    @property
+    def n_missing(self) -> int:
+        return int(self.missing.sum())
+
+    @classmethod
+    def from_table(cls, table: StudyTable, spec: ModelSpec) -> ModelData:
+        """Extract and check the arrays ``spec`` needs from ``table``."""
+        nr = table.nonrandomised.astype(bool)
+        if spec.has_bias:
+            if not table.has_design:
+                raise ModelError(
+                    f"{table.source}: model {spec.model!r} needs a 'design' column (rct / prospective / retrospective)"
+                )
+            if nr.all():
+                raise ModelError(
+                    f"{table.source}: model {spec.model!r} needs at least one randomised (rct) study: "
+                    "without one, mu (the randomised effect) is identified by its prior alone"
+                )
+            if not nr.any():
+                raise ModelError(
+                    f"{table.source}: model {spec.model!r} needs at least one non-randomised study; use --model re"
+                )
+        x = table.covariate_matrix(spec.covariates) if spec.has_covariates else np.zeros((table.k, 0))
+        centres = np.zeros(x.shape[1])
+        for j, name in enumerate(spec.covariates):
+            observed = x[~np.isnan(x[:, j]), j]
+            if observed.size == 0:
+                raise ModelError(f"{table.source}: covariate {name!r} has no observed values")
+            centres[j] = observed.mean()
+        return cls(
+            studies=tuple(table.studies),
+            y=table.y,
+            se=table.se,
+            nonrandomised=nr,
+            designs=tuple(table.designs),
+            covariates=tuple(spec.covariates),
+            x=x,
+            centres=centres,
+            source=table.source,
+        )
+
+
+def threshold_key(t: float) -> str:
+    """JSON key of a threshold: ``0.8 -> "0.8"``, ``1 -> "1.0"``."""
+    return repr(float(t))
