@@ -182,15 +182,12 @@ def _read_rows(path: Path, name: str) -> tuple[list[str], list[tuple[int, list[s
                 continue
             if header is None:
                 header = [c.strip() for c in cells]
-                header_line = line
                 continue
             rows.append((line, cells))
     except csv.Error as exc:
         raise InputError(f"malformed CSV ({exc})", file=name, line=reader.line_num) from None
-    assert header is not None
-    if header_line != 1:
-        # Leading blank lines: keep numbering as the file's, header is where it is.
-        pass
+    if header is None:
+        raise InputError("file is empty (no header row)", file=name)
     return header, rows
 
 
