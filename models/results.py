@@ -131,6 +131,9 @@ class FitResult:
     #: Exact engine: tau grid and its normalised posterior density (for plots).
     tau_grid: np.ndarray | None = None
     tau_density: np.ndarray | None = None
+    #: Marginal posterior densities on a grid, {"tau": (grid, density), "delta": (...), "mu": (...)},
+    #: computed by the engine (exact: analytically; PyMC: kernel density of the draws).
+    densities: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     source: str = ""
     notes: list[str] = field(default_factory=list)
     interval_prob: float = INTERVAL_PROB
