@@ -1,0 +1,253 @@
+"""Prior-sensitivity sweeps: refit a model over a grid of tau priors (and, for the bias models,
+bias priors) and record how the posterior HR and P(HR < T) move.
+
+The exact engine is used wherever the model allows it (milliseconds per prior: the marginal
+likelihood over the tau grid is computed once and reweighted per prior); otherwise each prior
+family is compiled once with PyMC/nutpie and refitted with new hyperparameters as data.
+Independent fits run in parallel (``workers``), optionally on an existing Dask cluster.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from models.priors import PriorSpec, parse_prior
+from models.results import FitResult
+from models.spec import ModelData, ModelSpec, threshold_key
+from synthesis.errors import InputError
+
+#: Scales of the half-normal and half-Cauchy tau priors in the standard grid (0.05 to 2).
+TAU_SCALES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+#: Rates of the exponential tau priors (prior means 1/rate from 0.05 to 2).
+EXPONENTIAL_RATES: tuple[float, ...] = (20.0, 10.0, 5.0, 2.0, 1.0, 0.5)
+#: Bias-prior grid: SDs 0.1 to 1, centred at 0 (no expected direction) and at an informed
+#: negative mean (non-randomised studies exaggerate benefit: log(0.8) = -0.223, i.e. a 20%
+#: relative exaggeration of the hazard ratio).
+BIAS_SDS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+BIAS_MEANS: tuple[float, ...] = (0.0, round(math.log(0.8), 3))
+
+
+def standard_tau_priors() -> list[str]:
+    """The standard tau-prior grid: half-normal and half-Cauchy scales 0.05-2, exponential
+    rates, and the Turner et al. (2015) all-cause-mortality log-normal prior."""
+    grid = [f"halfnormal({s:g})" for s in TAU_SCALES]
+    grid += [f"halfcauchy({s:g})" for s in TAU_SCALES]
+    grid += [f"exponential({r:g})" for r in EXPONENTIAL_RATES]
+    grid.append("turner2015-acm-nonpharm")
+    return grid
+
+
+def standard_bias_priors() -> list[str]:
+    return [f"normal({m:g}, {s:g})" for m in BIAS_MEANS for s in BIAS_SDS]
+
+
+def split_specs(text: str | None, default: list[str], parameter: str) -> list[PriorSpec]:
+    """Parse a ';'-separated list of prior strings (``None`` = the default grid)."""
+    items = default if text is None else [t.strip() for t in text.split(";") if t.strip()]
+    if not items:
+        raise InputError(f"empty list of {parameter} priors")
+    return [parse_prior(t, parameter) for t in items]
+
+
+def prior_scale(spec: PriorSpec) -> float:
+    """A single number to put a prior on the x-axis of a sensitivity plot: the prior median."""
+    return float(spec.ppf(0.5))
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One refit of a sweep."""
+
+    model: str
+    tau_prior: str
+    bias_prior: str | None
+    engine: str
+    hr_median: float
+    hr_q025: float
+    hr_q975: float
+    p_hr_below: dict[str, float]
+    tau_family: str
+    tau_prior_median: float
+    bias_mean: float | None = None
+    bias_sd: float | None = None
+    tau_median: float | None = None
+    converged: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "tau_prior": self.tau_prior,
+            "bias_prior": self.bias_prior,
+            "engine": self.engine,
+            "hr_median": self.hr_median,
+            "hr_q025": self.hr_q025,
+            "hr_q975": self.hr_q975,
+            "p_hr_below": dict(self.p_hr_below),
+            "tau_family": self.tau_family,
+            "tau_prior_median": self.tau_prior_median,
+            "bias_mean": self.bias_mean,
+            "bias_sd": self.bias_sd,
+            "tau_median": self.tau_median,
+            "converged": self.converged,
+        }
+
+
+@dataclass
+class SweepResult:
+    """All rows of a sweep, with the thresholds and the time it took."""
+
+    rows: list[SweepRow]
+    thresholds: tuple[float, ...]
+    seconds: float
+    engines: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": [r.to_dict() for r in self.rows],
+            "thresholds": list(self.thresholds),
+            "seconds": self.seconds,
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        records = []
+        for r in self.rows:
+            d = r.to_dict()
+            for key, p in d.pop("p_hr_below").items():
+                d[f"p_hr_below_{key}"] = p
+            records.append(d)
+        return pd.DataFrame.from_records(records)
+
+
+def _row(fit: FitResult, spec: ModelSpec, tau: PriorSpec, bias: PriorSpec | None, label: str) -> SweepRow:
+    return SweepRow(
+        model=label,
+        tau_prior=tau.label,
+        bias_prior=bias.label if bias is not None else None,
+        engine=fit.engine,
+        hr_median=fit.hr.median,
+        hr_q025=fit.hr.q025,
+        hr_q975=fit.hr.q975,
+        p_hr_below=dict(fit.p_hr_below),
+        tau_family=tau.family if tau.source is None else "turner2015" if "turner" in tau.label else tau.family,
+        tau_prior_median=prior_scale(tau),
+        bias_mean=bias.params[0] if bias is not None else None,
+        bias_sd=bias.params[1] if bias is not None and len(bias.params) > 1 else None,
+        tau_median=fit.parameters["tau"].median if "tau" in fit.parameters else None,
+        converged=fit.diagnostics.converged if fit.diagnostics is not None else None,
+    )
+
+
+def _grid(spec: ModelSpec, tau_priors: Sequence[PriorSpec], bias_priors: Sequence[PriorSpec]) -> list[tuple[PriorSpec, PriorSpec | None]]:
+    if spec.has_bias and "delta" in spec.parameters:
+        return [(t, b) for b in bias_priors for t in tau_priors]
+    return [(t, None) for t in tau_priors]
+
+
+def _spec_with(spec: ModelSpec, tau: PriorSpec, bias: PriorSpec | None) -> ModelSpec:
+    priors = replace(spec.priors, tau=tau) if bias is None else replace(spec.priors, tau=tau, delta=bias)
+    return replace(spec, priors=priors)
+
+
+def _pymc_fit_one(args: tuple) -> FitResult:
+    """Worker entry point (top level so that it pickles for process pools and Dask)."""
+    from models.pymc_fit import fit_pymc
+
+    data, spec, thresholds, chains, draws, tune, seed = args
+    return fit_pymc(data, spec, thresholds=thresholds, at=None, chains=chains, draws=draws, tune=tune, seed=seed)
+
+
+def run_sweep(
+    data: ModelData,
+    spec: ModelSpec,
+    *,
+    label: str | None = None,
+    tau_priors: Sequence[PriorSpec],
+    bias_priors: Sequence[PriorSpec] = (),
+    thresholds: Sequence[float] = (0.8, 1.0),
+    engine: str = "auto",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    seed: int = 20261123,
+    progress: bool | None = None,
+) -> SweepResult:
+    """Refit ``spec`` over every (tau prior, bias prior) pair and summarise each fit.
+
+    ``engine="auto"`` uses the exact engine when it supports the model and PyMC otherwise.
+    """
+    from models.exact import exact_unsupported_reason, fit_exact
+
+    start = time.perf_counter()
+    label = label or spec.model
+    thresholds = tuple(float(t) for t in thresholds)
+    grid = _grid(spec, tau_priors, bias_priors)
+    specs = [_spec_with(spec, t, b) for t, b in grid]
+    reason = exact_unsupported_reason(specs[0], data)
+    use_exact = engine == "exact" or (engine == "auto" and reason is None)
+    if engine == "exact" and reason is not None:
+        from synthesis.errors import ModelError
+
+        raise ModelError(f"--engine exact: {reason}")
+    show = sys.stderr.isatty() if progress is None else progress
+    fits: list[FitResult]
+    if use_exact:
+        fits = []
+        for s in _progress(specs, show, f"sweep {label} (exact)"):
+            fits.append(fit_exact(data, s, thresholds=thresholds))
+    else:
+        jobs = [(data, s, thresholds, chains, draws, tune, seed) for s in specs]
+        fits = _run_parallel(_pymc_fit_one, jobs, workers=workers, scheduler=scheduler, show=show, desc=f"sweep {label} (PyMC)")
+    rows = [_row(f, s, t, b, label) for f, s, (t, b) in zip(fits, specs, grid, strict=True)]
+    engines: dict[str, int] = {}
+    for r in rows:
+        engines[r.engine] = engines.get(r.engine, 0) + 1
+    return SweepResult(rows=rows, thresholds=thresholds, seconds=time.perf_counter() - start, engines=engines)
+
+
+def _progress(items: Sequence, show: bool, desc: str):
+    if not show:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
+
+
+def _run_parallel(func: Callable, jobs: list, *, workers: int | None, scheduler: str | None, show: bool, desc: str) -> list:
+    """Run independent jobs: on a Dask cluster if ``scheduler`` is given, else a process pool
+    (``workers`` processes, default all cores; 1 = in this process)."""
+    if scheduler:
+        try:
+            from dask.distributed import Client, as_completed
+        except ImportError:
+            raise InputError("--scheduler needs dask[distributed]: pip install 'dnmbc-synthesis[dask]'") from None
+        client = Client(scheduler)
+        try:
+            futures = client.map(func, jobs, pure=False)
+            done = _progress(list(as_completed(futures)), show, desc)
+            for _ in done:
+                pass
+            return client.gather(futures)
+        finally:
+            client.close()
+    import os
+
+    n = workers or os.cpu_count() or 1
+    if n <= 1 or len(jobs) <= 1:
+        return [func(j) for j in _progress(jobs, show, desc)]
+    with ProcessPoolExecutor(max_workers=min(n, len(jobs))) as pool:
+        results = list(_progress(list(pool.map(func, jobs)), show, desc))
+    return results
+
+
+def threshold_columns(thresholds: Sequence[float]) -> list[str]:
+    return [threshold_key(t) for t in thresholds]
