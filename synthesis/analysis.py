@@ -194,3 +194,116 @@ def model_data(table: StudyTable, run: ModelRun) -> tuple[StudyTable, ModelData]
 
 def elapsed(start: float) -> float:
     return round(time.perf_counter() - start, 3)
+
+
+#: Covariate values at which the meta-regression curve is evaluated for the bubble plot.
+CURVE_POINTS = 21
+
+
+def _curve(covariate: str, table: StudyTable) -> dict[str, dict[str, float]]:
+    x = table.covariate(covariate)
+    observed = x[~pd.isna(x)]
+    lo, hi = (0.0, 1.0) if observed.size == 0 or (observed.min() >= 0 and observed.max() <= 1) else (float(observed.min()), float(observed.max()))
+    values = [lo + (hi - lo) * i / (CURVE_POINTS - 1) for i in range(CURVE_POINTS)]
+    return {f"{covariate}={v:g}": {covariate: v} for v in values}
+
+
+def run_analysis(
+    table: StudyTable,
+    *,
+    name: str,
+    covariate: str = DEFAULT_COVARIATE,
+    thresholds: Sequence[float] = DECISION_THRESHOLDS,
+    seed: int = 20261123,
+    chains: int = 4,
+    draws: int = 2000,
+    tune: int = 1000,
+    workers: int | None = None,
+    progress: bool | None = None,
+    tau_priors: Sequence[str] | None = None,
+    bias_priors: Sequence[str] | None = None,
+) -> AnalysisResult:
+    """Fit the standard set, pool frequentist comparators, run the sweeps and the
+    publication-bias diagnostics: everything :func:`synthesis.report.write_report` shows."""
+    from models.exact import exact_unsupported_reason
+    from models.fit import fit_data
+
+    from synthesis import pubbias
+    from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
+
+    start = time.perf_counter()
+    thresholds = tuple(sorted({float(t) for t in thresholds}))
+    timing: dict[str, float] = {}
+    runs = standard_runs(table, covariate)
+    fits: dict[str, FitResult] = {}
+    pools: dict[str, dict[str, Any]] = {}
+    rows: list[DecisionRow] = []
+    warnings = list(table.warnings)
+    for run in runs:
+        t0 = time.perf_counter()
+        sub, data = model_data(table, run)
+        if run.subset not in pools:
+            pools[run.subset] = frequentist_pools(sub)
+        engine = "exact" if exact_unsupported_reason(run.spec, data) is None else "pymc"
+        at = dict(run.at)
+        if run.spec.has_covariates:
+            at |= _curve(covariate, sub)
+        fit = fit_data(
+            data, run.spec, engine=engine, thresholds=thresholds, at=at,
+            chains=chains, draws=draws, tune=tune, seed=seed,
+        )
+        fit.hr_at = {key: value for key, value in fit.hr_at.items() if key in run.at} | {
+            key: value for key, value in fit.hr_at.items() if key not in run.at
+        }
+        fits[run.key] = fit
+        decision_fit = fit
+        rows.extend(r for r in decision_rows(run, decision_fit, pools[run.subset], thresholds) if "@" not in r.key or r.key.split("@", 1)[1] in run.at)
+        if fit.diagnostics is not None and not fit.diagnostics.converged:
+            warnings.append(f"{run.label}: sampling did not converge ({'; '.join(fit.diagnostics.messages)})")
+        timing[f"fit_{run.key}_s"] = elapsed(t0)
+
+    t0 = time.perf_counter()
+    tau_grid = split_specs(";".join(tau_priors) if tau_priors else None, standard_tau_priors(), "tau")
+    bias_grid = split_specs(";".join(bias_priors) if bias_priors else None, standard_bias_priors(), "delta")
+    sweeps: dict[str, SweepResult] = {}
+    for run in runs:
+        _, data = model_data(table, run)
+        if exact_unsupported_reason(run.spec, data) is not None:
+            continue  # PyMC sweeps are available with `synthesis sweep`; the report keeps to exact ones
+        sweeps[run.key] = run_sweep(
+            data, run.spec, label=run.label, tau_priors=tau_grid,
+            bias_priors=bias_grid if run.spec.has_bias else (), thresholds=thresholds,
+            engine="exact", progress=progress,
+        )
+    timing["sweeps_s"] = elapsed(t0)
+
+    t0 = time.perf_counter()
+    bias_diag = pubbias.diagnostics(table.y, table.v, studies=table.studies)
+    metareg = None
+    if covariate in table.frame.columns:
+        from synthesis.errors import SynthesisError
+        from synthesis.metaregression import metaregression
+
+        try:
+            metareg = metaregression(table.y, table.v, table.covariate_matrix([covariate]), names=[covariate])
+        except SynthesisError as exc:
+            warnings.append(f"frequentist meta-regression on {covariate} not estimable: {exc}")
+    timing["frequentist_s"] = elapsed(t0)
+    timing["total_s"] = elapsed(start)
+    return AnalysisResult(
+        name=name,
+        source=table.source,
+        table=table,
+        thresholds=thresholds,
+        covariate=covariate,
+        runs=runs,
+        fits=fits,
+        pools=pools,
+        decision=DecisionTable(rows, thresholds),
+        sweeps=sweeps,
+        pubbias=bias_diag,
+        metareg=metareg,
+        seed=seed,
+        timing=timing,
+        warnings=warnings,
+    )
