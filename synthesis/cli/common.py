@@ -77,3 +77,27 @@ def print_warnings(table: StudyTable) -> None:
     """Validation warnings go to stderr so that stdout stays machine-readable."""
     for w in table.warnings:
         print(f"warning: {table.source}: {w}", file=sys.stderr)
+
+
+def model_spec_from_args(args: argparse.Namespace):
+    """The :class:`models.spec.ModelSpec` that ``fit``/``sweep`` arguments describe (priors
+    parsed here, before any data is read)."""
+    from models.priors import resolve_priors
+    from models.spec import ModelSpec
+
+    priors = resolve_priors(
+        {
+            "mu": args.mu_prior,
+            "tau": args.tau_prior,
+            "delta": args.bias_prior,
+            "beta": args.beta_prior,
+            "kappa": args.kappa_prior,
+        }
+    )
+    return ModelSpec(
+        args.model,
+        bias_variant=args.bias_variant,
+        alpha=args.alpha,
+        covariates=tuple(args.covariate),
+        priors=priors,
+    )

@@ -33,4 +33,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("sweep")
+    from models.spec import ModelData
+    from synthesis.cli.common import load_table, model_spec_from_args, print_json, print_warnings
+    from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
+
+    spec = model_spec_from_args(args)
+    # Parse every prior before touching the data or writing anything.
+    tau_priors = split_specs(args.tau_priors, standard_tau_priors(), "tau")
+    bias_priors = split_specs(args.bias_priors, standard_bias_priors(), "delta") if "delta" in spec.parameters else []
+    table = load_table(args, covariates=spec.covariates)
+    print_warnings(table)
+    data = ModelData.from_table(table, spec)
+    result = run_sweep(
+        data, spec, tau_priors=tau_priors, bias_priors=bias_priors,
+        thresholds=tuple(args.threshold or (0.8, 1.0)), engine=args.engine,
+        workers=args.workers, scheduler=args.scheduler, chains=args.chains, draws=args.draws,
+        tune=args.tune, seed=args.seed, progress=False if args.quiet else None,
+    )
+    if args.out:
+        _write(result, args.out)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        frame = result.to_frame()
+        cols = ["tau_prior", "bias_prior", "engine", "hr_median", "hr_q025", "hr_q975"] + [
+            c for c in frame.columns if c.startswith("p_hr_below_")
+        ]
+        print(f"{spec.model}: {len(result.rows)} fits in {result.seconds:.2f} s ({result.engines})")
+        print("HR: posterior median and 95% equal-tailed credible interval; P(HR < T) posterior probability")
+        print(frame[[c for c in cols if c in frame.columns]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    return 0
+
+
+def _write(result, out: str) -> None:
+    import json
+
+    from synthesis.cli.common import jsonable
+    from synthesis.outputs import atomic_directory
+    from synthesis.plots import plot_sensitivity, save_figure
+
+    with atomic_directory(out) as tmp:
+        result.to_frame().to_csv(tmp / "sweep.csv", index=False)
+        (tmp / "sweep.json").write_text(json.dumps(jsonable(result.to_json()), indent=2))
+        save_figure(plot_sensitivity(result), tmp / "sensitivity")
