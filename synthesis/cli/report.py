@@ -41,4 +41,37 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    raise NotImplementedError("report")
+    import sys
+    from pathlib import Path
+
+    from synthesis.analysis import DECISION_THRESHOLDS, run_analysis
+    from synthesis.cli.common import load_table, print_warnings
+    from synthesis.datasets import DEFAULT_DATASET
+    from synthesis.report import write_report
+
+    thresholds = tuple(args.threshold or DECISION_THRESHOLDS)
+    if any(not t > 0 for t in thresholds):
+        from synthesis.errors import InputError
+
+        raise InputError("--threshold values must be hazard ratios > 0")
+    table = load_table(args)
+    print_warnings(table)
+    name = DEFAULT_DATASET if args.file is None else Path(args.file).stem
+    out = Path(args.out) if args.out else Path("reports") / name
+    result = run_analysis(
+        table,
+        name=name,
+        covariate=args.covariate,
+        thresholds=thresholds,
+        seed=args.seed,
+        workers=args.workers,
+        progress=False if args.quiet else None,
+    )
+    path = write_report(result, out)
+    for w in result.warnings:
+        if w not in table.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    if not args.quiet:
+        print(f"report written to {path}/report.html ({result.timing.get('total_s', 0):.1f} s)")
+        print(result.decision.to_frame().to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    return 0
