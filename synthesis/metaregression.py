@@ -1,0 +1,258 @@
+"""Mixed-effects meta-regression of log hazard ratios on study covariates (metafor
+``rma(yi, vi, mods = ~ C1 + C2, method, test)``).
+
+The model is ``y_i = b0 + b1 x_i1 + ... + bm x_im + u_i + e_i`` with ``u_i ~ N(0, tau^2)`` the
+residual heterogeneity and ``e_i ~ N(0, v_i)``; it is fitted by :func:`synthesis.pooling.fit_model`
+(weighted least squares with ``w_i = 1 / (v_i + tau^2)``, tau^2 by the chosen estimator on the
+residuals, REML by default).
+
+* ``QM`` (omnibus test of the covariates, all coefficients but the intercept):
+  ``QM = b' Var(b)^-1 b`` ~ chi^2 with m df; with the Knapp-Hartung adjustment (Knapp & Hartung
+  2003; metafor ``test = "knha"``) ``Var(b)`` is scaled by ``y'Py / (k - p)``, ``QM / m`` ~
+  F(m, k - p) and the coefficients use t with ``k - p`` df.
+* ``QE`` (residual heterogeneity) ``= y'P0 y`` ~ chi^2 with ``k - p`` df; I^2 and H^2 use the
+  typical within-study variance ``(k - p) / tr(P0)`` as in metafor.
+* ``R^2 = max(0, 100 (tau^2_RE - tau^2) / tau^2_RE)`` against the intercept-only model with
+  the same estimator (Raudenbush 2009; metafor's default), 0 when ``tau^2_RE = 0``; for the FE
+  model metafor's adjusted R^2 of the weighted regression, ``1 - (QE / Q) (k - 1) / (k - p)``.
+
+Rows with a missing value (NaN) in any named covariate are dropped and counted in ``dropped``.
+
+Knapp G, Hartung J (2003). Improved tests for a random effects meta-regression with a single
+covariate. Stat Med 22:2693-2710.
+Viechtbauer W (2005). Bias and efficiency of meta-analytic variance estimators in the
+random-effects model. J Educ Behav Stat 30:261-293.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from synthesis.errors import InputError, ModelError
+from synthesis.pooling import DEFAULT_LEVEL, METHODS, estimate_tau2, fit_model, generalised_q
+from synthesis.studies import StudyTable
+
+INTERCEPT = "intercept"
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    """One regression coefficient on the log scale."""
+
+    estimate: float
+    se: float
+    ci_lower: float
+    ci_upper: float
+    statistic: float
+    pvalue: float
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {
+            "estimate": _num(self.estimate),
+            "se": _num(self.se),
+            "ci_lower": _num(self.ci_lower),
+            "ci_upper": _num(self.ci_upper),
+            "statistic": _num(self.statistic),
+            "pvalue": _num(self.pvalue),
+        }
+
+
+@dataclass(frozen=True)
+class MetaRegResult:
+    """A fitted meta-regression: coefficients keyed ``intercept`` and by covariate name."""
+
+    method: str
+    hksj: bool
+    k: int
+    dropped: int
+    covariates: tuple[str, ...]
+    tau2: float
+    qm: float
+    qm_df: tuple[int, int | None]
+    qm_pvalue: float
+    qe: float
+    qe_pvalue: float
+    i2: float
+    h2: float
+    r2: float | None
+    coefficients: dict[str, Coefficient]
+    level: float = DEFAULT_LEVEL
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "hksj": self.hksj,
+            "k": self.k,
+            "dropped": self.dropped,
+            "tau2": _num(self.tau2),
+            "qm": _num(self.qm),
+            "qm_pvalue": _num(self.qm_pvalue),
+            "coefficients": {name: c.to_dict() for name, c in self.coefficients.items()},
+            "covariates": list(self.covariates),
+            "qm_df": list(self.qm_df),
+            "qe": _num(self.qe),
+            "qe_df": self.k - len(self.coefficients),
+            "qe_pvalue": _num(self.qe_pvalue),
+            "i2": _num(self.i2),
+            "h2": _num(self.h2),
+            "r2": None if self.r2 is None else _num(self.r2),
+            "level": self.level,
+            "notes": list(self.notes),
+        }
+
+
+def metaregression(
+    y: Any,
+    v: Any,
+    covariates: Any,
+    names: Sequence[str],
+    *,
+    method: str = "REML",
+    hksj: bool = False,
+    level: float = DEFAULT_LEVEL,
+) -> MetaRegResult:
+    """Fit a mixed-effects meta-regression of ``y`` (variances ``v``) on ``covariates``.
+
+    Parameters
+    ----------
+    y, v
+        Effects (log HR) and sampling variances.
+    covariates
+        A (k, m) array (or a length-k vector for m = 1); NaN marks a missing value and drops
+        the row.
+    names
+        The m covariate names (keys of ``coefficients``; the intercept is ``"intercept"``).
+    method
+        tau^2 estimator, one of :data:`synthesis.pooling.METHODS` (``FE`` gives a fixed-effects
+        meta-regression).
+    hksj
+        Knapp-Hartung adjustment (t tests with k - p df, F test for QM).
+    """
+    names = tuple(names)
+    if len(set(names)) != len(names) or INTERCEPT in names:
+        raise InputError(f"covariate names must be distinct and not {INTERCEPT!r}: {names}")
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    y = np.asarray(y, dtype=float).reshape(-1)
+    v = np.asarray(v, dtype=float).reshape(-1)
+    Z = np.asarray(covariates, dtype=float)
+    if Z.ndim == 1:
+        Z = Z[:, None]
+    if Z.shape != (y.size, len(names)):
+        raise InputError(
+            f"covariate matrix has shape {Z.shape}, expected ({y.size}, {len(names)})"
+        )
+    if not names:
+        raise InputError("meta-regression needs at least one covariate")
+    keep = ~np.isnan(Z).any(axis=1)
+    dropped = int((~keep).sum())
+    y, v, Z = y[keep], v[keep], Z[keep]
+    k, p = y.size, len(names) + 1
+    need = p if method == "FE" else p + 1
+    if k < need:
+        raise InputError(
+            f"{k} studies with all of {', '.join(names)} present ({dropped} dropped for missing "
+            f"values); a model with {p} coefficients{'' if method == 'FE' else ' and tau^2'} "
+            f"needs at least {need}"
+        )
+    X = np.column_stack([np.ones(k), Z])
+    fit = fit_model(y, v, X, method=method, knha=hksj, level=level)
+
+    b = fit.beta[1:]
+    vb = fit.vb[1:, 1:]
+    m = p - 1
+    try:
+        qm = float(b @ np.linalg.solve(vb, b))
+    except np.linalg.LinAlgError:
+        qm = math.nan
+    if hksj:
+        df2 = k - p
+        qm = qm / m
+        qm_df: tuple[int, int | None] = (m, df2)
+        qm_p = float(stats.f.sf(qm, m, df2)) if df2 > 0 else math.nan
+    else:
+        qm_df = (m, None)
+        qm_p = float(stats.chi2.sf(qm, m))
+
+    r2: float | None = None
+    notes = list(fit.notes)
+    if method == "FE":
+        # metafor: adjusted R^2 of the weighted least-squares regression (lm with weights 1/v)
+        tss = generalised_q(0.0, y, v, np.ones((k, 1)))
+        if tss > 0 and k > p:
+            r2 = max(0.0, 100.0 * (1.0 - (fit.q / tss) * (k - 1) / (k - p)))
+        else:
+            r2 = 0.0
+    else:
+        try:
+            tau2_re = estimate_tau2(y, v, None, method).tau2
+        except ModelError as exc:
+            tau2_re = math.nan
+            notes.append(f"R^2 not available: {exc}")
+        if tau2_re == 0.0:
+            r2 = 0.0
+        elif math.isfinite(tau2_re):
+            r2 = max(0.0, 100.0 * (tau2_re - fit.tau2) / tau2_re)
+
+    coefs = {
+        name: Coefficient(
+            estimate=float(fit.beta[j]),
+            se=float(fit.se[j]),
+            ci_lower=float(fit.ci_lower[j]),
+            ci_upper=float(fit.ci_upper[j]),
+            statistic=float(fit.statistic[j]),
+            pvalue=float(fit.pvalue[j]),
+        )
+        for j, name in enumerate((INTERCEPT, *names))
+    }
+    return MetaRegResult(
+        method=method,
+        hksj=hksj,
+        k=k,
+        dropped=dropped,
+        covariates=names,
+        tau2=fit.tau2,
+        qm=qm,
+        qm_df=qm_df,
+        qm_pvalue=qm_p,
+        qe=fit.q,
+        qe_pvalue=fit.q_pvalue,
+        i2=fit.i2,
+        h2=fit.h2,
+        r2=r2,
+        coefficients=coefs,
+        level=level,
+        notes=tuple(notes),
+    )
+
+
+def metaregression_table(
+    table: StudyTable,
+    covariates: Sequence[str],
+    *,
+    method: str = "REML",
+    hksj: bool = False,
+    level: float = DEFAULT_LEVEL,
+) -> MetaRegResult:
+    """:func:`metaregression` on a :class:`~synthesis.studies.StudyTable`'s covariate columns."""
+    names = tuple(dict.fromkeys(covariates))
+    return metaregression(
+        table.y,
+        table.v,
+        table.covariate_matrix(names),
+        names,
+        method=method,
+        hksj=hksj,
+        level=level,
+    )
