@@ -15,6 +15,7 @@ the same studies. Nothing here draws or prints: plots and the report read :class
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -150,7 +151,7 @@ def frequentist_pools(table: StudyTable) -> dict[str, Any]:
 
 
 def _freq_triplets(pools: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
-    return {m.lower(): (p.hr, p.hr_ci_lower, p.hr_ci_upper) for m, p in pools.items()}
+    return {m.lower(): (math.exp(p.estimate), math.exp(p.ci_lower), math.exp(p.ci_upper)) for m, p in pools.items()}
 
 
 def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], thresholds: Sequence[float]) -> list[DecisionRow]:
@@ -227,7 +228,6 @@ def run_analysis(
     publication-bias diagnostics: everything :func:`synthesis.report.write_report` shows."""
     from models.exact import exact_unsupported_reason
     from models.fit import fit_data
-
     from synthesis import pubbias
     from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
@@ -252,12 +252,12 @@ def run_analysis(
             data, run.spec, engine=engine, thresholds=thresholds, at=at,
             chains=chains, draws=draws, tune=tune, seed=seed,
         )
-        fit.hr_at = {key: value for key, value in fit.hr_at.items() if key in run.at} | {
-            key: value for key, value in fit.hr_at.items() if key not in run.at
-        }
         fits[run.key] = fit
-        decision_fit = fit
-        rows.extend(r for r in decision_rows(run, decision_fit, pools[run.subset], thresholds) if "@" not in r.key or r.key.split("@", 1)[1] in run.at)
+        rows.extend(
+            r
+            for r in decision_rows(run, fit, pools[run.subset], thresholds)
+            if "@" not in r.key or r.key.split("@", 1)[1] in run.at
+        )
         if fit.diagnostics is not None and not fit.diagnostics.converged:
             warnings.append(f"{run.label}: sampling did not converge ({'; '.join(fit.diagnostics.messages)})")
         timing[f"fit_{run.key}_s"] = elapsed(t0)
@@ -278,7 +278,7 @@ def run_analysis(
     timing["sweeps_s"] = elapsed(t0)
 
     t0 = time.perf_counter()
-    bias_diag = pubbias.diagnostics(table.y, table.v, studies=table.studies)
+    bias_diag = pubbias.bias_table(table)
     metareg = None
     if covariate in table.frame.columns:
         from synthesis.errors import SynthesisError
