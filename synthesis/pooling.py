@@ -62,7 +62,7 @@ from synthesis.errors import InputError, ModelError
 METHODS: tuple[str, ...] = ("FE", "DL", "REML", "ML", "PM", "HE", "SJ")
 RANDOM_METHODS: tuple[str, ...] = METHODS[1:]
 DEFAULT_LEVEL = 0.95
-#: Fisher scoring stops when a step changes tau^2 by less than this times (1 + tau^2).
+#: Fisher scoring stops when a step changes tau^2 by less than this times (tau^2 + min(v)).
 SCORING_TOL = 1e-10
 SCORING_MAX_ITER = 500
 #: metafor's ``tol`` (``.Machine$double.eps^0.25``) used by its ``ll0check``.
@@ -254,6 +254,7 @@ def _tau2_likelihood(
     y: np.ndarray, v: np.ndarray, X: np.ndarray, reml: bool, max_iter: int, tol: float
 ) -> Tau2Estimate:
     tau2 = max(0.0, _tau2_he(y, v, X))
+    vmin = float(v.min())  # scale of the convergence criterion: relative to tau^2 + min(v)
     converged = False
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 - used after the loop
@@ -262,16 +263,17 @@ def _tau2_likelihood(
         if not math.isfinite(adj):
             break
         if tau2 + adj < 0.0:
-            if tau2 == 0.0:  # score points below the boundary: the maximum is at 0
+            # The step leaves the parameter space. If the score at the boundary also points
+            # below it, the maximum is at 0 (metafor's step halving only creeps towards 0);
+            # otherwise halve the step as metafor does.
+            if tau2 == 0.0 or _score(0.0, y, v, X, reml)[0] <= 0.0:
+                tau2 = 0.0
                 converged = True
                 break
-            while tau2 + adj < 0.0:  # metafor's step halving at the boundary
+            while tau2 + adj < 0.0:
                 adj /= 2.0
-                if abs(adj) < tol * 1e-3:
-                    adj = -tau2
-                    break
         tau2 = max(0.0, tau2 + adj)
-        if abs(adj) <= tol * (1.0 + tau2):
+        if abs(adj) <= tol * (tau2 + vmin):
             converged = True
             break
     note = None

@@ -13,6 +13,7 @@
 #   bcg        dat.bcg (Colditz 1994), log risk ratios via escalc(measure = "RR"), k = 13;
 #              moderators ablat and year; subgroups by allocation (random vs not).
 #   hackshaw   dat.hackshaw1998 (passive smoking, log odds ratios as given), k = 37.
+#   hackshaw_tied  the same with vi rounded to 2 decimals, so that Begg's test has ties.
 #   hine       dat.hine1989 (lidocaine, log RR), k = 6: homogeneous, tau^2 = 0 for most estimators.
 #   cannon     dat.cannon2006 (intensive statins, endpoint 1, log RR), k = 4 (k <= 5).
 #   bcg_k2     the first two studies of bcg (k = 2 edge case).
@@ -74,6 +75,10 @@ add_dataset("bcg", "metadat::dat.bcg, escalc(measure='RR')",
 hk <- dat.hackshaw1998
 add_dataset("hackshaw", "metadat::dat.hackshaw1998 (yi, vi as given: log OR)",
             paste(hk$author, hk$year), hk$yi, hk$vi)
+
+# the same with variances rounded to 2 decimals: tied variances (Begg's test normal approximation)
+add_dataset("hackshaw_tied", "metadat::dat.hackshaw1998 with vi rounded to 2 decimals (ties)",
+            paste(hk$author, hk$year), hk$yi, round(hk$vi, 2))
 
 hine <- escalc(measure = "RR", ai = ai, n1i = n1i, ci = ci, n2i = n2i, data = dat.hine1989)
 add_dataset("hine", "metadat::dat.hine1989, escalc(measure='RR')", hine$source, hine$yi, hine$vi)
@@ -191,7 +196,7 @@ metareg_cases <- list(
   list(data = "bcg", covariates = c("ablat", "year"))
 )
 if (has_dnmbc && !is.null(datasets$dnmbc$bone_only_fraction) &&
-    sum(!is.na(datasets$dnmbc$bone_only_fraction)) >= 4) {
+    sum(!is.na(datasets$dnmbc$bone_only_fraction)) >= 3) {
   metareg_cases[[length(metareg_cases) + 1]] <- list(data = "dnmbc", covariates = c("bone_only_fraction"))
 }
 mr <- list()
