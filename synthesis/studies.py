@@ -41,6 +41,8 @@ DEFAULT_CI_LEVEL = 0.95
 #: A point estimate further than this fraction of the CI width from the log-scale midpoint of
 #: its CI is flagged (transcription error or asymmetric CI).
 ASYMMETRY_TOLERANCE = 0.10
+#: Medians within this ratio of each other (shorter/longer >= 0.9) are too close to contradict an HR.
+DIRECTION_TOLERANCE = 0.90
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 _MAX_BYTES = 50_000_000
@@ -375,6 +377,11 @@ def load_studies(
             if not keep and not include_all:
                 excluded += 1
                 continue
+            effect_cols = RATIO_COLUMNS if form == "ratio" else LOG_COLUMNS
+            if not keep and all(not cells[c].strip() for c in effect_cols):
+                excluded += 1
+                warnings.append(f"line {line} ({study}): excluded row has no effect estimate; left out even with --include-all")
+                continue
         design = None
         if "design" in cells:
             label = cells["design"].strip().lower()
@@ -450,7 +457,7 @@ def _direction_warnings(table: StudyTable) -> list[str]:
             a, b = float(a), float(b)
         except (TypeError, ValueError):
             continue
-        if not (math.isfinite(a) and math.isfinite(b)) or a == b:
+        if not (math.isfinite(a) and math.isfinite(b)) or min(a, b) >= DIRECTION_TOLERANCE * max(a, b):
             continue
         y = d["log_hr"]
         if (y < 0 and a < b) or (y > 0 and a > b):

@@ -83,8 +83,9 @@ def test_include_column_and_cohort_warning(tmp_path):
     assert table.studies == ["a", "b", "d"]
     assert table.excluded == 1
     assert any("cohort C1" in w for w in table.warnings)
-    with pytest.raises(InputError, match="line 4, column 'log_hr'"):
-        load_studies(write(tmp_path, text, "b.csv"), include_all=True)
+    partial = text.replace("c,,,false", "c,0.2,,false")
+    with pytest.raises(InputError, match="line 4, column 'se'"):
+        load_studies(write(tmp_path, partial, "b.csv"), include_all=True)
 
 
 def test_direction_check(tmp_path):
@@ -238,3 +239,16 @@ def test_loader_never_crashes_on_arbitrary_bytes(tmp_path, data):
         load_studies(path)
     except InputError:
         pass
+
+
+def test_include_all_skips_excluded_rows_without_effect(tmp_path):
+    text = "study,log_hr,se,include\na,0.1,0.2,true\nb,0.2,0.3,true\nc,,,false\nd,0.3,0.2,false\n"
+    table = load_studies(write(tmp_path, text), include_all=True)
+    assert table.studies == ["a", "b", "d"]
+    assert any("line 4 (c)" in w and "no effect estimate" in w for w in table.warnings)
+
+
+def test_direction_check_ignores_close_medians(tmp_path):
+    # E2108: HR 1.11 with medians 54.9 vs 53.1 months - too close to contradict the HR.
+    text = "study,hr,ci_lower,ci_upper,median_os_lrt,median_os_control\nE2108,1.11,0.82,1.52,54.9,53.1\nb,0.8,0.6,1.0,30,20\n"
+    assert load_studies(write(tmp_path, text)).warnings == ()
