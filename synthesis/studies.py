@@ -377,11 +377,16 @@ def load_studies(
             if not keep and not include_all:
                 excluded += 1
                 continue
-            effect_cols = RATIO_COLUMNS if form == "ratio" else LOG_COLUMNS
-            if not keep and all(not cells[c].strip() for c in effect_cols):
-                excluded += 1
-                warnings.append(f"line {line} ({study}): excluded row has no effect estimate; left out even with --include-all")
-                continue
+            if not keep:
+                try:
+                    _effect(cells, form, name=name, line=line)
+                except InputError as exc:
+                    excluded += 1
+                    warnings.append(
+                        f"line {line} ({study}): row marked include=false has no usable effect "
+                        f"({exc.reason}); left out even with --include-all"
+                    )
+                    continue
         design = None
         if "design" in cells:
             label = cells["design"].strip().lower()

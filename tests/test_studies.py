@@ -83,7 +83,7 @@ def test_include_column_and_cohort_warning(tmp_path):
     assert table.studies == ["a", "b", "d"]
     assert table.excluded == 1
     assert any("cohort C1" in w for w in table.warnings)
-    partial = text.replace("c,,,false", "c,0.2,,false")
+    partial = text.replace("c,,,false", "c,0.2,,true")
     with pytest.raises(InputError, match="line 4, column 'se'"):
         load_studies(write(tmp_path, partial, "b.csv"), include_all=True)
 
@@ -245,7 +245,7 @@ def test_include_all_skips_excluded_rows_without_effect(tmp_path):
     text = "study,log_hr,se,include\na,0.1,0.2,true\nb,0.2,0.3,true\nc,,,false\nd,0.3,0.2,false\n"
     table = load_studies(write(tmp_path, text), include_all=True)
     assert table.studies == ["a", "b", "d"]
-    assert any("line 4 (c)" in w and "no effect estimate" in w for w in table.warnings)
+    assert any("line 4 (c)" in w and "no usable effect" in w for w in table.warnings)
 
 
 def test_direction_check_ignores_close_medians(tmp_path):
