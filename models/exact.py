@@ -1,0 +1,918 @@
+r"""The exact engine: linear-Gaussian models integrated analytically, tau by quadrature.
+
+Every model this engine accepts is, given the between-study SD tau, a Bayesian linear model
+
+.. math::
+
+    y \mid b, \tau \sim N\!\left(X b,\; V_\tau\right), \qquad
+    V_\tau = \operatorname{diag}(s_i^2 + \tau^2), \qquad
+    b \sim N(m_0, S_0), \quad S_0 = \operatorname{diag}(s_{0j}^2),
+
+with ``b`` and ``X`` per model:
+
+* ``re``: ``b = (mu)``, ``X = 1``;
+* ``bias`` (variant ``additive``): ``b = (mu, delta)``, ``X = [1, nr]`` with ``nr_i = 1`` for a
+  non-randomised study;
+* ``bias`` (variant ``downweight``): ``b = (mu)``, ``X = 1`` and the within-study variance of a
+  non-randomised study is ``s_i^2 = se_i^2 / alpha``. As a function of ``theta_i`` this is the
+  within-study likelihood raised to the power alpha, ``N(y_i; theta_i, se_i^2)^alpha`` (up to a
+  constant), so the power prior and the variance inflation give the same posterior;
+* ``metareg`` / ``bias-metareg``: extra columns ``x_ij - c_j`` (``c_j`` = ``data.centres``) with
+  coefficients ``beta_j``.
+
+For fixed tau the coefficients integrate out in closed form (a conjugate normal update). With
+``W = V_tau^{-1}``, the conditional posterior of ``b`` is normal with precision and mean
+
+.. math::
+
+    P_\tau = X^\top W X + S_0^{-1}, \qquad
+    \hat b_\tau = P_\tau^{-1}\,(X^\top W y + S_0^{-1} m_0),
+
+and the marginal likelihood ``p(y | tau) = N(y; X m_0, V_tau + X S_0 X^T)`` is evaluated without
+forming that k x k matrix (matrix determinant lemma and Woodbury identity):
+
+.. math::
+
+    -2 \log p(y\mid\tau) = k \log 2\pi + \log|V_\tau| + \log|S_0| + \log|P_\tau|
+        + (y - X\hat b_\tau)^\top W (y - X\hat b_\tau) + (\hat b_\tau - m_0)^\top S_0^{-1}
+          (\hat b_\tau - m_0).
+
+The marginal posterior ``p(tau | y) ∝ p(tau) p(y | tau)`` is one-dimensional and is integrated by
+Simpson's rule on a grid that is uniform in ``u = asinh(tau / c)`` (linear near tau = 0, logarithmic
+for large tau) and spans the region where the posterior density is within ``exp(-40)`` of its
+maximum; the region is located on a wide pilot grid first. Every posterior summary of a linear
+combination ``c^T b`` (mu, delta, beta_j, the HR at covariate values, the predictive effect
+``mu + u_new`` of a new randomised study at the covariate centres) is then a finite mixture of
+normals over the grid nodes, whose mean, SD, CDF and quantiles (Newton's method on the mixture
+CDF) are computed to machine precision for that mixture. ``P(HR < T) = P(c^T b < log T)`` is the
+mixture CDF at ``log T``. The study-specific (shrunken) effects ``theta_i = x_i^T b + u_i`` are
+normal given tau too (Röver 2020, section 2.4):
+
+.. math::
+
+    \theta_i \mid \tau, y \sim N\!\left((1 - B_i) y_i + B_i x_i^\top \hat b_\tau,\;
+        (1 - B_i) s_i^2 + B_i^2\, x_i^\top P_\tau^{-1} x_i\right),
+    \qquad B_i = \frac{s_i^2}{s_i^2 + \tau^2}.
+
+This is the computation of the bayesmeta R package (Röver C. 2020. Bayesian random-effects
+meta-analysis using the bayesmeta R package. J Stat Softw 93(6):1-51, doi:10.18637/jss.v093.i06)
+and of its meta-regression function ``bmr`` (Röver C, Friede T. 2023. Using the bayesmeta R package
+for Bayesian random-effects meta-regression. Comput Methods Programs Biomed 229:107303,
+doi:10.1016/j.cmpb.2022.107303), here with a fixed high-order quadrature rule instead of the DIRECT
+algorithm's adaptive mixture, vectorised over the grid.
+
+Only normal priors on mu, delta and beta keep the model conjugate given tau; any scale family of
+:mod:`models.priors` is accepted for tau (through ``PriorSpec.logpdf``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy import special
+from scipy.interpolate import CubicSpline
+
+from models.priors import PriorSpec
+from models.results import FitResult, ParamSummary, RatioSummary, StudyEffect
+from models.spec import DEFAULT_THRESHOLDS, INTERVAL_PROB, ModelData, ModelSpec, threshold_key
+from synthesis.errors import InputError, ModelError
+
+#: Default number of tau grid nodes (odd: Simpson's rule). Doubling it changes no reported
+#: number in the 4th significant digit (tests/test_exact.py).
+DEFAULT_GRID = 257
+#: The grid covers the region where log p(tau | y) >= max - LOG_CUTOFF (exp(-40) ~ 4e-18).
+LOG_CUTOFF = 40.0
+#: Nodes of the wide pilot grid that locates the posterior mass of tau.
+PILOT_POINTS = 400
+#: Mixture components lighter than this fraction of the heaviest are dropped from sums.
+_PRUNE = 1e-14
+_LOG_2PI = math.log(2.0 * math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_Z = float(special.ndtri(0.5 + INTERVAL_PROB / 2.0))  # 1.959964
+_PROBS = np.array([0.5, (1.0 - INTERVAL_PROB) / 2.0, (1.0 + INTERVAL_PROB) / 2.0])
+
+
+# --------------------------------------------------------------------------------------------
+# What the engine accepts
+# --------------------------------------------------------------------------------------------
+def exact_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None:
+    """Why the exact engine cannot fit ``spec`` to ``data``, or ``None`` when it can.
+
+    The exact engine needs a model that is linear-Gaussian given tau (``re``, ``bias`` with the
+    ``additive`` or ``downweight`` variant, ``metareg``, ``bias-metareg``), normal priors on mu,
+    delta and beta, and no missing covariate values.
+    """
+    if spec.has_bias and spec.bias_variant == "random":
+        return (
+            "bias variant 'random' has study-specific biases whose SD kappa is a second variance "
+            "parameter: the model is not linear-Gaussian given tau alone, so the exact engine "
+            "cannot integrate it — use --engine pymc"
+        )
+    if spec.has_bias and spec.bias_variant == "three-level":
+        return (
+            "bias variant 'three-level' has a design-level random effect with its own variance: the "
+            "model is not linear-Gaussian given tau alone, so the exact engine cannot integrate "
+            "it — use --engine pymc"
+        )
+    location = [n for n in ("mu", "delta", "beta") if n in spec.parameters]
+    bad = [n for n in location if not getattr(spec.priors, n).is_normal]
+    if bad:
+        which = "; ".join(f"{n} has {getattr(spec.priors, n).label}" for n in bad)
+        listed = " and ".join([", ".join(location[:-1]), location[-1]] if len(location) > 1 else location)
+        return f"the exact engine needs normal priors on {listed}; {which} — use --engine pymc"
+    if spec.has_covariates:
+        if tuple(data.covariates) != tuple(spec.covariates):
+            return (
+                f"the data were extracted for covariates {list(data.covariates)}, the model asks "
+                f"for {list(spec.covariates)}"
+            )
+        n_missing = data.n_missing
+        if n_missing:
+            noun = "value is" if n_missing == 1 else "values are"
+            return (
+                f"{n_missing} covariate {noun} missing; the exact engine cannot impute them — "
+                "use --engine pymc"
+            )
+    if data.k < 1:
+        return "there are no studies to fit"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Normal mixtures
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NormalMixture:
+    r"""A finite mixture of normals ``sum_g w_g N(m_g, s_g^2)``: the exact posterior of a linear
+    combination of the coefficients, one component per tau grid node."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    sds: np.ndarray
+
+    def mean(self) -> float:
+        return float(self.weights @ self.means)
+
+    def sd(self) -> float:
+        m = self.mean()
+        return float(math.sqrt(max(self.weights @ (self.sds**2 + (self.means - m) ** 2), 0.0)))
+
+    def cdf(self, x: np.ndarray | float) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        z = (x[..., None] - self.means) / self.sds
+        return special.ndtr(z) @ self.weights
+
+    def pdf(self, x: np.ndarray | float) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        z = (x[..., None] - self.means) / self.sds
+        return (np.exp(-0.5 * z * z) / self.sds) @ self.weights / math.sqrt(2.0 * math.pi)
+
+    def ppf(self, q: np.ndarray | float) -> np.ndarray:
+        q = np.asarray(q, dtype=float)
+        out = _mixture_quantiles(self.weights, self.means[:, None], self.sds[:, None], q.ravel())
+        return out[0].reshape(q.shape)
+
+
+def _mixture_quantiles(
+    W: np.ndarray,
+    M: np.ndarray,
+    S: np.ndarray,
+    probs: np.ndarray,
+    *,
+    wi: np.ndarray | None = None,
+    mi: np.ndarray | None = None,
+    tol: float = 1e-12,
+    block: int = 2048,
+) -> np.ndarray:
+    """Quantiles of normal mixtures over the grid nodes.
+
+    Mixture ``t`` has weights ``W[:, wi[t]]`` and component means/SDs ``M[:, mi[t]]``,
+    ``S[:, mi[t]]`` (``W`` is (G,) or (G, n_w); ``M``, ``S`` are (G, n)); by default every column
+    of ``M`` with the single weight column. Halley's method on the mixture CDF from the
+    moment-matched normal (cubic convergence; the second derivative costs one extra product),
+    safeguarded by bisection inside a bracket that always
+    contains the root; only unconverged targets are iterated, in blocks of ``block`` targets.
+    Returns a (number of mixtures, len(probs)) array.
+    """
+    W = W.reshape(W.shape[0], -1)
+    probs = np.asarray(probs, dtype=float)
+    mi = np.arange(M.shape[1]) if mi is None else np.asarray(mi)
+    wi = np.zeros(mi.size, dtype=int) if wi is None else np.asarray(wi)
+    n_p = probs.size
+    tm, tw = np.repeat(mi, n_p), np.repeat(wi, n_p)  # target -> mean column, weight column
+    p = np.tile(probs, mi.size)
+    q = np.empty(p.size)
+    lo_all = (M - 40.0 * S).min(axis=0)
+    hi_all = (M + 40.0 * S).max(axis=0)
+    inv_s = 1.0 / S
+    for start in range(0, p.size, block):
+        sl = slice(start, min(start + block, p.size))
+        cm, cw, pp = tm[sl], tw[sl], p[sl]
+        Mt, It = M[:, cm], inv_s[:, cm]
+        if W.shape[1] == 1:  # one weight vector: matrix-vector products
+
+            def wsum(X: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
+                return W[:, 0] @ X
+
+        else:
+            Wt = W[:, cw]
+
+            def wsum(
+                X: np.ndarray, idx: np.ndarray | slice = slice(None), Wt: np.ndarray = Wt
+            ) -> np.ndarray:
+                return np.einsum("gt,gt->t", Wt[:, idx], X)
+
+        mean = wsum(Mt)
+        var = wsum(1.0 / (It * It) + Mt * Mt) - mean * mean
+        lo, hi = lo_all[cm], hi_all[cm]
+        x = np.clip(mean + np.sqrt(np.maximum(var, 1e-300)) * special.ndtri(pp), lo, hi)
+        active = np.arange(x.size)
+        for _ in range(100):
+            Ia = It[:, active]
+            z = (x[active] - Mt[:, active]) * Ia
+            err = wsum(special.ndtr(z), active) - pp[active]
+            phi = np.exp(-0.5 * z * z) * Ia
+            pdf = wsum(phi, active) * _INV_SQRT_2PI
+            dpdf = -wsum(phi * z * Ia, active) * _INV_SQRT_2PI
+            xa = x[active]
+            lo[active] = np.where(err <= 0.0, xa, lo[active])
+            hi[active] = np.where(err >= 0.0, xa, hi[active])
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                new = xa - 2.0 * err * pdf / (2.0 * pdf * pdf - err * dpdf)  # Halley's step
+            bad = ~np.isfinite(new) | (new < lo[active]) | (new > hi[active])
+            new = np.where(bad, 0.5 * (lo[active] + hi[active]), new)
+            x[active] = new
+            active = active[np.abs(new - xa) > tol * (1.0 + np.abs(xa))]
+            if active.size == 0:
+                break
+        q[sl] = x
+    return q.reshape(mi.size, n_p)
+
+
+def _spline_quantiles(u: np.ndarray, dens: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Quantiles (in u) of densities tabulated at nodes ``u``: ``dens`` is (G, P), one column per
+    distribution. Each density is interpolated by a cubic spline and integrated exactly (the
+    antiderivative is a piecewise quartic); every quantile is found by Newton's method inside the
+    grid interval that brackets it. Returns (P, len(probs))."""
+    probs = np.asarray(probs, dtype=float)
+    anti = CubicSpline(u, dens, axis=0).antiderivative()
+    cum = anti(u)  # (G, P), cum[0] = 0
+    total = cum[-1]
+    cum = cum / total
+    P = dens.shape[1]
+    j = np.clip((cum[:, :, None] < probs[None, None, :]).sum(axis=0), 1, u.size - 1)  # (P, n_p)
+    col = np.broadcast_to(np.arange(P)[:, None], j.shape)
+    origin = u[j - 1]
+    lo, hi = origin.copy(), u[j]
+    f_lo, f_hi = cum[j - 1, col], cum[j, col]
+    # CDF on the bracketing interval: sum_i c_i (x - origin)^(4 - i), c = (5, P, n_p)
+    c = anti.c[:, j - 1, col] / total[col]
+    pw = np.arange(c.shape[0] - 1, -1, -1)[:, None, None]
+    dc = c[:-1] * pw[:-1]  # derivative coefficients, powers pw - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(f_hi > f_lo, lo + (probs - f_lo) / (f_hi - f_lo) * (hi - lo), 0.5 * (lo + hi))
+    x = np.clip(x, lo, hi)
+    for _ in range(60):
+        dx = x - origin
+        err = (c * dx**pw).sum(axis=0) - probs
+        slope = (dc * dx ** (pw[:-1] - 1)).sum(axis=0)
+        lo = np.where(err <= 0.0, x, lo)
+        hi = np.where(err >= 0.0, x, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            new = x - err / slope
+        bad = ~np.isfinite(new) | (new < lo) | (new > hi)
+        new = np.where(bad, 0.5 * (lo + hi), new)
+        done = np.abs(new - x) <= 1e-14 * (1.0 + np.abs(x))
+        x = new
+        if done.all():
+            break
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# The linear model given tau
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Design:
+    """Everything the conditional (given tau) computation needs; independent of the tau prior."""
+
+    X: np.ndarray  # (k, p)
+    y: np.ndarray  # (k,)
+    s2: np.ndarray  # (k,) within-study variances used in the likelihood
+    m0: np.ndarray  # (p,)
+    s0: np.ndarray  # (p,)
+    delta_index: int | None
+    beta_index: dict[str, int]
+
+
+def _design(data: ModelData, spec: ModelSpec) -> _Design:
+    k = data.k
+    cols = [np.ones(k)]
+    priors: list[PriorSpec] = [spec.priors.mu]
+    delta_index = None
+    nr = np.asarray(data.nonrandomised, dtype=bool)
+    if spec.has_bias and spec.bias_variant == "additive":
+        delta_index = len(cols)
+        cols.append(nr.astype(float))
+        priors.append(spec.priors.delta)
+    beta_index: dict[str, int] = {}
+    if spec.has_covariates:
+        for j, name in enumerate(spec.covariates):
+            beta_index[name] = len(cols)
+            cols.append(np.asarray(data.x[:, j], dtype=float) - float(data.centres[j]))
+            priors.append(spec.priors.beta)
+    se = np.asarray(data.se, dtype=float)
+    s2 = se**2
+    if spec.has_bias and spec.bias_variant == "downweight":
+        s2 = np.where(nr, s2 / spec.alpha, s2)
+    return _Design(
+        X=np.column_stack(cols),
+        y=np.asarray(data.y, dtype=float),
+        s2=s2,
+        m0=np.array([p.params[0] for p in priors]),
+        s0=np.array([p.params[1] for p in priors]),
+        delta_index=delta_index,
+        beta_index=beta_index,
+    )
+
+
+@dataclass(frozen=True)
+class _Conditional:
+    """The model given tau at each node: log p(y | tau), E[b | tau, y] and Cov[b | tau, y]."""
+
+    tau: np.ndarray  # (G,)
+    loglik: np.ndarray  # (G,)
+    b_mean: np.ndarray  # (G, p)
+    b_cov: np.ndarray  # (G, p, p)
+
+
+def _conditional(d: _Design, tau: np.ndarray) -> _Conditional:
+    """Conjugate update of ``b`` and the marginal likelihood at every tau node (vectorised)."""
+    tau = np.asarray(tau, dtype=float)
+    v = d.s2[None, :] + (tau * tau)[:, None]  # (G, k)
+    w = 1.0 / v
+    prec0 = 1.0 / d.s0**2
+    X = d.X
+    prec = (X.T[None, :, :] * w[:, None, :]) @ X  # (G, p, p)
+    idx = np.arange(X.shape[1])
+    prec[:, idx, idx] += prec0
+    rhs = (w * d.y[None, :]) @ X + prec0 * d.m0  # (G, p)
+    chol = np.linalg.cholesky(prec)
+    cov = np.linalg.inv(prec)
+    b_mean = np.einsum("gij,gj->gi", cov, rhs)
+    resid = d.y[None, :] - b_mean @ X.T
+    quad = np.einsum("gk,gk->g", w, resid * resid) + ((b_mean - d.m0) ** 2) @ prec0
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    loglik = -0.5 * (
+        d.y.size * _LOG_2PI + np.log(v).sum(axis=1) + np.log(d.s0**2).sum() + logdet + quad
+    )
+    return _Conditional(tau=tau, loglik=loglik, b_mean=b_mean, b_cov=cov)
+
+
+# --------------------------------------------------------------------------------------------
+# The tau grid
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Grid:
+    """Quadrature nodes in tau, uniform in u = asinh(tau / c), with Simpson weights (in tau)."""
+
+    tau: np.ndarray
+    u: np.ndarray
+    c: float
+    qweights: np.ndarray  # int g(tau) dtau ≈ sum qweights * g(tau_nodes)
+    truncated: bool = False
+
+
+def _simpson(n: int, h: float) -> np.ndarray:
+    wts = np.full(n, 2.0)
+    wts[1::2] = 4.0
+    wts[0] = wts[-1] = 1.0
+    return wts * h / 3.0
+
+
+def _make_grid(t_lo: float, t_hi: float, c: float, n: int, truncated: bool = False) -> _Grid:
+    n = max(int(n), 5)
+    n += 1 - n % 2  # odd for Simpson's rule
+    u_lo, u_hi = math.asinh(t_lo / c), math.asinh(t_hi / c)
+    u = np.linspace(u_lo, u_hi, n)
+    tau = np.clip(c * np.sinh(u), t_lo, t_hi)
+    tau[0], tau[-1] = t_lo, t_hi
+    q = _simpson(n, (u_hi - u_lo) / (n - 1)) * c * np.cosh(u)
+    return _Grid(tau=tau, u=u, c=c, qweights=q, truncated=truncated)
+
+
+@dataclass(frozen=True)
+class _Bracket:
+    """Where a prior's posterior mass of tau lies (from the pilot), and the prior's support."""
+
+    lo: float
+    hi: float
+    median: float
+    truncated: bool
+    support: tuple[float, float]
+
+
+def _prior_points(prior: PriorSpec) -> np.ndarray:
+    """Support ends, median and 99.9% quantile of a tau prior (one vectorised ppf call)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pts = np.asarray(prior.ppf(np.array([0.0, 0.5, 0.999, 1.0])), dtype=float)
+    pts[0] = max(pts[0], 0.0) if np.isfinite(pts[0]) else 0.0
+    if not np.isfinite(pts[3]) or pts[3] <= pts[0]:
+        pts[3] = np.inf
+    return pts
+
+
+def _pilot(d: _Design, priors: Sequence[PriorSpec]) -> list[_Bracket]:
+    """Locate the posterior mass of tau for each prior on one wide pilot grid.
+
+    The pilot grid is uniform in asinh(tau / c0) from tau = 0 to 10^4 times the largest scale in
+    the problem, with c0 a thousandth of the smallest; the marginal likelihood on it is computed
+    once, whatever the number of priors.
+    """
+    sd = np.sqrt(d.s2)
+    pts = np.array([_prior_points(p) for p in priors])  # (n, 4): lo, median, q999, hi
+    medians, upper = pts[:, 1], pts[:, 2]
+    small = min([float(sd.min())] + [float(m) for m in medians if np.isfinite(m) and m > 0])
+    big = max([float(sd.max()), float(np.ptp(d.y))] + [float(v) for v in upper if np.isfinite(v)])
+    c0 = 1e-3 * small
+    u = np.linspace(0.0, math.asinh(1e4 * big / c0), PILOT_POINTS)
+    tau = c0 * np.sinh(u)
+    base = _conditional(d, tau).loglik + np.log(c0 * np.cosh(u))
+    out = []
+    for prior, (s_lo, _, _, s_hi) in zip(priors, pts, strict=True):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lp = base + prior.logpdf(tau)
+        finite = np.isfinite(lp)
+        if not finite.any():  # support narrower than the pilot spacing: the support is the bracket
+            hi = s_hi if np.isfinite(s_hi) else float(tau[-1])
+            out.append(_Bracket(s_lo, hi, 0.5 * (s_lo + hi), False, (s_lo, s_hi)))
+            continue
+        peak = lp[finite].max()
+        keep = np.flatnonzero(lp >= peak - LOG_CUTOFF)
+        i0, i1 = max(keep[0] - 1, 0), min(keep[-1] + 1, tau.size - 1)
+        lo = 0.0 if i0 == 0 else float(tau[i0])
+        hi = float(tau[i1])
+        truncated = bool(keep[-1] == tau.size - 1)
+        lo, hi = max(lo, s_lo), min(hi, s_hi)
+        mass = np.cumsum(np.where(finite, np.exp(lp - peak), 0.0))
+        med = float(tau[np.searchsorted(mass, 0.5 * mass[-1])])
+        out.append(_Bracket(lo, hi, min(max(med, lo), hi), truncated, (s_lo, s_hi)))
+    return out
+
+
+def _grid_for(brackets: Sequence[_Bracket], n_grid: int) -> _Grid:
+    """One grid covering every bracket, fine enough for the narrowest (in u) of them."""
+    lo = min(b.lo for b in brackets)
+    hi = max(b.hi for b in brackets)
+    # c: linear spacing below c, logarithmic above. Half the posterior median when the mass reaches
+    # tau = 0; at most the lower end otherwise, so that a sharp lower cut-off (e.g. the
+    # exp(-b / tau^2) of inverse-gamma priors) is resolved on the logarithmic scale.
+    c = min(min(0.5 * b.median, b.lo) if b.lo > 0 else 0.5 * b.median for b in brackets)
+    c = max(c, 1e-12 * hi, 1e-300)
+    u_lo, u_hi = math.asinh(lo / c), math.asinh(hi / c)
+    widths = [math.asinh(b.hi / c) - math.asinh(b.lo / c) for b in brackets]
+    narrowest = max(min(widths), 1e-12)
+    n = int(min(n_grid * math.ceil((u_hi - u_lo) / narrowest), 16 * n_grid))
+    return _make_grid(lo, hi, c, max(n, n_grid), any(b.truncated for b in brackets))
+
+
+# --------------------------------------------------------------------------------------------
+# The posterior
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ExactPosterior:
+    r"""The exact joint posterior of (tau, b) on a tau grid: ``p(tau | y)`` at the nodes and the
+    normal ``b | tau, y`` at each node.
+
+    ``weights`` are the normalised quadrature weights ``q_g p(tau_g | y)`` (they sum to one), so
+    any posterior expectation is ``sum_g weights_g E[. | tau_g, y]``.
+    """
+
+    spec: ModelSpec
+    design: _Design
+    grid: _Grid
+    cond: _Conditional
+    weights: np.ndarray
+    density: np.ndarray  # p(tau_g | y), normalised in tau
+    centres: np.ndarray  # covariate centres c_j
+    _tau_cdf: object = field(default=None, repr=False)
+
+    @property
+    def tau(self) -> np.ndarray:
+        return self.grid.tau
+
+    # ---- tau -------------------------------------------------------------------------------
+    def density_u(self) -> np.ndarray:
+        """Posterior density of u = asinh(tau / c) at the nodes (the grid's integration variable)."""
+        return self.density * self.grid.c * np.cosh(self.grid.u)
+
+    def tau_cdf(self, t: np.ndarray | float) -> np.ndarray:
+        """Posterior CDF of tau (the density's cubic spline in u, integrated exactly)."""
+        if self._tau_cdf is None:
+            self._tau_cdf = CubicSpline(self.grid.u, self.density_u()).antiderivative()
+        anti = self._tau_cdf
+        u = self.grid.u
+        x = np.clip(np.arcsinh(np.asarray(t, dtype=float) / self.grid.c), u[0], u[-1])
+        return np.clip(anti(x) / anti(u[-1]), 0.0, 1.0)
+
+    def tau_ppf(self, q: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Posterior quantiles of tau (see :func:`_spline_quantiles`)."""
+        p = np.atleast_1d(np.asarray(q, dtype=float))
+        x = _spline_quantiles(self.grid.u, self.density_u()[:, None], p)[0]
+        return self.grid.c * np.sinh(x)
+
+    def tau_mean(self) -> float:
+        return float(self.weights @ self.tau)
+
+    def tau_sd(self) -> float:
+        m = self.tau_mean()
+        return float(math.sqrt(max(self.weights @ (self.tau - m) ** 2, 0.0)))
+
+    def tau_summary(self) -> ParamSummary:
+        med, lo, hi = self.tau_ppf(_PROBS)
+        return ParamSummary(
+            mean=self.tau_mean(), median=float(med), sd=self.tau_sd(), q025=float(lo), q975=float(hi)
+        )
+
+    # ---- linear combinations ----------------------------------------------------------------
+    def _moments(self, C: np.ndarray, predictive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Means and SDs (G, n) of ``C @ b`` (+ u_new where ``predictive`` is True)."""
+        C = np.atleast_2d(np.asarray(C, dtype=float))
+        means = self.cond.b_mean @ C.T
+        var = np.einsum("gij,ni,nj->gn", self.cond.b_cov, C, C)
+        if predictive is not None:
+            var = var + np.outer(self.tau**2, np.asarray(predictive, dtype=float))
+        return means, np.sqrt(np.maximum(var, 1e-300))
+
+    def linear(self, c: Sequence[float] | np.ndarray, *, predictive: bool = False) -> NormalMixture:
+        """Posterior of ``c^T b`` (``predictive``: plus a new random effect ``u_new ~ N(0, tau^2)``)."""
+        means, sds = self._moments(np.asarray(c, dtype=float)[None, :], np.array([predictive]))
+        return NormalMixture(self.weights, means[:, 0], sds[:, 0])
+
+    def contrast(self, name: str) -> np.ndarray:
+        """The coefficient vector picking ``mu``, ``delta`` or a covariate's beta."""
+        c = np.zeros(self.design.X.shape[1])
+        if name == "mu":
+            c[0] = 1.0
+        elif name == "delta" and self.design.delta_index is not None:
+            c[self.design.delta_index] = 1.0
+        elif name in self.design.beta_index:
+            c[self.design.beta_index[name]] = 1.0
+        else:
+            raise InputError(f"the model has no coefficient {name!r}")
+        return c
+
+    def at(self, values: Mapping[str, float]) -> np.ndarray:
+        """Coefficient vector of the randomised log HR at covariate values (others at centres)."""
+        unknown = [n for n in values if n not in self.design.beta_index]
+        if unknown:
+            known = ", ".join(self.design.beta_index) or "none"
+            raise InputError(
+                f"--at names covariate(s) {', '.join(map(repr, unknown))} that the model does not "
+                f"have (covariates: {known})"
+            )
+        c = self.contrast("mu")
+        for name, value in values.items():
+            c[self.design.beta_index[name]] = float(value) - self._centre(name)
+        return c
+
+    def _centre(self, name: str) -> float:
+        return float(self.centres[self.spec.covariates.index(name)])
+
+    def predictive(self) -> NormalMixture:
+        """Effect ``mu + u_new`` of a new randomised study at the covariate centres."""
+        return self.linear(self.contrast("mu"), predictive=True)
+
+    def study_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Means and SDs (G, k) of the shrunken study effects theta_i given tau and y."""
+        d = self.design
+        t2 = (self.tau**2)[:, None]
+        B = d.s2[None, :] / (d.s2[None, :] + t2)
+        fitted = self.cond.b_mean @ d.X.T
+        means = (1.0 - B) * d.y[None, :] + B * fitted
+        xcx = np.einsum("ki,gij,kj->gk", d.X, self.cond.b_cov, d.X)
+        var = (1.0 - B) * d.s2[None, :] + B * B * xcx
+        return means, np.sqrt(np.maximum(var, 1e-300))
+
+    def study_effect(self, i: int) -> NormalMixture:
+        """Posterior of study i's true effect theta_i (its shrinkage estimate)."""
+        means, sds = self.study_moments()
+        return NormalMixture(self.weights, means[:, i], sds[:, i])
+
+
+def _posterior(
+    spec: ModelSpec,
+    data: ModelData,
+    d: _Design,
+    grid: _Grid,
+    cond: _Conditional,
+    tau_prior: PriorSpec,
+) -> ExactPosterior:
+    with np.errstate(divide="ignore"):
+        logpost = cond.loglik + tau_prior.logpdf(grid.tau)
+    top = np.max(logpost[np.isfinite(logpost)])
+    unnorm = np.exp(logpost - top)
+    z = float(grid.qweights @ unnorm)
+    density = unnorm / z
+    weights = grid.qweights * density
+    weights = weights / weights.sum()
+    return ExactPosterior(
+        spec=spec,
+        design=d,
+        grid=grid,
+        cond=cond,
+        weights=weights,
+        density=density,
+        centres=np.asarray(data.centres, dtype=float),
+    )
+
+
+def _check(spec: ModelSpec, data: ModelData) -> None:
+    reason = exact_unsupported_reason(spec, data)
+    if reason is not None:
+        raise ModelError(reason)
+
+
+def exact_posterior(data: ModelData, spec: ModelSpec, *, n_grid: int = DEFAULT_GRID) -> ExactPosterior:
+    """The exact posterior of a linear-Gaussian model (raises :class:`ModelError` if unsupported)."""
+    _check(spec, data)
+    d = _design(data, spec)
+    grid = _grid_for(_pilot(d, [spec.priors.tau]), n_grid)
+    cond = _conditional(d, grid.tau)
+    return _posterior(spec, data, d, grid, cond, spec.priors.tau)
+
+
+# --------------------------------------------------------------------------------------------
+# FitResult
+# --------------------------------------------------------------------------------------------
+def _ratio(q: np.ndarray, p_below: dict[str, float] | None = None) -> RatioSummary:
+    med, lo, hi = np.exp(q)
+    return RatioSummary(median=float(med), q025=float(lo), q975=float(hi), p_below=p_below)
+
+
+def _summarise(
+    posts: Sequence[ExactPosterior],
+    data: ModelData,
+    thresholds: Sequence[float],
+    at: Mapping[str, Mapping[str, float]] | None,
+    *,
+    study_effects: bool = True,
+    shared_s: float = 0.0,
+) -> list[FitResult]:
+    """FitResults of posteriors that share one design, grid and conditional model (they differ in
+    the tau prior only), summarised together: one vectorised pass over every prior.
+
+    ``shared_s`` is the time already spent on the shared work; each result's timing is its share
+    of that plus its share of the summarising time.
+    """
+    t0 = time.perf_counter()
+    first = posts[0]
+    d = first.design
+    names = ["mu"] + (["delta"] if d.delta_index is not None else []) + list(d.beta_index)
+    at = dict(at or {})
+    rows = [first.contrast(n) for n in names]
+    jp = len(rows)  # the predictive effect of a new randomised study
+    rows.append(first.contrast("mu"))
+    rows.extend(first.at(values) for values in at.values())
+    pred = np.zeros(len(rows))
+    pred[jp] = 1.0
+    means, sds = first._moments(np.array(rows), pred)
+    if study_effects:
+        s_means, s_sds = first.study_moments()
+        means, sds = np.hstack([means, s_means]), np.hstack([sds, s_sds])
+    W = np.column_stack([p.weights for p in posts])  # (G, P)
+    keep = (W > _PRUNE * W.max(axis=0)).any(axis=1)
+    W = W[keep] / W[keep].sum(axis=0)
+    m, s = means[keep], sds[keep]
+    n_post, n_col = W.shape[1], m.shape[1]
+    quant = _mixture_quantiles(
+        W, m, s, _PROBS, wi=np.repeat(np.arange(n_post), n_col), mi=np.tile(np.arange(n_col), n_post)
+    ).reshape(n_post, n_col, _PROBS.size)  # median, q025, q975
+    mix_mean = W.T @ m
+    mix_sd = np.sqrt(np.maximum(W.T @ (s * s + m * m) - mix_mean**2, 0.0))
+    # P(c'b < log T) for mu, the predictive effect and every ``at`` row: (P, rows, T)
+    sel = [0, jp] + [jp + 1 + i for i in range(len(at))]
+    log_t = np.log(np.asarray(thresholds, dtype=float))
+    z = (log_t[None, None, :] - m[:, sel, None]) / s[:, sel, None]
+    p_low = np.einsum("gp,grt->prt", W, special.ndtr(z))
+    # tau
+    tau = first.tau
+    dens_u = np.column_stack([p.density_u() for p in posts])
+    tau_q = first.grid.c * np.sinh(_spline_quantiles(first.grid.u, dens_u, _PROBS))
+    Wt = np.column_stack([p.weights for p in posts])
+    tau_mean = Wt.T @ tau
+    tau_sd = np.sqrt(np.maximum(Wt.T @ tau**2 - tau_mean**2, 0.0))
+    elapsed = (shared_s + time.perf_counter() - t0) / n_post
+    y, se = np.asarray(data.y, dtype=float), np.asarray(data.se, dtype=float)
+    results = []
+    for ip, post in enumerate(posts):
+        spec = post.spec
+
+        def param(j: int, ip: int = ip) -> ParamSummary:
+            med, lo, hi = quant[ip, j]
+            return ParamSummary(
+                mean=float(mix_mean[ip, j]),
+                median=float(med),
+                sd=float(mix_sd[ip, j]),
+                q025=float(lo),
+                q975=float(hi),
+            )
+
+        def p_below(r: int, ip: int = ip) -> dict[str, float]:
+            return {
+                threshold_key(t): float(v) for t, v in zip(thresholds, p_low[ip, r], strict=True)
+            }
+
+        parameters = {"mu": param(0)}
+        parameters["tau"] = ParamSummary(
+            mean=float(tau_mean[ip]),
+            median=float(tau_q[ip, 0]),
+            sd=float(tau_sd[ip]),
+            q025=float(tau_q[ip, 1]),
+            q975=float(tau_q[ip, 2]),
+        )
+        if d.delta_index is not None:
+            parameters["delta"] = param(1)
+        first_beta = 1 + (d.delta_index is not None)
+        beta = {name: param(first_beta + i) for i, name in enumerate(d.beta_index)}
+        hr_at = {label: _ratio(quant[ip, jp + 1 + i], p_below(2 + i)) for i, label in enumerate(at)}
+        effects: list[StudyEffect] = []
+        if study_effects:
+            base = len(rows)
+            for i in range(data.k):
+                effects.append(
+                    StudyEffect(
+                        study=data.studies[i],
+                        design=data.designs[i] if i < len(data.designs) else None,
+                        observed_hr=float(math.exp(y[i])),
+                        observed_lower=float(math.exp(y[i] - _Z * se[i])),
+                        observed_upper=float(math.exp(y[i] + _Z * se[i])),
+                        hr=_ratio(quant[ip, base + i]),
+                    )
+                )
+        notes = []
+        if spec.has_bias and spec.bias_variant == "downweight":
+            notes.append(
+                "downweight: within-study variances of non-randomised studies divided by alpha = "
+                f"{spec.alpha:g} (their likelihood raised to the power alpha)"
+            )
+        if post.grid.truncated:
+            notes.append(
+                "exact engine: the posterior of tau still had mass at the end of the grid "
+                f"(tau = {tau[-1]:.3g}); its upper tail may be truncated"
+            )
+        results.append(
+            FitResult(
+                spec=spec,
+                engine="exact",
+                k=data.k,
+                parameters=parameters,
+                beta=beta,
+                hr=_ratio(quant[ip, 0]),
+                p_hr_below=p_below(0),
+                predictive_hr=_ratio(quant[ip, jp]),
+                p_predictive_hr_below=p_below(1),
+                study_effects=effects,
+                seed=None,
+                timing={"compile_s": 0.0, "sample_s": elapsed, "total_s": elapsed},
+                hr_at=hr_at,
+                diagnostics=None,
+                imputed=0,
+                posterior=None,
+                tau_grid=tau.copy(),
+                tau_density=post.density.copy(),
+                source=data.source,
+                notes=notes,
+            )
+        )
+    return results
+
+
+def fit_exact(
+    data: ModelData,
+    spec: ModelSpec,
+    *,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    at: Mapping[str, Mapping[str, float]] | None = None,
+    n_grid: int = DEFAULT_GRID,
+) -> FitResult:
+    """Fit a linear-Gaussian model exactly (b integrated analytically, tau by quadrature).
+
+    Parameters
+    ----------
+    data, spec
+        The model data and specification; :func:`exact_unsupported_reason` must return ``None``
+        (otherwise :class:`~synthesis.errors.ModelError` is raised with that reason).
+    thresholds
+        Report ``P(HR < T)`` for these T (mu, the predictive effect and every ``at`` entry).
+    at
+        ``{label: {covariate: value}}``: the randomised HR ``exp(mu + sum_j beta_j (x_j - c_j))``
+        at these covariate values (covariates not named take their centre ``c_j``).
+    n_grid
+        Minimum number of tau quadrature nodes.
+
+    Returns
+    -------
+    FitResult
+        ``engine="exact"``, no sampler diagnostics, ``tau_grid``/``tau_density`` set.
+    """
+    t0 = time.perf_counter()
+    post = exact_posterior(data, spec, n_grid=n_grid)
+    return _summarise([post], data, thresholds, at, shared_s=time.perf_counter() - t0)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Prior sweeps
+# --------------------------------------------------------------------------------------------
+def _with_priors(spec: ModelSpec, **priors: PriorSpec) -> ModelSpec:
+    return replace(spec, priors=replace(spec.priors, **priors))
+
+
+def sweep_tau_priors(
+    data: ModelData,
+    spec: ModelSpec,
+    tau_priors: Sequence[PriorSpec],
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    *,
+    delta_priors: Sequence[PriorSpec] | None = None,
+    at: Mapping[str, Mapping[str, float]] | None = None,
+    study_effects: bool = False,
+    n_grid: int = DEFAULT_GRID,
+) -> list[FitResult]:
+    """Fit ``spec`` once per tau prior (and per delta prior), sharing all prior-free work.
+
+    The marginal likelihood ``p(y | tau)`` and the conditional posteriors of ``b`` do not depend
+    on the tau prior: they are computed once on a grid covering the posterior mass of every prior
+    in the sweep, and each prior only reweights the nodes. A prior whose support ends inside that
+    grid (``uniform(a, b)``) gets a grid of its own, so that no quadrature rule straddles its
+    density's jump. Varying the (normal) delta prior changes the conditional model, which is then
+    recomputed, once per delta prior.
+
+    Parameters
+    ----------
+    tau_priors
+        Scale-family priors for tau.
+    delta_priors
+        Normal priors for delta (bias models with the additive variant). ``None`` keeps the
+        spec's. The results are ordered delta-major: for each delta prior, every tau prior.
+    study_effects
+        Also summarise the shrunken study effects (off by default: sweeps rarely need them).
+
+    Returns
+    -------
+    list[FitResult]
+        One per (delta prior, tau prior) with ``spec.priors`` set accordingly; ``timing`` holds
+        the prior's own summarising time plus its share of the shared likelihood computation.
+    """
+    if delta_priors is not None:
+        if not (spec.has_bias and spec.bias_variant == "additive"):
+            raise ModelError("a delta-prior sweep needs a bias model with the additive variant")
+        specs = [_with_priors(spec, delta=p) for p in delta_priors]
+    else:
+        specs = [spec]
+    out: list[FitResult] = []
+    for base in specs:
+        t0 = time.perf_counter()
+        _check(base, data)
+        tau_specs = [_with_priors(base, tau=p) for p in tau_priors]
+        for sp in tau_specs:
+            _check(sp, data)
+        d = _design(data, base)
+        brackets = _pilot(d, list(tau_priors))
+        lo, hi = min(b.lo for b in brackets), max(b.hi for b in brackets)
+        # a prior whose support ends inside the shared range gets its own grid (no quadrature
+        # interval may straddle its density's jump)
+        own = [b.support[0] > lo or b.support[1] < hi for b in brackets]
+        results: list[FitResult | None] = [None] * len(tau_priors)
+        shared = [i for i, o in enumerate(own) if not o]
+        if shared:
+            grid = _grid_for([brackets[i] for i in shared], n_grid)
+            cond = _conditional(d, grid.tau)
+            posts = [
+                _posterior(tau_specs[i], data, d, grid, cond, tau_priors[i]) for i in shared
+            ]
+            batch = _summarise(
+                posts,
+                data,
+                thresholds,
+                at,
+                study_effects=study_effects,
+                shared_s=time.perf_counter() - t0,
+            )
+            for i, r in zip(shared, batch, strict=True):
+                results[i] = r
+        for i in (i for i, o in enumerate(own) if o):
+            t1 = time.perf_counter()
+            grid = _grid_for([brackets[i]], n_grid)
+            cond = _conditional(d, grid.tau)
+            post = _posterior(tau_specs[i], data, d, grid, cond, tau_priors[i])
+            results[i] = _summarise(
+                [post], data, thresholds, at, study_effects=study_effects,
+                shared_s=time.perf_counter() - t1,
+            )[0]
+        out.extend(r for r in results if r is not None)
+    return out
