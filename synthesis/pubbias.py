@@ -425,10 +425,16 @@ class BiasResult:
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        nulls = {
-            "egger": {"z": None, "p": None},
-            "begg": {"tau": None, "p": None},
-            "trimfill": {"k0": None, "side": None, "estimate": None, "ci_lower": None, "ci_upper": None},
+        nulls: dict[str, dict[str, Any]] = {
+            "egger": dict.fromkeys(("z", "p", "limit_estimate", "limit_ci_lower", "limit_ci_upper")),
+            "begg": dict.fromkeys(("tau", "p", "exact")),
+            "trimfill": {
+                **dict.fromkeys(
+                    ("k0", "side", "se_k0", "estimate", "se", "ci_lower", "ci_upper", "hr",
+                     "hr_ci_lower", "hr_ci_upper", "tau2")
+                ),
+                "filled": [],
+            },
         }
         return {
             "method": self.method,

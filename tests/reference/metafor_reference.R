@@ -219,18 +219,23 @@ write_json(list(meta = meta, datasets = for_json(datasets[unique(sapply(metareg_
 # Bias and subgroup fits use the tight control (it changes nothing for the closed-form DL).
 bias_fit <- function(d, method) {
   fit <- rma(d$yi, d$vi, method = method, control = TIGHT)
-  eg <- regtest(fit, model = "rma", predictor = "sei")
+  k <- length(d$yi)
+  # regtest and trimfill need k >= 3 for a random-effects fit (metafor stops otherwise)
+  na_eg <- list(zval = NA, pval = NA, est = NA, ci.lb = NA, ci.ub = NA)
+  na_tf <- list(k0 = NA, side = NA, se.k0 = NA, beta = NA, se = NA, ci.lb = NA, ci.ub = NA,
+                tau2 = NA, yi = numeric(0), vi = numeric(0), fill = logical(0))
+  eg <- if (k >= 3) regtest(fit, model = "rma", predictor = "sei") else na_eg
   rk <- suppressWarnings(ranktest(fit))
-  tf <- suppressWarnings(trimfill(fit, control = TIGHT))
+  tf <- if (k >= 3) suppressWarnings(trimfill(fit, control = TIGHT)) else na_tf
   fs <- fsn(d$yi, d$vi, type = "Rosenthal")
   l1 <- leave1out(fit)
-  filled <- if (tf$k0 > 0) tf$fill else rep(FALSE, length(d$yi))
+  filled <- if (isTRUE(tf$k0 > 0)) tf$fill else rep(FALSE, length(tf$yi))
   list(
     method = method, k = fit$k, control = "tight",
     egger = list(z = eg$zval, p = eg$pval, limit_estimate = num(eg$est),
                  limit_ci_lower = num(eg$ci.lb), limit_ci_upper = num(eg$ci.ub)),
     begg = list(tau = unname(rk$tau), p = rk$pval),
-    trimfill = list(k0 = tf$k0, side = tf$side, se_k0 = tf$se.k0, estimate = c(tf$beta),
+    trimfill = list(k0 = num(tf$k0), side = if (is.na(tf$side)) NA else tf$side, se_k0 = tf$se.k0, estimate = c(tf$beta),
                     se = tf$se, ci_lower = tf$ci.lb, ci_upper = tf$ci.ub, tau2 = tf$tau2,
                     filled_yi = arr(tf$yi[filled]), filled_vi = arr(tf$vi[filled])),
     failsafe_n = list(rosenthal = fs$fsnum, p = fs$pval),
@@ -243,7 +248,6 @@ bias_fit <- function(d, method) {
 bias <- list()
 for (name in names(datasets)) {
   d <- datasets[[name]]
-  if (length(d$yi) < 3) next
   fits <- list(bias_fit(d, "DL"))
   if (name %in% c("bcg", "hackshaw")) fits[[2]] <- bias_fit(d, "REML")
   bias[[name]] <- fits
