@@ -13,8 +13,9 @@ is the 95% equal-tailed interval the results hold (``models.spec.INTERVAL_PROB``
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,9 +87,20 @@ _RC = {
 # --------------------------------------------------------------------------------------------
 # shared drawing helpers
 # --------------------------------------------------------------------------------------------
-def _figure(width: float, height: float, **kwargs: Any) -> Figure:
-    with plt.rc_context(_RC):
-        return plt.figure(figsize=(width, height), layout="constrained", **kwargs)
+def _styled[**P, R](func: Callable[P, R]) -> Callable[P, R]:
+    """Draw under the report style (font sizes >= ``FONT_SIZE``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with plt.rc_context(_RC):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure outside pyplot's registry (nothing to close; garbage-collected like any object)."""
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _hr_label(value: float) -> str:
@@ -176,6 +188,7 @@ def save_figure(fig: Figure, path_stem: str | Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 # forest plot
 # --------------------------------------------------------------------------------------------
+@_styled
 def plot_forest(
     fits: Mapping[str, FitResult],
     *,
@@ -369,6 +382,7 @@ def _groups(rows: Sequence[SweepRow]) -> dict[tuple[str, str | None], list[Sweep
     return {k: sorted(v, key=lambda r: r.tau_prior_median) for k, v in out.items()}
 
 
+@_styled
 def plot_sensitivity(
     sweep: SweepResult,
     *,
@@ -499,6 +513,7 @@ def _safe_log(v: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(v, dtype=float), 1e-300, None))
 
 
+@_styled
 def plot_funnel(
     table: StudyTable,
     *,
@@ -579,6 +594,7 @@ def _curve(fit: FitResult, covariate: str) -> list[tuple[float, RatioSummary]]:
     return sorted(out, key=lambda item: item[0])
 
 
+@_styled
 def plot_bubble(
     table: StudyTable,
     fit: FitResult,
@@ -679,13 +695,21 @@ PARAMETER_AXIS_LABELS: dict[str, str] = {
 }
 
 
+def _densities(fit: FitResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    densities = dict(fit.densities)
+    if "tau" not in densities and fit.tau_grid is not None and fit.tau_density is not None:
+        densities["tau"] = (fit.tau_grid, fit.tau_density)
+    return densities
+
+
+@_styled
 def plot_prior_posterior(
-    fit: FitResult,
+    fits: FitResult | Mapping[str, FitResult],
     *,
     parameters: Sequence[str] = ("tau", "delta"),
     title: str | None = None,
 ) -> Figure:
-    """Prior and posterior densities of each parameter in ``parameters`` the fit has.
+    """Prior and posterior densities of tau and delta, one row per model.
 
     The posterior curve is ``fit.densities[name]`` (computed by the engine); the prior curve is
     the density of ``fit.spec.priors.<name>`` evaluated on the same grid, labelled with the
@@ -693,46 +717,60 @@ def plot_prior_posterior(
 
     Parameters
     ----------
-    fit
-        The fitted model.
+    fits
+        One fitted model, or display label -> fitted model (one row each).
     parameters
-        Parameters to draw, one panel each (those without a posterior density are skipped).
+        Parameters to draw, one column each; a model without a posterior density for a
+        parameter (e.g. no delta in a random-effects model) leaves that panel empty.
     title
         Figure title.
 
     Returns
     -------
     Figure
-        One panel per drawn parameter.
+        One visible panel per (model, parameter) with a posterior density.
 
     Raises
     ------
     ValueError
-        When the fit holds a posterior density for none of ``parameters``.
+        When no fit holds a posterior density for any of ``parameters``.
     """
-    densities = dict(fit.densities)
-    if "tau" not in densities and fit.tau_grid is not None and fit.tau_density is not None:
-        densities["tau"] = (fit.tau_grid, fit.tau_density)
-    names = [n for n in parameters if n in densities and n in fit.spec.parameters]
-    if not names:
+    if isinstance(fits, FitResult):
+        fits = {f"{fits.spec.model} model": fits}
+    drawable = {
+        label: [n for n in parameters if n in _densities(fit) and n in fit.spec.parameters]
+        for label, fit in fits.items()
+    }
+    drawable = {label: names for label, names in drawable.items() if names}
+    if not drawable:
         raise ValueError(
-            f"plot_prior_posterior: the {fit.spec.model} fit holds no posterior density for "
-            f"{', '.join(parameters)} (it has: {', '.join(densities) or 'none'})"
+            f"plot_prior_posterior: no fit holds a posterior density for {', '.join(parameters)} "
+            f"(fits: {', '.join(fits) or 'none'})"
         )
-    fig = _figure(4.6 * len(names), 4.0)
-    axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False)).ravel()
-    for ax, name in zip(axes, names, strict=True):
-        grid, density = (np.asarray(a, dtype=float) for a in densities[name])
-        prior = getattr(fit.spec.priors, name)
-        ax.plot(grid, density, color="#1b4f8a", lw=1.6, label=f"posterior ({fit.engine})")
-        ax.plot(grid, np.exp(prior.logpdf(grid)), color="#c25e00", lw=1.3, ls="--",
-                label=f"prior: {prior.label}")
-        ax.set_xlabel(PARAMETER_AXIS_LABELS.get(name, name))
-        ax.set_ylabel("density")
-        ax.set_ylim(bottom=0.0)
-        ax.set_title(GREEK.get(name, name))
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, fontsize=FONT_SIZE)
-    fig.suptitle(title or f"Prior and posterior: {fit.spec.model} model")
+    columns = [n for n in parameters if any(n in names for names in drawable.values())]
+    fig = _figure(4.8 * len(columns), 3.9 * len(drawable))
+    axes = fig.subplots(len(drawable), len(columns), squeeze=False)
+    for i, (label, names) in enumerate(drawable.items()):
+        fit = fits[label]
+        densities = _densities(fit)
+        for j, name in enumerate(columns):
+            ax = axes[i, j]
+            if name not in names:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"{label}:\nno {GREEK.get(name, name)} in this model", ha="center",
+                        va="center", transform=ax.transAxes, color="#777777")
+                continue
+            grid, density = (np.asarray(a, dtype=float) for a in densities[name])
+            prior = getattr(fit.spec.priors, name)
+            ax.plot(grid, density, color="#1b4f8a", lw=1.6, label=f"posterior ({fit.engine} engine)")
+            ax.plot(grid, np.exp(prior.logpdf(grid)), color="#c25e00", lw=1.3, ls="--",
+                    label=f"prior: {prior.label}")
+            ax.set_xlabel(PARAMETER_AXIS_LABELS.get(name, name))
+            ax.set_ylabel("density")
+            ax.set_ylim(bottom=0.0)
+            ax.set_title(f"{label}: {GREEK.get(name, name)}")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False, fontsize=FONT_SIZE)
+    fig.suptitle(title or "Prior and posterior densities")
     return fig
 
 
@@ -743,8 +781,8 @@ def standard_figures(result: AnalysisResult) -> dict[str, Figure]:
     """The figures of the report for an analysis result, keyed by file stem.
 
     ``forest`` (every model's pooled diamond), ``sensitivity_<key>`` per sweep, ``funnel``,
-    ``bubble`` (when a meta-regression was fitted) and ``prior_posterior_<key>`` per fit with
-    posterior densities.
+    ``bubble`` (when a meta-regression was fitted) and ``prior_posterior`` (one row per fit with
+    posterior densities).
     """
     labels = {run.key: run.label for run in result.runs}
     figures: dict[str, Figure] = {}
@@ -766,11 +804,7 @@ def standard_figures(result: AnalysisResult) -> dict[str, Figure]:
         if fit.spec.has_covariates and result.covariate in fit.spec.covariates and _curve(fit, result.covariate):
             figures["bubble"] = plot_bubble(result.table, fit, result.covariate, label=labels.get(key, key))
             break
-    for key, fit in result.fits.items():
-        try:
-            figures[f"prior_posterior_{key}"] = plot_prior_posterior(
-                fit, title=f"Prior and posterior: {labels.get(key, key)}"
-            )
-        except ValueError:
-            continue
+    with_density = {label: fit for label, fit in fits.items() if _densities(fit)}
+    if with_density:
+        figures["prior_posterior"] = plot_prior_posterior(with_density)
     return figures

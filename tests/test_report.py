@@ -1,0 +1,413 @@
+"""The report writer: every file, run.json, a self-contained HTML page, atomic replacement.
+
+Result objects are built by hand with small numbers (no MCMC, no quadrature): the report must
+show what the results hold, whatever engine produced them. The builders here are shared with
+``test_plots.py`` and ``test_report_browser.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from models.priors import parse_prior, resolve_priors  # noqa: E402
+from models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect  # noqa: E402
+from models.spec import ModelSpec, threshold_key  # noqa: E402
+from synthesis import report  # noqa: E402
+from synthesis.analysis import AnalysisResult, DecisionRow, DecisionTable, ModelRun  # noqa: E402
+from synthesis.errors import InputError  # noqa: E402
+from synthesis.pooling import pool  # noqa: E402
+from synthesis.studies import StudyTable, load_studies  # noqa: E402
+from synthesis.sweep import SweepResult, SweepRow  # noqa: E402
+
+THRESHOLDS = (0.8, 1.0)
+COVARIATE = "bone_only_fraction"
+#: Seven studies of three designs; two lack the covariate; Lane 2011's HR sits off the
+#: log-midpoint of its CI, which the loader flags (a data-validation warning).
+CSV = """study,hr,ci_lower,ci_upper,design,bone_only_fraction
+Badwe 2015,1.04,0.81,1.34,rct,0.3
+Soran 2018,0.66,0.49,0.88,rct,0.5
+Khan 2022,1.11,0.82,1.52,rct,
+Fitzal 2019,0.69,0.36,1.33,prospective,0.4
+Rapiti 2006,0.60,0.40,0.90,retrospective,0.2
+Khan 2002,0.61,0.53,0.70,retrospective,
+Lane 2011,0.50,0.45,0.95,retrospective,0.6
+"""
+P_BELOW = {"0.8": 0.42, "1.0": 0.97}
+NOT_CONVERGED = ("12 divergences", "R-hat 1.08 > 1.01")
+
+
+def ratio(median: float, lower: float, upper: float, p_below: dict | None = None) -> RatioSummary:
+    return RatioSummary(median, lower, upper, p_below)
+
+
+def summary(mean: float, sd: float) -> ParamSummary:
+    return ParamSummary(mean=mean, median=mean, sd=sd, q025=mean - 1.96 * sd, q975=mean + 1.96 * sd)
+
+
+def study_effects(table: StudyTable, pooled: float) -> list[StudyEffect]:
+    """Observed HRs from the table beside made-up shrunken HRs (60% observed, 40% pooled)."""
+    out = []
+    for row in table.frame.itertuples(index=False):
+        y, se = row.log_hr, row.se
+        s = 0.6 * y + 0.4 * math.log(pooled)
+        out.append(
+            StudyEffect(
+                row.study, row.design, math.exp(y), math.exp(y - 1.96 * se), math.exp(y + 1.96 * se),
+                ratio(math.exp(s), math.exp(s - 1.5 * se), math.exp(s + 1.5 * se)),
+            )
+        )
+    return out
+
+
+def make_fit(
+    table: StudyTable,
+    spec: ModelSpec,
+    *,
+    hr: tuple[float, float, float],
+    engine: str = "exact",
+    converged: bool = True,
+    hr_at: dict[str, RatioSummary] | None = None,
+    posterior: object = None,
+) -> FitResult:
+    """A hand-built fit: exact fits carry a tau density, PyMC fits diagnostics (and optionally a
+    posterior DataTree)."""
+    tau_grid = np.linspace(0.0, 1.5, 151)
+    tau_density = tau_grid / 0.04 * np.exp(-(tau_grid**2) / 0.08)  # Rayleigh(0.2), normalised
+    densities = {"tau": (tau_grid, tau_density)}
+    parameters = {"mu": summary(math.log(hr[0]), 0.12), "tau": summary(0.2, 0.1)}
+    if "delta" in spec.parameters:
+        grid = np.linspace(-1.0, 0.6, 161)
+        densities["delta"] = (grid, np.exp(-0.5 * ((grid + 0.2) / 0.12) ** 2) / (0.12 * math.sqrt(2 * math.pi)))
+        parameters["delta"] = summary(-0.2, 0.12)
+    diagnostics = None
+    if engine == "pymc":
+        diagnostics = Diagnostics(
+            divergences=0 if converged else 12,
+            max_r_hat=1.002 if converged else 1.08,
+            min_ess_bulk=1500.0 if converged else 90.0,
+            converged=converged,
+            messages=() if converged else NOT_CONVERGED,
+        )
+    return FitResult(
+        spec=spec,
+        engine=engine,
+        k=table.k,
+        parameters=parameters,
+        beta={},
+        hr=ratio(*hr),
+        p_hr_below=dict(P_BELOW),
+        predictive_hr=ratio(hr[0], hr[1] * 0.7, hr[2] * 1.4),
+        p_predictive_hr_below={k: v * 0.9 for k, v in P_BELOW.items()},
+        study_effects=study_effects(table, hr[0]),
+        seed=7 if engine == "pymc" else None,
+        timing={"fit_s": 0.01},
+        hr_at=dict(hr_at or {}),
+        diagnostics=diagnostics,
+        posterior=posterior,
+        tau_grid=tau_grid if engine == "exact" else None,
+        tau_density=tau_density if engine == "exact" else None,
+        densities=densities,
+        source=table.source,
+    )
+
+
+TAU_GRID = ("halfnormal(0.1)", "halfnormal(0.5)", "halfnormal(1)", "halfcauchy(0.1)", "halfcauchy(0.5)",
+            "turner2015-acm-nonpharm")
+BIAS_GRID = ("normal(0, 0.25)", "normal(-0.223, 0.25)")
+
+
+def make_sweep(label: str, *, bias: bool) -> SweepResult:
+    rows = []
+    for b in BIAS_GRID if bias else (None,):
+        bspec = parse_prior(b, "delta") if b else None
+        for i, text in enumerate(TAU_GRID):
+            spec = parse_prior(text, "tau")
+            hr = 0.75 + 0.05 * i
+            rows.append(
+                SweepRow(
+                    model=label, tau_prior=spec.label, bias_prior=bspec.label if bspec else None,
+                    engine="exact", hr_median=hr, hr_q025=hr * 0.75, hr_q975=hr * 1.3,
+                    p_hr_below={"0.8": 0.6 - 0.05 * i, "1.0": 0.95 - 0.02 * i},
+                    tau_family="turner2015" if spec.source else spec.family,
+                    tau_prior_median=float(spec.ppf(0.5)),
+                    bias_mean=bspec.params[0] if bspec else None,
+                    bias_sd=bspec.params[1] if bspec else None,
+                    tau_median=0.2,
+                )
+            )
+    return SweepResult(rows=rows, thresholds=THRESHOLDS, seconds=0.05, engines={"exact": len(rows)})
+
+
+def tiny_posterior() -> xr.DataTree:
+    draws = np.random.default_rng(1).normal(size=(2, 20))
+    return xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("chain", "draw"), draws)})})
+
+
+CURVE = {
+    f"{COVARIATE}={v:g}": ratio(0.7 + 0.3 * v, 0.5 + 0.2 * v, 1.0 + 0.5 * v, {"0.8": 0.6 - 0.4 * v, "1.0": 0.9 - 0.4 * v})
+    for v in np.linspace(0.0, 1.0, 11)
+}
+
+
+def make_result(folder: Path, *, converged: bool = True, posterior: object = None) -> AnalysisResult:
+    """The standard set of four models on seven studies, two sweeps, frequentist pools."""
+    path = folder / "studies.csv"
+    path.write_text(CSV)
+    table = load_studies(path, covariates=(COVARIATE,))
+    priors = resolve_priors({"tau": "turner2015-acm-nonpharm"})
+    runs = [
+        ModelRun("re_all", "Random effects, all studies", "all", ModelSpec("re", priors=priors)),
+        ModelRun("re_rct", "Random effects, RCTs only", "rct", ModelSpec("re", priors=priors)),
+        ModelRun("bias", "Design-bias adjusted (additive)", "all", ModelSpec("bias", priors=priors)),
+        ModelRun(
+            "bias_metareg", f"Bias-adjusted meta-regression on {COVARIATE}", "all",
+            ModelSpec("bias-metareg", covariates=(COVARIATE,), priors=priors),
+            at={f"{COVARIATE}=0": {COVARIATE: 0.0}, f"{COVARIATE}=1": {COVARIATE: 1.0}},
+        ),
+    ]
+    fits = {
+        "re_all": make_fit(table, runs[0].spec, hr=(0.72, 0.60, 0.86)),
+        "re_rct": make_fit(table.subset("rct"), runs[1].spec, hr=(0.93, 0.62, 1.35)),
+        "bias": make_fit(table, runs[2].spec, hr=(0.88, 0.65, 1.20)),
+        "bias_metareg": make_fit(
+            table, runs[3].spec, hr=(0.85, 0.60, 1.20), engine="pymc", converged=converged,
+            hr_at=CURVE, posterior=posterior,
+        ),
+    }
+    pools = {
+        subset: {
+            "DL": pool(table.subset(subset).y, table.subset(subset).v, method="DL"),
+            "REML": pool(table.subset(subset).y, table.subset(subset).v, method="REML"),
+        }
+        for subset in ("all", "rct")
+    }
+    rows = []
+    for run in runs:
+        fit = fits[run.key]
+        freq = {m.lower(): (math.exp(p.estimate), math.exp(p.ci_lower), math.exp(p.ci_upper))
+                for m, p in pools[run.subset].items()}
+        conv = fit.diagnostics.converged if fit.diagnostics is not None else None
+        rows.append(DecisionRow(run.key, run.label, fit.engine, fit.k, fit.hr, fit.predictive_hr,
+                                {threshold_key(t): fit.p_hr_below[threshold_key(t)] for t in THRESHOLDS},
+                                freq, conv))
+    warnings = list(table.warnings)
+    if not converged:
+        warnings.append(f"{runs[3].label}: sampling did not converge ({'; '.join(NOT_CONVERGED)})")
+    return AnalysisResult(
+        name="synthetic", source=str(path), table=table, thresholds=THRESHOLDS, covariate=COVARIATE,
+        runs=runs, fits=fits, pools=pools, decision=DecisionTable(rows, THRESHOLDS),
+        sweeps={"re_all": make_sweep(runs[0].label, bias=False), "bias": make_sweep(runs[2].label, bias=True)},
+        pubbias=None, metareg=None, seed=20261123, timing={"sweeps_s": 0.1, "total_s": 1.5},
+        warnings=warnings,
+    )
+
+
+def tiny_figures() -> dict[str, Figure]:
+    """One small figure (fast to render): enough to check figures are written and embedded."""
+    fig = Figure(figsize=(2.0, 1.5))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    return {"tiny": fig}
+
+
+# --------------------------------------------------------------------------------------------
+# a full report (standard figures), written once for the module
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def full(tmp_path_factory) -> tuple[AnalysisResult, Path]:
+    base = tmp_path_factory.mktemp("full")
+    result = make_result(base, converged=False, posterior=tiny_posterior())
+    out = report.write_report(result, base / "reports" / "synthetic")
+    return result, out
+
+
+def test_every_file_is_written(full):
+    result, out = full
+    for name in ("report.html", "report.md", "run.json", "decision.csv", "studies.csv", "pools.csv",
+                 "sweep_re_all.csv", "sweep_bias.csv"):
+        assert (out / name).is_file(), name
+    for stem in ("forest", "sensitivity_re_all", "sensitivity_bias", "funnel", "bubble", "prior_posterior"):
+        for ext in ("png", "svg"):
+            assert (out / "figures" / f"{stem}.{ext}").stat().st_size > 1000, (stem, ext)
+    assert (out / "figures" / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # PyMC fit with a DataTree -> NetCDF; exact fits -> tau density CSV
+    tree = xr.open_datatree(out / "posteriors" / "bias_metareg.nc", engine="h5netcdf")
+    assert tree["posterior"]["mu"].shape == (2, 20)
+    for key in ("re_all", "re_rct", "bias"):
+        dens = pd.read_csv(out / "posteriors" / f"{key}_tau_density.csv")
+        assert list(dens.columns) == ["tau", "density"] and len(dens) == 151
+        assert json.loads((out / "posteriors" / f"{key}_summary.json").read_text())["engine"] == "exact"
+    assert not list(out.parent.glob(".synthetic.*")), "temporary folders left behind"
+
+
+def test_tables_hold_the_result(full):
+    result, out = full
+    decision = pd.read_csv(out / "decision.csv")
+    expected = result.decision.to_frame()
+    assert list(decision.columns) == list(expected.columns)
+    np.testing.assert_allclose(decision["hr_median"], expected["hr_median"])
+    sweep = pd.read_csv(out / "sweep_bias.csv")
+    assert len(sweep) == len(result.sweeps["bias"].rows) == len(TAU_GRID) * len(BIAS_GRID)
+    assert {"p_hr_below_0.8", "p_hr_below_1.0", "tau_prior", "bias_prior"} <= set(sweep.columns)
+    studies = pd.read_csv(out / "studies.csv")
+    assert studies["study"].tolist() == result.table.studies
+    np.testing.assert_allclose(studies["log_hr"], result.table.y)
+    pools = pd.read_csv(out / "pools.csv")
+    assert len(pools) == 4 and set(pools["subset"]) == {"all", "rct"} and set(pools["method"]) == {"DL", "REML"}
+    assert {"estimate", "se", "hr", "hr_ci_lower", "tau2", "i2"} <= set(pools.columns)
+
+
+def test_run_json_records_inputs_priors_seeds_versions(full):
+    result, out = full
+    run = json.loads((out / "run.json").read_text())
+    for key in ("inputs", "priors", "seeds", "packages", "diagnostics", "thresholds", "timing", "warnings",
+                "models", "interval", "files"):
+        assert key in run, key
+    source = Path(result.source)
+    assert run["inputs"]["path"] == str(source.resolve())
+    assert run["inputs"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert run["priors"]["bias"]["delta"] == "normal(mean=0, sd=0.5)"
+    assert "turner2015-acm-nonpharm" in run["priors"]["re_all"]["tau"]
+    assert run["seeds"] == {"analysis": 20261123, "fits": {"re_all": None, "re_rct": None, "bias": None, "bias_metareg": 7}}
+    for package in ("python", "numpy", "scipy", "pandas", "pymc", "pytensor", "nutpie", "arviz", "matplotlib"):
+        assert package in run["packages"], package
+    assert run["packages"]["numpy"] == np.__version__
+    assert run["diagnostics"]["re_all"] is None
+    assert run["diagnostics"]["bias_metareg"]["converged"] is False
+    assert run["convergence_problems"] == [{"model": result.runs[3].label, "messages": list(NOT_CONVERGED)}]
+    assert run["thresholds"] == [0.8, 1.0]
+    assert run["timing"]["sweeps_s"] == 0.1
+    assert any("Lane 2011" in w for w in run["warnings"])
+    assert run["interval"] == {"prob": 0.95, "kind": "equal-tailed"}
+    assert "report.html" in run["files"] and "posteriors/bias_metareg.nc" in run["files"]
+
+
+def test_html_is_self_contained(full):
+    _, out = full
+    page = (out / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)
+    assert not re.search(r"url\(|@import|<link\b", page, re.I)
+    assert "http://" not in page and "https://" not in page
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) == 6 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "<style>" in page and "document.body.dataset.imagesLoaded" in page
+
+
+def test_html_states_problems_first_and_holds_the_decision_table(full):
+    result, out = full
+    page = (out / "report.html").read_text()
+    question = page.index('id="question"')
+    # the convergence failure and the flagged study come before anything else
+    alert = page.index("Convergence problems")
+    assert alert < question
+    assert page.index("12 divergences; R-hat 1.08 &gt; 1.01") < question
+    assert page.index("Lane 2011") < question
+    table = re.search(r'<table id="decision-table">(.*?)</table>', page, re.S).group(1)
+    assert "<th>P(HR &lt; 0.8)</th>" in table and "<th>P(HR &lt; 1)</th>" in table
+    for run in result.runs:
+        assert run.label in table
+    assert "half-normal" not in table  # the tau prior is the Turner preset, labelled as such
+    assert table.count("log-normal on tau^2(mean_log_tau2=-4.17, sd_log_tau2=1.55) [turner2015-acm-nonpharm]") == 4
+    assert "δ ~ normal(mean=0, sd=0.5)" in table
+    assert "0.93 [0.62, 1.35]" in table and "NO" in table
+    assert "95% equal-tailed credible interval" in page
+    # the plain-language answer is built from the numbers
+    assert "Among the randomised trials alone (k = 3), the posterior median HR is 0.93" in page
+    assert "P(HR &lt; 0.8) = 0.42" in page
+    for section in ("Prior sensitivity", "Frequentist comparisons", "Publication-bias diagnostics",
+                    "Data-validation warnings", "Provenance"):
+        assert f">{section}</h2>" in page
+    assert "Turner et al. 2015" in page  # the preset's citation, in the provenance
+
+
+def test_markdown_matches_and_references_figures(full):
+    _, out = full
+    md = (out / "report.md").read_text()
+    assert md.startswith("# Evidence synthesis report: synthetic")
+    assert "](figures/forest.png)" in md and "](figures/sensitivity_bias.png)" in md
+    assert "base64" not in md and str(out) not in md
+    assert "| Model | Priors | Engine | k |" in md
+    assert "Among the randomised trials alone (k = 3)" in md
+    assert "Convergence problems" in md
+
+
+# --------------------------------------------------------------------------------------------
+# atomic replacement
+# --------------------------------------------------------------------------------------------
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def existing(tmp_path) -> tuple[AnalysisResult, Path]:
+    result = make_result(tmp_path)
+    out = report.write_report(result, tmp_path / "out" / "rep", figures={})
+    (out / "stale.txt").write_text("from an older run")
+    return result, out
+
+
+@pytest.mark.parametrize("stage", ["_write_posteriors", "_render", "save_figure"])
+def test_failure_mid_write_keeps_the_old_report(existing, monkeypatch, stage):
+    result, out = existing
+    before = _snapshot(out)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"disk full during {stage}")
+
+    if stage == "save_figure":
+        monkeypatch.setattr("synthesis.plots.save_figure", boom)
+    else:
+        monkeypatch.setattr(report, stage, boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        report.write_report(result, out, figures=tiny_figures())
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rep"], "temporary folder left behind"
+
+
+def test_success_replaces_the_whole_folder(existing):
+    result, out = existing
+    report.write_report(result, out, figures=tiny_figures())
+    assert not (out / "stale.txt").exists()
+    assert (out / "figures" / "tiny.svg").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["rep"]
+    page = (out / "report.html").read_text()
+    assert page.count("<img ") == 1
+    assert "Every MCMC fit passed its diagnostics" in page
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path):
+    result = make_result(tmp_path)
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    with pytest.raises(InputError, match="holds no report"):
+        report.write_report(result, precious, figures={})
+    assert (precious / "chapter1.tex").read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["studies.csv", "thesis"]
+
+
+def test_bundled_dataset_source_is_hashed(tmp_path):
+    from synthesis.datasets import dataset_path
+
+    try:
+        path = dataset_path("dnmbc_lrt")
+    except InputError:
+        pytest.skip("bundled dataset not installed yet")
+    result = make_result(tmp_path)
+    result.source = "dnmbc_lrt (bundled dnmbc_lrt.csv)"
+    run = report.run_record(result)
+    assert run["inputs"]["path"] == str(path)
+    assert run["inputs"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
