@@ -87,7 +87,7 @@ DEFAULT_GRID = 257
 #: The grid covers the region where log p(tau | y) >= max - LOG_CUTOFF (exp(-40) ~ 4e-18).
 LOG_CUTOFF = 40.0
 #: Nodes of the wide pilot grid that locates the posterior mass of tau.
-PILOT_POINTS = 400
+PILOT_POINTS = 256
 #: Mixture components lighter than this fraction of the heaviest are dropped from sums.
 _PRUNE = 1e-14
 _LOG_2PI = math.log(2.0 * math.pi)
