@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special
 
 from synthesis.errors import InputError, ModelError
 
@@ -119,45 +119,71 @@ def check_inputs(
     return y, v, X
 
 
-@dataclass(frozen=True, eq=False)
 class _WLS:
-    """Weighted least squares pieces for one weight vector."""
+    """Weighted least squares pieces for one weight vector (``p = 1`` uses scalar formulas)."""
 
-    beta: np.ndarray
-    ainv: np.ndarray  # (X'WX)^-1
-    resid: np.ndarray  # y - X beta
-    w: np.ndarray
-    xw: np.ndarray  # W X
+    __slots__ = ("ainv", "beta", "resid", "w", "xw", "_a", "_xw1")
+
+    def __init__(self, y: np.ndarray, X: np.ndarray, w: np.ndarray) -> None:
+        self.w = w
+        if X.shape[1] == 1:
+            x = X[:, 0]
+            xw1 = w * x
+            a = float(xw1 @ x)
+            b = float(xw1 @ y) / a
+            self._a, self._xw1 = a, xw1
+            self.ainv = np.array([[1.0 / a]])
+            self.beta = np.array([b])
+            self.resid = y - b * x
+            self.xw = xw1[:, None]
+        else:
+            self._a, self._xw1 = math.nan, None
+            xw = X * w[:, None]
+            self.xw = xw
+            self.ainv = np.linalg.inv(X.T @ xw)
+            self.beta = self.ainv @ (xw.T @ y)
+            self.resid = y - X @ self.beta
 
     @property
     def rss(self) -> float:
         """``y'Py = sum w (y - X beta)^2``."""
-        return float(np.dot(self.w, self.resid**2))
+        return float(self.w @ (self.resid * self.resid))
 
     @property
     def py(self) -> np.ndarray:
         """``P y = W (y - X beta)``."""
         return self.w * self.resid
 
+    def apply_p(self, u: np.ndarray) -> np.ndarray:
+        """``P u = W u - W X (X'WX)^-1 X'W u``."""
+        if self._xw1 is not None:
+            return self.w * u - self._xw1 * (float(self._xw1 @ u) / self._a)
+        return self.w * u - self.xw @ (self.ainv @ (self.xw.T @ u))
+
     def tr_p(self) -> float:
         """``tr(P) = sum w - tr((X'WX)^-1 X'W^2 X)``."""
+        if self._xw1 is not None:
+            return float(self.w.sum() - (self._xw1 @ self._xw1) / self._a)
         return float(self.w.sum() - np.sum(self.ainv * (self.xw.T @ self.xw)))
 
     def tr_p_and_pp(self) -> tuple[float, float]:
         """``tr(P)`` and ``tr(PP) = sum w^2 - 2 tr(A X'W^3X) + tr((A X'W^2X)^2)``."""
+        w = self.w
+        if self._xw1 is not None:
+            xw1, a = self._xw1, self._a
+            b2 = float(xw1 @ xw1) / a
+            b3 = float(xw1 @ (w * xw1)) / a
+            return float(w.sum() - b2), float(w @ w - 2.0 * b3 + b2 * b2)
         b2 = self.xw.T @ self.xw
-        b3 = self.xw.T @ (self.xw * self.w[:, None])
+        b3 = self.xw.T @ (self.xw * w[:, None])
         ab2 = self.ainv @ b2
-        tr_p = float(self.w.sum() - np.trace(ab2))
-        tr_pp = float(np.dot(self.w, self.w) - 2.0 * np.sum(self.ainv * b3) + np.sum(ab2 * ab2.T))
+        tr_p = float(w.sum() - np.trace(ab2))
+        tr_pp = float(w @ w - 2.0 * np.sum(self.ainv * b3) + np.sum(ab2 * ab2.T))
         return tr_p, tr_pp
 
 
 def _wls(y: np.ndarray, X: np.ndarray, w: np.ndarray) -> _WLS:
-    xw = X * w[:, None]
-    ainv = np.linalg.inv(X.T @ xw)
-    beta = ainv @ (xw.T @ y)
-    return _WLS(beta=beta, ainv=ainv, resid=y - X @ beta, w=w, xw=xw)
+    return _WLS(y, X, w)
 
 
 def generalised_q(tau2: float, y: np.ndarray, v: np.ndarray, X: np.ndarray) -> float:
@@ -238,48 +264,75 @@ def _loglik(tau2: float, y: np.ndarray, v: np.ndarray, X: np.ndarray, reml: bool
     return ll
 
 
-def _score(tau2: float, y: np.ndarray, v: np.ndarray, X: np.ndarray, reml: bool) -> tuple[float, float]:
-    """Twice the score and the expected information (Fisher scoring step = ratio)."""
+def _score(
+    tau2: float, y: np.ndarray, v: np.ndarray, X: np.ndarray, reml: bool
+) -> tuple[float, float, float]:
+    """Twice the (restricted) log-likelihood score ``s``, the expected information (Fisher) and
+    the observed information ``-ds/dtau^2``:
+
+    * ML:   ``s = y'PPy - tr(W)``, Fisher ``tr(W^2)``, observed ``2 y'PPPy - tr(W^2)``;
+    * REML: ``s = y'PPy - tr(P)``, Fisher ``tr(PP)``, observed ``2 y'PPPy - tr(PP)``.
+    """
     fit = _wls(y, X, 1.0 / (v + tau2))
     py = fit.py
-    yppy = float(np.dot(py, py))
+    yppy = float(py @ py)
+    ypppy = float(py @ fit.apply_p(py))
     if reml:
         tr_p, tr_pp = fit.tr_p_and_pp()
-        return yppy - tr_p, tr_pp
+        return yppy - tr_p, tr_pp, 2.0 * ypppy - tr_pp
     w = fit.w
-    return yppy - float(w.sum()), float(np.dot(w, w))
+    sw2 = float(w @ w)
+    return yppy - float(w.sum()), sw2, 2.0 * ypppy - sw2
 
 
 def _tau2_likelihood(
     y: np.ndarray, v: np.ndarray, X: np.ndarray, reml: bool, max_iter: int, tol: float
 ) -> Tau2Estimate:
+    """Maximise the (restricted) likelihood over tau^2 >= 0 from the HE estimate, as metafor's
+    Fisher scoring does, but with safeguarded Newton steps: the observed information where the
+    log-likelihood is concave (else the Fisher step), kept inside the bracket that the signs of
+    the score have established (bisection otherwise). This converges to the same stationary
+    point in a few iterations where plain Fisher scoring oscillates towards it linearly."""
     tau2 = max(0.0, _tau2_he(y, v, X))
-    vmin = float(v.min())  # scale of the convergence criterion: relative to tau^2 + min(v)
+    scale = float(v.min())  # convergence: |step| <= tol (tau^2 + min(v))
+    lo, hi = 0.0, math.inf  # the score is > 0 at lo (once checked) and < 0 at hi
+    lo_checked = False
     converged = False
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 - used after the loop
-        num, info = _score(tau2, y, v, X, reml)
-        adj = num / info
-        if not math.isfinite(adj):
+        s, fisher, observed = _score(tau2, y, v, X, reml)
+        if not (math.isfinite(s) and math.isfinite(fisher)):
             break
-        if tau2 + adj < 0.0:
-            # The step leaves the parameter space. If the score at the boundary also points
-            # below it, the maximum is at 0 (metafor's step halving only creeps towards 0);
-            # otherwise halve the step as metafor does.
-            if tau2 == 0.0 or _score(0.0, y, v, X, reml)[0] <= 0.0:
-                tau2 = 0.0
+        if s == 0.0:
+            converged = True
+            break
+        if s > 0:
+            lo, lo_checked = max(lo, tau2), True
+        else:
+            hi = min(hi, tau2)
+            if tau2 == 0.0:  # the score points below the boundary: the maximum is at 0
                 converged = True
                 break
-            while tau2 + adj < 0.0:
-                adj /= 2.0
-        tau2 = max(0.0, tau2 + adj)
-        if abs(adj) <= tol * (tau2 + vmin):
+        new = tau2 + (s / observed if observed > 0 else s / fisher)
+        if not lo < new < hi:
+            new = tau2 + s / fisher  # metafor's Fisher scoring step
+        if not lo < new < hi:
+            if lo == 0.0 and not lo_checked:
+                if _score(0.0, y, v, X, reml)[0] <= 0.0:
+                    tau2 = 0.0
+                    converged = True
+                    break
+                lo_checked = True
+            new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * max(tau2, scale)
+        step = new - tau2
+        tau2 = new
+        if abs(step) <= tol * (tau2 + scale) or hi - lo <= tol * (lo + scale):
             converged = True
             break
     note = None
     if not converged:
         tau2 = _tau2_score_root(y, v, X, reml)
-        note = f"Fisher scoring did not converge in {max_iter} iterations; used a bracketed root search"
+        note = f"Newton/Fisher scoring did not converge in {max_iter} iterations; used a bracketed root search"
     # metafor's ll0check: a boundary maximum that scoring walked past
     if tau2 > 0 and _loglik(0.0, y, v, X, reml) - _loglik(tau2, y, v, X, reml) > _LL0_TOL:
         tau2 = 0.0
@@ -387,8 +440,8 @@ def _q_profile(
     if k <= p:
         return (math.nan, math.nan)
     alpha = 1.0 - level
-    crit_u = float(stats.chi2.isf(alpha / 2, k - p))  # for the lower bound
-    crit_l = float(stats.chi2.ppf(alpha / 2, k - p))  # for the upper bound
+    crit_u = float(special.chdtri(k - p, alpha / 2))  # for the lower bound
+    crit_l = float(special.chdtri(k - p, 1.0 - alpha / 2))  # for the upper bound
     t_max = max(100.0, 10.0 * tau2)
     q_min = generalised_q(0.0, y, v, X)
     q_max = generalised_q(t_max, y, v, X)
@@ -508,19 +561,19 @@ def fit_model(
         stat = fit.beta / se
     if knha:
         if df and df > 0:
-            pval = 2.0 * stats.t.sf(np.abs(stat), df)
-            crit = float(stats.t.isf(alpha / 2, df))
+            pval = 2.0 * special.stdtr(df, -np.abs(stat))
+            crit = float(-special.stdtrit(df, alpha / 2))
         else:
             pval = np.full(p, math.nan)
             crit = math.nan
     else:
-        pval = 2.0 * stats.norm.sf(np.abs(stat))
-        crit = float(stats.norm.isf(alpha / 2))
+        pval = 2.0 * special.ndtr(-np.abs(stat))
+        crit = float(-special.ndtri(alpha / 2))
 
     if k > p:
         fe = fit if tau2 == 0.0 else _wls(y, X, 1.0 / v)
         q = max(0.0, fe.rss)
-        q_p = float(stats.chi2.sf(q, k - p))
+        q_p = float(special.chdtrc(k - p, q))
         typical_v = (k - p) / fe.tr_p()
         if method == "FE":
             i2 = max(0.0, 100.0 * (q - (k - p)) / q) if q > 0 else 0.0
