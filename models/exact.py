@@ -63,6 +63,19 @@ algorithm's adaptive mixture, vectorised over the grid.
 
 Only normal priors on mu, delta and beta keep the model conjugate given tau; any scale family of
 :mod:`models.priors` is accepted for tau (through ``PriorSpec.logpdf``).
+
+API: :func:`exact_unsupported_reason` (``None`` or why not), :func:`fit_exact` (a
+:class:`~models.results.FitResult`), :func:`sweep_tau_priors` (one result per tau prior, and per
+delta prior, sharing the prior-free work), :func:`exact_posterior` (the grid posterior itself:
+:class:`NormalMixture` objects for any linear combination, the predictive effect and the study
+effects, tau's CDF and quantiles).
+
+Accuracy (tests/test_exact.py): with the default 257 nodes, doubling the grid changes no reported
+number by more than 3e-7 relative for any tau prior family tested (k = 3 to 60); the eight-schools
+example reproduces bayesmeta's printed tau summaries to every printed digit, and mu and the
+shrinkage estimates agree with a brute-force 2-D quadrature; a bias-metareg fit agrees with a
+4-D brute-force quadrature of the model's definition and with a dense covariance-form
+computation on a different quadrature rule.
 """
 
 from __future__ import annotations
