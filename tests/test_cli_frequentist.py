@@ -9,6 +9,7 @@ import math
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from synthesis.cli import main
@@ -230,3 +231,26 @@ def test_bundled_dataset_is_the_default(capsys) -> None:
         pytest.skip(f"bundled dataset not available: {exc}")
     got = run_json(capsys, ["pool", "--method", "DL", "--json"])
     assert got["k"] == table.k
+
+
+def test_dnmbc_csv_reads_as_r_reads_it(capsys) -> None:
+    """data/dnmbc_lrt.csv through the loader gives the yi/vi that metafor_reference.R derived
+    from it (include == true, yi = log(hr), sei from the CI and ci_level), and the CLI's DL pool
+    of it is metafor's."""
+    csv_path = Path(__file__).parent.parent / "data" / "dnmbc_lrt.csv"
+    fixture = ref("pool")["datasets"].get("dnmbc")
+    if fixture is None or not csv_path.exists():
+        pytest.skip("no data/dnmbc_lrt.csv when the fixture was made")
+    from synthesis.studies import load_studies
+
+    table = load_studies(csv_path)
+    assert table.studies == fixture["study"], (
+        "data/dnmbc_lrt.csv changed since the metafor fixtures were made: rerun "
+        "`Rscript tests/reference/metafor_reference.R`"
+    )
+    np.testing.assert_allclose(table.y, fixture["yi"], rtol=1e-12)
+    np.testing.assert_allclose(table.v, fixture["vi"], rtol=1e-12)
+    got = run_json(capsys, ["pool", str(csv_path), "--method", "DL", "--json"])
+    want = pool_ref("dnmbc", "DL", "z")
+    for key in ("estimate", "ci_lower", "ci_upper", "tau2", "i2", "q", "tau2_ci_lower", "tau2_ci_upper"):
+        assert got[key] == pytest.approx(want[key], rel=1e-4), key
