@@ -21,10 +21,13 @@ Estimators of tau^2 (``method``):
 * ``SJ`` Sidik & Jonkman (2005): ``tau0^2 = mean((y - mean(y))^2)``, then one step
   ``tau^2 = tau0^2 y'P(tau0^2) y / (k - p)`` (metafor's ``"SJ"``, not the iterated ``"SJIT"``).
 * ``PM`` Paule & Mandel (1982): the root of ``y'P(tau^2) y = k - p`` (0 when ``Q < k - p``).
-* ``ML`` and ``REML`` (Viechtbauer 2005): Fisher scoring from the HE estimate,
-  ``ML: tau^2 += (y'PPy - tr(W)) / tr(W^2)``, ``REML: tau^2 += (y'PPy - tr(P)) / tr(PP)``, with
-  step halving at the boundary 0 and metafor's check that the likelihood at tau^2 = 0 is not
-  higher; if scoring does not converge a bracketed root search of the score takes over.
+* ``ML`` and ``REML`` (Viechtbauer 2005): the root of the likelihood score
+  ``ML: y'PPy - tr(W) = 0``, ``REML: y'PPy - tr(P) = 0`` reached from the HE estimate like
+  metafor's Fisher scoring (``tau^2 += score / tr(W^2)`` resp. ``/ tr(PP)``) but with
+  safeguarded Newton steps (observed information ``2 y'PPPy - tr(W^2)`` resp. ``- tr(PP)``,
+  kept inside the bracket the score signs establish), tau^2 = 0 when the score is negative at
+  the boundary, and metafor's check that the likelihood at tau^2 = 0 is not higher; if the
+  iteration does not converge a bracketed root search (Brent) of the score takes over.
 
 All estimates are truncated at 0. Inference (metafor's ``test="z"`` or ``test="knha"``):
 
