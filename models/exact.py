@@ -835,7 +835,26 @@ def fit_exact(
     """
     t0 = time.perf_counter()
     post = exact_posterior(data, spec, n_grid=n_grid)
-    return _summarise([post], data, thresholds, at, shared_s=time.perf_counter() - t0)[0]
+    fit = _summarise([post], data, thresholds, at, shared_s=time.perf_counter() - t0)[0]
+    fit.densities = marginal_densities(post)
+    return fit
+
+
+#: Points of the density grids for plots (mu, delta: mean +/- 5 SD of the normal mixture).
+DENSITY_POINTS = 241
+
+
+def marginal_densities(post: ExactPosterior) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Exact marginal posterior densities for plotting: tau on its quadrature grid, mu and delta
+    (when present) as normal mixtures evaluated on an even grid."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {"tau": (post.tau.copy(), post.density.copy())}
+    names = ["mu"] + (["delta"] if "delta" in post.spec.parameters else [])
+    for name in names:
+        mix = post.linear(post.contrast(name))
+        centre, sd = mix.mean(), mix.sd()
+        grid = np.linspace(centre - 5 * sd, centre + 5 * sd, DENSITY_POINTS)
+        out[name] = (grid, np.asarray(mix.pdf(grid), dtype=float))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -631,3 +631,18 @@ def test_sweep_over_delta_priors() -> None:
     assert swept[0].parameters["delta"].sd < swept[2].parameters["delta"].sd
     with pytest.raises(ModelError, match="additive"):
         sweep_tau_priors(data, ModelSpec(model="metareg", covariates=("bone",)), taus, delta_priors=deltas)
+
+
+def test_marginal_densities_integrate_to_one():
+    """The densities handed to the prior-vs-posterior plot are proper (trapezoid rule, 1e-3)."""
+    from models.exact import fit_exact as _fit
+    from models.spec import ModelData as _MD
+    from models.spec import ModelSpec as _MS
+    from synthesis.datasets import load_dataset
+
+    table = load_dataset("dnmbc_lrt")
+    spec = _MS("bias")
+    fit = _fit(_MD.from_table(table, spec), spec)
+    assert set(fit.densities) == {"tau", "mu", "delta"}
+    for grid, dens in fit.densities.values():
+        assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-3)
