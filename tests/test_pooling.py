@@ -287,9 +287,3 @@ def test_by_design_needs_a_design_column() -> None:
     with pytest.raises(InputError, match="design"):
         pool_by_design(no_design)
 
-
-def test_paule_mandel_without_a_root_is_a_model_error() -> None:
-    """Effects ~1e7 apart with unit variances: Q(tau^2) stays above k - 1 up to the search
-    cap (1e12), so PM stops with a clear error instead of returning the cap."""
-    with pytest.raises(ModelError, match="tau\\^2"):
-        pool([1e7, -1e7, 3e7], [1.0, 1.0, 1.0], method="PM")
