@@ -136,13 +136,20 @@ def _row(fit: FitResult, spec: ModelSpec, tau: PriorSpec, bias: PriorSpec | None
         hr_q025=fit.hr.q025,
         hr_q975=fit.hr.q975,
         p_hr_below=dict(fit.p_hr_below),
-        tau_family=tau.family if tau.source is None else "turner2015" if "turner" in tau.label else tau.family,
+        tau_family=_family(tau),
         tau_prior_median=prior_scale(tau),
         bias_mean=bias.params[0] if bias is not None else None,
         bias_sd=bias.params[1] if bias is not None and len(bias.params) > 1 else None,
         tau_median=fit.parameters["tau"].median if "tau" in fit.parameters else None,
         converged=fit.diagnostics.converged if fit.diagnostics is not None else None,
     )
+
+
+def _family(prior: PriorSpec) -> str:
+    """A prior's family for grouping sweep lines: the preset name for presets."""
+    if prior.source is not None and "[" in prior.label:
+        return prior.label.rsplit("[", 1)[1].rstrip("]")
+    return prior.family
 
 
 def _grid(spec: ModelSpec, tau_priors: Sequence[PriorSpec], bias_priors: Sequence[PriorSpec]) -> list[tuple[PriorSpec, PriorSpec | None]]:
@@ -185,7 +192,7 @@ def run_sweep(
 
     ``engine="auto"`` uses the exact engine when it supports the model and PyMC otherwise.
     """
-    from models.exact import exact_unsupported_reason, fit_exact
+    from models.exact import exact_unsupported_reason, sweep_tau_priors
 
     start = time.perf_counter()
     label = label or spec.model
@@ -201,9 +208,12 @@ def run_sweep(
     show = sys.stderr.isatty() if progress is None else progress
     fits: list[FitResult]
     if use_exact:
-        fits = []
-        for s in _progress(specs, show, f"sweep {label} (exact)"):
-            fits.append(fit_exact(data, s, thresholds=thresholds))
+        # One marginal likelihood over the tau grid, reweighted per prior (delta-major order,
+        # the same order as ``grid``).
+        fits = sweep_tau_priors(
+            data, spec, list(tau_priors), thresholds,
+            delta_priors=list(bias_priors) if grid[0][1] is not None else None,
+        )
     else:
         jobs = [(data, s, thresholds, chains, draws, tune, seed) for s in specs]
         fits = _run_parallel(_pymc_fit_one, jobs, workers=workers, scheduler=scheduler, show=show, desc=f"sweep {label} (PyMC)")
