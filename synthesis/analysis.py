@@ -227,7 +227,7 @@ def run_analysis(
     """Fit the standard set, pool frequentist comparators, run the sweeps and the
     publication-bias diagnostics: everything :func:`synthesis.report.write_report` shows."""
     from models.exact import exact_unsupported_reason
-    from models.fit import fit_data
+    from models.fit import fit
     from synthesis import pubbias
     from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
@@ -248,18 +248,18 @@ def run_analysis(
         at = dict(run.at)
         if run.spec.has_covariates:
             at |= _curve(covariate, sub)
-        fit = fit_data(
-            data, run.spec, engine=engine, thresholds=thresholds, at=at,
+        fitted = fit(
+            sub, run.spec, engine=engine, thresholds=thresholds, at=at,
             chains=chains, draws=draws, tune=tune, seed=seed,
         )
-        fits[run.key] = fit
+        fits[run.key] = fitted
         rows.extend(
             r
-            for r in decision_rows(run, fit, pools[run.subset], thresholds)
+            for r in decision_rows(run, fitted, pools[run.subset], thresholds)
             if "@" not in r.key or r.key.split("@", 1)[1] in run.at
         )
-        if fit.diagnostics is not None and not fit.diagnostics.converged:
-            warnings.append(f"{run.label}: sampling did not converge ({'; '.join(fit.diagnostics.messages)})")
+        if fitted.diagnostics is not None and not fitted.diagnostics.converged:
+            warnings.append(f"{run.label}: sampling did not converge ({'; '.join(fitted.diagnostics.messages)})")
         timing[f"fit_{run.key}_s"] = elapsed(t0)
 
     t0 = time.perf_counter()

@@ -163,12 +163,13 @@ def _spec_with(spec: ModelSpec, tau: PriorSpec, bias: PriorSpec | None) -> Model
     return replace(spec, priors=priors)
 
 
-def _pymc_fit_one(args: tuple) -> FitResult:
-    """Worker entry point (top level so that it pickles for process pools and Dask)."""
-    from models.pymc_fit import fit_pymc
+def _pymc_chunk(args: tuple) -> list[FitResult]:
+    """Worker entry point (top level so that it pickles for process pools and Dask): fit a chunk
+    of specs that differ only in their priors, compiling the model once for the chunk."""
+    from models.pymc_fit import fit_pymc_many
 
-    data, spec, thresholds, chains, draws, tune, seed = args
-    return fit_pymc(data, spec, thresholds=thresholds, at=None, chains=chains, draws=draws, tune=tune, seed=seed)
+    data, specs, thresholds, chains, draws, tune, seed = args
+    return fit_pymc_many(data, specs, thresholds=thresholds, chains=chains, draws=draws, tune=tune, seed=seed)
 
 
 def run_sweep(
@@ -215,8 +216,17 @@ def run_sweep(
             delta_priors=list(bias_priors) if grid[0][1] is not None else None,
         )
     else:
-        jobs = [(data, s, thresholds, chains, draws, tune, seed) for s in specs]
-        fits = _run_parallel(_pymc_fit_one, jobs, workers=workers, scheduler=scheduler, show=show, desc=f"sweep {label} (PyMC)")
+        # nutpie already samples the chains of one fit on all cores, so by default the sweep runs
+        # as ONE chunk: one compile, then every prior swapped in as data. ``workers`` > 1 (or a
+        # Dask cluster) splits the grid into chunks fitted in parallel, one compile per chunk.
+        n_chunks = max(1, min(len(specs), workers or 1))
+        if scheduler and workers is None:
+            n_chunks = len(specs)
+        chunks = [specs[i::n_chunks] for i in range(n_chunks)]
+        jobs = [(data, chunk, thresholds, chains, draws, tune, seed) for chunk in chunks]
+        parts = _run_parallel(_pymc_chunk, jobs, workers=n_chunks, scheduler=scheduler, show=show, desc=f"sweep {label} (PyMC)")
+        by_spec = {id(sp): f for chunk, part in zip(chunks, parts, strict=True) for sp, f in zip(chunk, part, strict=True)}
+        fits = [by_spec[id(sp)] for sp in specs]
     rows = [_row(f, s, t, b, label) for f, s, (t, b) in zip(fits, specs, grid, strict=True)]
     engines: dict[str, int] = {}
     for r in rows:
