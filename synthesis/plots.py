@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,8 @@ MIN_TICKS = 4
 SCALE_TICKS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 #: Outermost HR drawn (wider intervals are clipped at the frame).
 HR_AXIS_LIMITS: tuple[float, float] = (0.02, 50.0)
+#: Characters per line of a wrapped legend entry or panel title.
+LABEL_WIDTH = 44
 #: Labels either side of HR = 1 (HR < 1: the treatment arm has the lower hazard).
 FAVOURS: tuple[str, str] = ("favours LRT", "favours no LRT")
 #: Heading of each design group in the forest plot.
@@ -101,6 +104,11 @@ def _styled[**P, R](func: Callable[P, R]) -> Callable[P, R]:
 def _figure(width: float, height: float) -> Figure:
     """A figure outside pyplot's registry (nothing to close; garbage-collected like any object)."""
     return Figure(figsize=(width, height), layout="constrained")
+
+
+def _wrap(text: str, width: int = LABEL_WIDTH) -> str:
+    """Break a long label at spaces (never inside 'half-normal' and the like)."""
+    return textwrap.fill(text, width, break_on_hyphens=False, break_long_words=False)
 
 
 def _hr_label(value: float) -> str:
@@ -764,11 +772,11 @@ def plot_prior_posterior(
             prior = getattr(fit.spec.priors, name)
             ax.plot(grid, density, color="#1b4f8a", lw=1.6, label=f"posterior ({fit.engine} engine)")
             ax.plot(grid, np.exp(prior.logpdf(grid)), color="#c25e00", lw=1.3, ls="--",
-                    label=f"prior: {prior.label}")
+                    label=_wrap(f"prior: {prior.label}"))
             ax.set_xlabel(PARAMETER_AXIS_LABELS.get(name, name))
             ax.set_ylabel("density")
             ax.set_ylim(bottom=0.0)
-            ax.set_title(f"{label}: {GREEK.get(name, name)}")
+            ax.set_title(_wrap(f"{label}: {GREEK.get(name, name)}", LABEL_WIDTH + 6))
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False, fontsize=FONT_SIZE)
     fig.suptitle(title or "Prior and posterior densities")
     return fig

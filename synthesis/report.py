@@ -85,7 +85,7 @@ _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;
 padding:0 1em;color:#1d1d1d;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.88em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.88em;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.3em .55em;text-align:left;vertical-align:top}
 th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .alert{border-left:5px solid #b2182b;background:#fbeaea;padding:.6em 1em;margin:1em 0}
@@ -126,6 +126,16 @@ def _interval(median: Any, lower: Any, upper: Any) -> str:
 
 def _prob(p: Any) -> str:
     return _num(p, 2)
+
+
+def _pvalue(p: Any) -> str:
+    """A test's p-value: three decimals, or '< 0.001'."""
+    try:
+        if 0 <= float(p) < 0.001:
+            return "< 0.001"
+    except (TypeError, ValueError):
+        pass
+    return _num(p, 3)
 
 
 def _plain(obj: Any) -> Any:
@@ -366,7 +376,7 @@ def _pool_cells(result: AnalysisResult) -> tuple[list[str], list[list[str]]]:
             f"{_num(rec.get('pi_hr_lower'))} to {_num(rec.get('pi_hr_upper'))}",
             _num(rec.get("tau2"), 4),
             _num(i2, 1),
-            f"{_num(rec.get('q'))} ({_num(rec.get('q_pvalue'), 3)})",
+            f"{_num(rec.get('q'))} ({_pvalue(rec.get('q_pvalue'))})",
         ])
     return header, body
 
@@ -380,10 +390,10 @@ def _pubbias_blocks(result: AnalysisResult) -> tuple[list[str], tuple[list[str],
     method = d.get("method", "")
     if d.get("egger"):
         e = d["egger"]
-        lines.append(f"Egger's regression test ({method} model): z = {_num(e.get('z'))}, p = {_num(e.get('p'), 3)}.")
+        lines.append(f"Egger's regression test ({method} model): z = {_num(e.get('z'))}, p = {_pvalue(e.get('p'))}.")
     if d.get("begg"):
         b = d["begg"]
-        lines.append(f"Begg and Mazumdar's rank correlation: Kendall's τ = {_num(b.get('tau'))}, p = {_num(b.get('p'), 3)}.")
+        lines.append(f"Begg and Mazumdar's rank correlation: Kendall's τ = {_num(b.get('tau'))}, p = {_pvalue(b.get('p'))}.")
     tf = d.get("trimfill") or {}
     if tf.get("k0") is not None:
         lines.append(
@@ -392,7 +402,7 @@ def _pubbias_blocks(result: AnalysisResult) -> tuple[list[str], tuple[list[str],
         )
     fsn = d.get("failsafe_n") or {}
     if fsn.get("rosenthal") is not None:
-        lines.append(f"Rosenthal's fail-safe N: {fsn['rosenthal']} (combined p = {_num(fsn.get('p'), 4)}).")
+        lines.append(f"Rosenthal's fail-safe N: {fsn['rosenthal']} (combined p = {_pvalue(fsn.get('p'))}).")
     loo = d.get("leave_one_out") or []
     table = None
     if loo:
@@ -414,13 +424,13 @@ def _metareg_blocks(result: AnalysisResult) -> tuple[list[str], tuple[list[str],
         f"Frequentist mixed-effects meta-regression ({d.get('method', '')}"
         f"{', Knapp-Hartung' if d.get('hksj') else ''}; k = {d.get('k')}"
         f"{', ' + str(d.get('dropped')) + ' studies without the covariate dropped' if d.get('dropped') else ''}): "
-        f"residual τ² = {_num(d.get('tau2'), 4)}, QM p = {_num(d.get('qm_pvalue'), 3)}, "
-        f"R² = {_num(d.get('r2'), 1)}."
+        f"residual τ² = {_num(d.get('tau2'), 4)}, QM p = {_pvalue(d.get('qm_pvalue'))}, "
+        f"R² = {_num(d.get('r2'), 1)}%."
     ]
     coefs = d.get("coefficients") or {}
     header = ["Coefficient", "Estimate (log HR)", f"{PCT} CI", "p"]
     body = [
-        [name, _num(c.get("estimate"), 3), f"{_num(c.get('ci_lower'), 3)} to {_num(c.get('ci_upper'), 3)}", _num(c.get("pvalue"), 3)]
+        [name, _num(c.get("estimate"), 3), f"{_num(c.get('ci_lower'), 3)} to {_num(c.get('ci_upper'), 3)}", _pvalue(c.get("pvalue"))]
         for name, c in coefs.items()
     ]
     lines += [str(n) for n in d.get("notes") or []]

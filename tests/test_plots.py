@@ -1,0 +1,251 @@
+"""Figures drawn from hand-built result objects: the right rows, panels, scales and labels.
+
+Most checks read the artists without rendering (fast); one figure is rendered to check fonts
+and one small figure is written to PNG and SVG.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Polygon  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from test_report import BIAS_GRID, CURVE, TAU_GRID, make_result, make_sweep  # noqa: E402
+
+from synthesis import plots  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    return make_result(tmp_path_factory.mktemp("plots"))
+
+
+@pytest.fixture(scope="module")
+def fits(result):
+    return {run.label: result.fits[run.key] for run in result.runs}
+
+
+def _visible_axes(fig: Figure) -> list:
+    return [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+
+
+def _tick_labels(axis) -> list[str]:
+    return [t.get_text() for t in axis.get_ticklabels()]
+
+
+# --------------------------------------------------------------------------------------------
+# forest
+# --------------------------------------------------------------------------------------------
+def test_forest_has_one_row_per_study_and_per_model(result, fits):
+    fig = plots.plot_forest(fits)
+    ax = fig.axes[0]
+    k = result.table.k
+    labels = _tick_labels(ax.yaxis)
+    assert len(ax.get_yticks()) == k + len(fits)
+    assert labels[:k] == [s for d in ("rct", "prospective", "retrospective")
+                          for s, dd in zip(result.table.studies, result.table.designs, strict=True) if dd == d]
+    for label, fit in fits.items():
+        pooled = next(t for t in labels if t.startswith(label))
+        assert fit.spec.priors.tau.label in pooled  # every pooled row names its prior
+    assert "δ ~ normal(mean=0, sd=0.5)" in next(t for t in labels if t.startswith("Design-bias"))
+    assert ax.get_xscale() == "log"
+    assert {"0.5", "1"} <= set(_tick_labels(ax.xaxis))
+    # one diamond per model, spanning the pooled credible interval
+    diamonds = [p for p in ax.patches if isinstance(p, Polygon)]
+    assert len(diamonds) == len(fits)
+    xs = sorted(diamonds[1].get_xy()[:, 0])
+    fit = list(fits.values())[1]
+    assert xs[0] == pytest.approx(fit.hr.q025) and xs[-1] == pytest.approx(fit.hr.q975)
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    for heading in ("Randomised trials", "Prospective non-randomised studies", "Retrospective non-randomised studies"):
+        assert heading in texts
+    assert "← favours LRT" in texts and "favours no LRT →" in texts
+    effect = list(fits.values())[0].study_effects[0]
+    assert f"{effect.observed_hr:.2f} [{effect.observed_lower:.2f}, {effect.observed_upper:.2f}]" in texts
+    # the prediction interval bar of each model spans its predictive HR
+    bars = [c for c in ax.collections if c.get_linewidth()[0] == 6]
+    assert len(bars) == len(fits)
+    seg = bars[0].get_segments()[0]
+    first = list(fits.values())[0]
+    assert seg[0][0] == pytest.approx(first.predictive_hr.q025) and seg[1][0] == pytest.approx(first.predictive_hr.q975)
+
+
+def test_forest_text_is_readable_and_height_scales(fits):
+    fig = plots.plot_forest(fits)
+    fig.draw_without_rendering()
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
+    assert min(sizes) >= 8
+    one = {"only": next(iter(fits.values()))}
+    small = plots.plot_forest(one)
+    assert fig.get_figheight() > small.get_figheight()
+
+
+def test_forest_refuses_nothing_to_draw_and_unknown_shrinkage(fits):
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_forest({})
+    with pytest.raises(ValueError, match="shrinkage_from"):
+        plots.plot_forest(fits, shrinkage_from="nope")
+
+
+# --------------------------------------------------------------------------------------------
+# sensitivity
+# --------------------------------------------------------------------------------------------
+def test_sensitivity_one_panel_per_threshold_and_one_line_per_family_and_bias_prior():
+    sweep = make_sweep("Design-bias adjusted (additive)", bias=True)
+    fig = plots.plot_sensitivity(sweep)
+    axes = _visible_axes(fig)
+    assert len(axes) == 1 + len(sweep.thresholds)
+    families = {r.tau_family for r in sweep.rows}
+    assert families == {"halfnormal", "halfcauchy", "turner2015"}
+    n_lines = len(families) * len(BIAS_GRID)
+    for ax in axes:
+        assert ax.get_xscale() == "log"
+        data_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) and ln.get_marker() == "o"]
+        assert len(data_lines) == n_lines
+    assert axes[0].get_yscale() == "log"
+    assert axes[1].get_ylabel() == "P(HR < 0.8)" and axes[2].get_ylabel() == "P(HR < 1)"
+    # x positions are the prior medians, sorted within each family
+    hn = [r for r in sweep.rows if r.tau_family == "halfnormal" and r.bias_prior == sweep.rows[0].bias_prior]
+    line = next(ln for ln in axes[1].get_lines() if len(ln.get_xdata()) == len(hn) and ln.get_linestyle() == "-")
+    np.testing.assert_allclose(line.get_xdata(), sorted(r.tau_prior_median for r in hn))
+    styles = {ln.get_linestyle() for ln in axes[1].get_lines() if ln.get_marker() == "o"}
+    assert len(styles) == len(BIAS_GRID)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "τ prior: Turner 2015 (empirical)" in legend
+    assert "δ prior: normal(mean=-0.223, sd=0.25)" in legend
+
+
+def test_sensitivity_chosen_thresholds_and_refusals():
+    sweep = make_sweep("Random effects", bias=False)
+    fig = plots.plot_sensitivity(sweep, thresholds=[1.0])
+    assert len(_visible_axes(fig)) == 2
+    assert len([ln for ln in fig.axes[1].get_lines() if ln.get_marker() == "o"]) == 3
+    with pytest.raises(ValueError, match="0.7"):
+        plots.plot_sensitivity(sweep, thresholds=[0.7])
+    with pytest.raises(ValueError, match="no rows"):
+        plots.plot_sensitivity(type(sweep)(rows=[], thresholds=(0.8,), seconds=0.0))
+    assert len(sweep.rows) == len(TAU_GRID)
+
+
+# --------------------------------------------------------------------------------------------
+# funnel
+# --------------------------------------------------------------------------------------------
+def test_funnel_inverted_se_pooled_line_and_filled_studies(result):
+    pooled = result.pools["all"]["REML"]
+    trimfill = SimpleNamespace(filled_y=(0.3, 0.45), filled_v=(0.04, 0.09), estimate=-0.2)
+    fig = plots.plot_funnel(result.table, pooled=pooled, trimfill=trimfill)
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    assert lo > hi == 0.0  # standard error grows downwards
+    observed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "None" and ln.get_markerfacecolor() != "none"]
+    assert sum(len(ln.get_xdata()) for ln in observed) == result.table.k
+    filled = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "none"]
+    assert len(filled) == 1
+    np.testing.assert_allclose(filled[0].get_xdata(), [0.3, 0.45])
+    np.testing.assert_allclose(filled[0].get_ydata(), [0.2, 0.3])
+    verticals = [ln.get_xdata()[0] for ln in ax.get_lines() if len(set(ln.get_xdata())) == 1 and len(ln.get_xdata()) == 2]
+    assert pooled.estimate in verticals and -0.2 in verticals
+    # pseudo 95% limits: estimate +/- 1.96 se at the bottom of the funnel
+    limits = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(limits) == 2
+    x, y = limits[0].get_data()
+    assert x[1] == pytest.approx(pooled.estimate - plots.FUNNEL_Z * y[1])
+
+
+def test_funnel_without_pool_or_trimfill(result):
+    fig = plots.plot_funnel(result.table)
+    ax = fig.axes[0]
+    assert not [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "none"]
+    assert not [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+
+
+# --------------------------------------------------------------------------------------------
+# bubble
+# --------------------------------------------------------------------------------------------
+def test_bubble_band_from_hr_at_and_strip_for_missing(result):
+    fit = result.fits["bias_metareg"]
+    fig = plots.plot_bubble(result.table, fit, "bone_only_fraction", label="Bias-adjusted meta-regression")
+    ax, strip = fig.axes
+    assert ax.get_yscale() == "log"
+    median = next(ln for ln in ax.get_lines() if ln.get_label() == "posterior median HR")
+    np.testing.assert_allclose(median.get_xdata(), np.linspace(0, 1, len(CURVE)))
+    np.testing.assert_allclose(median.get_ydata(), [s.median for s in CURVE.values()])
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    edge = band.get_paths()[0].vertices
+    assert edge[:, 1].min() == pytest.approx(min(s.q025 for s in CURVE.values()))
+    assert edge[:, 1].max() == pytest.approx(max(s.q975 for s in CURVE.values()))
+    x = result.table.covariate("bone_only_fraction")
+    n_missing = int(np.isnan(x).sum())
+    assert n_missing == 2
+    in_main = sum(len(c.get_offsets()) for c in ax.collections if type(c).__name__ == "PathCollection")
+    in_strip = sum(len(c.get_offsets()) for c in strip.collections if type(c).__name__ == "PathCollection")
+    assert (in_main, in_strip) == (result.table.k - n_missing, n_missing)
+    assert "imputed/missing" in strip.get_title()
+    # bubble area grows with precision (1/se^2)
+    sizes = np.concatenate([c.get_sizes() for c in ax.collections if type(c).__name__ == "PathCollection"])
+    assert sizes.max() > 2 * sizes.min()
+
+
+def test_bubble_without_missing_values_has_no_strip(result):
+    table = result.table.select(~np.isnan(result.table.covariate("bone_only_fraction")))
+    fig = plots.plot_bubble(table, result.fits["bias_metareg"], "bone_only_fraction")
+    assert len(fig.axes) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# prior vs posterior
+# --------------------------------------------------------------------------------------------
+def test_prior_posterior_draws_the_given_prior_density(result, fits):
+    fig = plots.plot_prior_posterior(fits)
+    visible = _visible_axes(fig)
+    # tau for all four models, delta for the two bias models
+    assert len(visible) == 4 + 2
+    bias = result.fits["bias"]
+    ax = next(a for a in visible if a.get_title() == "Design-bias adjusted (additive): δ")
+    posterior, prior = ax.get_lines()
+    grid, density = bias.densities["delta"]
+    np.testing.assert_allclose(posterior.get_ydata(), density)
+    np.testing.assert_allclose(prior.get_ydata(), np.exp(bias.spec.priors.delta.logpdf(grid)))
+    assert prior.get_label() == "prior: normal(mean=0, sd=0.5)"
+    tau = next(a for a in visible if a.get_title() == "Random effects, all studies: τ")
+    assert tau.get_lines()[1].get_label().replace("\n", " ") == f"prior: {bias.spec.priors.tau.label}"
+
+
+def test_prior_posterior_single_fit_and_refusal(result):
+    fig = plots.plot_prior_posterior(result.fits["re_all"])
+    assert len(_visible_axes(fig)) == 1
+    bare = result.fits["re_all"]
+    empty = type(bare)(**{**bare.__dict__, "densities": {}, "tau_grid": None, "tau_density": None})
+    with pytest.raises(ValueError, match="no fit holds a posterior density"):
+        plots.plot_prior_posterior(empty)
+
+
+# --------------------------------------------------------------------------------------------
+# the standard set and saving
+# --------------------------------------------------------------------------------------------
+def test_standard_figures(result):
+    figures = plots.standard_figures(result)
+    assert set(figures) == {"forest", "sensitivity_re_all", "sensitivity_bias", "funnel", "bubble", "prior_posterior"}
+    assert all(isinstance(f, Figure) for f in figures.values())
+
+
+def test_save_figure_writes_png_at_150_dpi_and_svg(tmp_path):
+    from PIL import Image
+
+    fig = Figure(figsize=(2.0, 1.0))
+    fig.add_subplot().plot([1, 2], [2, 1])
+    png, svg = plots.save_figure(fig, tmp_path / "sub" / "tiny")
+    assert png == tmp_path / "sub" / "tiny.png" and svg == tmp_path / "sub" / "tiny.svg"
+    with Image.open(png) as im:
+        assert im.size == (300, 150)
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+    assert math.isclose(fig.get_figwidth(), 2.0)
