@@ -57,6 +57,8 @@ SCALE_TICKS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.
 HR_AXIS_LIMITS: tuple[float, float] = (0.02, 50.0)
 #: Characters per line of a wrapped legend entry or panel title.
 LABEL_WIDTH = 44
+#: Studies without the covariate are named in the bubble plot's strip only up to this many.
+STRIP_NAMES_MAX = 5
 #: Labels either side of HR = 1 (HR < 1: the treatment arm has the lower hazard).
 FAVOURS: tuple[str, str] = ("favours LRT", "favours no LRT")
 #: Heading of each design group in the forest plot.
@@ -655,6 +657,10 @@ def plot_bubble(
         ax.plot(cx, [c[1].median for c in curve], color="#1b4f8a", lw=1.6, label="posterior median HR")
     designs = np.array(table.designs, dtype=object)
     studies = np.array(table.studies, dtype=object)
+    # Strip positions: the studies without the covariate spread across the strip in HR order.
+    strip_x = np.full(table.k, np.nan)
+    order = np.flatnonzero(missing)[np.argsort(hr[missing])]
+    strip_x[order] = np.linspace(-0.7, 0.7, order.size) if order.size > 1 else 0.0
     handles: list[Any] = []
     for design in dict.fromkeys(table.designs):
         marker = DESIGN_MARKERS.get(design, "o")
@@ -667,11 +673,12 @@ def plot_bubble(
                               mec="black", mew=0.5, label=name))
         m = (designs == design) & missing
         if strip is not None and m.any():
-            strip.scatter(np.zeros(int(m.sum())), hr[m], s=area[m], marker=marker, color=colour,
-                          alpha=0.3, edgecolors="black", linewidths=0.5, linestyle="--", zorder=3)
-            for name_i, hr_i in zip(studies[m], hr[m], strict=True):
-                strip.annotate(str(name_i), (0.0, hr_i), xytext=(0, -10), textcoords="offset points",
-                               ha="center", va="top", fontsize=8)
+            strip.scatter(strip_x[m], hr[m], s=area[m], marker=marker, color=colour, alpha=0.35,
+                          edgecolors="black", linewidths=0.5, linestyle="--", zorder=3)
+            if missing.sum() <= STRIP_NAMES_MAX:
+                for name_i, x_i, hr_i in zip(studies[m], strip_x[m], hr[m], strict=True):
+                    strip.annotate(str(name_i), (x_i, hr_i), xytext=(0, -10), textcoords="offset points",
+                                   ha="center", va="top", fontsize=8)
     values = _finite_positive(list(hr) + [v for c in curve for v in (c[1].q025, c[1].q975)]) or [0.5, 2.0]
     _hr_axis(ax, min(values) / 1.15, max(values) * 1.15, axis="y")
     ax.axhline(1.0, color="black", lw=0.8)
@@ -796,7 +803,11 @@ def standard_figures(result: AnalysisResult) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     fits = {labels.get(key, key): fit for key, fit in result.fits.items()}
     if fits:
-        figures["forest"] = plot_forest(fits, title=f"Posterior forest plot: {result.name}")
+        # Shrink the studies under the design-bias model when there is one: under plain random
+        # effects on all studies the trials are pulled towards the (larger) observational studies.
+        bias_label = labels.get("bias")
+        shrink = bias_label if bias_label in fits and fits[bias_label].study_effects else None
+        figures["forest"] = plot_forest(fits, shrinkage_from=shrink, title=f"Posterior forest plot: {result.name}")
     for key, sweep in result.sweeps.items():
         if sweep.rows:
             figures[f"sensitivity_{key}"] = plot_sensitivity(

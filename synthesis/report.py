@@ -85,7 +85,8 @@ _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;
 padding:0 1em;color:#1d1d1d;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.88em;display:block;max-width:100%;overflow-x:auto}
+.scroll{max-width:100%;overflow-x:auto;margin:.8em 0}table{border-collapse:collapse;font-size:.86em}
+p.caption{font-size:.9em;color:#333;margin:.8em 0 .2em}.small{font-size:.85em;color:#555}
 th,td{border:1px solid #ccc;padding:.3em .55em;text-align:left;vertical-align:top}
 th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .alert{border-left:5px solid #b2182b;background:#fbeaea;padding:.6em 1em;margin:1em 0}
@@ -125,7 +126,22 @@ def _interval(median: Any, lower: Any, upper: Any) -> str:
 
 
 def _prob(p: Any) -> str:
-    return _num(p, 2)
+    """A posterior probability to two decimals; '< 0.01' / '> 0.99' rather than 0.00 / 1.00."""
+    try:
+        value = float(p)
+    except (TypeError, ValueError):
+        return _num(p)
+    if 0.0 <= value < 0.005:
+        return "< 0.01"
+    if 0.995 < value <= 1.0:
+        return "> 0.99"
+    return _num(value, 2)
+
+
+def _prob_relation(p: Any) -> str:
+    """'= 0.42', '< 0.01' or '> 0.99' (to follow 'P(HR < T)' in a sentence)."""
+    text = _prob(p)
+    return text if text[0] in "<>" else f"= {text}"
 
 
 def _pvalue(p: Any) -> str:
@@ -255,7 +271,7 @@ def answer(result: AnalysisResult) -> str:
         phrase = ANSWER_PHRASES.get(row.key, "{label} (k = {k})").format(
             k=row.k, covariate=result.covariate, label=row.label
         )
-        probs = "; ".join(f"P(HR < {float(t):g}) = {_prob(p)}" for t, p in row.p_hr_below.items())
+        probs = "; ".join(f"P(HR < {float(t):g}) {_prob_relation(p)}" for t, p in row.p_hr_below.items())
         s = (
             f"{phrase}, the posterior median HR is {_num(row.hr.median)} "
             f"({INTERVAL_KIND if i == 0 else PCT + ' CrI'} {_num(row.hr.q025)} to {_num(row.hr.q975)})"
@@ -590,22 +606,28 @@ def _e(text: Any) -> str:
 
 
 def _html_table(header: Sequence[str], body: Sequence[Sequence[str]], *, table_id: str | None = None,
-                caption: str | None = None, multiline_cols: Iterable[int] = ()) -> str:
-    """An HTML table; cells of ``multiline_cols`` break at each '; '."""
+                caption: str | None = None, multiline_cols: Iterable[int] = (),
+                notes_col: int | None = None) -> str:
+    """An HTML table (in a horizontally scrolling box). Cells of ``multiline_cols`` break at
+    each '; '; column ``notes_col`` is written under the first cell in small type instead."""
     multi = set(multiline_cols)
     attrs = f' id="{_e(table_id)}"' if table_id else ""
-    out = [f"<table{attrs}>"]
-    if caption:
-        out.append(f"<caption>{_e(caption)}</caption>")
-    out.append("<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>")
+    out = [f'<p class="caption">{_e(caption)}</p>'] if caption else []
+    out.append(f'<div class="scroll"><table{attrs}>')
+    shown = [j for j in range(len(header)) if j != notes_col]
+    out.append("<thead><tr>" + "".join(f"<th>{_e(header[j])}</th>" for j in shown) + "</tr></thead><tbody>")
     for row in body:
         cells = []
-        for j, c in enumerate(row):
+        for j in shown:
+            c = row[j]
             text = "<br>".join(_e(part) for part in str(c).split("; ")) if j in multi else _e(c)
-            cls = ' class="num"' if re.match(r"^[-0-9.\[\], n/a]+$", str(c)) else ""
+            if j == shown[0] and notes_col is not None and row[notes_col]:
+                notes = "<br>".join(_e(part) for part in str(row[notes_col]).split("; "))
+                text += f'<br><span class="small">{notes}</span>'
+            cls = ' class="num"' if re.match(r"^[-0-9.\[\], n/a<>]+$", str(c)) else ""
             cells.append(f"<td{cls}>{text}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "\n".join(out)
 
 
@@ -662,8 +684,9 @@ class _Doc:
 
     def table(self, header: Sequence[str], body: Sequence[Sequence[str]], *, table_id: str | None = None,
               caption: str | None = None, collapsed: str | None = None,
-              multiline_cols: Iterable[int] = ()) -> None:
-        block = _html_table(header, body, table_id=table_id, caption=caption, multiline_cols=multiline_cols)
+              multiline_cols: Iterable[int] = (), notes_col: int | None = None) -> None:
+        block = _html_table(header, body, table_id=table_id, caption=caption, multiline_cols=multiline_cols,
+                            notes_col=notes_col)
         if collapsed:
             block = f"<details><summary>{_e(collapsed)}</summary>{block}</details>"
         self.html.append(block)
@@ -711,7 +734,7 @@ def _render(result: AnalysisResult, figure_png: Mapping[str, bytes], captions: M
 
     doc.heading(2, "Decision table", "decision")
     header, body = _decision_cells(result)
-    doc.table(header, body, table_id="decision-table", multiline_cols=(1,), caption=(
+    doc.table(header, body, table_id="decision-table", notes_col=1, caption=(
         f"Posterior median HR with its {INTERVAL_KIND} (CrI); predictive HR of a new randomised trial with its "
         f"{PCT} equal-tailed prediction interval (PrI); P(HR < T): posterior probability; frequentist pooled HRs "
         f"of the same studies with {PCT} confidence intervals (DL, REML, REML with Hartung-Knapp-Sidik-Jonkman)."))
