@@ -59,6 +59,8 @@ HR_AXIS_LIMITS: tuple[float, float] = (0.02, 50.0)
 LABEL_WIDTH = 44
 #: Studies without the covariate are named in the bubble plot's strip only up to this many.
 STRIP_NAMES_MAX = 5
+#: A sensitivity plot shades the credible bands of at most this many lines (else draws edges).
+MAX_SHADED_BANDS = 6
 #: Labels either side of HR = 1 (HR < 1: the treatment arm has the lower hazard).
 FAVOURS: tuple[str, str] = ("favours LRT", "favours no LRT")
 #: Heading of each design group in the forest plot.
@@ -381,6 +383,7 @@ FAMILY_LABELS: dict[str, str] = {
     "invgamma": "inverse-gamma",
     "invgamma_tau2": "inverse-gamma on τ²",
     "turner2015": "Turner 2015 (empirical)",
+    "turner2015-acm-nonpharm": "Turner 2015 (empirical)",
 }
 
 
@@ -442,22 +445,28 @@ def plot_sensitivity(
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for extra in axes[n_panels:]:
         extra.set_visible(False)
-    band_alpha = max(0.05, 0.18 / max(1, len(biases)))
+    # Few lines: shaded credible bands; many (bias sweeps): the band edges as thin lines, since
+    # dozens of overlapping shaded bands hide each other.
+    shade = len(groups) <= MAX_SHADED_BANDS
     x_all = _finite_positive([r.tau_prior_median for r in sweep.rows]) or [0.1, 1.0]
     hr_all = _finite_positive([v for r in sweep.rows for v in (r.hr_q025, r.hr_q975)]) or [0.5, 2.0]
 
     ax = axes[0]
     for (fam, bias), rs in groups.items():
         x = [r.tau_prior_median for r in rs]
-        ax.fill_between(x, [r.hr_q025 for r in rs], [r.hr_q975 for r in rs], color=colour[fam],
-                        alpha=band_alpha, lw=0)
+        lower, upper = [r.hr_q025 for r in rs], [r.hr_q975 for r in rs]
+        if shade:
+            ax.fill_between(x, lower, upper, color=colour[fam], alpha=0.15, lw=0)
+        else:
+            for edge in (lower, upper):
+                ax.plot(x, edge, color=colour[fam], ls=style[bias], lw=0.6, alpha=0.6)
         ax.plot(x, [r.hr_median for r in rs], color=colour[fam], ls=style[bias], marker="o", ms=3, lw=1.3)
     _hr_axis(ax, min(hr_all) / 1.1, max(hr_all) * 1.1, axis="y")
     ax.axhline(1.0, color="black", lw=0.8)
     for t in chosen:
         if t != 1.0:
             ax.axhline(t, color="#777777", lw=0.6, ls=":")
-    ax.set_ylabel(f"Posterior median HR ({_PCT} CrI band)")
+    ax.set_ylabel(f"Posterior median HR ({_PCT} CrI {'band' if shade else 'thin lines'})")
     ax.set_title("Pooled HR")
     for ax, t in zip(axes[1:n_panels], chosen, strict=True):
         key = threshold_key(t)

@@ -128,6 +128,8 @@ def test_sensitivity_chosen_thresholds_and_refusals():
     sweep = make_sweep("Random effects", bias=False)
     fig = plots.plot_sensitivity(sweep, thresholds=[1.0])
     assert len(_visible_axes(fig)) == 2
+    bands = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 3  # one shaded 95% CrI band per tau family
     assert len([ln for ln in fig.axes[1].get_lines() if ln.get_marker() == "o"]) == 3
     with pytest.raises(ValueError, match="0.7"):
         plots.plot_sensitivity(sweep, thresholds=[0.7])
