@@ -158,6 +158,11 @@ def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], threshol
     """Decision-table rows of one fitted model (one per covariate value for meta-regressions)."""
     freq = _freq_triplets(pools)
     conv = fit.diagnostics.converged if fit.diagnostics is not None else None
+    note = (
+        "frequentist columns: unadjusted pools of the same studies (no bias term)"
+        if run.spec.has_bias
+        else ""
+    )
     rows = [
         DecisionRow(
             key=run.key,
@@ -169,6 +174,7 @@ def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], threshol
             p_hr_below={threshold_key(t): fit.p_hr_below[threshold_key(t)] for t in thresholds},
             frequentist=freq,
             converged=conv,
+            note=note,
         )
     ]
     for at_label, summary in fit.hr_at.items():
@@ -183,6 +189,7 @@ def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], threshol
                 p_hr_below={threshold_key(t): (summary.p_below or {}).get(threshold_key(t)) for t in thresholds},
                 frequentist=freq,
                 converged=conv,
+                note=note,
             )
         )
     return rows
@@ -223,6 +230,7 @@ def run_analysis(
     progress: bool | None = None,
     tau_priors: Sequence[str] | None = None,
     bias_priors: Sequence[str] | None = None,
+    source_path: str | None = None,
 ) -> AnalysisResult:
     """Fit the standard set, pool frequentist comparators, run the sweeps and the
     publication-bias diagnostics: everything :func:`synthesis.report.write_report` shows."""
@@ -306,4 +314,5 @@ def run_analysis(
         seed=seed,
         timing=timing,
         warnings=warnings,
+        provenance={"source_path": source_path} if source_path else {},
     )

@@ -58,8 +58,12 @@ def run_report(args: argparse.Namespace) -> int:
     print_warnings(table)
     name = DEFAULT_DATASET if args.file is None else Path(args.file).stem
     out = Path(args.out) if args.out else Path("reports") / name
+    from synthesis.datasets import dataset_path
+
+    source_path = str(dataset_path(DEFAULT_DATASET) if args.file is None else Path(args.file).resolve())
     result = run_analysis(
         table,
+        source_path=source_path,
         name=name,
         covariate=args.covariate,
         thresholds=thresholds,
