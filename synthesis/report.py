@@ -309,7 +309,7 @@ def _decision_cells(result: AnalysisResult) -> tuple[list[str], list[list[str]]]
     header = ["Model", "Priors", "Engine", "k", f"Posterior HR [{PCT} CrI]", f"Predictive HR, new RCT [{PCT} PrI]"]
     header += [f"P(HR < {float(t):g})" for t in _thresholds(result)]
     header += [f"{m.upper()} HR [{PCT} CI]" for m in methods]
-    header += ["Converged"]
+    header += ["Converged", "Note"]
     body = []
     for r in rows:
         fit = result.fits.get(_base_key(r.key))
@@ -325,6 +325,7 @@ def _decision_cells(result: AnalysisResult) -> tuple[list[str], list[list[str]]]
         cells += [_prob(r.p_hr_below.get(t)) for t in _thresholds(result)]
         cells += [_interval(*r.frequentist[m]) if m in r.frequentist else "n/a" for m in methods]
         cells.append({True: "yes", False: "NO", None: "n/a (exact engine)"}[r.converged])
+        cells.append(r.note)
         body.append(cells)
     return header, body
 
