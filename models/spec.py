@@ -66,9 +66,11 @@ class ModelSpec:
     def parameters(self) -> tuple[str, ...]:
         """Names of the parameters with priors in this model."""
         names = ["mu", "tau"]
-        if self.has_bias and self.bias_variant != "downweight":
+        if self.has_bias and self.bias_variant in ("additive", "random"):
             names.append("delta")
-        if self.has_bias and self.bias_variant == "random":
+        if self.has_bias and self.bias_variant in ("random", "three-level"):
+            # three-level: kappa is the SD of the design-level means; delta is derived there
+            # (mean non-randomised design mean minus the rct mean) and has no prior.
             names.append("kappa")
         if self.has_covariates:
             names.append("beta")

@@ -1,0 +1,135 @@
+"""One entry point for a Bayesian fit: choose the engine, parse ``--at``, return a FitResult.
+
+``engine="pymc"`` samples the model with NUTS (:func:`models.pymc_fit.fit_pymc`);
+``engine="exact"`` integrates over tau on a grid (:func:`models.exact.fit_exact`) and refuses,
+with the reason, the models it cannot compute exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from models.results import FitResult
+from models.spec import DEFAULT_THRESHOLDS, ModelData, ModelSpec
+from synthesis.errors import InputError, ModelError
+from synthesis.studies import StudyTable
+
+ENGINES: tuple[str, ...] = ("pymc", "exact")
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_AT_ITEM = re.compile(rf"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*({_NUMBER})\s*$")
+
+
+def at_label(values: Mapping[str, float]) -> str:
+    """The label of a covariate point: ``{"frac": 0.5} -> "frac=0.5"`` (joined with ``,``)."""
+    return ",".join(f"{c}={v:g}" for c, v in values.items())
+
+
+def parse_at(
+    items: Iterable[str] | Mapping[str, Mapping[str, float]] | None,
+    covariates: Sequence[str],
+) -> dict[str, dict[str, float]]:
+    """Parse ``--at`` values (``"C=X"`` or ``"C1=X1,C2=X2"``) into ``{label: {covariate: value}}``.
+
+    Every point names covariates of the model; those not named stay at their centres.
+    Raises :class:`InputError` naming ``--at`` for anything else.
+    """
+    if not items:
+        return {}
+    if isinstance(items, Mapping):
+        parsed = {str(k): {str(c): float(v) for c, v in p.items()} for k, p in items.items()}
+        for values in parsed.values():
+            _check_at_names(values, covariates, at_label(values))
+        return parsed
+    out: dict[str, dict[str, float]] = {}
+    for text in items:
+        values: dict[str, float] = {}
+        for part in str(text).split(","):
+            m = _AT_ITEM.match(part)
+            if not m:
+                raise InputError(
+                    f"--at {text!r}: expected COVARIATE=VALUE (e.g. bone_only_fraction=0.5), "
+                    "several joined by ','"
+                )
+            name, value = m.group(1), float(m.group(2))
+            if not math.isfinite(value):
+                raise InputError(f"--at {text!r}: the value must be a finite number")
+            if name in values:
+                raise InputError(f"--at {text!r}: covariate {name!r} given twice")
+            values[name] = value
+        _check_at_names(values, covariates, text)
+        out[at_label(values)] = values
+    return out
+
+
+def _check_at_names(values: Mapping[str, float], covariates: Sequence[str], text: str) -> None:
+    if not covariates:
+        raise InputError(f"--at {text!r}: only the meta-regressions (metareg, bias-metareg) take --at")
+    for name in values:
+        if name not in covariates:
+            raise InputError(
+                f"--at {text!r}: {name!r} is not a covariate of the model; "
+                f"covariates: {', '.join(covariates)} (add it with --covariate)"
+            )
+
+
+def fit(
+    table: StudyTable,
+    spec: ModelSpec,
+    *,
+    engine: str = "pymc",
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    at: Iterable[str] | Mapping[str, Mapping[str, float]] | None = None,
+    chains: int = 4,
+    draws: int = 2000,
+    tune: int = 1000,
+    seed: int | None = None,
+    target_accept: float = 0.95,
+) -> FitResult:
+    """Fit ``spec`` to the studies of ``table`` with the chosen engine.
+
+    Parameters
+    ----------
+    table
+        A validated study table (with the covariates ``spec`` names loaded).
+    spec
+        Model, bias variant, covariates and priors.
+    engine
+        ``"pymc"`` (NUTS via nutpie) or ``"exact"`` (quadrature over tau; linear-Gaussian models
+        only: a :class:`ModelError` gives the reason otherwise).
+    thresholds
+        Report P(HR < T) for each T (each T > 0).
+    at
+        ``--at`` strings ``"C=X"`` (or an already parsed ``{label: {covariate: value}}``).
+    chains, draws, tune, seed, target_accept
+        NUTS settings (PyMC engine only).
+    """
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    thresholds = tuple(float(t) for t in thresholds)
+    for t in thresholds:
+        if not (math.isfinite(t) and t > 0):
+            raise InputError(f"--threshold must be a hazard ratio > 0, got {t:g}")
+    points = parse_at(at, spec.covariates)
+    data = ModelData.from_table(table, spec)
+    if engine == "exact":
+        from models.exact import exact_unsupported_reason, fit_exact
+
+        reason = exact_unsupported_reason(spec, data)
+        if reason is not None:
+            raise ModelError(f"--engine exact: {reason}")
+        return fit_exact(data, spec, thresholds=thresholds, at=points)
+    from models.pymc_fit import fit_pymc
+
+    return fit_pymc(
+        data,
+        spec,
+        thresholds=thresholds,
+        at=points,
+        chains=chains,
+        draws=draws,
+        tune=tune,
+        seed=seed,
+        target_accept=target_accept,
+    )

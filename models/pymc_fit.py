@@ -1,0 +1,428 @@
+"""Fit a model with PyMC/nutpie and summarise the draws into a :class:`~models.results.FitResult`.
+
+Every interval is equal-tailed with probability :data:`models.spec.INTERVAL_PROB` (0.95); every
+ArviZ call is given that probability explicitly. Monte Carlo diagnostics come from
+``arviz_stats`` (rank-normalised split R-hat, bulk and tail ESS, MCSE of the mean, the median
+and the 2.5%/97.5% quantiles; Vehtari et al. 2021, doi:10.1214/20-BA1221).
+
+A fit is declared *not converged* when, for a headline parameter (mu, tau, delta, each beta),
+R-hat > 1.01 or the bulk ESS < 400, or when any transition after tuning diverged; the reasons
+are given in words in ``Diagnostics.messages``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import arviz_stats as azs
+import numpy as np
+import xarray as xr
+from arviz_stats.base import array_stats
+from scipy.stats import norm
+
+from models.pymc_models import HEADLINE, build_model, prior_data, reported_parameters
+from models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect
+from models.sampling import CompiledModel, Sampled, SamplerSettings, sampler_versions
+from models.spec import DEFAULT_THRESHOLDS, INTERVAL_PROB, ModelData, ModelSpec, threshold_key
+from synthesis.errors import InputError
+
+#: Convergence criteria (Vehtari et al. 2021): R-hat above this fails ...
+MAX_R_HAT = 1.01
+#: ... and so does a bulk ESS below this for a headline parameter.
+MIN_ESS_BULK = 400.0
+#: Grid length of the kernel density estimates stored in ``FitResult.densities``.
+DENSITY_GRID = 256
+_LOWER = (1.0 - INTERVAL_PROB) / 2.0
+_UPPER = 1.0 - _LOWER
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    """What to summarise beyond the parameters: thresholds of P(HR < T) and covariate points."""
+
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    at: Mapping[str, Mapping[str, float]] | None = None
+
+
+def data_hash(data: ModelData) -> str:
+    """SHA-256 of the numbers a model is fitted to (studies, log HRs, SEs, designs, covariates)."""
+    h = hashlib.sha256()
+    h.update(json.dumps([list(data.studies), list(data.designs), list(data.covariates)]).encode())
+    for arr in (data.y, data.se, np.asarray(data.nonrandomised, dtype=float), data.x, data.centres):
+        h.update(np.ascontiguousarray(np.asarray(arr, dtype=np.float64)).tobytes())
+    return h.hexdigest()
+
+
+def _draws(dt: xr.DataTree, name: str) -> xr.DataArray:
+    return dt.posterior[name]
+
+
+def _flat(da: xr.DataArray) -> np.ndarray:
+    return np.asarray(da.values, dtype=float).reshape(-1)
+
+
+def summarise_parameter(da: xr.DataArray) -> ParamSummary:
+    """Posterior summary and MCMC diagnostics of one scalar parameter (dims chain, draw)."""
+    x = _flat(da)
+    q025, median, q975 = np.quantile(x, [_LOWER, 0.5, _UPPER])
+
+    def scalar(value: xr.DataArray | float) -> float:
+        return float(np.asarray(value))
+
+    n_chains, n_draws = da.sizes["chain"], da.sizes["draw"]
+    if n_draws < 4:
+        return ParamSummary(float(x.mean()), float(median), float(x.std(ddof=1)), float(q025), float(q975))
+    mcse_q = {
+        "median": scalar(azs.mcse(da, method="median")),
+        "q025": scalar(azs.mcse(da, method="quantile", prob=_LOWER)),
+        "q975": scalar(azs.mcse(da, method="quantile", prob=_UPPER)),
+    }
+    r_hat = scalar(azs.rhat(da)) if n_chains * n_draws >= 8 else math.nan
+    return ParamSummary(
+        mean=float(x.mean()),
+        median=float(median),
+        sd=float(x.std(ddof=1)),
+        q025=float(q025),
+        q975=float(q975),
+        ess_bulk=scalar(azs.ess(da, method="bulk")),
+        ess_tail=scalar(azs.ess(da, method="tail")),
+        r_hat=r_hat,
+        mcse_mean=scalar(azs.mcse(da, method="mean")),
+        mcse_quantiles=mcse_q,
+    )
+
+
+def ratio_summary(log_draws: np.ndarray, thresholds: Sequence[float] | None = None) -> RatioSummary:
+    """Median and equal-tailed interval of exp(draws), and P(exp(draws) < T) per threshold."""
+    x = np.asarray(log_draws, dtype=float).reshape(-1)
+    q025, median, q975 = np.exp(np.quantile(x, [_LOWER, 0.5, _UPPER]))
+    p_below = None
+    if thresholds is not None:
+        p_below = {threshold_key(t): float(np.mean(x < math.log(t))) for t in thresholds}
+    return RatioSummary(float(median), float(q025), float(q975), p_below)
+
+
+def _density(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    grid, pdf, _ = array_stats.kde(np.asarray(x, dtype=float).reshape(-1), grid_len=DENSITY_GRID)
+    return np.asarray(grid), np.asarray(pdf)
+
+
+def linear_predictor_at(
+    dt: xr.DataTree, data: ModelData, values: Mapping[str, float]
+) -> np.ndarray:
+    """Draws of mu + sum_j beta_j (v_j - c_j): the randomised log HR at covariate values
+    ``values`` (covariates not named stay at their centres c_j)."""
+    mu = _flat(_draws(dt, "mu"))
+    if not values:
+        return mu
+    unknown = [c for c in values if c not in data.covariates]
+    if unknown:
+        known = ", ".join(data.covariates) or "none (the model has no covariates)"
+        raise InputError(f"--at: covariate {unknown[0]!r} is not in the model; model covariates: {known}")
+    beta = _draws(dt, "beta")
+    out = mu.copy()
+    for c, v in values.items():
+        j = data.covariates.index(c)
+        out = out + _flat(beta.sel(covariate=c)) * (float(v) - float(data.centres[j]))
+    return out
+
+
+def diagnose(
+    dt: xr.DataTree, parameters: Mapping[str, ParamSummary], beta: Mapping[str, ParamSummary]
+) -> Diagnostics:
+    """Divergences, the worst R-hat and bulk ESS over the headline parameters, in words."""
+    divergences = 0
+    if "sample_stats" in dt.children and "diverging" in dt.sample_stats:
+        divergences = int(np.asarray(dt.sample_stats["diverging"].values, dtype=bool).sum())
+    headline = {n: s for n, s in parameters.items() if n in HEADLINE}
+    headline |= {f"beta[{c}]": s for c, s in beta.items()}
+    r_hats = {n: s.r_hat for n, s in headline.items() if s.r_hat is not None}
+    esses = {n: s.ess_bulk for n, s in headline.items() if s.ess_bulk is not None}
+    messages: list[str] = []
+    if divergences:
+        total = dt.posterior.sizes["chain"] * dt.posterior.sizes["draw"]
+        messages.append(
+            f"{divergences} of {total} transitions after tuning diverged: the sampler could not "
+            "explore part of the posterior, so the summaries may be biased; raise --target-accept "
+            "(e.g. 0.99) and check the model"
+        )
+    max_r_hat = max(r_hats.values(), default=math.nan)
+    min_ess = min(esses.values(), default=math.nan)
+    for name, r in r_hats.items():
+        if not math.isfinite(r) or r > MAX_R_HAT:
+            messages.append(
+                f"R-hat of {name} is {r:.3f} (> {MAX_R_HAT}): the chains disagree; "
+                "sample longer (more --tune and --draws)"
+            )
+    for name, e in esses.items():
+        if not math.isfinite(e) or e < MIN_ESS_BULK:
+            messages.append(
+                f"bulk ESS of {name} is {e:.0f} (< {MIN_ESS_BULK:.0f}): too few effectively "
+                "independent draws for stable quantiles; raise --draws"
+            )
+    converged = not messages
+    return Diagnostics(
+        divergences=divergences,
+        max_r_hat=float(max_r_hat),
+        min_ess_bulk=float(min_ess),
+        converged=converged,
+        messages=tuple(messages),
+    )
+
+
+def summarise(
+    sampled: Sampled,
+    data: ModelData,
+    spec: ModelSpec,
+    *,
+    options: SummaryOptions,
+    settings: SamplerSettings,
+    start: float,
+) -> FitResult:
+    """Turn the draws of one run into a :class:`FitResult` (posterior attrs included)."""
+    dt = sampled.posterior
+    thresholds = tuple(float(t) for t in options.thresholds)
+    parameters = {
+        name: summarise_parameter(_draws(dt, name))
+        for name in reported_parameters(spec)
+        if name in dt.posterior
+    }
+    beta: dict[str, ParamSummary] = {}
+    if spec.has_covariates:
+        for c in data.covariates:
+            beta[c] = summarise_parameter(_draws(dt, "beta").sel(covariate=c))
+    mu = _flat(_draws(dt, "mu"))
+    hr = ratio_summary(mu, thresholds)
+    pred = ratio_summary(_flat(_draws(dt, "theta_new")), thresholds)
+    z = float(norm.ppf(_UPPER))
+    theta = _draws(dt, "theta")
+    effects = []
+    for i, study in enumerate(data.studies):
+        y, se = float(data.y[i]), float(data.se[i])
+        effects.append(
+            StudyEffect(
+                study=study,
+                design=data.designs[i],
+                observed_hr=math.exp(y),
+                observed_lower=math.exp(y - z * se),
+                observed_upper=math.exp(y + z * se),
+                hr=ratio_summary(_flat(theta.isel(study=i))),
+            )
+        )
+    hr_at = {}
+    for label, values in (options.at or {}).items():
+        hr_at[label] = ratio_summary(linear_predictor_at(dt, data, values), thresholds)
+    diagnostics = diagnose(dt, parameters, beta)
+    densities = {}
+    for name in ("mu", "tau", "delta"):
+        if name in dt.posterior and dt.posterior.sizes["draw"] * dt.posterior.sizes["chain"] >= 20:
+            densities[name] = _density(_flat(_draws(dt, name)))
+    notes = list(sampled.notes)
+    if spec.has_bias and spec.bias_variant == "three-level":
+        notes.append(
+            "three-level model: mu is the rct design mean (its prior is the mu prior on the common "
+            "mean widened by the design-level SD kappa); delta is derived, the mean "
+            "non-randomised design mean minus the rct mean (the bias prior is not used)"
+        )
+    if spec.has_covariates and data.n_missing:
+        notes.append(
+            f"{data.n_missing} missing covariate value(s) imputed inside the model from a normal "
+            "covariate model with hyperpriors (see models.pymc_models)"
+        )
+    timing = {
+        "compile_s": round(sampled.compile_s, 4),
+        "sample_s": round(sampled.sample_s, 4),
+        "total_s": round(time.perf_counter() - start, 4),
+    }
+    _stamp(dt, data, spec, settings, sampled, timing)
+    return FitResult(
+        spec=spec,
+        engine="pymc",
+        k=data.k,
+        parameters=parameters,
+        beta=beta,
+        hr=hr,
+        p_hr_below=dict(hr.p_below or {}),
+        predictive_hr=pred,
+        p_predictive_hr_below=dict(pred.p_below or {}),
+        study_effects=effects,
+        seed=settings.seed,
+        timing=timing,
+        hr_at=hr_at,
+        diagnostics=diagnostics,
+        imputed=data.n_missing if spec.has_covariates else 0,
+        posterior=dt,
+        densities=densities,
+        source=data.source,
+        notes=notes,
+    )
+
+
+def _stamp(
+    dt: xr.DataTree,
+    data: ModelData,
+    spec: ModelSpec,
+    settings: SamplerSettings,
+    sampled: Sampled,
+    timing: Mapping[str, float],
+) -> None:
+    """Record provenance in the DataTree's root attributes (strings and numbers only)."""
+    dt.attrs.update(
+        {
+            "data_hash": data_hash(data),
+            "data_source": data.source,
+            "model_spec": json.dumps(spec.describe()),
+            "priors": json.dumps(spec.priors.to_dict(spec.parameters)),
+            "prior_labels": json.dumps(spec.priors.labels(spec.parameters)),
+            "seed": -1 if settings.seed is None else int(settings.seed),
+            "sampler": sampled.sampler,
+            "sampler_settings": json.dumps(settings.to_dict()),
+            "versions": json.dumps(sampler_versions()),
+            "timing": json.dumps(dict(timing)),
+            "interval": json.dumps({"prob": INTERVAL_PROB, "kind": "equal-tailed"}),
+        }
+    )
+
+
+def prior_updates(spec: ModelSpec, compiled: CompiledModel) -> dict[str, float]:
+    """Data-container values that give ``compiled`` the priors of ``spec`` (and its
+    down-weighting factor alpha)."""
+    names = set(compiled.data_names)
+    updates: dict[str, float] = {}
+    for parameter in spec.parameters:
+        for key, value in prior_data(parameter, getattr(spec.priors, parameter)).items():
+            if key in names:
+                updates[key] = value
+    if "alpha" in names:
+        updates["alpha"] = float(spec.alpha)
+    return updates
+
+
+def structure_key(spec: ModelSpec) -> tuple:
+    """Specs with equal keys share one compiled model (they differ in hyperparameters only)."""
+    families = tuple((p, getattr(spec.priors, p).family) for p in spec.parameters)
+    return (spec.model, spec.bias_variant if spec.has_bias else None, tuple(spec.covariates), families)
+
+
+#: Compiled models of this process, by (structure, data hash, backend): a refit of the same model
+#: to the same data with other priors of the same families (or other sampler settings) reuses
+#: the compiled log density instead of paying the compile again.
+_COMPILED: OrderedDict[tuple, CompiledModel] = OrderedDict()
+COMPILED_CACHE_SIZE = 16
+
+
+def compile_for(
+    data: ModelData, spec: ModelSpec, *, backend: str = "numba", cache: bool = True
+) -> CompiledModel:
+    """Build and compile the model of ``spec`` for ``data`` (or reuse this process's compile of
+    the same structure and data, with ``spec``'s prior hyperparameters swapped in)."""
+    key = (structure_key(spec), data_hash(data), backend)
+    if cache and key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key].with_data(**prior_updates(spec, _COMPILED[key]))
+    compiled = CompiledModel.compile(build_model(data, spec), backend=backend)
+    if cache and compiled.compiled is not None:
+        _COMPILED[key] = compiled
+        while len(_COMPILED) > COMPILED_CACHE_SIZE:
+            _COMPILED.popitem(last=False)
+    return compiled
+
+
+def fit_pymc(
+    data: ModelData,
+    spec: ModelSpec,
+    *,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    at: Mapping[str, Mapping[str, float]] | None = None,
+    chains: int = 4,
+    draws: int = 2000,
+    tune: int = 1000,
+    seed: int | None = None,
+    target_accept: float = 0.95,
+    compiled: CompiledModel | None = None,
+    backend: str = "numba",
+) -> FitResult:
+    """Fit ``spec`` to ``data`` by NUTS (nutpie; PyMC's sampler as the fallback).
+
+    Parameters
+    ----------
+    data, spec
+        The data and the model (see :mod:`models.pymc_models` for the equations).
+    thresholds
+        Report P(HR < T) and P(predictive HR < T) for each T.
+    at
+        ``{label: {covariate: value}}``: HR of a randomised comparison at those covariate values
+        (others at their centres), e.g. ``{"bone_only_fraction=0.5": {"bone_only_fraction": 0.5}}``.
+    chains, draws, tune, seed, target_accept
+        NUTS settings (draws and tune per chain).
+    compiled
+        A model compiled earlier for the same structure (see :func:`structure_key`); its
+        prior hyperparameters are replaced by those of ``spec`` and nothing is recompiled.
+    backend
+        nutpie's compile backend ("numba"; "jax" if installed).
+
+    Returns
+    -------
+    FitResult
+        Summaries, diagnostics, timing (compile_s, sample_s, total_s) and the posterior
+        DataTree with provenance attributes.
+    """
+    start = time.perf_counter()
+    settings = SamplerSettings(
+        chains=chains, draws=draws, tune=tune, seed=seed, target_accept=target_accept
+    )
+    options = SummaryOptions(thresholds=tuple(thresholds), at=at)
+    if at and not spec.has_covariates:
+        raise InputError(f"--at needs a meta-regression (metareg or bias-metareg); model is {spec.model!r}")
+    if compiled is None:
+        compiled = compile_for(data, spec, backend=backend)
+    else:
+        compiled = compiled.with_data(**prior_updates(spec, compiled))
+    sampled = compiled.sample(settings)
+    return summarise(sampled, data, spec, options=options, settings=settings, start=start)
+
+
+def fit_pymc_many(
+    data: ModelData,
+    specs: Sequence[ModelSpec],
+    *,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    at: Mapping[str, Mapping[str, float]] | None = None,
+    chains: int = 4,
+    draws: int = 2000,
+    tune: int = 1000,
+    seed: int | None = None,
+    target_accept: float = 0.95,
+    backend: str = "numba",
+) -> list[FitResult]:
+    """Fit several specs that differ only in their priors, compiling once per prior-family set.
+
+    A sweep over N half-normal scales costs one compile and N sampling runs (nutpie's
+    ``with_data``); the first fit of each structure reports the compile time.
+    """
+    cache: dict[tuple, CompiledModel] = {}
+    fits = []
+    for spec in specs:
+        key = structure_key(spec)
+        compiled = cache.get(key)
+        if compiled is None:
+            compiled = cache[key] = compile_for(data, spec, backend=backend)
+            fit = fit_pymc(
+                data, spec, thresholds=thresholds, at=at, chains=chains, draws=draws, tune=tune,
+                seed=seed, target_accept=target_accept, compiled=compiled,
+            )
+            fit.timing["compile_s"] = round(compiled.compile_s, 4)
+            fit.timing["total_s"] = round(fit.timing["total_s"] + compiled.compile_s, 4)
+        else:
+            fit = fit_pymc(
+                data, spec, thresholds=thresholds, at=at, chains=chains, draws=draws, tune=tune,
+                seed=seed, target_accept=target_accept, compiled=compiled,
+            )
+        fits.append(fit)
+    return fits

@@ -1,0 +1,376 @@
+r"""PyMC graphs of the hierarchical models of log hazard ratios (build only: no sampling, no I/O).
+
+Every builder takes a :class:`~models.spec.ModelData` and a :class:`~models.spec.ModelSpec` and
+returns a :class:`pymc.Model` with named dimensions (``study``, ``covariate``, ``design``,
+``nonrandomised``, ``missing``) and variables under their reported names:
+
+``mu``
+    log HR of a *randomised* comparison (at the covariate centres for the meta-regressions);
+``tau``
+    between-study SD of the true log HRs;
+``delta``
+    design bias: mean log-HR shift of a non-randomised study relative to a randomised one;
+``kappa``
+    SD of study-specific biases (``random``) or of the design-level means (``three-level``);
+``beta``
+    meta-regression slopes, one per covariate (dim ``covariate``);
+``theta``
+    true (shrunken) log HR of each study (dim ``study``);
+``theta_new``
+    log HR of a new *randomised* study at the covariate centres (predictive).
+
+The observed log HRs are the observed variable ``y`` with y_i ~ N(theta_i, se_i^2); the data
+(``log_hr``, ``se``) and every prior hyperparameter are :func:`pymc.Data` containers, so that a
+model compiled once can be re-sampled with new data or with new priors of the same family (see
+:mod:`models.sampling`). Study effects are non-centred, theta_i = m_i + tau z_i with
+z_i ~ N(0, 1), which samples well when the studies are imprecise relative to tau (the usual case
+with few, small studies).
+
+Models (nr_i = 1 for a non-randomised study, x_ij the covariates, c_j their centres):
+
+* ``re``: theta_i = mu + tau z_i.
+* ``bias`` (``--bias-variant``):
+
+  - ``additive`` (default): theta_i = mu + delta nr_i + tau z_i, delta ~ the bias prior. One
+    common bias shared by every non-randomised study (Welton et al. 2009, doi:10.1111/
+    j.1467-985X.2008.00548.x; Efthimiou et al. 2017, doi:10.1002/sim.7259).
+  - ``random``: theta_i = mu + delta_i nr_i + tau z_i with study-specific biases
+    delta_i = delta + kappa w_i, w_i ~ N(0, 1) (non-centred), kappa ~ the kappa prior (Turner et
+    al. 2009, doi:10.1111/j.1467-985X.2008.00547.x; Welton et al. 2009).
+  - ``downweight``: no bias term; a non-randomised study's sampling variance is inflated to
+    se_i^2 / alpha, alpha in (0, 1] fixed by the user (a power prior on the non-randomised
+    evidence: Efthimiou et al. 2017, "design-adjusted" synthesis; Ibrahim & Chen 2000).
+  - ``three-level``: studies nested in designs d in {rct, prospective, retrospective}
+    (those present). m ~ the mu prior, design means mu_d = m + kappa e_d, e_d ~ N(0, 1)
+    (non-centred), kappa ~ the kappa prior, theta_i = mu_{d(i)} + tau z_i (Rhodes et al. 2020,
+    doi:10.1177/0962280219883378; Verde 2021, doi:10.1002/bimj.201900376). The reported
+    ``mu`` is mu_rct, the effect in a randomised comparison (so its prior is the mu prior
+    convolved with N(0, kappa^2), not the mu prior itself); ``delta`` is reported as the mean
+    over the non-randomised designs present of mu_d - mu_rct (a derived quantity: the bias
+    prior is not used).
+
+* ``metareg``: theta_i = mu + sum_j beta_j (x_ij - c_j) + tau z_i, beta_j ~ the beta prior.
+  Missing covariate values are imputed inside the model, never dropped: on the standardised
+  scale u_ij = (x_ij - c_j) / s_j (c_j, s_j the mean and SD of the observed values),
+  u_ij ~ N(m_j, sigma_j^2) for observed and missing values alike, with
+  m_j ~ N(0, IMPUTATION_HYPERPRIORS["mean_sd"]^2) and
+  sigma_j ~ half-normal(IMPUTATION_HYPERPRIORS["sd_scale"]); the missing u_ij are parameters
+  (non-centred), so y_i informs them through beta as well. This normal covariate model is
+  unbounded: for a fraction in [0, 1] an imputed value can fall slightly outside [0, 1] (a
+  linear extrapolation of the regression, stated rather than truncated). ``x_imputed`` (dim
+  ``missing``) holds the imputed values on the covariate's own scale.
+* ``bias-metareg``: both terms (any bias variant).
+
+References
+----------
+Turner RM, Spiegelhalter DJ, Smith GCS, Thompson SG (2009). Bias modelling in evidence
+synthesis. J R Stat Soc A 172(1):21-47.
+Welton NJ, Ades AE, Carlin JB, Altman DG, Sterne JAC (2009). Models for potentially biased
+evidence in meta-analysis using empirically based priors. J R Stat Soc A 172(1):119-136.
+Efthimiou O, Mavridis D, Debray TPA, et al. (2017). Combining randomized and non-randomized
+evidence in network meta-analysis. Stat Med 36(8):1210-1226.
+Rhodes KM, Savović J, Elbers R, et al. (2020). Adjusting trial results for biases in
+meta-analysis: combining data-based evidence on bias with detailed trial assessment.
+J R Stat Soc A 183(1):193-209.
+Verde PE (2021). A bias-corrected meta-analysis model for combining studies of different types
+and quality. Biom J 63(2):406-422.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pytensor.tensor.variable import TensorVariable
+
+from models.priors import PriorSpec
+from models.spec import ModelData, ModelSpec
+from synthesis.errors import ModelError
+from synthesis.studies import DESIGNS, REFERENCE_DESIGN
+
+#: Hyperpriors of the covariate-imputation model, on the standardised covariate scale
+#: (observed values have mean 0 and SD 1 there): m_j ~ N(0, mean_sd^2), sigma_j ~ HN(sd_scale).
+IMPUTATION_HYPERPRIORS: dict[str, float] = {"mean_sd": 1.0, "sd_scale": 1.0}
+#: The N(0, 1) of the non-centred parameterisations (standardised study, bias and design effects).
+STANDARD_NORMAL: tuple[float, float] = (0.0, 1.0)
+
+
+def prior_data_name(parameter: str, hyperparameter: str) -> str:
+    """Name of the :func:`pymc.Data` container holding one prior hyperparameter,
+    e.g. ``("tau", "scale") -> "tau_prior_scale"``."""
+    return f"{parameter}_prior_{hyperparameter}"
+
+
+def prior_data(parameter: str, prior: PriorSpec) -> dict[str, float]:
+    """The data-container values that give ``parameter`` the prior ``prior``.
+
+    Used to re-sample a compiled model with another prior of the same family
+    (``CompiledModel.with_data(**prior_data("tau", new))``).
+    """
+    return {
+        prior_data_name(parameter, n): float(v)
+        for n, v in zip(prior.param_names, prior.params, strict=True)
+    }
+
+
+def prior_rv(
+    name: str,
+    prior: PriorSpec,
+    *,
+    parameter: str | None = None,
+    dims: str | tuple[str, ...] | None = None,
+) -> TensorVariable:
+    r"""Create the random variable ``name`` with the prior ``prior`` in the current model.
+
+    The hyperparameters are :func:`pymc.Data` containers named by :func:`prior_data_name`
+    (with ``parameter``, default ``name``), so priors of one family share one compiled model.
+
+    ==================  ===================================================================
+    family              PyMC distribution
+    ==================  ===================================================================
+    normal(m, s)        Normal(mu=m, sigma=s)
+    studentt(nu, m, s)  StudentT(nu, mu=m, sigma=s)
+    halfnormal(s)       HalfNormal(sigma=s)
+    halfcauchy(s)       HalfCauchy(beta=s)
+    halft(nu, s)        HalfStudentT(nu, sigma=s)
+    exponential(r)      Exponential(lam=r)
+    uniform(a, b)       Uniform(a, b)
+    lognormal_tau2      log tau^2 ~ N(m, s^2)  <=>  tau ~ LogNormal(m / 2, s / 2)
+    invgamma(a, b)      tau ~ InverseGamma(alpha=a, beta=b)
+    invgamma_tau2       tau^2 ~ InverseGamma(a, b), tau = sqrt(tau^2): a CustomDist whose
+                        log density PyMC derives, log IG(tau^2; a, b) + log(2 tau),
+                        sampled on log tau
+    ==================  ===================================================================
+    """
+    key = parameter or name
+    h = [pm.Data(prior_data_name(key, n), float(v)) for n, v in zip(prior.param_names, prior.params, strict=True)]
+    f = prior.family
+    if f == "normal":
+        return pm.Normal(name, mu=h[0], sigma=h[1], dims=dims)
+    if f == "studentt":
+        return pm.StudentT(name, nu=h[0], mu=h[1], sigma=h[2], dims=dims)
+    if f == "halfnormal":
+        return pm.HalfNormal(name, sigma=h[0], dims=dims)
+    if f == "halfcauchy":
+        return pm.HalfCauchy(name, beta=h[0], dims=dims)
+    if f == "halft":
+        return pm.HalfStudentT(name, nu=h[0], sigma=h[1], dims=dims)
+    if f == "exponential":
+        return pm.Exponential(name, lam=h[0], dims=dims)
+    if f == "uniform":
+        return pm.Uniform(name, lower=h[0], upper=h[1], dims=dims)
+    if f == "lognormal_tau2":
+        return pm.LogNormal(name, mu=h[0] / 2.0, sigma=h[1] / 2.0, dims=dims)
+    if f == "invgamma":
+        return pm.InverseGamma(name, alpha=h[0], beta=h[1], dims=dims)
+    if f == "invgamma_tau2":
+        return pm.CustomDist(
+            name,
+            h[0],
+            h[1],
+            dist=_sqrt_inverse_gamma,
+            transform=pm.distributions.transforms.log,
+            dims=dims,
+        )
+    raise ModelError(f"no PyMC distribution for prior family {f!r}")  # pragma: no cover
+
+
+def _sqrt_inverse_gamma(alpha: TensorVariable, beta: TensorVariable, size: TensorVariable) -> TensorVariable:
+    return pt.sqrt(pm.InverseGamma.dist(alpha=alpha, beta=beta, size=size))
+
+
+def model_coords(data: ModelData) -> dict[str, list[str]]:
+    """Coordinates of the dims every model uses (``study``; ``covariate`` when there are any)."""
+    coords: dict[str, list[str]] = {"study": list(data.studies)}
+    if data.covariates:
+        coords["covariate"] = list(data.covariates)
+    return coords
+
+
+def designs_present(data: ModelData) -> list[str]:
+    """The designs of :data:`synthesis.studies.DESIGNS` present in the data, rct first."""
+    return [d for d in DESIGNS if d in set(data.designs)]
+
+
+def _check(data: ModelData, spec: ModelSpec) -> None:
+    if data.k < 2:
+        raise ModelError(f"{data.source}: {data.k} study; a hierarchical model needs at least 2")
+    if tuple(data.covariates) != tuple(spec.covariates):
+        raise ModelError("the model data were extracted for other covariates than the model spec names")
+    if spec.has_bias:
+        nr = np.asarray(data.nonrandomised, dtype=bool)
+        if nr.all() or not nr.any():
+            raise ModelError(
+                f"{data.source}: model {spec.model!r} needs both randomised and non-randomised studies"
+            )
+        if spec.bias_variant == "three-level" and len(designs_present(data)) < 2:
+            raise ModelError(f"{data.source}: the three-level model needs at least two designs")
+    for j, name in enumerate(data.covariates):
+        column = data.x[:, j]
+        observed = column[~np.isnan(column)]
+        if observed.size == column.size:
+            if np.ptp(observed) == 0:
+                raise ModelError(f"{data.source}: covariate {name!r} takes one value only; its slope is not identified")
+            continue
+        if observed.size < 2 or np.std(observed) == 0:
+            raise ModelError(
+                f"{data.source}: covariate {name!r} has {observed.size} observed value(s) without spread; "
+                "the imputation model needs at least two different observed values"
+            )
+
+
+def _study_bias(data: ModelData, spec: ModelSpec) -> TensorVariable | float:
+    """The bias term added to each study's mean (0 without one; ``downweight`` and
+    ``three-level`` handle design differently); defines ``delta`` and ``kappa``."""
+    priors = spec.priors
+    nr = np.asarray(data.nonrandomised, dtype=float)
+    if not spec.has_bias or spec.bias_variant in ("downweight", "three-level"):
+        return 0.0
+    if spec.bias_variant == "additive":
+        delta = prior_rv("delta", priors.delta)
+        return delta * pm.Data("nonrandomised", nr, dims="study")
+    if spec.bias_variant == "random":
+        delta = prior_rv("delta", priors.delta)
+        kappa = prior_rv("kappa", priors.kappa)
+        idx = np.flatnonzero(nr)
+        w = pm.Normal("w_bias", *STANDARD_NORMAL, dims="nonrandomised")
+        delta_study = pm.Deterministic("delta_study", delta + kappa * w, dims="nonrandomised")
+        bias = pt.zeros(data.k)
+        return pt.set_subtensor(bias[idx], delta_study)
+    raise ModelError(f"unknown bias variant {spec.bias_variant!r}")  # pragma: no cover
+
+
+def _three_level(data: ModelData, spec: ModelSpec) -> TensorVariable:
+    """Design-level means; returns mu_{d(i)} per study and defines mu, delta, kappa, mu_design."""
+    priors = spec.priors
+    present = designs_present(data)
+    m = prior_rv("mu_overall", priors.mu, parameter="mu")
+    kappa = prior_rv("kappa", priors.kappa)
+    e = pm.Normal("e_design", *STANDARD_NORMAL, dims="design")
+    mu_design = pm.Deterministic("mu_design", m + kappa * e, dims="design")
+    ref = present.index(REFERENCE_DESIGN)
+    mu = pm.Deterministic("mu", mu_design[ref])
+    others = [i for i, d in enumerate(present) if d != REFERENCE_DESIGN]
+    pm.Deterministic("delta", pt.mean(mu_design[others]) - mu)
+    index = np.array([present.index(d) for d in data.designs], dtype=int)
+    return mu_design[pm.Data("design_index", index, dims="study")]
+
+
+def _regression(data: ModelData, spec: ModelSpec) -> TensorVariable:
+    """sum_j beta_j (x_ij - c_j), missing x_ij imputed; defines ``beta`` (and ``x_imputed``)."""
+    beta = prior_rv("beta", spec.priors.beta, dims="covariate")
+    x = np.asarray(data.x, dtype=float)
+    centres = np.asarray(data.centres, dtype=float)
+    missing = np.isnan(x)
+    xc_known = np.where(missing, 0.0, x - centres)
+    xc = pm.Data("x_centred", xc_known, dims=("study", "covariate"))
+    if not missing.any():
+        return pt.dot(xc, beta)
+    # Standardise by the observed values, then model u_ij ~ N(m_j, sigma_j^2) for every value.
+    imputed = [j for j in range(x.shape[1]) if missing[:, j].any()]
+    scales = np.ones(x.shape[1])
+    for j in imputed:
+        scales[j] = np.std(x[~missing[:, j], j], ddof=1)
+    model = pm.modelcontext(None)
+    model.add_coord("imputed_covariate", [data.covariates[j] for j in imputed])
+    rows, cols = np.nonzero(missing)
+    model.add_coord(
+        "missing", [f"{data.studies[r]}:{data.covariates[c]}" for r, c in zip(rows, cols, strict=True)]
+    )
+    position = {j: p for p, j in enumerate(imputed)}
+    m = pm.Normal("x_mean", 0.0, pm.Data("x_prior_mean_sd", IMPUTATION_HYPERPRIORS["mean_sd"]), dims="imputed_covariate")
+    s = pm.HalfNormal("x_sd", pm.Data("x_prior_sd_scale", IMPUTATION_HYPERPRIORS["sd_scale"]), dims="imputed_covariate")
+    obs_rows, obs_cols = np.nonzero(~missing[:, imputed])
+    obs_j = np.asarray(imputed)[obs_cols]
+    u_obs = (x[obs_rows, obs_j] - centres[obs_j]) / scales[obs_j]
+    pm.Normal("x_observed", mu=m[obs_cols], sigma=s[obs_cols], observed=u_obs)
+    pos = np.array([position[c] for c in cols], dtype=int)
+    e = pm.Normal("e_missing", *STANDARD_NORMAL, dims="missing")
+    xc_missing = scales[cols] * (m[pos] + s[pos] * e)
+    pm.Deterministic("x_imputed", centres[cols] + xc_missing, dims="missing")
+    xc = pt.set_subtensor(xc[rows, cols], xc_missing)
+    return pt.dot(xc, beta)
+
+
+def build_model(data: ModelData, spec: ModelSpec) -> pm.Model:
+    """Build the PyMC model ``spec.model`` (with ``spec.bias_variant``) for ``data``.
+
+    See the module docstring for the model equations. Raises :class:`ModelError` when the data
+    cannot identify the model (e.g. a bias model without randomised studies).
+    """
+    _check(data, spec)
+    priors = spec.priors
+    coords = model_coords(data)
+    nr = np.asarray(data.nonrandomised, dtype=bool)
+    three_level = spec.has_bias and spec.bias_variant == "three-level"
+    if spec.has_bias and spec.bias_variant == "random":
+        coords["nonrandomised"] = [s for s, flag in zip(data.studies, nr, strict=True) if flag]
+    if three_level:
+        coords["design"] = designs_present(data)
+    with pm.Model(coords=coords) as model:
+        y = pm.Data("log_hr", np.asarray(data.y, dtype=float), dims="study")
+        se = pm.Data("se", np.asarray(data.se, dtype=float), dims="study")
+        if three_level:
+            location = _three_level(data, spec)
+            mu = model["mu"]
+        else:
+            mu = prior_rv("mu", priors.mu)
+            location = mu
+        tau = prior_rv("tau", priors.tau)
+        mean = location + _study_bias(data, spec)
+        if spec.has_covariates:
+            mean = mean + _regression(data, spec)
+        z = pm.Normal("z", *STANDARD_NORMAL, dims="study")
+        theta = pm.Deterministic("theta", mean + tau * z, dims="study")
+        sigma = se
+        if spec.has_bias and spec.bias_variant == "downweight":
+            alpha = pm.Data("alpha", float(spec.alpha))
+            inflate = pm.Data("nonrandomised", nr.astype(float), dims="study")
+            sigma = se / pt.sqrt(1.0 + inflate * (alpha - 1.0))
+        pm.Normal("y", mu=theta, sigma=sigma, observed=y, dims="study")
+        z_new = pm.Normal("z_new", *STANDARD_NORMAL)
+        pm.Deterministic("theta_new", mu + tau * z_new)
+    return model
+
+
+def build_random_effects(data: ModelData, spec: ModelSpec) -> pm.Model:
+    """The random-effects model (``re``): y_i ~ N(mu + tau z_i, se_i^2), z_i ~ N(0, 1)."""
+    _require(spec, "re")
+    return build_model(data, spec)
+
+
+def build_bias(data: ModelData, spec: ModelSpec) -> pm.Model:
+    """The design-bias model (``bias``) in the variant ``spec.bias_variant``."""
+    _require(spec, "bias")
+    return build_model(data, spec)
+
+
+def build_metareg(data: ModelData, spec: ModelSpec) -> pm.Model:
+    """The meta-regression (``metareg``) with missing covariates imputed."""
+    _require(spec, "metareg")
+    return build_model(data, spec)
+
+
+def build_bias_metareg(data: ModelData, spec: ModelSpec) -> pm.Model:
+    """Bias adjustment and meta-regression together (``bias-metareg``)."""
+    _require(spec, "bias-metareg")
+    return build_model(data, spec)
+
+
+def _require(spec: ModelSpec, model: str) -> None:
+    if spec.model != model:
+        raise ModelError(f"this builder makes the {model!r} model, the spec asks for {spec.model!r}")
+
+
+#: Variables every fit reports, in the order they are summarised.
+HEADLINE: tuple[str, ...] = ("mu", "tau", "delta", "beta")
+
+
+def reported_parameters(spec: ModelSpec) -> tuple[str, ...]:
+    """Scalar parameters reported for ``spec`` (``delta`` is derived in the three-level model)."""
+    names = ["mu", "tau"]
+    if spec.has_bias and spec.bias_variant != "downweight":
+        names.append("delta")
+    if spec.has_bias and spec.bias_variant in ("random", "three-level"):
+        names.append("kappa")
+    return tuple(names)

@@ -1,0 +1,266 @@
+"""NUTS sampling of a built PyMC model: nutpie first, PyMC's own sampler as the fallback.
+
+A fit here is compile-bound (see ``/work/shared/PERFORMANCE.md`` and
+``benchmarks/bench_bayes.py``): nutpie compiles the log density once (numba backend) in several
+seconds and then samples 4 x 1000 draws in well under a second. :class:`CompiledModel` keeps the
+compiled function and re-samples it with new :func:`pymc.Data` values (prior hyperparameters of
+the same family, or new data of the same shape) through nutpie's ``with_data``: a prior sweep
+costs one compile plus one sampling run per prior instead of one compile per prior.
+
+If nutpie cannot compile or sample the model, a notice goes to stderr and PyMC's NUTS
+(:func:`pymc.sample`, 2 cores) is used instead; the result is the same kind of
+:class:`xarray.DataTree` (groups ``posterior``, ``sample_stats`` with ``diverging``,
+``observed_data`` and ``constant_data``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+#: PERFORMANCE.md: with few randomised studies the bias models diverge at PyMC's default 0.8.
+DEFAULT_TARGET_ACCEPT = 0.95
+#: Chains run in parallel on at most this many cores (the machines here have 2).
+DEFAULT_CORES = 2
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """NUTS settings (kept apart from the priors, which are part of the model)."""
+
+    chains: int = 4
+    draws: int = 2000
+    tune: int = 1000
+    seed: int | None = None
+    target_accept: float = DEFAULT_TARGET_ACCEPT
+    cores: int | None = None
+
+    def __post_init__(self) -> None:
+        from synthesis.errors import InputError
+
+        if self.chains < 1:
+            raise InputError(f"--chains must be >= 1, got {self.chains}")
+        if self.draws < 1:
+            raise InputError(f"--draws must be >= 1, got {self.draws}")
+        if self.tune < 0:
+            raise InputError(f"--tune must be >= 0, got {self.tune}")
+        if not 0.0 < self.target_accept < 1.0:
+            raise InputError(f"--target-accept must be in (0, 1), got {self.target_accept:g}")
+
+    @property
+    def n_cores(self) -> int:
+        return max(1, min(self.chains, self.cores or min(DEFAULT_CORES, os.cpu_count() or 1)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chains": self.chains,
+            "draws": self.draws,
+            "tune": self.tune,
+            "seed": self.seed,
+            "target_accept": self.target_accept,
+            "cores": self.n_cores,
+        }
+
+
+@dataclass
+class Sampled:
+    """The posterior of one sampling run and what it cost."""
+
+    posterior: xr.DataTree
+    sampler: str
+    compile_s: float
+    sample_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _notice(message: str) -> None:
+    print(f"notice: {message}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """A PyMC model compiled once by nutpie; re-sampled with new data via :meth:`with_data`.
+
+    Attributes
+    ----------
+    model
+        The PyMC model.
+    compiled
+        nutpie's compiled model, or ``None`` when nutpie failed and PyMC's sampler is used.
+    compile_s
+        Seconds spent compiling (0 when nothing was compiled here).
+    overrides
+        :func:`pymc.Data` values that replace the model's (accumulated by :meth:`with_data`).
+    """
+
+    model: pm.Model
+    compiled: Any
+    compile_s: float
+    backend: str = "numba"
+    overrides: Mapping[str, np.ndarray] = field(default_factory=dict)
+    fallback_reason: str | None = None
+
+    @classmethod
+    def compile(
+        cls, model: pm.Model, *, backend: str = "numba", freeze: Sequence[str] | None = None
+    ) -> CompiledModel:
+        """Compile ``model`` with nutpie (``backend`` "numba", or "jax" when jax is installed).
+
+        ``freeze`` names :func:`pymc.Data` containers to compile in as constants (with the
+        dims: :func:`pymc.model.transform.optimization.freeze_dims_and_data`); they can then no
+        longer be swapped by :meth:`with_data`.
+        """
+        import nutpie
+
+        start = time.perf_counter()
+        if freeze:
+            from pymc.model.transform.optimization import freeze_dims_and_data
+
+            model = freeze_dims_and_data(model, data=list(freeze))
+        try:
+            compiled = nutpie.compile_pymc_model(model, backend=backend)
+        except Exception as exc:  # noqa: BLE001 - any nutpie failure falls back to PyMC
+            reason = f"nutpie could not compile the model ({type(exc).__name__}: {exc})"
+            _notice(reason + "; falling back to PyMC's NUTS sampler (slower)")
+            return cls(model, None, time.perf_counter() - start, backend, {}, reason)
+        return cls(model, compiled, time.perf_counter() - start, backend)
+
+    @property
+    def data_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.model.data_vars)
+
+    def with_data(self, **updates: Any) -> CompiledModel:
+        """The same compiled model with new values of named :func:`pymc.Data` containers
+        (same shapes). Compile time is not repeated, so the copy reports ``compile_s = 0``."""
+        unknown = set(updates) - set(self.data_names)
+        if unknown:
+            raise KeyError(f"no data container(s) {', '.join(sorted(unknown))} in the model")
+        values = {}
+        for name, value in updates.items():
+            old = np.asarray(self.model[name].get_value())
+            values[name] = np.asarray(value, dtype=old.dtype)
+            if old.shape != values[name].shape:
+                raise ValueError(f"data {name!r} has shape {old.shape}; got {values[name].shape}")
+        compiled = self.compiled
+        if compiled is not None and values:
+            compiled = compiled.with_data(**values)
+        return replace(self, compiled=compiled, compile_s=0.0, overrides={**self.overrides, **values})
+
+    def _apply_overrides(self) -> dict[str, np.ndarray]:
+        """Set the model's shared variables to this object's values; return the old ones."""
+        old = {}
+        for name, value in self.overrides.items():
+            var = self.model[name]
+            old[name] = var.get_value()
+            var.set_value(np.asarray(value, dtype=old[name].dtype))
+        return old
+
+    def _restore(self, old: Mapping[str, np.ndarray]) -> None:
+        for name, value in old.items():
+            self.model[name].set_value(value)
+
+    def sample(self, settings: SamplerSettings) -> Sampled:
+        """Draw from the posterior (nutpie; PyMC's NUTS if nutpie is unavailable or fails)."""
+        notes: list[str] = []
+        if self.fallback_reason:
+            notes.append(self.fallback_reason + "; sampled with PyMC's NUTS")
+        old = self._apply_overrides()
+        try:
+            if self.compiled is not None:
+                try:
+                    return self._sample_nutpie(settings, notes)
+                except Exception as exc:  # noqa: BLE001
+                    reason = f"nutpie failed while sampling ({type(exc).__name__}: {exc})"
+                    _notice(reason + "; falling back to PyMC's NUTS sampler (slower)")
+                    notes.append(reason + "; sampled with PyMC's NUTS")
+            return self._sample_pymc(settings, notes)
+        finally:
+            self._restore(old)
+
+    def _sample_nutpie(self, settings: SamplerSettings, notes: list[str]) -> Sampled:
+        import nutpie
+        from pymc.backends.arviz import patch_nutpie_idata
+
+        start = time.perf_counter()
+        dt = nutpie.sample(
+            self.compiled,
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=settings.n_cores,
+            seed=settings.seed,
+            target_accept=settings.target_accept,
+            save_warmup=False,
+            progress_bar=False,
+        )
+        elapsed = time.perf_counter() - start
+        if not isinstance(dt, xr.DataTree):  # older nutpie returned InferenceData
+            dt = _to_datatree(dt)
+        patch_nutpie_idata(dt, self.model, elapsed)
+        dt.attrs["sampler"] = "nutpie"
+        return Sampled(dt, "nutpie", self.compile_s, time.perf_counter() - start, notes)
+
+    def _sample_pymc(self, settings: SamplerSettings, notes: list[str]) -> Sampled:
+        start = time.perf_counter()
+        dt = pm.sample(
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=settings.n_cores,
+            random_seed=settings.seed,
+            target_accept=settings.target_accept,
+            progressbar=False,
+            model=self.model,
+        )
+        if not isinstance(dt, xr.DataTree):
+            dt = _to_datatree(dt)
+        dt.attrs["sampler"] = "pymc"
+        return Sampled(dt, "pymc", 0.0, time.perf_counter() - start, notes)
+
+
+def _to_datatree(obj: Any) -> xr.DataTree:
+    """Convert an ArviZ 0.x ``InferenceData`` (or anything arviz_base accepts) to a DataTree."""
+    import arviz_base as azb
+
+    return azb.convert_to_datatree(obj)
+
+
+def sample_model(model: pm.Model, settings: SamplerSettings, *, backend: str = "numba") -> Sampled:
+    """Compile ``model`` and sample it once."""
+    return CompiledModel.compile(model, backend=backend).sample(settings)
+
+
+def sampler_versions() -> dict[str, str]:
+    """Versions of the packages a posterior depends on (recorded in its attributes)."""
+    import platform
+
+    import arviz_base
+    import arviz_stats
+    import nutpie
+    import pytensor
+
+    versions = {
+        "pymc": pm.__version__,
+        "pytensor": pytensor.__version__,
+        "nutpie": nutpie.__version__,
+        "arviz_base": arviz_base.__version__,
+        "arviz_stats": arviz_stats.__version__,
+        "numpy": np.__version__,
+        "xarray": xr.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        import arviz
+
+        versions["arviz"] = arviz.__version__
+    except ImportError:  # pragma: no cover - arviz_base/arviz_stats suffice
+        pass
+    return versions
