@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from synthesis.cli.common import add_input_arguments
+import numpy as np
+
+from synthesis.cli.common import (
+    add_input_arguments,
+    jsonable,
+    load_table,
+    print_json,
+    print_warnings,
+)
+from synthesis.errors import ConvergenceError, InputError
+
+if TYPE_CHECKING:
+    from models.results import FitResult, RatioSummary
+    from models.spec import ModelSpec
 
 MODELS = ("re", "bias", "metareg", "bias-metareg")
 BIAS_VARIANTS = ("additive", "random", "downweight", "three-level")
@@ -49,5 +69,218 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def build_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model specification the arguments describe (priors = defaults | the user's)."""
+    from models.priors import resolve_priors
+    from models.spec import ModelSpec
+
+    priors = resolve_priors(
+        {
+            "mu": args.mu_prior,
+            "tau": args.tau_prior,
+            "delta": args.bias_prior,
+            "kappa": args.kappa_prior,
+            "beta": args.beta_prior,
+        }
+    )
+    return ModelSpec(
+        model=args.model,
+        bias_variant=args.bias_variant,
+        alpha=args.alpha,
+        covariates=tuple(dict.fromkeys(args.covariate)),
+        priors=priors,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("fit")
+    from models.fit import fit
+    from models.spec import DEFAULT_THRESHOLDS
+
+    spec = build_spec(args)
+    table = load_table(args, covariates=spec.covariates)
+    print_warnings(table)
+    thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
+    out_dir = _check_out(args.out) if args.out else None
+    result = fit(
+        table,
+        spec,
+        engine=args.engine,
+        thresholds=thresholds,
+        at=args.at,
+        chains=args.chains,
+        draws=args.draws,
+        tune=args.tune,
+        seed=args.seed,
+        target_accept=args.target_accept,
+    )
+    converged = result.diagnostics is None or result.diagnostics.converged
+    if not converged:
+        _shout(result)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print(format_fit(result))
+    if not converged and args.strict:
+        raise ConvergenceError(
+            "sampling failed its diagnostics and --strict was given"
+            + ("; nothing was written to --out" if out_dir else "")
+            + ": " + "; ".join(result.diagnostics.messages)
+        )
+    if out_dir is not None:
+        written = write_fit(result, out_dir)
+        print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", file=sys.stderr)
+    return 0
+
+
+def _check_out(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {path}: exists and is not a directory")
+    if not out.resolve().parent.is_dir():
+        raise InputError(f"--out {path}: the parent directory {out.resolve().parent} does not exist")
+    return out
+
+
+def _shout(result: FitResult) -> None:
+    """Non-convergence, loudly, on stderr."""
+    d = result.diagnostics
+    bar = "!" * 78
+    lines = [bar, "WARNING: THE SAMPLER DID NOT CONVERGE - DO NOT USE THESE NUMBERS AS THEY ARE", bar]
+    lines += [f"  - {m}" for m in d.messages]
+    lines.append(bar)
+    print("\n".join(lines), file=sys.stderr)
+
+
+def write_fit(result: FitResult, out_dir: Path) -> list[Path]:
+    """Write fit.json (and posterior.nc for the PyMC engine) into ``out_dir`` atomically.
+
+    Both files are written into a temporary directory next to ``out_dir`` which is then renamed
+    into place (an existing ``out_dir`` is swapped out and removed only after the rename), so a
+    reader never sees a half-written result.
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.resolve().parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    names = ["fit.json"]
+    try:
+        (tmp / "fit.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
+        if result.posterior is not None:
+            write_posterior(result.posterior, tmp / "posterior.nc")
+            names.append("posterior.nc")
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+            os.replace(out_dir, old / out_dir.name)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out_dir / n for n in names]
+
+
+def write_posterior(dt, path: Path) -> None:
+    """Write a posterior DataTree to NetCDF (h5netcdf); object-typed variables (nutpie's
+    divergence messages) are dropped and attributes are strings or numbers."""
+    import xarray as xr
+
+    groups = {}
+    for node in dt.subtree:
+        ds = node.to_dataset(inherit=False)
+        ds = ds.drop_vars([v for v in ds.data_vars if ds[v].dtype == object])
+        ds.attrs = {k: _attr(v) for k, v in ds.attrs.items()}
+        groups[node.path] = ds
+    clean = xr.DataTree.from_dict(groups)
+    clean.attrs = {k: _attr(v) for k, v in dt.attrs.items()}
+    clean.to_netcdf(path, engine="h5netcdf")
+
+
+def _attr(value):
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return value
+    return json.dumps(jsonable(value))
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "NA" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _ratio_line(r: RatioSummary) -> str:
+    return f"{_fmt(r.median)} ({_fmt(r.q025)} to {_fmt(r.q975)})"
+
+
+def format_fit(result: FitResult) -> str:
+    """A readable summary: every prior labelled, the kind of interval stated."""
+    spec = result.spec
+    pct = f"{100 * result.interval_prob:g}%"
+    lines = []
+    what = spec.model
+    if spec.has_bias:
+        what += f", bias variant {spec.bias_variant}" + (f" (alpha = {spec.alpha:g})" if spec.bias_variant == "downweight" else "")
+    if spec.has_covariates:
+        what += f", covariates {', '.join(spec.covariates)}"
+    lines.append(f"Model: {what}; k = {result.k} studies ({result.source})")
+    if result.engine == "pymc":
+        post = result.posterior
+        settings = json.loads(post.attrs.get("sampler_settings", "{}")) if post is not None else {}
+        sampler = post.attrs.get("sampler", "nutpie") if post is not None else "nutpie"
+        lines.append(
+            f"Engine: PyMC model, NUTS via {sampler}; {settings.get('chains')} chains x "
+            f"{settings.get('draws')} draws after {settings.get('tune')} tuning steps, "
+            f"target_accept {settings.get('target_accept')}, seed {result.seed}"
+        )
+    else:
+        lines.append("Engine: exact (quadrature over tau; no Monte Carlo error)")
+    lines.append("Priors:")
+    for name, label in spec.priors.labels(spec.parameters).items():
+        lines.append(f"  {name:<6} {label}")
+    lines.append(f"Intervals: posterior median and {pct} equal-tailed credible interval.")
+    lines.append("")
+    header = f"  {'parameter':<22}{'median':>9}  {pct + ' CrI':<22}"
+    mcmc = result.engine == "pymc"
+    if mcmc:
+        header += f"{'R-hat':>7}{'ESS bulk':>10}"
+    lines.append(header)
+    rows = [(n, s) for n, s in result.parameters.items()]
+    rows += [(f"beta[{c}]", s) for c, s in result.beta.items()]
+    labels = {"mu": "mu (log HR, RCT)", "tau": "tau (between-study SD)", "delta": "delta (design bias)", "kappa": "kappa"}
+    for name, s in rows:
+        row = f"  {labels.get(name, name):<22}{_fmt(s.median):>9}  {_fmt(s.q025) + ' to ' + _fmt(s.q975):<22}"
+        if mcmc:
+            row += f"{_fmt(s.r_hat):>7}{_fmt(s.ess_bulk, 0):>10}"
+        lines.append(row)
+    lines.append("")
+    probs = ", ".join(f"P(HR < {k}) = {_fmt(v)}" for k, v in result.p_hr_below.items())
+    lines.append(f"HR of a randomised comparison: {_ratio_line(result.hr)}; {probs}")
+    pprobs = ", ".join(f"P < {k}: {_fmt(v)}" for k, v in result.p_predictive_hr_below.items())
+    lines.append(f"Predictive HR of a new randomised study: {_ratio_line(result.predictive_hr)}; {pprobs}")
+    for label, r in result.hr_at.items():
+        extra = ", ".join(f"P(HR < {k}) = {_fmt(v)}" for k, v in (r.p_below or {}).items())
+        lines.append(f"HR at {label}: {_ratio_line(r)}" + (f"; {extra}" if extra else ""))
+    if spec.has_covariates:
+        lines.append(f"Imputed covariate values: {result.imputed}")
+    lines.append("")
+    lines.append(f"Studies: observed HR (95% CI) -> posterior HR ({pct} CrI)")
+    width = max((len(s.study) for s in result.study_effects), default=5)
+    for s in result.study_effects:
+        lines.append(
+            f"  {s.study:<{width}}  {(s.design or ''):<13} {_fmt(s.observed_hr)} ({_fmt(s.observed_lower)} to "
+            f"{_fmt(s.observed_upper)}) -> {_ratio_line(s.hr)}"
+        )
+    d = result.diagnostics
+    if d is not None:
+        lines.append("")
+        state = "converged" if d.converged else "NOT CONVERGED"
+        lines.append(
+            f"Diagnostics: {state}; divergences {d.divergences}, max R-hat {_fmt(d.max_r_hat)}, "
+            f"min bulk ESS {_fmt(d.min_ess_bulk, 0)} (headline parameters)"
+        )
+        lines += [f"  - {m}" for m in d.messages]
+    for note in result.notes:
+        lines.append(f"Note: {note}")
+    t = result.timing
+    lines.append(
+        "Timing: " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in t.items() if isinstance(v, (int, float)))
+    )
+    return "\n".join(lines)
