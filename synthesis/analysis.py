@@ -159,7 +159,7 @@ def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], threshol
     freq = _freq_triplets(pools)
     conv = fit.diagnostics.converged if fit.diagnostics is not None else None
     note = (
-        "frequentist columns: unadjusted pools of the same studies (no bias term)"
+        "frequentist columns: unadjusted (no bias term)"
         if run.spec.has_bias
         else ""
     )

@@ -77,5 +77,10 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"warning: {w}", file=sys.stderr)
     if not args.quiet:
         print(f"report written to {path}/report.html ({result.timing.get('total_s', 0):.1f} s)")
-        print(result.decision.to_frame().to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        frame = result.decision.to_frame()
+        cols = ["model", "engine", "k", "hr_median", "hr_q025", "hr_q975"] + [
+            c for c in frame.columns if c.startswith("p_hr_below_")
+        ]
+        print("posterior median HR with 95% equal-tailed credible interval; P(HR < T):")
+        print(frame[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     return 0
