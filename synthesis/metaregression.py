@@ -35,14 +35,17 @@ import numpy as np
 from scipy import stats
 
 from synthesis.errors import InputError, ModelError
-from synthesis.pooling import DEFAULT_LEVEL, METHODS, estimate_tau2, fit_model, generalised_q
+from synthesis.pooling import (
+    DEFAULT_LEVEL,
+    METHODS,
+    estimate_tau2,
+    finite_or_none,
+    fit_model,
+    generalised_q,
+)
 from synthesis.studies import StudyTable
 
 INTERCEPT = "intercept"
-
-
-def _num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,12 @@ class Coefficient:
 
     def to_dict(self) -> dict[str, float | None]:
         return {
-            "estimate": _num(self.estimate),
-            "se": _num(self.se),
-            "ci_lower": _num(self.ci_lower),
-            "ci_upper": _num(self.ci_upper),
-            "statistic": _num(self.statistic),
-            "pvalue": _num(self.pvalue),
+            "estimate": finite_or_none(self.estimate),
+            "se": finite_or_none(self.se),
+            "ci_lower": finite_or_none(self.ci_lower),
+            "ci_upper": finite_or_none(self.ci_upper),
+            "statistic": finite_or_none(self.statistic),
+            "pvalue": finite_or_none(self.pvalue),
         }
 
 
@@ -95,18 +98,18 @@ class MetaRegResult:
             "hksj": self.hksj,
             "k": self.k,
             "dropped": self.dropped,
-            "tau2": _num(self.tau2),
-            "qm": _num(self.qm),
-            "qm_pvalue": _num(self.qm_pvalue),
+            "tau2": finite_or_none(self.tau2),
+            "qm": finite_or_none(self.qm),
+            "qm_pvalue": finite_or_none(self.qm_pvalue),
             "coefficients": {name: c.to_dict() for name, c in self.coefficients.items()},
             "covariates": list(self.covariates),
             "qm_df": list(self.qm_df),
-            "qe": _num(self.qe),
+            "qe": finite_or_none(self.qe),
             "qe_df": self.k - len(self.coefficients),
-            "qe_pvalue": _num(self.qe_pvalue),
-            "i2": _num(self.i2),
-            "h2": _num(self.h2),
-            "r2": None if self.r2 is None else _num(self.r2),
+            "qe_pvalue": finite_or_none(self.qe_pvalue),
+            "i2": finite_or_none(self.i2),
+            "h2": finite_or_none(self.h2),
+            "r2": None if self.r2 is None else finite_or_none(self.r2),
             "level": self.level,
             "notes": list(self.notes),
         }

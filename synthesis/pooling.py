@@ -618,11 +618,13 @@ def fit_model(
 # ------------------------------------------------------------------------------------------
 
 
-def _num(x: float | None) -> float | None:
+def finite_or_none(x: float | None) -> float | None:
+    """A JSON-ready number: ``None`` for missing or non-finite values."""
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _exp(x: float | None) -> float | None:
+def exp_or_none(x: float | None) -> float | None:
+    """``exp(x)`` (log HR to HR), ``None`` for missing or non-finite values."""
     return None if x is None or not math.isfinite(x) else math.exp(x)
 
 
@@ -663,27 +665,27 @@ class PoolResult:
             "method": self.method,
             "hksj": self.hksj,
             "k": self.k,
-            "estimate": _num(self.estimate),
-            "se": _num(self.se),
-            "ci_lower": _num(self.ci_lower),
-            "ci_upper": _num(self.ci_upper),
-            "hr": _exp(self.estimate),
-            "hr_ci_lower": _exp(self.ci_lower),
-            "hr_ci_upper": _exp(self.ci_upper),
-            "tau2": _num(self.tau2),
-            "tau": _num(self.tau),
-            "i2": _num(self.i2),
-            "h2": _num(self.h2),
-            "q": _num(self.q),
-            "q_pvalue": _num(self.q_pvalue),
-            "pi_lower": _num(self.pi_lower),
-            "pi_upper": _num(self.pi_upper),
-            "tau2_ci_lower": _num(self.tau2_ci_lower),
-            "tau2_ci_upper": _num(self.tau2_ci_upper),
-            "pi_hr_lower": _exp(self.pi_lower),
-            "pi_hr_upper": _exp(self.pi_upper),
-            "statistic": _num(self.statistic),
-            "pvalue": _num(self.pvalue),
+            "estimate": finite_or_none(self.estimate),
+            "se": finite_or_none(self.se),
+            "ci_lower": finite_or_none(self.ci_lower),
+            "ci_upper": finite_or_none(self.ci_upper),
+            "hr": exp_or_none(self.estimate),
+            "hr_ci_lower": exp_or_none(self.ci_lower),
+            "hr_ci_upper": exp_or_none(self.ci_upper),
+            "tau2": finite_or_none(self.tau2),
+            "tau": finite_or_none(self.tau),
+            "i2": finite_or_none(self.i2),
+            "h2": finite_or_none(self.h2),
+            "q": finite_or_none(self.q),
+            "q_pvalue": finite_or_none(self.q_pvalue),
+            "pi_lower": finite_or_none(self.pi_lower),
+            "pi_upper": finite_or_none(self.pi_upper),
+            "tau2_ci_lower": finite_or_none(self.tau2_ci_lower),
+            "tau2_ci_upper": finite_or_none(self.tau2_ci_upper),
+            "pi_hr_lower": exp_or_none(self.pi_lower),
+            "pi_hr_upper": exp_or_none(self.pi_upper),
+            "statistic": finite_or_none(self.statistic),
+            "pvalue": finite_or_none(self.pvalue),
             "df": self.df,
             "q_df": self.q_df,
             "level": self.level,

@@ -43,19 +43,18 @@ import numpy as np
 from scipy import stats
 
 from synthesis.errors import InputError, ModelError
-from synthesis.pooling import DEFAULT_LEVEL, METHODS, check_inputs, fit_model
+from synthesis.pooling import (
+    DEFAULT_LEVEL,
+    METHODS,
+    check_inputs,
+    exp_or_none,
+    finite_or_none,
+    fit_model,
+)
 from synthesis.studies import StudyTable
 
 FSN_ALPHA = 0.05
 TRIMFILL_MAX_ITER = 100
-
-
-def _num(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-def _exp(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else math.exp(x)
 
 
 # ------------------------------------------------------------------------------------------
@@ -75,11 +74,11 @@ class EggerResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "z": _num(self.z),
-            "p": _num(self.p),
-            "limit_estimate": _num(self.limit_estimate),
-            "limit_ci_lower": _num(self.limit_ci_lower),
-            "limit_ci_upper": _num(self.limit_ci_upper),
+            "z": finite_or_none(self.z),
+            "p": finite_or_none(self.p),
+            "limit_estimate": finite_or_none(self.limit_estimate),
+            "limit_ci_lower": finite_or_none(self.limit_ci_lower),
+            "limit_ci_upper": finite_or_none(self.limit_ci_upper),
         }
 
 
@@ -135,7 +134,7 @@ class BeggResult:
     exact: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tau": _num(self.tau), "p": _num(self.p), "exact": self.exact}
+        return {"tau": finite_or_none(self.tau), "p": finite_or_none(self.p), "exact": self.exact}
 
 
 def kendall_test(x: Any, y: Any) -> BeggResult:
@@ -217,15 +216,15 @@ class TrimFillResult:
         return {
             "k0": self.k0,
             "side": self.side,
-            "se_k0": _num(self.se_k0),
-            "estimate": _num(self.estimate),
-            "se": _num(self.se),
-            "ci_lower": _num(self.ci_lower),
-            "ci_upper": _num(self.ci_upper),
-            "hr": _exp(self.estimate),
-            "hr_ci_lower": _exp(self.ci_lower),
-            "hr_ci_upper": _exp(self.ci_upper),
-            "tau2": _num(self.tau2),
+            "se_k0": finite_or_none(self.se_k0),
+            "estimate": finite_or_none(self.estimate),
+            "se": finite_or_none(self.se),
+            "ci_lower": finite_or_none(self.ci_lower),
+            "ci_upper": finite_or_none(self.ci_upper),
+            "hr": exp_or_none(self.estimate),
+            "hr_ci_lower": exp_or_none(self.ci_lower),
+            "hr_ci_upper": exp_or_none(self.ci_upper),
+            "tau2": finite_or_none(self.tau2),
             "filled": [
                 {"log_hr": yi, "se": math.sqrt(vi)}
                 for yi, vi in zip(self.filled_y, self.filled_v, strict=True)
@@ -323,7 +322,7 @@ class FailSafeN:
     alpha: float = FSN_ALPHA
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rosenthal": self.rosenthal, "p": _num(self.p), "alpha": self.alpha}
+        return {"rosenthal": self.rosenthal, "p": finite_or_none(self.p), "alpha": self.alpha}
 
 
 def failsafe_n(y: Any, v: Any, *, alpha: float = FSN_ALPHA) -> FailSafeN:
@@ -355,16 +354,16 @@ class LeaveOneOut:
     def to_dict(self) -> dict[str, Any]:
         return {
             "study": self.study,
-            "estimate": _num(self.estimate),
-            "ci_lower": _num(self.ci_lower),
-            "ci_upper": _num(self.ci_upper),
-            "se": _num(self.se),
-            "hr": _exp(self.estimate),
-            "hr_ci_lower": _exp(self.ci_lower),
-            "hr_ci_upper": _exp(self.ci_upper),
-            "tau2": _num(self.tau2),
-            "q": _num(self.q),
-            "i2": _num(self.i2),
+            "estimate": finite_or_none(self.estimate),
+            "ci_lower": finite_or_none(self.ci_lower),
+            "ci_upper": finite_or_none(self.ci_upper),
+            "se": finite_or_none(self.se),
+            "hr": exp_or_none(self.estimate),
+            "hr_ci_lower": exp_or_none(self.ci_lower),
+            "hr_ci_upper": exp_or_none(self.ci_upper),
+            "tau2": finite_or_none(self.tau2),
+            "q": finite_or_none(self.q),
+            "i2": finite_or_none(self.i2),
         }
 
 
