@@ -85,7 +85,8 @@ def fit(
     draws: int = 2000,
     tune: int = 1000,
     seed: int | None = None,
-    target_accept: float = 0.95,
+    target_accept: float | None = None,
+    adaptation: str = "diag",
 ) -> FitResult:
     """Fit ``spec`` to the studies of ``table`` with the chosen engine.
 
@@ -102,8 +103,10 @@ def fit(
         Report P(HR < T) for each T (each T > 0).
     at
         ``--at`` strings ``"C=X"`` (or an already parsed ``{label: {covariate: value}}``).
-    chains, draws, tune, seed, target_accept
-        NUTS settings (PyMC engine only).
+    chains, draws, tune, seed, target_accept, adaptation
+        NUTS settings (PyMC engine only; ``target_accept=None`` takes the model's default,
+        0.95 or 0.99 (:func:`models.pymc_fit.default_target_accept`); ``adaptation`` is nutpie's
+        mass-matrix adaptation).
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -132,4 +135,5 @@ def fit(
         tune=tune,
         seed=seed,
         target_accept=target_accept,
+        adaptation=adaptation,
     )
