@@ -233,6 +233,8 @@ class CompiledModel:
             random_seed=settings.seed,
             target_accept=settings.target_accept,
             progressbar=False,
+            nuts_sampler="pymc",  # PyMC 6 would otherwise pick nutpie again when installed
+            mp_ctx="forkserver",  # not fork: this process may already run threads (nutpie, BLAS)
             model=self.model,
         )
         if not isinstance(dt, xr.DataTree):

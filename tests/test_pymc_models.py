@@ -388,3 +388,49 @@ def test_data_hash_changes_with_the_data():
     b = ModelData(**{**a.__dict__, "y": a.y + 1e-9})
     assert data_hash(a) != data_hash(b)
     assert data_hash(a) == data_hash(make_data())
+
+
+# ------------------------------------------------------------------------------------------
+# Sampling layer
+# ------------------------------------------------------------------------------------------
+def test_with_data_checks_names_and_shapes():
+    from models.sampling import CompiledModel
+
+    model = build_model(make_data(), spec_of("bias"))
+    compiled = CompiledModel(model, None, 0.0)
+    swapped = compiled.with_data(tau_prior_scale=0.1)
+    assert swapped.overrides["tau_prior_scale"] == pytest.approx(0.1)
+    assert model["tau_prior_scale"].get_value() == pytest.approx(0.5)  # the model is untouched
+    with pytest.raises(KeyError, match="no data container"):
+        compiled.with_data(tau_prior_sigma=0.1)
+    with pytest.raises(ValueError, match="shape"):
+        compiled.with_data(log_hr=np.zeros(3))
+
+
+def test_sampler_settings_are_validated():
+    with pytest.raises(InputError, match="--target-accept"):
+        SamplerSettings(target_accept=1.0)
+    with pytest.raises(InputError, match="--draws"):
+        SamplerSettings(draws=0)
+    with pytest.raises(InputError, match="--adaptation"):
+        SamplerSettings(adaptation="dense")
+
+
+@pytest.mark.slow
+def test_pymc_sampler_fallback_when_nutpie_fails(monkeypatch, capsys):
+    import nutpie
+
+    from models.pymc_fit import fit_pymc
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated nutpie failure")
+
+    monkeypatch.setattr(nutpie, "compile_pymc_model", broken)
+    data = make_data()
+    fit = fit_pymc(data, spec_of("re"), chains=2, draws=300, tune=300, seed=3)
+    err = capsys.readouterr().err
+    assert "falling back to PyMC's NUTS" in err and "simulated nutpie failure" in err
+    assert fit.posterior.attrs["sampler"] == "pymc"
+    assert "diverging" in fit.posterior.sample_stats
+    assert any("sampled with PyMC's NUTS" in n for n in fit.notes)
+    assert fit.parameters["mu"].r_hat is not None
