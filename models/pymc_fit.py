@@ -26,7 +26,13 @@ import xarray as xr
 from arviz_stats.base import array_stats
 from scipy.stats import norm
 
-from models.pymc_models import HEADLINE, build_model, prior_data, reported_parameters
+from models.pymc_models import (
+    HEADLINE,
+    build_model,
+    prior_data,
+    reported_parameters,
+    structural_data,
+)
 from models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect
 from models.sampling import (
     DEFAULT_ADAPTATION,
@@ -342,12 +348,17 @@ def compile_for(
     data: ModelData, spec: ModelSpec, *, backend: str = "numba", cache: bool = True
 ) -> CompiledModel:
     """Build and compile the model of ``spec`` for ``data`` (or reuse this process's compile of
-    the same structure and data, with ``spec``'s prior hyperparameters swapped in)."""
+    the same structure and data, with ``spec``'s prior hyperparameters swapped in).
+
+    The structural data (design indicators, centred covariates, indices) and the dims are
+    frozen into the graph (:func:`models.pymc_models.structural_data`); priors, ``log_hr``,
+    ``se`` and ``alpha`` stay swappable."""
     key = (structure_key(spec), data_hash(data), backend)
     if cache and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key].with_data(**prior_updates(spec, _COMPILED[key]))
-    compiled = CompiledModel.compile(build_model(data, spec), backend=backend)
+    model = build_model(data, spec)
+    compiled = CompiledModel.compile(model, backend=backend, freeze=structural_data(model))
     if cache and compiled.compiled is not None:
         _COMPILED[key] = compiled
         while len(_COMPILED) > COMPILED_CACHE_SIZE:
