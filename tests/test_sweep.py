@@ -75,3 +75,28 @@ def test_sweep_cli_bad_prior_writes_nothing(tmp_path, capsys):
     assert main(["sweep", "--tau-priors", "halfnormal(0.1);gamma(2)", "--out", str(out)]) == 2
     assert "gamma" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_pymc_sweep_compiles_once(table, monkeypatch):
+    """A sweep of N priors over a model the exact engine cannot do (imputed covariate) compiles
+    the PyMC model once and swaps the priors in as data."""
+    import models.pymc_fit as pf
+
+    calls = []
+    original = pf.CompiledModel.compile
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pf.CompiledModel, "compile", counting)
+    monkeypatch.setattr(pf, "_COMPILED", type(pf._COMPILED)())
+    spec = ModelSpec("bias-metareg", covariates=("bone_only_fraction",))
+    data = ModelData.from_table(load_dataset("dnmbc_lrt", covariates=["bone_only_fraction"]), spec)
+    taus = split_specs("halfnormal(0.1);halfnormal(1)", [], "tau")
+    result = run_sweep(data, spec, tau_priors=taus, bias_priors=split_specs("normal(0, 0.5)", [], "delta"),
+                       thresholds=(0.8,), draws=300, tune=300, chains=2, progress=False)
+    assert result.engines == {"pymc": 2}
+    assert len(calls) == 1
+    assert result.rows[0].tau_median < result.rows[1].tau_median
