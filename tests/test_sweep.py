@@ -100,3 +100,20 @@ def test_pymc_sweep_compiles_once(table, monkeypatch):
     assert result.engines == {"pymc": 2}
     assert len(calls) == 1
     assert result.rows[0].tau_median < result.rows[1].tau_median
+
+
+@pytest.mark.slow
+def test_sweep_on_a_dask_cluster(table):
+    """``--scheduler ADDRESS`` sends the PyMC fits to an existing Dask cluster (here a local
+    in-process one); the results equal the same sweep run locally with the same seed."""
+    distributed = pytest.importorskip("dask.distributed")
+    spec = ModelSpec("bias", bias_variant="random")
+    data = ModelData.from_table(table, spec)
+    taus = split_specs("halfnormal(0.25);halfnormal(1)", [], "tau")
+    biases = split_specs("normal(0, 0.5)", [], "delta")
+    kwargs = dict(tau_priors=taus, bias_priors=biases, thresholds=(0.8,), draws=200, tune=200, chains=2, seed=3, progress=False)
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        remote = run_sweep(data, spec, scheduler=cluster.scheduler_address, **kwargs)
+    local = run_sweep(data, spec, **kwargs)
+    assert remote.engines == {"pymc": 2}
+    assert [r.hr_median for r in remote.rows] == pytest.approx([r.hr_median for r in local.rows], rel=1e-12)
