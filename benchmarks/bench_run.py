@@ -1,5 +1,5 @@
 """Benchmark of the main job: ``synthesis run`` on the bundled data, cold (fresh process, fresh
-PyTensor compile cache), wall time and peak memory (max RSS of the child process tree), plus the
+PyTensor and numba compile caches), wall time and peak memory (max RSS of the child process), plus the
 time of the full prior sweep inside it (from the run's own timing record).
 
 Targets (issue #6): under 90 s and under 2 GB peak on 2 cores; the full sweep under 10 s.
@@ -28,6 +28,7 @@ def main() -> int:
         env = dict(os.environ)
         if not args.warm:
             env["PYTENSOR_FLAGS"] = f"compiledir={tmp}/pytensor"
+            env["NUMBA_CACHE_DIR"] = f"{tmp}/numba"
         out = Path(tmp) / "report"
         start = time.perf_counter()
         proc = subprocess.run(
