@@ -1,15 +1,19 @@
-"""Writing output folders atomically: build everything in a temporary sibling folder, then move
-it into place, so that an existing folder is never half-overwritten and a failure leaves nothing
-behind."""
+"""Writing outputs: strict-JSON conversion, and output folders written atomically (build
+everything in a temporary sibling folder, then move it into place, so that an existing folder is
+never half-overwritten and a failure leaves nothing behind)."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -41,3 +45,23 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def jsonable(obj: Any) -> Any:
+    """A strict-JSON copy: numpy scalars/arrays to Python, non-finite floats to null, paths to str."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

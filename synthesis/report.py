@@ -45,7 +45,7 @@ import pandas as pd
 from models.results import FitResult
 from models.spec import INTERVAL_PROB, threshold_key
 from synthesis.errors import InputError, SynthesisError
-from synthesis.outputs import atomic_directory
+from synthesis.outputs import atomic_directory, jsonable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -152,26 +152,6 @@ def _pvalue(p: Any) -> str:
     except (TypeError, ValueError):
         pass
     return _num(p, 3)
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-ready copy: numpy scalars/arrays to Python, non-finite floats to null."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_plain(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -596,7 +576,7 @@ def run_record(result: AnalysisResult, *, files: Sequence[str] = ()) -> dict[str
         "provenance": dict(result.provenance or {}),
         "files": sorted(files),
     }
-    return _plain(record)
+    return jsonable(record)
 
 
 # --------------------------------------------------------------------------------------------
@@ -854,7 +834,7 @@ def _write_posteriors(result: AnalysisResult, folder: Path) -> None:
                     folder / f"{name}_tau_density.csv", index=False
                 )
         (folder / f"{name}_summary.json").write_text(
-            json.dumps(_plain(fit.to_json()), indent=2, allow_nan=False) + "\n"
+            json.dumps(jsonable(fit.to_json()), indent=2, allow_nan=False) + "\n"
         )
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
-import numpy as np
-
 from synthesis.datasets import DEFAULT_DATASET, load_dataset
+from synthesis.outputs import jsonable
 from synthesis.studies import SUBSETS, StudyTable, load_studies
 
 
@@ -51,24 +49,6 @@ def load_table(args: argparse.Namespace, *, covariates: tuple[str, ...] = (), mi
     return load_studies(args.file, **kwargs)
 
 
-def jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and non-finite floats (to null) for strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    return obj
-
-
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
@@ -78,26 +58,3 @@ def print_warnings(table: StudyTable) -> None:
     for w in table.warnings:
         print(f"warning: {table.source}: {w}", file=sys.stderr)
 
-
-def model_spec_from_args(args: argparse.Namespace):
-    """The :class:`models.spec.ModelSpec` that ``fit``/``sweep`` arguments describe (priors
-    parsed here, before any data is read)."""
-    from models.priors import resolve_priors
-    from models.spec import ModelSpec
-
-    priors = resolve_priors(
-        {
-            "mu": args.mu_prior,
-            "tau": args.tau_prior,
-            "delta": args.bias_prior,
-            "beta": args.beta_prior,
-            "kappa": args.kappa_prior,
-        }
-    )
-    return ModelSpec(
-        args.model,
-        bias_variant=args.bias_variant,
-        alpha=args.alpha,
-        covariates=tuple(args.covariate),
-        priors=priors,
-    )

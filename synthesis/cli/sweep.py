@@ -34,10 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.spec import ModelData
-    from synthesis.cli.common import load_table, model_spec_from_args, print_json, print_warnings
+    from synthesis.cli.common import load_table, print_json, print_warnings
+    from synthesis.cli.fit import build_spec
     from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
-    spec = model_spec_from_args(args)
+    spec = build_spec(args)
     # Parse every prior before touching the data or writing anything.
     tau_priors = split_specs(args.tau_priors, standard_tau_priors(), "tau")
     bias_priors = split_specs(args.bias_priors, standard_bias_priors(), "delta") if "delta" in spec.parameters else []
@@ -68,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
 def _write(result, out: str) -> None:
     import json
 
-    from synthesis.cli.common import jsonable
-    from synthesis.outputs import atomic_directory
+    from synthesis.outputs import atomic_directory, jsonable
     from synthesis.plots import plot_sensitivity, save_figure
 
     with atomic_directory(out) as tmp:
