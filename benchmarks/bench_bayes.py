@@ -8,8 +8,9 @@ Reports (wall times in this process, after the imports; 2 cores)
   4 chains x 1000 draws after 1000 tuning steps: ``compile_s``, ``sample_s``, ``total_s``
   (build + compile + sample + summaries; target < 20 s), bulk ESS of mu, tau, delta, beta
   (target >= 1000; if short, the compiled model is re-sampled with proportionally more draws
-  and that run is reported too) and divergences (target 0); the same with nutpie's
-  ``low_rank`` mass-matrix adaptation;
+  and that run is reported too) and divergences (target 0), with the default ``auto``
+  mass-matrix adaptation (nutpie's ``low_rank``, ``diag`` if that fails its diagnostics); the
+  same with ``low_rank`` forced;
 * ``exact``: the exact engine on the same data and model (``run_exact_benchmark``) and the
   ratio PyMC total / exact fit (target >= 500x);
 * ``sweep``: N tau priors of one family over one compiled model (``with_data``) against N

@@ -86,7 +86,7 @@ def fit(
     tune: int = 1000,
     seed: int | None = None,
     target_accept: float | None = None,
-    adaptation: str = "diag",
+    adaptation: str = "auto",
 ) -> FitResult:
     """Fit ``spec`` to the studies of ``table`` with the chosen engine.
 

@@ -18,7 +18,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import arviz_stats as azs
 import numpy as np
@@ -35,6 +35,7 @@ from models.pymc_models import (
 )
 from models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect
 from models.sampling import (
+    ADAPTATION_CHOICES,
     DEFAULT_ADAPTATION,
     CompiledModel,
     Sampled,
@@ -401,8 +402,9 @@ def fit_pymc(
     backend
         nutpie's compile backend ("numba"; "jax" if installed).
     adaptation
-        nutpie's mass-matrix adaptation, "low_rank" (default) or "diag"
-        (see :data:`models.sampling.DEFAULT_ADAPTATION`).
+        nutpie's mass-matrix adaptation: "auto" (default: "low_rank", resampled with "diag" if
+        it fails its diagnostics), "low_rank" or "diag" (see
+        :data:`models.sampling.DEFAULT_ADAPTATION`).
 
     Returns
     -------
@@ -413,9 +415,12 @@ def fit_pymc(
     start = time.perf_counter()
     if target_accept is None:
         target_accept = default_target_accept(spec, data)
+    if adaptation not in ADAPTATION_CHOICES:
+        raise InputError(f"--adaptation must be one of {', '.join(ADAPTATION_CHOICES)}, got {adaptation!r}")
+    auto = adaptation == "auto"
     settings = SamplerSettings(
         chains=chains, draws=draws, tune=tune, seed=seed, target_accept=target_accept,
-        adaptation=adaptation,
+        adaptation="low_rank" if auto else adaptation,
     )
     options = SummaryOptions(thresholds=tuple(thresholds), at=at)
     if at and not spec.has_covariates:
@@ -425,7 +430,18 @@ def fit_pymc(
     else:
         compiled = compiled.with_data(**prior_updates(spec, compiled))
     sampled = compiled.sample(settings)
-    return summarise(sampled, data, spec, options=options, settings=settings, start=start)
+    result = summarise(sampled, data, spec, options=options, settings=settings, start=start)
+    if not auto or result.diagnostics is None or result.diagnostics.converged:
+        return result
+    # "auto": low-rank adaptation failed its diagnostics; sample again with the diagonal one
+    # (same compiled model, same seed) and say so.
+    first = "; ".join(result.diagnostics.messages)
+    settings = replace(settings, adaptation="diag")
+    retry = summarise(compiled.sample(settings), data, spec, options=options, settings=settings, start=start)
+    retry.notes.append(
+        f"sampled again with diagonal mass-matrix adaptation: the low-rank run failed its diagnostics ({first})"
+    )
+    return retry
 
 
 def fit_pymc_many(

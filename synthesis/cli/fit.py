@@ -63,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance (default 0.95; 0.99 for the random and three-level bias variants and when covariate values are imputed)")
-    p.add_argument("--adaptation", choices=("diag", "low_rank"), default="diag", help="nutpie mass-matrix adaptation: diag (default) or low_rank (5-8x the ESS of mu/delta/beta in the bias meta-regressions; use it with --target-accept 0.99)")
+    p.add_argument("--adaptation", choices=("auto", "low_rank", "diag"), default="auto", help="nutpie mass-matrix adaptation: auto (default: low_rank, which gives 5-8x the ESS of mu/delta/beta in the bias meta-regressions, resampled with diag if it fails its diagnostics), low_rank or diag")
     p.add_argument("--seed", type=int, default=20261123)
     p.add_argument("--strict", action="store_true", help="exit with status 3 if sampling fails its diagnostics")
     p.add_argument("--out", metavar="DIR", default=None, help="write posterior.nc and fit.json here")
