@@ -497,6 +497,71 @@ def plot_sensitivity(
 
 
 
+@_styled
+def plot_bias_sensitivity(
+    sweep: SweepResult,
+    *,
+    tau_prior: str | None = None,
+    thresholds: Sequence[float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Bias-prior sensitivity of a sweep: the posterior HR and P(HR < T) against the SD of the
+    design-bias prior (log scale), one line per bias-prior mean, at one tau prior.
+
+    ``tau_prior`` is a tau-prior label of the sweep (default: the half-normal(scale=0.5) default
+    prior when swept, else the first). Rows without a bias prior are refused.
+    """
+    rows = [r for r in sweep.rows if r.bias_prior is not None and r.bias_sd is not None]
+    if not rows:
+        raise ValueError("plot_bias_sensitivity: the sweep has no bias priors")
+    labels = list(dict.fromkeys(r.tau_prior for r in rows))
+    chosen_tau = tau_prior or next((t for t in labels if t == "half-normal(scale=0.5)"), labels[0])
+    rows = [r for r in rows if r.tau_prior == chosen_tau]
+    if not rows:
+        raise ValueError(f"plot_bias_sensitivity: no rows with tau prior {chosen_tau!r}")
+    chosen = tuple(sweep.thresholds if thresholds is None else thresholds)
+    means = sorted({r.bias_mean for r in rows})
+    cmap = plt.get_cmap("tab10")
+    n_panels = 1 + len(chosen)
+    ncols = min(n_panels, 3)
+    nrows = math.ceil(n_panels / ncols)
+    fig = _figure(4.0 * ncols, 3.2 * nrows + 0.8)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for extra in axes[n_panels:]:
+        extra.set_visible(False)
+    hr_all = _finite_positive([v for r in rows for v in (r.hr_q025, r.hr_q975)]) or [0.5, 2.0]
+    for i, m in enumerate(means):
+        rs = sorted((r for r in rows if r.bias_mean == m), key=lambda r: r.bias_sd)
+        x = [r.bias_sd for r in rs]
+        colour = cmap(i % 10)
+        label = f"δ prior mean {m:g} (HR ×{math.exp(m):.2f})"
+        axes[0].fill_between(x, [r.hr_q025 for r in rs], [r.hr_q975 for r in rs], color=colour, alpha=0.15, lw=0)
+        axes[0].plot(x, [r.hr_median for r in rs], color=colour, marker="o", ms=3, lw=1.3, label=label)
+        for ax, t in zip(axes[1:n_panels], chosen, strict=True):
+            ax.plot(x, [r.p_hr_below.get(threshold_key(t), np.nan) for r in rs], color=colour, marker="o", ms=3, lw=1.3)
+    _hr_axis(axes[0], min(hr_all) / 1.1, max(hr_all) * 1.1, axis="y")
+    axes[0].axhline(1.0, color="black", lw=0.8)
+    axes[0].set_ylabel(f"Posterior median HR ({_PCT} CrI band)")
+    axes[0].set_title("Pooled HR of a randomised comparison")
+    for ax, t in zip(axes[1:n_panels], chosen, strict=True):
+        ax.set_ylim(-0.02, 1.02)
+        ax.axhline(0.5, color="#bbbbbb", lw=0.6, ls=":")
+        ax.set_ylabel(f"P(HR < {t:g})")
+        ax.set_title(f"Posterior probability HR < {t:g}")
+    sds = sorted({r.bias_sd for r in rows})
+    for ax in axes[:n_panels]:
+        ax.set_xscale("log")
+        ax.set_xlim(min(sds) / 1.3, max(sds) * 1.3)
+        ax.xaxis.set_major_locator(FixedLocator(sds))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("SD of the design-bias prior δ (log scale)")
+        ax.grid(True, which="major", color="#eeeeee", lw=0.6)
+    handles, texts = axes[0].get_legend_handles_labels()
+    fig.legend(handles, texts, loc="outside lower center", ncols=2, frameon=False, fontsize=FONT_SIZE)
+    fig.suptitle(title or f"Bias-prior sensitivity: {rows[0].model} (τ ~ {chosen_tau})")
+    return fig
+
 # --------------------------------------------------------------------------------------------
 # funnel plot
 # --------------------------------------------------------------------------------------------
@@ -822,6 +887,8 @@ def standard_figures(result: AnalysisResult) -> dict[str, Figure]:
             figures[f"sensitivity_{key}"] = plot_sensitivity(
                 sweep, title=f"Prior sensitivity: {labels.get(key, key)}"
             )
+            if any(r.bias_prior is not None for r in sweep.rows):
+                figures[f"bias_sensitivity_{key}"] = plot_bias_sensitivity(sweep)
     pools_all = result.pools.get("all") or {}
     method = str(getattr(result.pubbias, "method", "REML")).upper()
     pooled = pools_all.get(method, pools_all.get("REML"))

@@ -450,6 +450,14 @@ def _caption(name: str, fig: Figure, result: AnalysisResult) -> str:
             "(band) and P(HR < T), against the prior median of τ (log scale); one colour per τ-prior family, "
             "one line style per bias prior."
         )
+    if name.startswith("bias_sensitivity_"):
+        key = name.removeprefix("bias_sensitivity_")
+        return (
+            f"Bias-prior sensitivity of '{labels.get(key, key)}': posterior median HR of a randomised comparison "
+            f"with its {INTERVAL_KIND} (band) and P(HR < T) against the SD of the design-bias prior δ (log scale), "
+            "one line per prior mean (0: no expected direction; log 0.8: non-randomised studies expected to "
+            "exaggerate the benefit by 20%), at the default τ prior."
+        )
     if name == "funnel":
         method = getattr(result.pubbias, "method", "REML")
         return (
@@ -624,7 +632,7 @@ def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
 def _figure_groups(names: Sequence[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {"main": [], "sweeps": [], "pubbias": []}
     for n in names:
-        if n.startswith("sensitivity_"):
+        if n.startswith(("sensitivity_", "bias_sensitivity_")):
             groups["sweeps"].append(n)
         elif n == "funnel":
             groups["pubbias"].append(n)

@@ -236,7 +236,7 @@ def test_prior_posterior_single_fit_and_refusal(result):
 # --------------------------------------------------------------------------------------------
 def test_standard_figures(result):
     figures = plots.standard_figures(result)
-    assert set(figures) == {"forest", "sensitivity_re_all", "sensitivity_bias", "funnel", "bubble", "prior_posterior"}
+    assert set(figures) == {"forest", "sensitivity_re_all", "sensitivity_bias", "bias_sensitivity_bias", "funnel", "bubble", "prior_posterior"}
     assert all(isinstance(f, Figure) for f in figures.values())
 
 
@@ -251,3 +251,26 @@ def test_save_figure_writes_png_at_150_dpi_and_svg(tmp_path):
         assert im.size == (300, 150)
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     assert math.isclose(fig.get_figwidth(), 2.0)
+
+
+def test_bias_sensitivity_plot_from_a_real_sweep():
+    """x = bias-prior SD, one line per bias-prior mean, at the default tau prior."""
+    from models.spec import ModelData, ModelSpec
+    from synthesis.datasets import load_dataset
+    from synthesis.plots import plot_bias_sensitivity
+    from synthesis.sweep import run_sweep, split_specs
+
+    spec = ModelSpec("bias")
+    data = ModelData.from_table(load_dataset("dnmbc_lrt"), spec)
+    sweep = run_sweep(
+        data, spec, tau_priors=split_specs("halfnormal(0.5);halfcauchy(1)", [], "tau"),
+        bias_priors=split_specs("normal(0, 0.1);normal(0, 1);normal(-0.223, 0.1);normal(-0.223, 1)", [], "delta"),
+        thresholds=(0.8, 1.0), progress=False,
+    )
+    fig = plot_bias_sensitivity(sweep)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 3
+    assert len(axes[0].get_lines()) >= 2  # one median line per bias mean (plus the HR = 1 line)
+    xs = sorted({x for line in axes[1].get_lines() if line.get_marker() == "o" for x in line.get_xdata()})
+    assert xs == [0.1, 1.0]
+    assert axes[0].get_xscale() == "log"

@@ -239,7 +239,7 @@ def test_every_file_is_written(full):
     for name in ("report.html", "report.md", "run.json", "decision.csv", "studies.csv", "pools.csv",
                  "sweep_re_all.csv", "sweep_bias.csv"):
         assert (out / name).is_file(), name
-    for stem in ("forest", "sensitivity_re_all", "sensitivity_bias", "funnel", "bubble", "prior_posterior"):
+    for stem in ("forest", "sensitivity_re_all", "sensitivity_bias", "bias_sensitivity_bias", "funnel", "bubble", "prior_posterior"):
         for ext in ("png", "svg"):
             assert (out / "figures" / f"{stem}.{ext}").stat().st_size > 1000, (stem, ext)
     assert (out / "figures" / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -302,7 +302,7 @@ def test_html_is_self_contained(full):
     assert not re.search(r"url\(|@import|<link\b", page, re.I)
     assert "http://" not in page and "https://" not in page
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) == 6 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == 7 and all(src.startswith("data:image/png;base64,") for src in images)
     assert "<style>" in page and "document.body.dataset.imagesLoaded" in page
 
 
