@@ -628,6 +628,20 @@ def exp_or_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else math.exp(x)
 
 
+def estimate_record(estimate: float, se: float, ci_lower: float, ci_upper: float) -> dict[str, float | None]:
+    """The JSON fields of a pooled log HR: ``estimate``, ``se``, ``ci_lower``, ``ci_upper`` on the
+    log scale and ``hr``, ``hr_ci_lower``, ``hr_ci_upper`` on the ratio scale."""
+    return {
+        "estimate": finite_or_none(estimate),
+        "se": finite_or_none(se),
+        "ci_lower": finite_or_none(ci_lower),
+        "ci_upper": finite_or_none(ci_upper),
+        "hr": exp_or_none(estimate),
+        "hr_ci_lower": exp_or_none(ci_lower),
+        "hr_ci_upper": exp_or_none(ci_upper),
+    }
+
+
 @dataclass(frozen=True)
 class PoolResult:
     """A pooled log hazard ratio (intercept-only model) with heterogeneity statistics."""
@@ -665,13 +679,7 @@ class PoolResult:
             "method": self.method,
             "hksj": self.hksj,
             "k": self.k,
-            "estimate": finite_or_none(self.estimate),
-            "se": finite_or_none(self.se),
-            "ci_lower": finite_or_none(self.ci_lower),
-            "ci_upper": finite_or_none(self.ci_upper),
-            "hr": exp_or_none(self.estimate),
-            "hr_ci_lower": exp_or_none(self.ci_lower),
-            "hr_ci_upper": exp_or_none(self.ci_upper),
+            **estimate_record(self.estimate, self.se, self.ci_lower, self.ci_upper),
             "tau2": finite_or_none(self.tau2),
             "tau": finite_or_none(self.tau),
             "i2": finite_or_none(self.i2),

@@ -47,7 +47,7 @@ from synthesis.pooling import (
     DEFAULT_LEVEL,
     METHODS,
     check_inputs,
-    exp_or_none,
+    estimate_record,
     finite_or_none,
     fit_model,
 )
@@ -217,13 +217,7 @@ class TrimFillResult:
             "k0": self.k0,
             "side": self.side,
             "se_k0": finite_or_none(self.se_k0),
-            "estimate": finite_or_none(self.estimate),
-            "se": finite_or_none(self.se),
-            "ci_lower": finite_or_none(self.ci_lower),
-            "ci_upper": finite_or_none(self.ci_upper),
-            "hr": exp_or_none(self.estimate),
-            "hr_ci_lower": exp_or_none(self.ci_lower),
-            "hr_ci_upper": exp_or_none(self.ci_upper),
+            **estimate_record(self.estimate, self.se, self.ci_lower, self.ci_upper),
             "tau2": finite_or_none(self.tau2),
             "filled": [
                 {"log_hr": yi, "se": math.sqrt(vi)}
@@ -354,13 +348,7 @@ class LeaveOneOut:
     def to_dict(self) -> dict[str, Any]:
         return {
             "study": self.study,
-            "estimate": finite_or_none(self.estimate),
-            "ci_lower": finite_or_none(self.ci_lower),
-            "ci_upper": finite_or_none(self.ci_upper),
-            "se": finite_or_none(self.se),
-            "hr": exp_or_none(self.estimate),
-            "hr_ci_lower": exp_or_none(self.ci_lower),
-            "hr_ci_upper": exp_or_none(self.ci_upper),
+            **estimate_record(self.estimate, self.se, self.ci_lower, self.ci_upper),
             "tau2": finite_or_none(self.tau2),
             "q": finite_or_none(self.q),
             "i2": finite_or_none(self.i2),
