@@ -5,6 +5,7 @@ never half-overwritten and a failure leaves nothing behind)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -65,3 +66,26 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _attr(value: Any) -> Any:
+    """A NetCDF attribute: numbers and strings as they are, anything else as JSON text."""
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return value
+    return json.dumps(jsonable(value))
+
+
+def write_posterior(dt: Any, path: str | Path) -> None:
+    """Write a posterior DataTree to NetCDF (h5netcdf); object-typed variables (nutpie's
+    divergence messages) are dropped and attributes become strings or numbers."""
+    import xarray as xr
+
+    groups = {}
+    for node in dt.subtree:
+        ds = node.to_dataset(inherit=False)
+        ds = ds.drop_vars([v for v in ds.data_vars if ds[v].dtype == object])
+        ds.attrs = {k: _attr(v) for k, v in ds.attrs.items()}
+        groups[node.path] = ds
+    clean = xr.DataTree.from_dict(groups)
+    clean.attrs = {k: _attr(v) for k, v in dt.attrs.items()}
+    clean.to_netcdf(path, engine="h5netcdf")

@@ -45,7 +45,7 @@ import pandas as pd
 from models.results import FitResult
 from models.spec import INTERVAL_PROB, threshold_key
 from synthesis.errors import InputError, SynthesisError
-from synthesis.outputs import atomic_directory, jsonable
+from synthesis.outputs import atomic_directory, jsonable, write_posterior
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -832,7 +832,7 @@ def _write_posteriors(result: AnalysisResult, folder: Path) -> None:
     for key, fit in result.fits.items():
         name = _safe_name(key)
         if fit.posterior is not None:
-            fit.posterior.to_netcdf(folder / f"{name}.nc", engine="h5netcdf")
+            write_posterior(fit.posterior, folder / f"{name}.nc")
         else:
             grid, density = fit.tau_grid, fit.tau_density
             if (grid is None or density is None) and "tau" in fit.densities:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +18,7 @@ from synthesis.cli.common import (
     print_warnings,
 )
 from synthesis.errors import ConvergenceError, InputError
+from synthesis.outputs import atomic_directory, write_posterior
 
 if TYPE_CHECKING:
     from models.results import FitResult, RatioSummary
@@ -157,51 +155,17 @@ def write_fit(result: FitResult, out_dir: Path) -> list[Path]:
     """Write fit.json (and posterior.nc for the PyMC engine) into ``out_dir`` atomically.
 
     Both files are written into a temporary directory next to ``out_dir`` which is then renamed
-    into place (an existing ``out_dir`` is swapped out and removed only after the rename), so a
-    reader never sees a half-written result.
+    into place (:func:`synthesis.outputs.atomic_directory`), so a reader never sees a
+    half-written result.
     """
     out_dir = Path(out_dir)
-    parent = out_dir.resolve().parent
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
     names = ["fit.json"]
-    try:
+    with atomic_directory(out_dir) as tmp:
         (tmp / "fit.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
         if result.posterior is not None:
             write_posterior(result.posterior, tmp / "posterior.nc")
             names.append("posterior.nc")
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.replace(out_dir, old / out_dir.name)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [out_dir / n for n in names]
-
-
-def write_posterior(dt, path: Path) -> None:
-    """Write a posterior DataTree to NetCDF (h5netcdf); object-typed variables (nutpie's
-    divergence messages) are dropped and attributes are strings or numbers."""
-    import xarray as xr
-
-    groups = {}
-    for node in dt.subtree:
-        ds = node.to_dataset(inherit=False)
-        ds = ds.drop_vars([v for v in ds.data_vars if ds[v].dtype == object])
-        ds.attrs = {k: _attr(v) for k, v in ds.attrs.items()}
-        groups[node.path] = ds
-    clean = xr.DataTree.from_dict(groups)
-    clean.attrs = {k: _attr(v) for k, v in dt.attrs.items()}
-    clean.to_netcdf(path, engine="h5netcdf")
-
-
-def _attr(value):
-    if isinstance(value, (str, int, float, np.integer, np.floating)):
-        return value
-    return json.dumps(jsonable(value))
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
