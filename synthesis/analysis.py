@@ -15,7 +15,6 @@ the same studies. Nothing here draws or prints: plots and the report read :class
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -151,7 +150,8 @@ def frequentist_pools(table: StudyTable) -> dict[str, Any]:
 
 
 def _freq_triplets(pools: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
-    return {m.lower(): (math.exp(p.estimate), math.exp(p.ci_lower), math.exp(p.ci_upper)) for m, p in pools.items()}
+    records = {m.lower(): p.to_dict() for m, p in pools.items()}
+    return {m: (r["hr"], r["hr_ci_lower"], r["hr_ci_upper"]) for m, r in records.items()}
 
 
 def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], thresholds: Sequence[float]) -> list[DecisionRow]:
