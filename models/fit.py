@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from models.results import FitResult
-from models.spec import DEFAULT_THRESHOLDS, ModelData, ModelSpec
+from models.spec import DEFAULT_THRESHOLDS, ModelData, ModelSpec, check_seed, check_thresholds
 from synthesis.errors import InputError, ModelError
 from synthesis.studies import StudyTable
 
@@ -110,10 +110,8 @@ def fit(
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    thresholds = tuple(float(t) for t in thresholds)
-    for t in thresholds:
-        if not (math.isfinite(t) and t > 0):
-            raise InputError(f"--threshold must be a hazard ratio > 0, got {t:g}")
+    thresholds = check_thresholds(thresholds)
+    seed = check_seed(seed)
     points = parse_at(at, spec.covariates)
     data = ModelData.from_table(table, spec)
     if engine == "exact":

@@ -59,8 +59,11 @@ class SamplerSettings:
     adaptation: str = "diag"
 
     def __post_init__(self) -> None:
+        from models.spec import check_seed
         from synthesis.errors import InputError
 
+        # A seed nutpie rejects would otherwise fall back to PyMC's sampler (or fail there too).
+        object.__setattr__(self, "seed", check_seed(self.seed))
         if self.chains < 1:
             raise InputError(f"--chains must be >= 1, got {self.chains}")
         if self.draws < 1:

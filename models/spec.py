@@ -13,6 +13,8 @@ meta-regressions): the estimand the decision outputs are about.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +28,10 @@ BIAS_VARIANTS: tuple[str, ...] = ("additive", "random", "downweight", "three-lev
 #: Probability of every reported interval (equal-tailed): one constant, passed explicitly.
 INTERVAL_PROB = 0.95
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.8, 1.0)
+#: Largest random seed: nutpie and PyMC both accept every integer in [0, SEED_MAX].
+SEED_MAX = 2**32 - 1
+#: The seed of every command and entry point unless the user gives another.
+DEFAULT_SEED = 20261123
 
 
 @dataclass(frozen=True)
@@ -161,3 +167,45 @@ class ModelData:
 def threshold_key(t: float) -> str:
     """JSON key of a threshold: ``0.8 -> "0.8"``, ``1 -> "1.0"``."""
     return repr(float(t))
+
+
+def check_seed(seed: int | None, name: str = "seed") -> int | None:
+    """A random seed as a plain int, or ``None`` (unseeded).
+
+    Parameters
+    ----------
+    seed
+        An integer in ``[0, SEED_MAX]`` (both samplers accept that range), or ``None``.
+    name
+        How the message names the value (``"--seed"`` on the command line).
+
+    Raises
+    ------
+    InputError
+        For anything else (negative, too large, a bool, a float, text).
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= SEED_MAX:
+        raise InputError(f"{name} must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {seed!r}")
+    return int(seed)
+
+
+def check_thresholds(thresholds: Iterable[float], name: str = "--threshold") -> tuple[float, ...]:
+    """Decision thresholds as floats, each a finite hazard ratio > 0.
+
+    Raises
+    ------
+    InputError
+        Naming ``name`` and the offending value (0, negative, infinite, NaN or not a number).
+    """
+    out = []
+    for t in thresholds:
+        try:
+            value = float(t)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be a hazard ratio > 0, got {t!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(f"{name} must be a finite hazard ratio > 0, got {value:g}")
+        out.append(value)
+    return tuple(out)

@@ -24,7 +24,14 @@ import pandas as pd
 
 from models.priors import resolve_priors
 from models.results import FitResult, RatioSummary
-from models.spec import ModelData, ModelSpec, threshold_key
+from models.spec import (
+    DEFAULT_SEED,
+    ModelData,
+    ModelSpec,
+    check_seed,
+    check_thresholds,
+    threshold_key,
+)
 from synthesis.studies import StudyTable
 from synthesis.sweep import SweepResult
 
@@ -222,7 +229,7 @@ def run_analysis(
     name: str,
     covariate: str = DEFAULT_COVARIATE,
     thresholds: Sequence[float] = DECISION_THRESHOLDS,
-    seed: int = 20261123,
+    seed: int = DEFAULT_SEED,
     chains: int = 4,
     draws: int = 2000,
     tune: int = 1000,
@@ -233,20 +240,30 @@ def run_analysis(
     source_path: str | None = None,
 ) -> AnalysisResult:
     """Fit the standard set, pool frequentist comparators, run the sweeps and the
-    publication-bias diagnostics: everything :func:`synthesis.report.write_report` shows."""
+    publication-bias diagnostics: everything :func:`synthesis.report.write_report` shows.
+
+    Without a ``covariate`` column in ``table`` there is no meta-regression, and a warning in
+    the result says so (the report and the console show it).
+    """
     from models.exact import exact_unsupported_reason
     from models.fit import fit
     from synthesis import pubbias
     from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
     start = time.perf_counter()
-    thresholds = tuple(sorted({float(t) for t in thresholds}))
+    thresholds = tuple(sorted(set(check_thresholds(thresholds))))
+    seed = check_seed(seed)
     timing: dict[str, float] = {}
     runs = standard_runs(table, covariate)
     fits: dict[str, FitResult] = {}
     pools: dict[str, dict[str, Any]] = {}
     rows: list[DecisionRow] = []
     warnings = list(table.warnings)
+    if covariate not in table.frame.columns:
+        warnings.append(
+            f"no meta-regression: {table.source} has no column {covariate!r}; "
+            "name a numeric column with --covariate to fit one"
+        )
     for run in runs:
         t0 = time.perf_counter()
         sub, data = model_data(table, run)

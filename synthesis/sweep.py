@@ -15,13 +15,21 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from numbers import Integral
 from typing import Any
 
 import pandas as pd
 
 from models.priors import PriorSpec, parse_prior
 from models.results import FitResult
-from models.spec import ModelData, ModelSpec, threshold_key
+from models.spec import (
+    DEFAULT_SEED,
+    ModelData,
+    ModelSpec,
+    check_seed,
+    check_thresholds,
+    threshold_key,
+)
 from synthesis.errors import InputError
 
 #: Scales of the half-normal and half-Cauchy tau priors in the standard grid (0.05 to 2).
@@ -33,6 +41,8 @@ EXPONENTIAL_RATES: tuple[float, ...] = (20.0, 10.0, 5.0, 2.0, 1.0, 0.5)
 #: relative exaggeration of the hazard ratio).
 BIAS_SDS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
 BIAS_MEANS: tuple[float, ...] = (0.0, round(math.log(0.8), 3))
+#: Seconds to wait for a Dask scheduler (``--scheduler``) before giving up (Dask's default is 30).
+SCHEDULER_TIMEOUT_S = 5.0
 
 
 def standard_tau_priors() -> list[str]:
@@ -186,18 +196,24 @@ def run_sweep(
     chains: int = 4,
     draws: int = 1000,
     tune: int = 1000,
-    seed: int = 20261123,
+    seed: int = DEFAULT_SEED,
     progress: bool | None = None,
 ) -> SweepResult:
     """Refit ``spec`` over every (tau prior, bias prior) pair and summarise each fit.
 
     ``engine="auto"`` uses the exact engine when it supports the model and PyMC otherwise.
+    Thresholds must be finite hazard ratios > 0, ``workers`` >= 1 and ``seed`` in
+    [0, 2**32 - 1] (:class:`~synthesis.errors.InputError` otherwise); a ``scheduler`` that
+    does not answer within ``SCHEDULER_TIMEOUT_S`` seconds is an ``InputError`` too.
     """
     from models.exact import exact_unsupported_reason, sweep_tau_priors
 
     start = time.perf_counter()
     label = label or spec.model
-    thresholds = tuple(float(t) for t in thresholds)
+    thresholds = check_thresholds(thresholds)
+    seed = check_seed(seed)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, Integral) or workers < 1):
+        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
     grid = _grid(spec, tau_priors, bias_priors)
     specs = [_spec_with(spec, t, b) for t, b in grid]
     reason = exact_unsupported_reason(specs[0], data)
@@ -250,7 +266,7 @@ def _run_parallel(func: Callable, jobs: list, *, workers: int | None, scheduler:
             from dask.distributed import Client, as_completed
         except ImportError:
             raise InputError("--scheduler needs dask[distributed]: pip install 'dnmbc-synthesis[dask]'") from None
-        client = Client(scheduler)
+        client = _connect(Client, scheduler)
         try:
             futures = client.map(func, jobs, pure=False)
             done = _progress(list(as_completed(futures)), show, desc)
@@ -267,6 +283,17 @@ def _run_parallel(func: Callable, jobs: list, *, workers: int | None, scheduler:
     with ProcessPoolExecutor(max_workers=min(n, len(jobs))) as pool:
         results = list(_progress(list(pool.map(func, jobs)), show, desc))
     return results
+
+
+def _connect(client_class: type, scheduler: str) -> Any:
+    """A Dask client of ``scheduler``, or an InputError within ``SCHEDULER_TIMEOUT_S`` seconds."""
+    try:
+        return client_class(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(
+            f"--scheduler {scheduler}: could not connect to a Dask scheduler within "
+            f"{SCHEDULER_TIMEOUT_S:g} s ({exc}); check the address (tcp://HOST:PORT) and that the scheduler runs"
+        ) from None
 
 
 def threshold_columns(thresholds: Sequence[float]) -> list[str]:

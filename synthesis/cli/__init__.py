@@ -2,7 +2,9 @@
 
 Each command lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 Exit status: 0 success, 2 bad input (message on stderr naming file, line and column, nothing
-written), 3 sampling failed its diagnostics under ``--strict``.
+written), 3 sampling failed its diagnostics under ``--strict``, 130 interrupted (Ctrl-C: one
+line on stderr, no traceback; output folders are written atomically, so nothing half-written
+is left).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from synthesis.errors import ConvergenceError, InputError, ModelError
 
 EXIT_INPUT = 2
 EXIT_CONVERGENCE = 3
+#: 128 + SIGINT, what a shell reports for a command stopped with Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names (default ``sys.argv[1:]``) and return its exit status."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("synthesis: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

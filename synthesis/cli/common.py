@@ -7,9 +7,46 @@ import json
 import sys
 from typing import Any
 
+from models.spec import SEED_MAX, check_seed, check_thresholds
 from synthesis.datasets import DEFAULT_DATASET, load_dataset
+from synthesis.errors import InputError
 from synthesis.outputs import jsonable
 from synthesis.studies import SUBSETS, StudyTable, load_studies
+
+# --------------------------------------------------------------------------------------------
+# argparse ``type=`` functions: one per kind of value, used by every command (a bad value is an
+# argparse error: usage, "argument --seed: ..." and exit status 2)
+# --------------------------------------------------------------------------------------------
+SEED_HELP = f"random seed of the sampler, 0 to {SEED_MAX} (default %(default)s)"
+
+
+def seed_arg(text: str) -> int:
+    """``--seed``: an integer from 0 to 2**32 - 1 (the range nutpie and PyMC both accept)."""
+    try:
+        return check_seed(int(text))
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {text!r}"
+        ) from None
+
+
+def threshold_arg(text: str) -> float:
+    """``--threshold``: a finite hazard ratio > 0."""
+    try:
+        return check_thresholds([float(text)])[0]
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(f"must be a finite hazard ratio > 0, got {text!r}") from None
+
+
+def workers_arg(text: str) -> int:
+    """``--workers``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
