@@ -15,9 +15,11 @@ Layout of ``<out_dir>/``::
     posteriors/<key>_summary.json    the fit's ``fit --json`` document
     run.json               inputs (path, sha256), priors, seeds, package versions, diagnostics,
                            thresholds, timing, warnings
+    .synthesis-output.json the marker of a synthesis output folder (synthesis.outputs)
 
 The folder is built in a temporary sibling and moved into place (:func:`synthesis.outputs.
-atomic_directory`): an existing report is replaced whole or left untouched. The report reads
+atomic_directory`): an earlier report is replaced whole or left untouched, and a folder that is
+not an earlier report is refused. The report reads
 :class:`~synthesis.analysis.AnalysisResult` and computes no statistics; every number shown is
 one the result holds.
 """
@@ -45,7 +47,7 @@ import pandas as pd
 from models.results import FitResult
 from models.spec import INTERVAL_PROB, threshold_key
 from synthesis.errors import InputError, SynthesisError
-from synthesis.outputs import atomic_directory, jsonable, write_posterior
+from synthesis.outputs import atomic_directory, check_output_target, jsonable, write_posterior
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -71,8 +73,8 @@ PACKAGES: tuple[str, ...] = (
 PCT = f"{100 * INTERVAL_PROB:g}%"
 #: How every interval in the report is described.
 INTERVAL_KIND = f"{PCT} equal-tailed credible interval"
-#: Files whose presence marks a folder as a report this writer may replace.
-REPORT_MARKERS: tuple[str, ...] = ("run.json", "report.html")
+#: The command recorded in the marker of report folders (``report`` and ``run`` write the same).
+REPORT_COMMAND = "report"
 GREEK: dict[str, str] = {"mu": "μ", "tau": "τ", "delta": "δ", "kappa": "κ", "beta": "β"}
 #: How the plain-language answer introduces each model of the standard set (in this order).
 ANSWER_PHRASES: dict[str, str] = {
@@ -806,19 +808,6 @@ def _render(result: AnalysisResult, figure_png: Mapping[str, bytes], captions: M
 # --------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------
-def _check_target(out_dir: Path) -> None:
-    """Refuse to replace anything that is not a report folder (or an empty folder)."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise InputError(f"{out_dir} exists and is not a folder; choose another --out")
-    if any(out_dir.iterdir()) and not any((out_dir / m).exists() for m in REPORT_MARKERS):
-        raise InputError(
-            f"{out_dir} is not empty and holds no report (no {' or '.join(REPORT_MARKERS)}); "
-            "refusing to replace it: choose another --out"
-        )
-
-
 def _write_tables(result: AnalysisResult, root: Path) -> None:
     result.decision.to_frame().to_csv(root / "decision.csv", index=False)
     for key, sweep in result.sweeps.items():
@@ -875,8 +864,9 @@ def write_report(result: AnalysisResult, out_dir: Path, *, figures: dict[str, Fi
     result
         The analysis (see :class:`synthesis.analysis.AnalysisResult`).
     out_dir
-        The report folder. An existing report there is replaced whole; a non-empty folder that
-        is not a report is refused (:class:`~synthesis.errors.InputError`).
+        The report folder. An earlier report there (one this writer made: it carries the
+        :data:`synthesis.outputs.MARKER_NAME` marker) is replaced whole; anything else that is
+        not an empty folder is refused (:class:`~synthesis.errors.InputError`).
     figures
         Figures to include, keyed by file stem; default :func:`synthesis.plots.standard_figures`.
 
@@ -891,8 +881,7 @@ def write_report(result: AnalysisResult, out_dir: Path, *, figures: dict[str, Fi
     renamed into place; on any error the temporary folder is removed and an existing report
     stays as it was.
     """
-    out_dir = Path(out_dir).resolve()
-    _check_target(out_dir)
+    out_dir = check_output_target(out_dir, REPORT_COMMAND)
     if any(fit.posterior is not None for fit in result.fits.values()) and find_spec("h5py") is None:
         raise SynthesisError(
             "writing posterior DataTrees needs h5py (h5netcdf >= 1.8 no longer installs it): "
@@ -902,6 +891,6 @@ def write_report(result: AnalysisResult, out_dir: Path, *, figures: dict[str, Fi
         from synthesis.plots import standard_figures
 
         figures = standard_figures(result)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, command=REPORT_COMMAND) as tmp:
         _write_all(result, tmp, figures)
     return out_dir

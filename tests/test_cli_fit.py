@@ -7,6 +7,7 @@ The PyMC runs share one compiled model (the process-level compile cache of
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from synthesis.cli import main
+from synthesis.outputs import MARKER_NAME, atomic_directory
 
 pytest.importorskip("synthesis.datasets")
 
@@ -100,7 +102,7 @@ def test_pymc_json_and_out_dir(capsys, tmp_path):
     assert {"ess_bulk", "ess_tail", "r_hat", "mcse_mean"} <= set(doc["mu"])
     assert set(doc["diagnostics"]) == {"divergences", "max_r_hat", "min_ess_bulk", "converged", "messages"}
     assert math.isclose(doc["hr"]["median"], math.exp(doc["mu"]["median"]), rel_tol=0.02)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["fit.json", "posterior.nc"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [MARKER_NAME, "fit.json", "posterior.nc"]
     assert json.loads((out_dir / "fit.json").read_text())["mu"] == doc["mu"]
     dt = xr.open_datatree(out_dir / "posterior.nc", engine="h5netcdf")
     assert {"/posterior", "/sample_stats", "/observed_data"} <= set(dt.groups)
@@ -111,29 +113,33 @@ def test_pymc_json_and_out_dir(capsys, tmp_path):
     # no temporary directories left beside the output
     assert [p.name for p in tmp_path.iterdir()] == ["fit"]
 
-    # a second run replaces the directory as a whole
-    (out_dir / "stale.txt").write_text("old")
+    # a second run replaces its own earlier output as a whole
     code, _, err = run_cli(capsys, *args)
     assert code == 0, err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["fit.json", "posterior.nc"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [MARKER_NAME, "fit.json", "posterior.nc"]
     assert [p.name for p in tmp_path.iterdir()] == ["fit"]
+    # ... but not once the user has put a file of their own into it (refused before fitting)
+    (out_dir / "notes.txt").write_text("mine")
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2 and "notes.txt" in err and out == ""
+    assert (out_dir / "notes.txt").read_text() == "mine"
 
 
 def test_out_is_never_half_written(capsys, tmp_path, monkeypatch):
     import synthesis.cli.fit as cli_fit
 
     out_dir = tmp_path / "fit"
-    out_dir.mkdir()
-    (out_dir / "fit.json").write_text("{}")
+    with atomic_directory(out_dir, command="fit") as tmp:  # an earlier fit --out
+        (tmp / "fit.json").write_text("{}")
 
     def boom(dt, path: Path) -> None:
         path.write_text("partial")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(cli_fit, "write_posterior", boom)
-    with pytest.raises(OSError, match="disk full"):
-        main(["fit", "--model", "re", *TINY, "--out", str(out_dir)])
-    capsys.readouterr()
-    assert [p.name for p in out_dir.iterdir()] == ["fit.json"]
+    assert main(["fit", "--model", "re", *TINY, "--out", str(out_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert "no space left" in err and "Model:" not in out  # no results printed as if it had worked
+    assert sorted(p.name for p in out_dir.iterdir()) == [MARKER_NAME, "fit.json"]
     assert (out_dir / "fit.json").read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["fit"]

@@ -354,8 +354,8 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.fixture
 def existing(tmp_path) -> tuple[AnalysisResult, Path]:
     result = make_result(tmp_path)
-    out = report.write_report(result, tmp_path / "out" / "rep", figures={})
-    (out / "stale.txt").write_text("from an older run")
+    out = report.write_report(result, tmp_path / "out" / "rep", figures={"stale": tiny_figures()["tiny"]})
+    assert (out / "figures" / "stale.png").is_file()
     return result, out
 
 
@@ -380,7 +380,7 @@ def test_failure_mid_write_keeps_the_old_report(existing, monkeypatch, stage):
 def test_success_replaces_the_whole_folder(existing):
     result, out = existing
     report.write_report(result, out, figures=tiny_figures())
-    assert not (out / "stale.txt").exists()
+    assert not (out / "figures" / "stale.png").exists(), "a file of the earlier report survived"
     assert (out / "figures" / "tiny.svg").is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["rep"]
     page = (out / "report.html").read_text()
@@ -393,7 +393,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path):
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("years of work")
-    with pytest.raises(InputError, match="holds no report"):
+    with pytest.raises(InputError, match="holds 1 file that synthesis did not write"):
         report.write_report(result, precious, figures={})
     assert (precious / "chapter1.tex").read_text() == "years of work"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["studies.csv", "thesis"]

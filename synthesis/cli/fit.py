@@ -10,19 +10,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.spec import DEFAULT_SEED
 from synthesis.cli.common import (
-    SEED_HELP,
     add_input_arguments,
     jsonable,
     load_table,
     print_json,
     print_warnings,
-    seed_arg,
-    threshold_arg,
 )
 from synthesis.errors import ConvergenceError, InputError
-from synthesis.outputs import atomic_directory, write_posterior
+from synthesis.outputs import atomic_directory, check_output_target, write_posterior
 
 if TYPE_CHECKING:
     from models.results import FitResult, RatioSummary
@@ -31,6 +27,8 @@ if TYPE_CHECKING:
 MODELS = ("re", "bias", "metareg", "bias-metareg")
 BIAS_VARIANTS = ("additive", "random", "downweight", "three-level")
 ENGINES = ("pymc", "exact")
+#: The command recorded in the marker of the folders ``fit --out`` writes.
+OUTPUT_COMMAND = "fit"
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +44,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bias-prior", metavar="SPEC", default=None, help="prior of delta, the design bias (default normal(0, 0.5))")
     p.add_argument("--kappa-prior", metavar="SPEC", default=None, help="prior of kappa, the SD of study-specific biases (--bias-variant random; default halfnormal(0.25))")
     p.add_argument("--beta-prior", metavar="SPEC", default=None, help="prior of each regression coefficient beta (default normal(0, 1))")
-    p.add_argument("--threshold", action="append", type=threshold_arg, default=None, metavar="T", help="report P(HR < T), T a hazard ratio > 0 (repeatable; default 0.8 and 1.0)")
+    p.add_argument("--threshold", action="append", type=float, default=None, metavar="T", help="report P(HR < T) (repeatable; default 0.8 and 1.0)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance (default 0.95; 0.99 for the random and three-level bias variants and when covariate values are imputed)")
     p.add_argument("--adaptation", choices=("auto", "low_rank", "diag"), default="auto", help="nutpie mass-matrix adaptation: auto (default: low_rank, which gives 5-8x the ESS of mu/delta/beta in the bias meta-regressions, resampled with diag if it fails its diagnostics), low_rank or diag")
-    p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
+    p.add_argument("--seed", type=int, default=20261123)
     p.add_argument("--strict", action="store_true", help="exit with status 3 if sampling fails its diagnostics")
     p.add_argument("--out", metavar="DIR", default=None, help="write posterior.nc and fit.json here")
     p.set_defaults(handler=run)
@@ -120,26 +118,29 @@ def run(args: argparse.Namespace) -> int:
     converged = result.diagnostics is None or result.diagnostics.converged
     if not converged:
         _shout(result)
+    failed_strict = not converged and args.strict
+    # Write before printing: if --out cannot be written the command fails (exit 2) without
+    # having printed results as if it had succeeded.
+    written = write_fit(result, out_dir) if out_dir is not None and not failed_strict else None
     if args.json:
         print_json(result.to_json())
     else:
         print(format_fit(result))
-    if not converged and args.strict:
+    if failed_strict:
         raise ConvergenceError(
             "sampling failed its diagnostics and --strict was given"
             + ("; nothing was written to --out" if out_dir else "")
             + ": " + "; ".join(result.diagnostics.messages)
         )
-    if out_dir is not None:
-        written = write_fit(result, out_dir)
+    if written is not None:
         print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", file=sys.stderr)
     return 0
 
 
 def _check_out(path: str) -> Path:
+    """Refuse an --out folder that may not be written, before fitting (see synthesis.outputs)."""
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {path}: exists and is not a directory")
+    check_output_target(out, OUTPUT_COMMAND)
     if not out.resolve().parent.is_dir():
         raise InputError(f"--out {path}: the parent directory {out.resolve().parent} does not exist")
     return out
@@ -160,11 +161,12 @@ def write_fit(result: FitResult, out_dir: Path) -> list[Path]:
 
     Both files are written into a temporary directory next to ``out_dir`` which is then renamed
     into place (:func:`synthesis.outputs.atomic_directory`), so a reader never sees a
-    half-written result.
+    half-written result. Only a missing or empty folder, or an earlier ``fit --out`` output, is
+    replaced; anything else, and a destination that cannot be written, is an ``InputError``.
     """
     out_dir = Path(out_dir)
     names = ["fit.json"]
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, command=OUTPUT_COMMAND) as tmp:
         (tmp / "fit.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
         if result.posterior is not None:
             write_posterior(result.posterior, tmp / "posterior.nc")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from models.spec import DEFAULT_SEED
-from synthesis.cli.common import SEED_HELP, add_input_arguments, seed_arg, workers_arg
+from synthesis.cli.common import add_input_arguments
 from synthesis.cli.fit import add_model_arguments
+
+#: The command recorded in the marker of the folders ``sweep --out`` writes.
+OUTPUT_COMMAND = "sweep"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,13 +24,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau-priors", metavar="SPEC;SPEC;...", default=None, help="tau priors to sweep, ';'-separated (default: the standard grid)")
     p.add_argument("--bias-priors", metavar="SPEC;SPEC;...", default=None, help="bias priors to sweep for bias models (default: the standard grid)")
     p.add_argument("--engine", choices=("auto", "pymc", "exact"), default="auto", help="auto: exact wherever the model allows it")
-    p.add_argument("--workers", type=workers_arg, default=None, help="parallel fits, >= 1 (default: all cores)")
+    p.add_argument("--workers", type=int, default=None, help="parallel fits (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None, help="send fits to an existing Dask cluster")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
+    p.add_argument("--seed", type=int, default=20261123)
     p.add_argument("--out", metavar="DIR", default=None, help="write sweep.csv and the sensitivity plots here")
     p.set_defaults(handler=run)
 
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     table = load_table(args, covariates=spec.covariates)
     print_warnings(table)
     data = ModelData.from_table(table, spec)
+    if args.out:
+        from synthesis.outputs import check_output_target
+
+        check_output_target(args.out, OUTPUT_COMMAND)  # refuse before the fits, not after
     result = run_sweep(
         data, spec, tau_priors=tau_priors, bias_priors=bias_priors,
         thresholds=tuple(args.threshold or (0.8, 1.0)), engine=args.engine,
@@ -60,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         frame = result.to_frame()
         cols = ["tau_prior", "bias_prior", "engine", "hr_median", "hr_q025", "hr_q975"] + [
-    if args.scheduler and "pymc" not in result.engines:
-        print(f"note: --scheduler {args.scheduler} was not used: every fit used the exact engine", file=sys.stderr)
             c for c in frame.columns if c.startswith("p_hr_below_")
         ]
         print(f"{spec.model}: {len(result.rows)} fits in {result.seconds:.2f} s ({result.engines})")
@@ -76,7 +79,7 @@ def _write(result, out: str) -> None:
     from synthesis.outputs import atomic_directory, jsonable
     from synthesis.plots import plot_sensitivity, save_figure
 
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, command=OUTPUT_COMMAND) as tmp:
         result.to_frame().to_csv(tmp / "sweep.csv", index=False)
         (tmp / "sweep.json").write_text(json.dumps(jsonable(result.to_json()), indent=2))
         save_figure(plot_sensitivity(result), tmp / "sensitivity")
