@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.spec import DEFAULT_SEED
 from synthesis.cli.common import (
+    SEED_HELP,
     add_input_arguments,
     jsonable,
     load_table,
     print_json,
     print_warnings,
+    seed_arg,
+    threshold_arg,
 )
 from synthesis.errors import ConvergenceError, InputError
 from synthesis.outputs import atomic_directory, check_output_target, write_posterior
@@ -44,7 +48,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bias-prior", metavar="SPEC", default=None, help="prior of delta, the design bias (default normal(0, 0.5))")
     p.add_argument("--kappa-prior", metavar="SPEC", default=None, help="prior of kappa, the SD of study-specific biases (--bias-variant random; default halfnormal(0.25))")
     p.add_argument("--beta-prior", metavar="SPEC", default=None, help="prior of each regression coefficient beta (default normal(0, 1))")
-    p.add_argument("--threshold", action="append", type=float, default=None, metavar="T", help="report P(HR < T) (repeatable; default 0.8 and 1.0)")
+    p.add_argument("--threshold", action="append", type=threshold_arg, default=None, metavar="T", help="report P(HR < T), T a hazard ratio > 0 (repeatable; default 0.8 and 1.0)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance (default 0.95; 0.99 for the random and three-level bias variants and when covariate values are imputed)")
     p.add_argument("--adaptation", choices=("auto", "low_rank", "diag"), default="auto", help="nutpie mass-matrix adaptation: auto (default: low_rank, which gives 5-8x the ESS of mu/delta/beta in the bias meta-regressions, resampled with diag if it fails its diagnostics), low_rank or diag")
-    p.add_argument("--seed", type=int, default=20261123)
+    p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
     p.add_argument("--strict", action="store_true", help="exit with status 3 if sampling fails its diagnostics")
     p.add_argument("--out", metavar="DIR", default=None, help="write posterior.nc and fit.json here")
     p.set_defaults(handler=run)

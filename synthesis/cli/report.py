@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from synthesis.cli.common import add_input_arguments
+from models.spec import DEFAULT_SEED
+from synthesis.analysis import DEFAULT_COVARIATE
+from synthesis.cli.common import (
+    SEED_HELP,
+    add_input_arguments,
+    seed_arg,
+    threshold_arg,
+    workers_arg,
+)
+from synthesis.errors import InputError
+from synthesis.studies import LOG_COLUMNS, RATIO_COLUMNS, StudyTable
+
+#: Columns of a study table that are never covariates.
+NOT_COVARIATES = frozenset({"study", "design", "line", "include", "cohort", "ci_level", *RATIO_COLUMNS, *LOG_COLUMNS})
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -33,11 +46,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", default=None, help="report folder (default reports/<name>)")
-    p.add_argument("--covariate", default="bone_only_fraction", help="covariate of the meta-regression model")
-    p.add_argument("--threshold", action="append", type=float, default=None, metavar="T", help="decision thresholds (default 0.7 0.8 0.9 1.0)")
-    p.add_argument("--seed", type=int, default=20261123)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--covariate", default=None, metavar="COLUMN", help=f"numeric column of the meta-regression (default {DEFAULT_COVARIATE}; without that column the meta-regression is skipped, with a note)")
+    p.add_argument("--threshold", action="append", type=threshold_arg, default=None, metavar="T", help="decision threshold, a hazard ratio > 0 (repeatable; default 0.7 0.8 0.9 1.0)")
+    p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
+    p.add_argument("--workers", type=workers_arg, default=None, help="parallel fits, >= 1 (default: all cores)")
     p.add_argument("--quiet", action="store_true")
+
+
+def numeric_columns(table: StudyTable) -> list[str]:
+    """Columns of ``table`` that can be a covariate (numeric, not an effect or design column)."""
+    import pandas as pd
+
+    frame = table.frame
+    return [c for c in frame.columns if c not in NOT_COVARIATES and pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def _check_covariate(name: str, table: StudyTable) -> str:
+    """An explicit ``--covariate`` must name a column of the file (exit 2 otherwise)."""
+    if name not in table.frame.columns:
+        numeric = numeric_columns(table)
+        listed = f"numeric columns: {', '.join(numeric)}" if numeric else "the file has no numeric covariate columns"
+        raise InputError(f"--covariate {name}: no column named {name!r} in {table.source} ({listed})")
+    return name
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -51,12 +81,11 @@ def run_report(args: argparse.Namespace) -> int:
     from synthesis.report import write_report
 
     thresholds = tuple(args.threshold or DECISION_THRESHOLDS)
-    if any(not t > 0 for t in thresholds):
-        from synthesis.errors import InputError
-
-        raise InputError("--threshold values must be hazard ratios > 0")
     table = load_table(args)
     print_warnings(table)
+    covariate = DEFAULT_COVARIATE if args.covariate is None else _check_covariate(args.covariate, table)
+    if args.covariate is not None:
+        table = load_table(args, covariates=(covariate,))  # the loader checks every value
     name = DEFAULT_DATASET if args.file is None else Path(args.file).stem
     out = Path(args.out) if args.out else Path("reports") / output_folder_name(name, default="report")
     check_output_target(out, "report")  # refuse before the fits, not after
@@ -67,7 +96,7 @@ def run_report(args: argparse.Namespace) -> int:
         table,
         source_path=source_path,
         name=name,
-        covariate=args.covariate,
+        covariate=covariate,
         thresholds=thresholds,
         seed=args.seed,
         workers=args.workers,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from synthesis.cli.common import add_input_arguments
+from models.spec import DEFAULT_SEED
+from synthesis.cli.common import SEED_HELP, add_input_arguments, seed_arg, workers_arg
 from synthesis.cli.fit import add_model_arguments
 
 #: The command recorded in the marker of the folders ``sweep --out`` writes.
@@ -24,13 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau-priors", metavar="SPEC;SPEC;...", default=None, help="tau priors to sweep, ';'-separated (default: the standard grid)")
     p.add_argument("--bias-priors", metavar="SPEC;SPEC;...", default=None, help="bias priors to sweep for bias models (default: the standard grid)")
     p.add_argument("--engine", choices=("auto", "pymc", "exact"), default="auto", help="auto: exact wherever the model allows it")
-    p.add_argument("--workers", type=int, default=None, help="parallel fits (default: all cores)")
+    p.add_argument("--workers", type=workers_arg, default=None, help="parallel fits, >= 1 (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None, help="send fits to an existing Dask cluster")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--seed", type=int, default=20261123)
+    p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
     p.add_argument("--out", metavar="DIR", default=None, help="write sweep.csv and the sensitivity plots here")
     p.set_defaults(handler=run)
 
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         frame = result.to_frame()
         cols = ["tau_prior", "bias_prior", "engine", "hr_median", "hr_q025", "hr_q975"] + [
+    if args.scheduler and "pymc" not in result.engines:
+        print(f"note: --scheduler {args.scheduler} was not used: every fit used the exact engine", file=sys.stderr)
             c for c in frame.columns if c.startswith("p_hr_below_")
         ]
         print(f"{spec.model}: {len(result.rows)} fits in {result.seconds:.2f} s ({result.engines})")
