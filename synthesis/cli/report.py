@@ -82,10 +82,10 @@ def run_report(args: argparse.Namespace) -> int:
 
     thresholds = tuple(args.threshold or DECISION_THRESHOLDS)
     table = load_table(args)
-    print_warnings(table)
     covariate = DEFAULT_COVARIATE if args.covariate is None else _check_covariate(args.covariate, table)
     if args.covariate is not None:
         table = load_table(args, covariates=(covariate,))  # the loader checks every value
+    print_warnings(table)
     name = DEFAULT_DATASET if args.file is None else Path(args.file).stem
     out = Path(args.out) if args.out else Path("reports") / output_folder_name(name, default="report")
     check_output_target(out, "report")  # refuse before the fits, not after

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, scheduler=args.scheduler, chains=args.chains, draws=args.draws,
         tune=args.tune, seed=args.seed, progress=False if args.quiet else None,
     )
+    if args.scheduler and "pymc" not in result.engines:
+        print(f"note: --scheduler {args.scheduler} was not used: every fit used the exact engine", file=sys.stderr)
     if args.out:
         _write(result, args.out)
     if args.json:
@@ -67,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         frame = result.to_frame()
         cols = ["tau_prior", "bias_prior", "engine", "hr_median", "hr_q025", "hr_q975"] + [
-    if args.scheduler and "pymc" not in result.engines:
-        print(f"note: --scheduler {args.scheduler} was not used: every fit used the exact engine", file=sys.stderr)
             c for c in frame.columns if c.startswith("p_hr_below_")
         ]
         print(f"{spec.model}: {len(result.rows)} fits in {result.seconds:.2f} s ({result.engines})")
@@ -82,8 +82,9 @@ def _write(result, out: str) -> None:
 
     from synthesis.outputs import atomic_directory, jsonable
     from synthesis.plots import plot_sensitivity, save_figure
+    from synthesis.spreadsheets import write_csv
 
     with atomic_directory(out, command=OUTPUT_COMMAND) as tmp:
-        result.to_frame().to_csv(tmp / "sweep.csv", index=False)
+        write_csv(result.to_frame(), tmp / "sweep.csv")
         (tmp / "sweep.json").write_text(json.dumps(jsonable(result.to_json()), indent=2))
         save_figure(plot_sensitivity(result), tmp / "sensitivity")
