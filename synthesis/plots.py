@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Polygon  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from models.results import FitResult, RatioSummary, StudyEffect  # noqa: E402
@@ -88,6 +89,9 @@ _RC = {
     "legend.fontsize": FONT_SIZE,
     "figure.titlesize": FONT_SIZE + 2,
     "svg.fonttype": "none",
+    # Study names, covariate names and labels come from the user's file: draw them as plain
+    # text ("Trial $x^$ arm" is not mathtext). No label here uses mathtext (Greek is Unicode).
+    "text.parse_math": False,
 }
 
 
@@ -95,14 +99,32 @@ _RC = {
 # shared drawing helpers
 # --------------------------------------------------------------------------------------------
 def _styled[**P, R](func: Callable[P, R]) -> Callable[P, R]:
-    """Draw under the report style (font sizes >= ``FONT_SIZE``)."""
+    """Draw under the report style (font sizes >= ``FONT_SIZE``), every text as plain text."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with plt.rc_context(_RC):
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            if isinstance(result, Figure):
+                _plain_text(result)
+            return result
 
     return wrapper
+
+
+def _plain_text(fig: Figure) -> None:
+    """Turn off mathtext on every text of ``fig``, tick labels included, so that the figure
+    draws user-supplied strings literally even when saved outside the report style.
+
+    Tick labels are made here (under ``text.parse_math: False``) rather than lazily at the
+    first draw, which may happen under another style.
+    """
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.get_major_ticks()
+            axis.get_minor_ticks()
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
 
 
 def _figure(width: float, height: float) -> Figure:

@@ -48,6 +48,7 @@ from models.results import FitResult
 from models.spec import INTERVAL_PROB, threshold_key
 from synthesis.errors import InputError, SynthesisError
 from synthesis.outputs import atomic_directory, check_output_target, jsonable, write_posterior
+from synthesis.spreadsheets import write_csv
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -622,9 +623,29 @@ def _html_table(header: Sequence[str], body: Sequence[Sequence[str]], *, table_i
     return "\n".join(out)
 
 
+#: "<" that would open raw HTML in Markdown (a tag, closing tag, comment, declaration or
+#: autolink): CommonMark passes such HTML through to the page.
+_MD_HTML_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def _md(text: Any) -> str:
+    """Text for the Markdown report: no raw HTML can come through (study names, file names and
+    covariate names are the user's; report.html escapes them with :func:`_e`).
+
+    Every "<" that could open a tag, comment or autolink becomes ``&lt;`` (which Markdown shows
+    as "<"); other text, e.g. "P(HR < 0.8)", stays as written.
+    """
+    return _MD_HTML_OPEN.sub("&lt;", str(text))
+
+
+def _md_line(text: Any) -> str:
+    """:func:`_md` on one line (a list item, heading or caption: a line break would end it)."""
+    return " ".join(_md(text).splitlines())
+
+
 def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     def cell(c: Any) -> str:
-        return str(c).replace("|", "\\|").replace("\n", " ")
+        return _md(c).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in body]
@@ -655,23 +676,23 @@ class _Doc:
     def heading(self, level: int, text: str, anchor: str | None = None) -> None:
         ident = f' id="{_e(anchor)}"' if anchor else ""
         self.html.append(f"<h{level}{ident}>{_e(text)}</h{level}>")
-        self.md.append("#" * level + " " + text + "\n")
+        self.md.append("#" * level + " " + _md_line(text) + "\n")
 
     def para(self, text: str, cls: str | None = None) -> None:
         attr = f' class="{cls}"' if cls else ""
         self.html.append(f"<p{attr}>{_e(text)}</p>")
-        self.md.append(text + "\n")
+        self.md.append(_md(text) + "\n")
 
     def box(self, cls: str, title: str, items: Sequence[str]) -> None:
         lis = "".join(f"<li>{_e(i)}</li>" for i in items)
         self.html.append(f'<div class="{cls}"><strong>{_e(title)}</strong><ul>{lis}</ul></div>')
-        self.md.append(f"> **{title}**\n>\n" + "\n".join(f"> - {i}" for i in items) + "\n")
+        self.md.append(f"> **{_md_line(title)}**\n>\n" + "\n".join(f"> - {_md_line(i)}" for i in items) + "\n")
 
     def bullets(self, items: Sequence[str]) -> None:
         if not items:
             return
         self.html.append("<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>")
-        self.md.append("\n".join(f"- {i}" for i in items) + "\n")
+        self.md.append("\n".join(f"- {_md_line(i)}" for i in items) + "\n")
 
     def table(self, header: Sequence[str], body: Sequence[Sequence[str]], *, table_id: str | None = None,
               caption: str | None = None, collapsed: str | None = None,
@@ -682,7 +703,7 @@ class _Doc:
             block = f"<details><summary>{_e(collapsed)}</summary>{block}</details>"
         self.html.append(block)
         if caption:
-            self.md.append(f"*{caption}*\n")
+            self.md.append(f"*{_md_line(caption)}*\n")
         self.md.append(_md_table(header, body) + "\n")
 
     def figure(self, name: str, png: bytes, caption: str) -> None:
@@ -691,7 +712,7 @@ class _Doc:
             f'<figure id="fig-{_e(name)}"><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
             f"<figcaption>{_e(caption)} (Vector version: figures/{_e(name)}.svg.)</figcaption></figure>"
         )
-        self.md.append(f"![{name}](figures/{name}.png)\n\n*{caption}* ([SVG](figures/{name}.svg))\n")
+        self.md.append(f"![{name}](figures/{name}.png)\n\n*{_md_line(caption)}* ([SVG](figures/{name}.svg))\n")
 
 
 def _render(result: AnalysisResult, figure_png: Mapping[str, bytes], captions: Mapping[str, str],
@@ -809,11 +830,11 @@ def _render(result: AnalysisResult, figure_png: Mapping[str, bytes], captions: M
 # writing
 # --------------------------------------------------------------------------------------------
 def _write_tables(result: AnalysisResult, root: Path) -> None:
-    result.decision.to_frame().to_csv(root / "decision.csv", index=False)
+    write_csv(result.decision.to_frame(), root / "decision.csv")
     for key, sweep in result.sweeps.items():
-        sweep.to_frame().to_csv(root / f"sweep_{_safe_name(key)}.csv", index=False)
-    result.table.frame.to_csv(root / "studies.csv", index=False)
-    pd.DataFrame.from_records(_pool_records(result)).to_csv(root / "pools.csv", index=False)
+        write_csv(sweep.to_frame(), root / f"sweep_{_safe_name(key)}.csv")
+    write_csv(result.table.frame, root / "studies.csv")
+    write_csv(pd.DataFrame.from_records(_pool_records(result)), root / "pools.csv")
 
 
 def _write_posteriors(result: AnalysisResult, folder: Path) -> None:
@@ -827,8 +848,9 @@ def _write_posteriors(result: AnalysisResult, folder: Path) -> None:
             if (grid is None or density is None) and "tau" in fit.densities:
                 grid, density = fit.densities["tau"]
             if grid is not None and density is not None:
-                pd.DataFrame({"tau": np.asarray(grid), "density": np.asarray(density)}).to_csv(
-                    folder / f"{name}_tau_density.csv", index=False
+                write_csv(
+                    pd.DataFrame({"tau": np.asarray(grid), "density": np.asarray(density)}),
+                    folder / f"{name}_tau_density.csv",
                 )
         (folder / f"{name}_summary.json").write_text(
             json.dumps(jsonable(fit.to_json()), indent=2, allow_nan=False) + "\n"
