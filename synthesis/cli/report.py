@@ -78,7 +78,7 @@ def run_report(args: argparse.Namespace) -> int:
     from synthesis.cli.common import load_table, print_warnings
     from synthesis.datasets import DEFAULT_DATASET
     from synthesis.outputs import check_output_target, output_folder_name
-    from synthesis.report import write_report
+    from synthesis.report import REPORT_COMMAND, write_report
 
     thresholds = tuple(args.threshold or DECISION_THRESHOLDS)
     table = load_table(args)
@@ -88,7 +88,7 @@ def run_report(args: argparse.Namespace) -> int:
     print_warnings(table)
     name = DEFAULT_DATASET if args.file is None else Path(args.file).stem
     out = Path(args.out) if args.out else Path("reports") / output_folder_name(name, default="report")
-    check_output_target(out, "report")  # refuse before the fits, not after
+    check_output_target(out, REPORT_COMMAND)  # refuse before the fits, not after
     from synthesis.datasets import dataset_path
 
     source_path = str(dataset_path(DEFAULT_DATASET) if args.file is None else Path(args.file).resolve())
