@@ -28,7 +28,10 @@ def test_report_on_a_file_without_design(tmp_path, capsys):
 
 def test_report_bad_threshold_writes_nothing(tmp_path, capsys):
     out = tmp_path / "rep"
-    assert main(["run", "--out", str(out), "--threshold", "0", "--quiet"]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--out", str(out), "--threshold", "0", "--quiet"])
+    assert info.value.code == 2
+    assert "--threshold" in capsys.readouterr().err
     assert not out.exists()
 
 
