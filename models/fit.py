@@ -18,7 +18,7 @@ from synthesis.studies import StudyTable
 
 ENGINES: tuple[str, ...] = ("pymc", "exact")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_AT_ITEM = re.compile(rf"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*({_NUMBER})\s*$")
+_AT_ITEM = re.compile(rf"^\s*([^=,]*[^=,\s])\s*=\s*({_NUMBER})\s*$")
 
 
 def at_label(values: Mapping[str, float]) -> str:

@@ -13,8 +13,30 @@ design and the other two are non-randomised. ``include`` (optional, true/false) 
 the default analysis set; ``cohort`` (optional) marks rows that share patients. Every other column
 is kept; numeric ones can be used as covariates, with empty cells meaning "missing".
 
+Column names are stripped of surrounding spaces; the names above are matched ignoring case
+(``Study``, ``HR``, ``CI_Lower`` are read as ``study``, ``hr``, ``ci_lower``) and two header
+cells that differ only in case are refused. Every other column keeps its name exactly as written
+(any text: ``bone-only``, ``class``, ``age (years)``) and its values unchanged, and covariates are
+named exactly (case-sensitive). The loader's own bookkeeping (the CSV line of each row,
+:attr:`StudyTable.lines`) is kept outside the frame, so no user column is ever replaced. The
+frame's ``study`` is the stripped label, ``design`` the lower-cased label, and ``log_hr``/``se``
+are the file's own columns in the log form and derived from ``hr``/``ci_*`` in the ratio form (a
+file with both forms is refused, so a derived column never shadows a user's).
+
+Representable values (outside them a row is refused; the limits keep every downstream
+computation -- inverse-variance weights, tau^2 estimators, the exact engine's tau grid, PyMC --
+finite and well-conditioned, and lie far beyond any published hazard ratio):
+
+* ``hr``, ``ci_lower``, ``ci_upper`` in ``HR_RANGE`` = [1e-6, 1e6]; ``log_hr`` within
+  ``MAX_ABS_LOG_HR`` = log(1e6) = 13.8 of 0;
+* ``se`` (given, or derived from the CI) in ``SE_RANGE`` = [1e-4, 10]. 1e-4 is the SE of a log HR
+  from about 4e8 events, and a CI printed to three decimals (1.000 to 1.001) still gives 2.6e-4;
+  a CI so narrow that its log width rounds away (0.7999999999 to 0.8000000001) is refused;
+* ``ci_level`` in ``CI_LEVEL_RANGE`` = [0.01, 0.9999] (99.99%); a level below 0.5 is accepted
+  with a warning, since 0.05 is more likely the alpha of a 95% CI.
+
 Bad input raises :class:`~synthesis.errors.InputError` naming the file, the CSV line number
-(header = line 1) and the column.
+(header = line 1) and the column, and for a value out of range the accepted range.
 """
 
 from __future__ import annotations
@@ -38,6 +60,28 @@ RATIO_COLUMNS = ("hr", "ci_lower", "ci_upper")
 LOG_COLUMNS = ("log_hr", "se")
 SUBSETS = ("all", "rct", "observational")
 DEFAULT_CI_LEVEL = 0.95
+#: Hazard ratios (hr, ci_lower, ci_upper) a row may hold (see the module docstring).
+HR_RANGE = (1e-6, 1e6)
+#: |log_hr| a row may hold: the log of HR_RANGE's upper end (13.8).
+MAX_ABS_LOG_HR = math.log(HR_RANGE[1])
+#: Standard errors of a log HR a row may hold, given or derived from its CI.
+SE_RANGE = (1e-4, 10.0)
+#: CI probabilities a row may declare in ``ci_level``.
+CI_LEVEL_RANGE = (0.01, 0.9999)
+#: A ``ci_level`` below this is accepted with a warning (probably an alpha, 0.05 for 0.95).
+CI_LEVEL_WARN_BELOW = 0.5
+#: Columns the loader reads itself; their header names are matched ignoring case.
+KNOWN_COLUMNS = (
+    "study",
+    *RATIO_COLUMNS,
+    "ci_level",
+    *LOG_COLUMNS,
+    "design",
+    "include",
+    "cohort",
+    "median_os_lrt",
+    "median_os_control",
+)
 #: A point estimate further than this fraction of the CI width from the log-scale midpoint of
 #: its CI is flagged (transcription error or asymmetric CI).
 ASYMMETRY_TOLERANCE = 0.10
@@ -46,6 +90,8 @@ DIRECTION_TOLERANCE = 0.90
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 _MAX_BYTES = 50_000_000
+#: The frame's normalised columns (the file's own column of the same name, parsed).
+_NORMALISED = ("study", "log_hr", "se", "design")
 
 
 @dataclass(frozen=True)
@@ -53,8 +99,10 @@ class StudyTable:
     """A validated table of studies with log hazard ratios and their standard errors.
 
     ``frame`` has one row per study in file order, with columns ``study``, ``log_hr``, ``se``,
-    ``design`` (``None`` when the file has no design column), ``line`` (the CSV line number) and
-    every other column of the file (numeric columns as floats with NaN for missing).
+    ``design`` (``None`` when the file has no design column) and every other column of the file
+    under its own name (numeric columns as floats with NaN for missing, other columns as text).
+    ``lines`` holds each row's CSV line number, outside the frame so that it can never collide
+    with a user's column.
     """
 
     source: str
@@ -63,6 +111,7 @@ class StudyTable:
     has_design: bool = False
     excluded: int = 0
     covariates: tuple[str, ...] = field(default=())
+    lines: tuple[int, ...] = field(default=())
 
     @property
     def k(self) -> int:
@@ -97,11 +146,45 @@ class StudyTable:
             return np.zeros(self.k, dtype=bool)
         return (self.frame["design"] != REFERENCE_DESIGN).to_numpy()
 
+    def line_of(self, i: int) -> int | None:
+        """The CSV line number of row ``i`` (``None`` for a table built without line numbers)."""
+        return self.lines[i] if len(self.lines) == self.k else None
+
     def covariate(self, name: str) -> np.ndarray:
-        """Values of a numeric covariate as floats, NaN where missing."""
+        """Values of a numeric covariate as floats, NaN where missing.
+
+        Raises :class:`InputError` naming the column (and the line of the first offending cell)
+        when the column is missing, holds text or holds an infinite value.
+        """
         if name not in self.frame.columns:
-            raise InputError(f"no column named {name!r}", file=self.source, line=1, column=name)
-        return self.frame[name].to_numpy(dtype=float)
+            near = [c for c in self.frame.columns if str(c).casefold() == name.casefold()]
+            hint = f" (covariate names are case-sensitive: did you mean {near[0]!r}?)" if near else ""
+            raise InputError(f"no column named {name!r}{hint}", file=self.source, line=1, column=name)
+        column = self.frame[name]
+        if column.dtype == object:
+            for i, value in enumerate(column.tolist()):
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                try:
+                    float(value)
+                except (TypeError, ValueError):
+                    raise InputError(
+                        f"a covariate must be numeric, but {value!r} is not a number "
+                        "(leave missing values empty)",
+                        file=self.source,
+                        line=self.line_of(i),
+                        column=name,
+                    ) from None
+        values = column.to_numpy(dtype=float)
+        bad = np.flatnonzero(np.isinf(values))
+        if bad.size:
+            raise InputError(
+                f"a covariate must be a finite number, got {values[bad[0]]}",
+                file=self.source,
+                line=self.line_of(int(bad[0])),
+                column=name,
+            )
+        return values
 
     def covariate_matrix(self, names: Sequence[str]) -> np.ndarray:
         """A (k, len(names)) array of covariates, NaN where missing."""
@@ -111,9 +194,11 @@ class StudyTable:
 
     def select(self, mask: np.ndarray, *, label: str | None = None) -> StudyTable:
         """A new table holding the rows where ``mask`` is True."""
-        frame = self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
+        mask = np.asarray(mask, dtype=bool)
+        frame = self.frame.loc[mask].reset_index(drop=True)
+        lines = tuple(int(n) for n in np.asarray(self.lines)[mask]) if len(self.lines) == self.k else ()
         source = self.source if label is None else f"{self.source} [{label}]"
-        return replace(self, frame=frame, source=source)
+        return replace(self, frame=frame, source=source, lines=lines)
 
     def subset(self, which: str) -> StudyTable:
         """Rows of one design family: ``all``, ``rct`` or ``observational`` (non-randomised)."""
@@ -131,8 +216,7 @@ class StudyTable:
     def to_records(self) -> list[dict]:
         """The normalised rows as plain dicts (study, log_hr, se, design and covariates)."""
         out = []
-        for row in self.frame.itertuples(index=False):
-            d = row._asdict()
+        for d in self.frame.to_dict("records"):
             rec = {
                 "study": d["study"],
                 "log_hr": float(d["log_hr"]),
@@ -193,6 +277,22 @@ def _read_rows(path: Path, name: str) -> tuple[list[str], list[tuple[int, list[s
     return header, rows
 
 
+def _canonical_header(header: list[str], name: str) -> list[str]:
+    """The header with the loader's own column names lower-cased (``HR`` -> ``hr``); other
+    names unchanged. Two cells equal ignoring case are refused."""
+    known = {c.casefold(): c for c in KNOWN_COLUMNS}
+    seen: dict[str, str] = {}
+    out = []
+    for col in header:
+        key = col.casefold()
+        if col and key in seen:
+            detail = "" if seen[key] == col else f" ({seen[key]!r} and {col!r}: column names are compared ignoring case)"
+            raise InputError(f"duplicate column name{detail}", file=name, line=1, column=col)
+        seen[key] = col
+        out.append(known.get(key, col))
+    return out
+
+
 def _check_header(header: list[str], name: str) -> None:
     if len(header) == 1 and any(d in header[0] for d in ";\t|"):
         delim = next(d for d in ";\t|" if d in header[0])
@@ -211,6 +311,18 @@ def _check_header(header: list[str], name: str) -> None:
         seen.add(col)
     if "study" not in header:
         raise InputError("required column is missing", file=name, line=1, column="study")
+
+
+def _check_range(
+    value: float, lo: float, hi: float, *, what: str, name: str, line: int, column: str, note: str = ""
+) -> None:
+    if not lo <= value <= hi:
+        raise InputError(
+            f"{what} {value:g} is outside the accepted range {lo:g} to {hi:g}{note}",
+            file=name,
+            line=line,
+            column=column,
+        )
 
 
 def _number(cell: str, *, name: str, line: int, column: str, positive: bool = False) -> float:
@@ -261,43 +373,67 @@ def _effect_form(header: list[str], name: str) -> str:
     return "ratio" if ratio else "log"
 
 
-def _effect(cells: dict[str, str], form: str, *, name: str, line: int) -> tuple[float, float, str | None]:
-    """Return (log_hr, se, warning or None) for one row."""
+def _effect(
+    cells: dict[str, str], form: str, *, name: str, line: int
+) -> tuple[float, float, list[str]]:
+    """Return (log_hr, se, warnings) for one row, refusing values outside the representable
+    ranges (``HR_RANGE``, ``MAX_ABS_LOG_HR``, ``SE_RANGE``, ``CI_LEVEL_RANGE``)."""
+    where = {"name": name, "line": line}
     if form == "log":
-        y = _number(cells["log_hr"], name=name, line=line, column="log_hr")
-        se = _number(cells["se"], name=name, line=line, column="se", positive=True)
-        return y, se, None
-    hr = _number(cells["hr"], name=name, line=line, column="hr", positive=True)
-    lo = _number(cells["ci_lower"], name=name, line=line, column="ci_lower", positive=True)
-    hi = _number(cells["ci_upper"], name=name, line=line, column="ci_upper", positive=True)
+        y = _number(cells["log_hr"], column="log_hr", **where)
+        _check_range(y, -MAX_ABS_LOG_HR, MAX_ABS_LOG_HR, what="log HR", column="log_hr", **where,
+                     note=f" (HR {HR_RANGE[0]:g} to {HR_RANGE[1]:g})")
+        se = _number(cells["se"], column="se", positive=True, **where)
+        _check_range(se, *SE_RANGE, what="standard error", column="se", **where)
+        return y, se, []
+    values = {}
+    for c in RATIO_COLUMNS:
+        values[c] = _number(cells[c], column=c, positive=True, **where)
+        _check_range(values[c], *HR_RANGE, what="hazard ratio", column=c, **where)
+    hr, lo, hi = values["hr"], values["ci_lower"], values["ci_upper"]
     level = DEFAULT_CI_LEVEL
+    warnings = []
+    study = cells["study"].strip()
     if "ci_level" in cells and cells["ci_level"].strip():
-        level = _number(cells["ci_level"], name=name, line=line, column="ci_level")
+        level = _number(cells["ci_level"], column="ci_level", **where)
         if not 0.0 < level < 1.0:
             raise InputError(
                 f"must be a probability in (0, 1), e.g. 0.95 or 0.90; got {cells['ci_level'].strip()}",
+                column="ci_level",
                 file=name,
                 line=line,
-                column="ci_level",
+            )
+        _check_range(level, *CI_LEVEL_RANGE, what="CI level", column="ci_level", **where)
+        if level < CI_LEVEL_WARN_BELOW:
+            warnings.append(
+                f"line {line} ({study}): ci_level {level:g} is below {CI_LEVEL_WARN_BELOW:g}; "
+                f"ci_level is the CI's probability (0.95 for a 95% CI), not its alpha: "
+                f"did you mean {1 - level:g}?"
             )
     if lo >= hi:
         raise InputError(f"ci_lower ({lo:g}) must be < ci_upper ({hi:g})", file=name, line=line, column="ci_lower")
     if not lo <= hr <= hi:
         raise InputError(f"hr {hr:g} lies outside its CI ({lo:g} to {hi:g})", file=name, line=line, column="hr")
     llo, lhi, lhr = math.log(lo), math.log(hi), math.log(hr)
-    se = (lhi - llo) / (2.0 * z_for_level(level))
-    if not (math.isfinite(se) and se > 0):
-        raise InputError("CI too narrow to give a standard error", file=name, line=line, column="ci_upper")
-    warning = None
     width = lhi - llo
+    se = width / (2.0 * z_for_level(level))
+    if not SE_RANGE[0] <= se <= SE_RANGE[1]:
+        shape = "narrow" if se < SE_RANGE[0] else "wide"
+        raise InputError(
+            f"the CI {lo:.12g} to {hi:.12g} ({100 * level:g}%) is too {shape}: it gives a standard error "
+            f"of {se:.3g} for the log HR, outside the accepted range {SE_RANGE[0]:g} to {SE_RANGE[1]:g}",
+            file=name,
+            line=line,
+            column="ci_level" if shape == "wide" and level < CI_LEVEL_WARN_BELOW else "ci_upper",
+        )
     offset = abs(lhr - (llo + lhi) / 2.0)
     if offset > ASYMMETRY_TOLERANCE * width:
-        warning = (
-            f"line {line} ({cells['study'].strip()}): hr {hr:g} is off the log-scale midpoint of its CI "
+        warnings.append(
+            f"line {line} ({study}): hr {hr:g} is off the log-scale midpoint of its CI "
             f"({lo:g} to {hi:g}) by {100 * offset / width:.0f}% of the CI width; "
             "check for a transcription error or an asymmetric CI"
         )
-    return lhr, se, warning
+    return lhr, se, warnings
 
 
 def _coerce_extra(values: list[str]) -> pd.Series:
@@ -344,14 +480,18 @@ def load_studies(
     name = display_name or str(path)
     covariates = tuple(dict.fromkeys(covariates))
     header, rows = _read_rows(path, name)
+    header = _canonical_header(header, name)
     _check_header(header, name)
     form = _effect_form(header, name)
     for cov in covariates:
         if cov not in header:
-            raise InputError("covariate column is missing from the file", file=name, line=1, column=cov)
+            near = [c for c in header if c.casefold() == cov.casefold()]
+            hint = f" (covariate names are case-sensitive: did you mean {near[0]!r}?)" if near else ""
+            raise InputError(f"covariate column is missing from the file{hint}", file=name, line=1, column=cov)
 
     warnings: list[str] = []
     records: list[dict] = []
+    lines: list[int] = []
     extras: dict[str, list[str]] = {c: [] for c in header}
     seen: dict[str, int] = {}
     excluded = 0
@@ -398,21 +538,20 @@ def load_studies(
                     column="design",
                 )
             design = label
-        y, se, warn = _effect(cells, form, name=name, line=line)
-        if warn:
-            warnings.append(warn)
+        y, se, row_warnings = _effect(cells, form, name=name, line=line)
+        warnings.extend(row_warnings)
         for cov in covariates:
             text = cells[cov].strip()
             if text:
                 _number(text, name=name, line=line, column=cov)
-        records.append({"study": study, "log_hr": y, "se": se, "design": design, "line": line})
+        records.append({"study": study, "log_hr": y, "se": se, "design": design})
+        lines.append(line)
         for c in header:
             extras[c].append(cells[c])
 
-    frame = pd.DataFrame.from_records(records, columns=["study", "log_hr", "se", "design", "line"])
-    reserved = {"study", "log_hr", "se", "design", "line"}
+    frame = pd.DataFrame.from_records(records, columns=list(_NORMALISED))
     for c in header:
-        if c in reserved:
+        if c in _NORMALISED:
             continue
         frame[c] = _coerce_extra(extras[c]) if records else pd.Series(dtype=float)
     table = StudyTable(
@@ -422,6 +561,7 @@ def load_studies(
         has_design="design" in header,
         excluded=excluded,
         covariates=covariates,
+        lines=tuple(lines),
     )
     table = table.subset(subset)
     warnings.extend(_cohort_warnings(table))
@@ -455,8 +595,7 @@ def _direction_warnings(table: StudyTable) -> list[str]:
     if not all(c in table.frame.columns for c in cols):
         return []
     out = []
-    for row in table.frame.itertuples(index=False):
-        d = row._asdict()
+    for i, d in enumerate(table.frame.to_dict("records")):
         a, b = d["median_os_lrt"], d["median_os_control"]
         try:
             a, b = float(a), float(b)
@@ -467,7 +606,7 @@ def _direction_warnings(table: StudyTable) -> list[str]:
         y = d["log_hr"]
         if (y < 0 and a < b) or (y > 0 and a > b):
             out.append(
-                f"line {d['line']} ({d['study']}): HR {math.exp(y):.3g} favours "
+                f"line {table.line_of(i)} ({d['study']}): HR {math.exp(y):.3g} favours "
                 f"{'LRT' if y < 0 else 'control'} but the median OS is shorter in that arm "
                 f"({a:g} vs {b:g} months); the HR direction may be reversed"
             )

@@ -71,7 +71,7 @@ def test_bom_and_blank_lines_accepted(tmp_path):
     path = write(tmp_path, "\ufeffstudy,log_hr,se\n\na,0.1,0.2\n\nb,0.2,0.3\n\n\n")
     table = load_studies(path)
     assert table.studies == ["a", "b"]
-    assert table.frame["line"].tolist() == [3, 5]
+    assert table.lines == (3, 5)
 
 
 def test_include_column_and_cohort_warning(tmp_path):
