@@ -101,6 +101,10 @@ DEFAULT_GRID = 257
 LOG_CUTOFF = 40.0
 #: Nodes of the wide pilot grid that locates the posterior mass of tau.
 PILOT_POINTS = 256
+#: A prior's 99.9% quantile counts at most this much when the pilot grid's span is set (heavy
+#: tails such as lognormal_tau2(0, 400) reach 1e290; the data never put mass there, and a
+#: truncated posterior is reported).
+PILOT_PRIOR_CAP = 1e8
 #: Mixture components lighter than this fraction of the heaviest are dropped from sums.
 _PRUNE = 1e-14
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -450,7 +454,7 @@ def _pilot(d: _Design, priors: Sequence[PriorSpec]) -> list[_Bracket]:
     pts = np.array([_prior_points(p) for p in priors])  # (n, 4): lo, median, q999, hi
     medians, upper = pts[:, 1], pts[:, 2]
     small = min([float(sd.min())] + [float(m) for m in medians if np.isfinite(m) and m > 0])
-    big = max([float(sd.max()), float(np.ptp(d.y))] + [float(v) for v in upper if np.isfinite(v)])
+    big = max([float(sd.max()), float(np.ptp(d.y))] + [min(float(v), PILOT_PRIOR_CAP) for v in upper if np.isfinite(v)])
     c0 = 1e-3 * small
     u = np.linspace(0.0, math.asinh(1e4 * big / c0), PILOT_POINTS)
     tau = c0 * np.sinh(u)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -91,6 +91,27 @@ PRESETS: dict[str, dict[str, tuple[str, tuple[float, ...], str]]] = {
         "location": ("studentt", (2.0, 0.0, 0.13), BARTOS_2023),
     },
 }
+
+#: A scale prior (tau, kappa: SDs on the log-HR scale) must put at least SCALE_PRIOR_MIN_MASS of
+#: its probability on SCALE_PRIOR_RANGE. Below 1e-6 a prior is a fixed-effect model in all but
+#: name; 1e4 admits the broadest "vague" priors in use (bayesmeta's improper uniform tau,
+#: approximated by uniform(0, 1e4), and BUGS's invgamma_tau2(0.001, 0.001), both reproduced in
+#: tests/test_exact.py). A prior with (almost) all its mass outside -- uniform(0, 1e308),
+#: exponential(1e-300), lognormal_tau2(1e5, 1) -- says nothing a user can mean about a log hazard
+#: ratio (a study table holds |log HR| <= 13.8), and the exact engine's quadrature grid would
+#: return the tau = 0 answer for it; it is refused.
+#: A prior with more than SCALE_PRIOR_MAX_MASS_BELOW of its mass below 1e-6 (e.g.
+#: lognormal_tau2(0, 440), spread over hundreds of log-units) is a point mass at tau = 0 in
+#: disguise, whose posterior the grid cannot resolve; it is refused too.
+SCALE_PRIOR_RANGE = (1e-6, 1e4)
+SCALE_PRIOR_MIN_MASS = 1e-3
+SCALE_PRIOR_MAX_MASS_BELOW = 1e-3
+#: Location priors (mu, delta, beta): |mean| at most this, and SD/scale within the range below.
+LOCATION_PRIOR_MEAN_MAX = 1e6
+LOCATION_PRIOR_SCALE_RANGE = (1e-6, 1e6)
+#: Degrees of freedom of Student-t priors at least this (0.5 already gives a 99.9% quantile
+#: 1e5 scales out).
+MIN_NU = 0.5
 
 _SPEC = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(([^()]*)\)\s*$")
 _ALIASES = {
@@ -273,6 +294,43 @@ def _check_params(family: str, params: tuple[float, ...], text: str, parameter: 
         raise bad("the SD must be > 0")
     if family == "studentt" and (params[0] <= 0 or params[2] <= 0):
         raise bad("nu and scale must be > 0")
+    _check_representable(family, params, parameter, bad)
+
+
+def _check_representable(
+    family: str, params: tuple[float, ...], parameter: str, bad: Callable[[str], InputError]
+) -> None:
+    """Refuse hyperparameters outside the ranges the engines can hold (the module's constants)."""
+    names = {**SCALE_FAMILIES, **LOCATION_FAMILIES}[family]
+    if "nu" in names and params[0] < MIN_NU:
+        raise bad(f"nu = {params[0]:g} is below the accepted minimum {MIN_NU:g}")
+    if family in LOCATION_FAMILIES:
+        mean, scale = params[-2], params[-1]
+        if abs(mean) > LOCATION_PRIOR_MEAN_MAX:
+            raise bad(f"the mean {mean:g} is outside the accepted range ±{LOCATION_PRIOR_MEAN_MAX:g}")
+        lo, hi = LOCATION_PRIOR_SCALE_RANGE
+        if not lo <= scale <= hi:
+            raise bad(f"{names[-1]} = {scale:g} is outside the accepted range {lo:g} to {hi:g}")
+        return
+    lo, hi = SCALE_PRIOR_RANGE
+    try:
+        with np.errstate(all="ignore"):
+            cdf = PriorSpec(family, params, family).cdf(np.array([lo, hi]))
+        mass, below = float(cdf[1] - cdf[0]), float(cdf[0])
+    except (OverflowError, ValueError, ZeroDivisionError):
+        mass, below = 0.0, math.nan
+    if not mass >= SCALE_PRIOR_MIN_MASS:  # also refuses NaN
+        raise bad(
+            f"it puts {f'{mass:.3g}' if math.isfinite(mass) else 'none'} of its probability on {parameter} between {lo:g} and {hi:g}, less "
+            f"than the accepted minimum {SCALE_PRIOR_MIN_MASS:g} ({parameter} is an SD of log hazard "
+            "ratios; the exact engine's quadrature grid cannot hold this prior)"
+        )
+    if not below <= SCALE_PRIOR_MAX_MASS_BELOW:
+        raise bad(
+            f"it puts {below:.3g} of its probability on {parameter} below {lo:g}, more than the "
+            f"accepted maximum {SCALE_PRIOR_MAX_MASS_BELOW:g} (a point mass at {parameter} = 0 in "
+            "disguise: use a common-effect model, or a prior on a representable scale)"
+        )
 
 
 def parse_prior(text: str, parameter: str) -> PriorSpec:
