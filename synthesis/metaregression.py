@@ -91,6 +91,7 @@ class MetaRegResult:
     coefficients: dict[str, Coefficient]
     level: float = DEFAULT_LEVEL
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +113,7 @@ class MetaRegResult:
             "r2": None if self.r2 is None else finite_or_none(self.r2),
             "level": self.level,
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
         }
 
 
@@ -237,6 +239,7 @@ def metaregression(
         coefficients=coefs,
         level=level,
         notes=tuple(notes),
+        warnings=fit.warnings,
     )
 
 

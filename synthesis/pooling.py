@@ -502,6 +502,8 @@ class ModelFit:
     typical_v: float
     iterations: int = 0
     notes: tuple[str, ...] = field(default=())
+    #: Results the user should not take at face value (printed on stderr by the CLI).
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def k(self) -> int:
@@ -520,6 +522,14 @@ class ModelFit:
         pred = float(x @ self.beta)
         half = self.crit * math.sqrt(float(x @ self.vb @ x) + self.tau2)
         return pred - half, pred + half
+
+
+#: Warning when the Knapp-Hartung factor is 0 (no residual variation: e.g. identical studies).
+KNHA_ZERO_WARNING = (
+    "the Knapp-Hartung (HKSJ) variance factor is 0 because the effects have no residual variation "
+    "(e.g. identical studies, Q = 0): the CI has zero width and the test is degenerate; this is "
+    "metafor's result, but do not report it as a precise estimate (use the CI without --hksj)"
+)
 
 
 def fit_model(
@@ -548,6 +558,7 @@ def fit_model(
     tau2 = est.tau2
     k, p = X.shape
     notes = [est.note] if est.note else []
+    warnings: list[str] = []
     fit = _wls(y, X, 1.0 / (v + tau2))
     vb = fit.ainv
     alpha = 1.0 - level
@@ -559,6 +570,8 @@ def fit_model(
         s2w = 0.0 if rss <= np.finfo(float).eps else (rss / (k - p) if k > p else math.nan)
         vb = vb * s2w
         df = k - p
+        if s2w == 0.0:
+            warnings.append(KNHA_ZERO_WARNING)
     se = np.sqrt(np.diag(vb))
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = fit.beta / se
@@ -610,6 +623,7 @@ def fit_model(
         typical_v=typical_v,
         iterations=est.iterations,
         notes=tuple(notes),
+        warnings=tuple(warnings),
     )
 
 
@@ -668,6 +682,7 @@ class PoolResult:
     tau2_ci_upper: float | None
     level: float = DEFAULT_LEVEL
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def tau(self) -> float:
@@ -698,6 +713,7 @@ class PoolResult:
             "q_df": self.q_df,
             "level": self.level,
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
         }
 
 
@@ -746,4 +762,5 @@ def pool(
         tau2_ci_upper=tci[1],
         level=level,
         notes=fit.notes,
+        warnings=fit.warnings,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from synthesis.cli.common import add_input_arguments, load_table, print_json, print_warnings
 from synthesis.metaregression import metaregression_table
@@ -65,6 +66,9 @@ def run_pool(args: argparse.Namespace) -> int:
     result = pool(table.y, table.v, method=args.method, hksj=args.hksj)
     out = result.to_dict()
     subgroups = pool_by_design(table, method=args.method, hksj=args.hksj) if args.by_design else None
+    _print_result_warnings(table.source, result.warnings)
+    for name, g in (subgroups.groups.items() if subgroups is not None else ()):
+        _print_result_warnings(f"{table.source} [{name}]", g.warnings)
     if subgroups is not None:
         out["subgroups"] = subgroups.to_dict()
     if args.json:
@@ -91,6 +95,7 @@ def run_metareg(args: argparse.Namespace) -> int:
     table = load_table(args, covariates=covariates)
     print_warnings(table)
     result = metaregression_table(table, covariates, method=args.method, hksj=args.hksj)
+    _print_result_warnings(table.source, result.warnings)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -143,6 +148,12 @@ def run_bias(args: argparse.Namespace) -> int:
     for n in result.notes:
         print(f"  note: {n}")
     return 0
+
+
+def _print_result_warnings(source: str, warnings: tuple[str, ...]) -> None:
+    """A result's warnings on stderr (also in its JSON ``warnings``), so that stdout stays clean."""
+    for w in warnings:
+        print(f"warning: {source}: {w}", file=sys.stderr)
 
 
 def _p(p: float | None) -> str:
