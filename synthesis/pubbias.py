@@ -8,7 +8,8 @@
   standardised effects ``(y_i - mu_FE) / sqrt(v_i - 1 / sum(1/v))`` and the variances ``v_i``.
   As metafor (``exact = TRUE`` passed to R's ``cor.test``) the p-value is exact (the permutation
   distribution of Kendall's statistic) when there are no ties, otherwise the normal
-  approximation with the tie-corrected variance and tau-b.
+  approximation with the tie-corrected variance and tau-b; tau by scipy's O(k log k)
+  algorithm, and above ``KENDALL_EXACT_MAX_N`` studies the normal approximation (with a note).
 * Trim and fill (Duval & Tweedie 2000a, 2000b; metafor ``trimfill``) with the L0 estimator: the
   side to fill is the left unless Egger's slope (same estimator) is negative; iterate
   ``L0 = (4 S_r - k (k + 1)) / (2k - 1)`` (``S_r`` the sum of the positive signed ranks of
@@ -18,7 +19,10 @@
 * Rosenthal's (1979) fail-safe N (metafor ``fsn(type = "Rosenthal")``, Stouffer's method):
   ``N = max(0, k (z_bar / z_{1-alpha})^2 - k)``, ``z_bar = |sum y_i / sqrt(v_i)| / sqrt(k)``,
   one-sided alpha = 0.05, rounded up to an integer.
-* Leave-one-out (metafor ``leave1out``): the model refitted without each study in turn.
+* Leave-one-out (metafor ``leave1out``): the model refitted without each study in turn; for the
+  closed-form estimators (FE, DL, HE, SJ) all k fits at once in O(k) by downdating sums, for the
+  iterative ones (REML, ML, PM) by k refits, which :func:`bias_diagnostics` skips (with a note)
+  above ``LOO_REFIT_MAX_K`` studies.
 
 References
 ----------
@@ -40,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from synthesis.errors import InputError, ModelError
 from synthesis.pooling import (
@@ -55,6 +59,18 @@ from synthesis.studies import StudyTable
 
 FSN_ALPHA = 0.05
 TRIMFILL_MAX_ITER = 100
+#: Above this many untied studies Begg's p-value uses the normal approximation instead of the
+#: exact permutation distribution (O(n^3) work; R computes it for any n).
+KENDALL_EXACT_MAX_N = 500
+#: Estimators whose leave-one-out fits are computed at once in O(k) (closed-form tau^2).
+CLOSED_FORM_LOO: tuple[str, ...] = ("FE", "DL", "HE", "SJ")
+#: Above this many studies leave-one-out is not computed for the iterative estimators (REML,
+#: ML, PM): k refits of O(k) each.
+LOO_REFIT_MAX_K = 2000
+#: Chebyshev nodes per piece in :func:`_inverse_sums` (error < 5.8^-(n-1), below rounding).
+_CHEB_NODES = 26
+#: Largest (targets x studies) block summed directly in :func:`_inverse_sums`.
+_DIRECT_SUM_CELLS = 4_000_000
 
 
 # ------------------------------------------------------------------------------------------
@@ -137,37 +153,57 @@ class BeggResult:
         return {"tau": finite_or_none(self.tau), "p": finite_or_none(self.p), "exact": self.exact}
 
 
+def _tie_sizes(a: np.ndarray) -> np.ndarray:
+    """Sizes (> 1) of the groups of equal values in ``a`` (O(n log n))."""
+    counts = np.unique(a, return_counts=True)[1]
+    return counts[counts > 1].astype(float)
+
+
 def kendall_test(x: Any, y: Any) -> BeggResult:
-    """Kendall's rank correlation with R's ``cor.test(method = "kendall", exact = TRUE)`` p-value:
-    exact when there are no ties, otherwise the normal approximation
-    ``z = S / sqrt(Var(S))`` with the tie-corrected variance (no continuity correction)."""
+    """Kendall's rank correlation with R's ``cor.test(method = "kendall", exact = TRUE)`` p-value.
+
+    Parameters
+    ----------
+    x, y
+        Paired samples of equal length n >= 2.
+
+    Returns
+    -------
+    BeggResult
+        tau-b (tau-a without ties) and the two-sided p-value: exact (the permutation
+        distribution of the number of concordant pairs) when there are no ties and
+        ``n <= KENDALL_EXACT_MAX_N``, otherwise the normal approximation ``z = S / sqrt(Var(S))``
+        with the tie-corrected variance (no continuity correction), ``S`` = concordant minus
+        discordant pairs.
+
+    Notes
+    -----
+    tau comes from :func:`scipy.stats.kendalltau` (Knight's O(n log n) merge-sort algorithm),
+    ``S = tau_b sqrt((n0 - t1)(n0 - t2))``; no n x n array is built. Above
+    ``KENDALL_EXACT_MAX_N`` untied studies the exact distribution (O(n^3) work) is replaced by
+    the normal approximation, which differs from it by less than 0.1% of the p-value there.
+    """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     n = x.size
     if n < 2:
         raise InputError("Kendall's tau needs at least 2 studies")
-    iu = np.triu_indices(n, 1)
-    sx = np.sign(x[:, None] - x[None, :])[iu]
-    sy = np.sign(y[:, None] - y[None, :])[iu]
-    prod = sx * sy
-    s = float(prod.sum())  # concordant - discordant
     n0 = n * (n - 1) / 2
-    ties = min(np.unique(x).size, np.unique(y).size) < n
-
-    def tie_sizes(a: np.ndarray) -> np.ndarray:
-        counts = np.unique(a, return_counts=True)[1]
-        return counts[counts > 1].astype(float)
-
-    tx, ty = tie_sizes(x), tie_sizes(y)
+    tx, ty = _tie_sizes(x), _tie_sizes(y)
+    ties = tx.size > 0 or ty.size > 0
     t1 = float(np.sum(tx * (tx - 1)) / 2)
     t2 = float(np.sum(ty * (ty - 1)) / 2)
     denom = math.sqrt((n0 - t1) * (n0 - t2))
     if denom == 0:
         return BeggResult(tau=math.nan, p=math.nan, exact=False)
-    tau = s / denom
-    if not ties:
-        q = int((prod > 0).sum())  # concordant pairs; R: round((tau + 1) n (n - 1) / 4)
+    if n == 2:  # scipy's p-value divides by zero here
+        tau = float(np.sign(x[1] - x[0]) * np.sign(y[1] - y[0])) / denom
+    else:
+        tau = float(stats.kendalltau(x, y, variant="b", method="asymptotic").statistic)
+    s = tau * denom  # concordant - discordant
+    if not ties and n <= KENDALL_EXACT_MAX_N:
         n_pairs = n * (n - 1) // 2
+        q = round((s + n_pairs) / 2)  # concordant pairs; R: round((tau + 1) n (n - 1) / 4)
         p_one = _kendall_lower_tail(n, min(q, n_pairs - q))
         return BeggResult(tau=tau, p=min(1.0, 2.0 * p_one), exact=True)
     v0 = n * (n - 1) * (2 * n + 5)
@@ -364,8 +400,30 @@ def leave_one_out(
     knha: bool = False,
     level: float = DEFAULT_LEVEL,
 ) -> list[LeaveOneOut]:
-    """metafor ``leave1out(fit)``: the pooled estimate without each study in turn (same
-    estimator and test; a single remaining study is its own estimate with tau^2 = 0)."""
+    """metafor ``leave1out(fit)``: the pooled estimate without each study in turn.
+
+    Parameters
+    ----------
+    y, v
+        Effects and sampling variances of k >= 2 studies.
+    studies
+        Study labels (default ``Study 1`` ...).
+    method, knha, level
+        Estimator, Knapp-Hartung adjustment and CI level of the refits.
+
+    Returns
+    -------
+    list of LeaveOneOut
+        One record per left-out study, in input order (a single remaining study is its own
+        estimate with tau^2 = 0).
+
+    Notes
+    -----
+    For the closed-form estimators (:data:`CLOSED_FORM_LOO`: FE, DL, HE, SJ) and k >= 3 the k
+    refits are done at once in O(k) (see :func:`_leave_one_out_closed_form`); the iterative
+    estimators (REML, ML, PM) refit k times, which :func:`bias_diagnostics` limits to
+    ``LOO_REFIT_MAX_K`` studies.
+    """
     y, v, _ = check_inputs(y, v)
     k = y.size
     if k < 2:
@@ -373,6 +431,11 @@ def leave_one_out(
     names = list(studies) if studies is not None else [f"Study {i + 1}" for i in range(k)]
     if len(names) != k:
         raise InputError(f"{len(names)} study names for {k} studies")
+    if method in CLOSED_FORM_LOO and k >= 3:
+        cols = _leave_one_out_closed_form(y, v, method=method, knha=knha, level=level)
+        return [
+            LeaveOneOut(str(names[i]), *(float(c[i]) for c in cols)) for i in range(k)
+        ]
     out = []
     for i in range(k):
         keep = np.arange(k) != i
@@ -390,6 +453,119 @@ def leave_one_out(
             )
         )
     return out
+
+
+def _inverse_sums(t: np.ndarray, v: np.ndarray, numerators: np.ndarray) -> np.ndarray:
+    """``S[i, c] = sum_j numerators[c, j] / (v_j + t_i)`` for every ``t_i >= 0`` in O(k m).
+
+    Few distinct ``t`` (or small k): directly, in row blocks. Otherwise ``S(t)`` is interpolated
+    in t: the range of t is cut into pieces ``[a, b]`` with ``b - a <= a + min(v)`` and on each
+    piece every term ``1 / (v_j + t)`` (a pole at ``-v_j``, at least ``a + min(v)`` away) is
+    analytic, so the degree-``_CHEB_NODES - 1`` Chebyshev interpolant of the sum, evaluated in
+    barycentric form, is exact to rounding (error below ``5.8^-(_CHEB_NODES - 1)`` relative).
+    """
+    uniq, inverse = np.unique(t, return_inverse=True)
+    if uniq.size * v.size <= _DIRECT_SUM_CELLS or uniq.size <= _CHEB_NODES:
+        return _direct_sums(uniq, v, numerators)[inverse]
+    v_min = float(v.min())
+    out = np.empty((uniq.size, numerators.shape[0]))
+    lo = float(uniq[0])
+    j = np.arange(_CHEB_NODES)
+    bary = np.where(j % 2 == 0, 1.0, -1.0)
+    bary[[0, -1]] *= 0.5
+    while lo <= uniq[-1]:
+        hi = min(float(uniq[-1]), 2.0 * lo + v_min)
+        sel = (uniq >= lo) & (uniq <= hi)
+        if hi > lo:
+            nodes = 0.5 * (lo + hi) + 0.5 * (hi - lo) * np.cos(np.pi * j / (_CHEB_NODES - 1))
+            at_nodes = _direct_sums(nodes, v, numerators)
+            diff = uniq[sel][:, None] - nodes[None, :]
+            exact = diff == 0.0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                c = bary / diff
+                vals = (c @ at_nodes) / c.sum(axis=1)[:, None]
+            hit = exact.any(axis=1)
+            vals[hit] = at_nodes[np.argmax(exact[hit], axis=1)]
+            out[sel] = vals
+        else:
+            out[sel] = _direct_sums(np.array([lo]), v, numerators)
+        if hi >= uniq[-1]:
+            break
+        lo = float(uniq[uniq > hi][0]) if hi < uniq[-1] else hi
+    return out[inverse]
+
+
+def _direct_sums(t: np.ndarray, v: np.ndarray, numerators: np.ndarray) -> np.ndarray:
+    """``sum_j numerators[c, j] / (v_j + t_i)`` by blocks of rows (bounded memory)."""
+    out = np.empty((t.size, numerators.shape[0]))
+    step = max(1, _DIRECT_SUM_CELLS // max(v.size, 1) // 8)
+    for start in range(0, t.size, step):
+        w = 1.0 / (v[None, :] + t[start : start + step, None])
+        out[start : start + step] = w @ numerators.T
+    return out
+
+
+def _leave_one_out_closed_form(
+    y: np.ndarray, v: np.ndarray, *, method: str, knha: bool, level: float
+) -> tuple[np.ndarray, ...]:
+    """Leave-one-out for FE, DL, HE and SJ (k >= 3) without refitting: every sum over the other
+    k - 1 studies is the full sum minus the left-out term (effects centred first, so no
+    cancellation), and the random-effects sums ``sum 1/(v_j + tau_i^2)`` etc. at each study's
+    own tau_i^2 come from :func:`_inverse_sums`. Returns the columns estimate, se, ci_lower,
+    ci_upper, tau2, q, i2 of :class:`LeaveOneOut`, the same formulas as
+    :func:`synthesis.pooling.fit_model` on k - 1 studies."""
+    k = y.size
+    m = k - 1  # studies in each fit
+    df = m - 1
+    w0 = 1.0 / v
+    centre = float(np.dot(w0, y) / w0.sum())
+    yc = y - centre
+    # common-effect (tau^2 = 0) sums without study i: Q, tr(P0)
+    a0 = w0.sum() - w0
+    b0 = np.dot(w0, yc) - w0 * yc
+    c0 = np.dot(w0, yc * yc) - w0 * yc * yc
+    a02 = np.dot(w0, w0) - w0 * w0
+    q = np.maximum(0.0, c0 - b0 * b0 / a0)
+    tr_p0 = a0 - a02 / a0
+    if method == "FE":
+        tau2 = np.zeros(k)
+    elif method == "DL":
+        tau2 = np.maximum(0.0, (q - df) / tr_p0)
+    else:  # HE and SJ start from the OLS residual sum of squares of the other studies
+        s1 = yc.sum() - yc
+        rss = np.maximum(0.0, (np.dot(yc, yc) - yc * yc) - s1 * s1 / m)
+        if method == "HE":
+            tau2 = np.maximum(0.0, (rss - (v.sum() - v) * df / m) / df)
+        else:  # SJ: tau0^2 = mean squared deviation, one step with Q at tau0^2
+            tau0 = rss / m
+            s = _inverse_sums(tau0, v, np.vstack([np.ones(k), yc, yc * yc]))
+            wi = 1.0 / (v + tau0)
+            a, b, c = s[:, 0] - wi, s[:, 1] - wi * yc, s[:, 2] - wi * yc * yc
+            tau2 = np.maximum(0.0, tau0 * np.maximum(0.0, c - b * b / a) / df)
+    if method == "FE":
+        a, b, c = a0, b0, c0
+    else:
+        s = _inverse_sums(tau2, v, np.vstack([np.ones(k), yc, yc * yc]))
+        wi = 1.0 / (v + tau2)
+        a, b, c = s[:, 0] - wi, s[:, 1] - wi * yc, s[:, 2] - wi * yc * yc
+    est_c = b / a
+    var = 1.0 / a
+    alpha = 1.0 - level
+    if knha:
+        rss_w = np.maximum(0.0, c - b * b / a)
+        var = var * np.where(rss_w <= np.finfo(float).eps, 0.0, rss_w / df)
+        crit = float(-special.stdtrit(df, alpha / 2))
+    else:
+        crit = float(-special.ndtri(alpha / 2))
+    se = np.sqrt(var)
+    est = est_c + centre
+    if method == "FE":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            i2 = np.where(q > 0, np.maximum(0.0, 100.0 * (q - df) / q), 0.0)
+    else:
+        typical_v = df / tr_p0
+        i2 = 100.0 * tau2 / (typical_v + tau2)
+    return est, se, est - crit * se, est + crit * se, tau2, q, i2
 
 
 # ------------------------------------------------------------------------------------------
@@ -466,7 +642,13 @@ def bias_diagnostics(
         notes.append("Begg's test not available: no variation in the ranks")
         begg = None
     elif not begg.exact:
-        notes.append("Begg's test: tied values, normal approximation used (as R's cor.test)")
+        if k > KENDALL_EXACT_MAX_N:
+            notes.append(
+                f"Begg's test: normal approximation used (k = {k} > {KENDALL_EXACT_MAX_N}; "
+                "R's cor.test would compute the exact distribution)"
+            )
+        else:
+            notes.append("Begg's test: tied values, normal approximation used (as R's cor.test)")
 
     trimfill = None
     if k >= min_reg:
@@ -477,6 +659,15 @@ def bias_diagnostics(
     else:
         notes.append(f"trim and fill needs at least {min_reg} studies (k = {k})")
 
+    loo: list[LeaveOneOut] = []
+    if method in CLOSED_FORM_LOO or k <= LOO_REFIT_MAX_K:
+        loo = leave_one_out(y, v, studies, method=method, level=level)
+    else:
+        notes.append(
+            f"leave-one-out not computed: {method} would refit k = {k} times (more than "
+            f"{LOO_REFIT_MAX_K} studies); --method {' or '.join(CLOSED_FORM_LOO[:2])} gives it in O(k)"
+        )
+
     return BiasResult(
         method=method,
         k=k,
@@ -484,7 +675,7 @@ def bias_diagnostics(
         begg=begg,
         trimfill=trimfill,
         failsafe_n=failsafe_n(y, v),
-        leave_one_out=leave_one_out(y, v, studies, method=method, level=level),
+        leave_one_out=loo,
         notes=tuple(notes),
     )
 

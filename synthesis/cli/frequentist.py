@@ -141,8 +141,9 @@ def run_bias(args: argparse.Namespace) -> int:
               f"HR {_hr_ci(t.estimate, t.ci_lower, t.ci_upper)}")
     print(f"  Rosenthal's fail-safe N: {result.failsafe_n.rosenthal} "
           f"(alpha = {result.failsafe_n.alpha:g}, combined {_peq(result.failsafe_n.p)})")
-    print("  Leave-one-out (HR, 95% CI, tau^2):")
-    width = max(len(r.study) for r in result.leave_one_out)
+    if result.leave_one_out:
+        print("  Leave-one-out (HR, 95% CI, tau^2):")
+    width = max((len(r.study) for r in result.leave_one_out), default=0)
     for r in result.leave_one_out:
         print(f"    without {r.study:<{width}}  {_hr_ci(r.estimate, r.ci_lower, r.ci_upper)}  {r.tau2:.4g}")
     for n in result.notes:

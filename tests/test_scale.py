@@ -1,0 +1,124 @@
+"""Scale (issue #9): Begg's O(k log k) Kendall tau equals the O(k^2) pairwise definition, the
+O(k) leave-one-out equals k refits, and pooling, meta-regression and the bias diagnostics run on
+20,000 studies without a k x k array (tracemalloc peak). No timing assertions: see
+benchmarks/bench_scale.py for time and memory of every command at k = 100,000.
+"""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from synthesis.metaregression import metaregression
+from synthesis.pooling import fit_model, pool
+from synthesis.pubbias import (
+    CLOSED_FORM_LOO,
+    KENDALL_EXACT_MAX_N,
+    LOO_REFIT_MAX_K,
+    bias_diagnostics,
+    kendall_test,
+    leave_one_out,
+)
+
+#: Studies in the large-k smoke test.
+LARGE_K = 20_000
+#: A k x k float array at LARGE_K would take 3.2 GB; the whole analysis must stay far below.
+PEAK_BYTES = 200_000_000
+
+
+def pairwise_tau_b_and_z(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Kendall's tau-b and the tie-corrected z by the O(n^2) definition (sum over all pairs)."""
+    n = x.size
+    iu = np.triu_indices(n, 1)
+    sx = np.sign(x[:, None] - x[None, :])[iu]
+    sy = np.sign(y[:, None] - y[None, :])[iu]
+    s = float((sx * sy).sum())
+    n0 = n * (n - 1) / 2
+    tx = np.unique(x, return_counts=True)[1].astype(float)
+    ty = np.unique(y, return_counts=True)[1].astype(float)
+    tau = s / math.sqrt((n0 - np.sum(tx * (tx - 1)) / 2) * (n0 - np.sum(ty * (ty - 1)) / 2))
+    var = (
+        (n * (n - 1) * (2 * n + 5) - np.sum(tx * (tx - 1) * (2 * tx + 5))
+         - np.sum(ty * (ty - 1) * (2 * ty + 5))) / 18
+        + np.sum(tx * (tx - 1)) * np.sum(ty * (ty - 1)) / (2 * n * (n - 1))
+        + np.sum(tx * (tx - 1) * (tx - 2)) * np.sum(ty * (ty - 1) * (ty - 2)) / (9 * n * (n - 1) * (n - 2))
+    )
+    return tau, s / math.sqrt(var)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("n", [3, 12, 150])
+def test_kendall_equals_pairwise_definition_with_ties(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, max(2, n // 4), size=n).astype(float)  # many ties
+    y = np.round(rng.normal(size=n), 1)
+    if np.unique(x).size == 1 or np.unique(y).size == 1:
+        pytest.skip("constant sample")
+    tau, z = pairwise_tau_b_and_z(x, y)
+    got = kendall_test(x, y)
+    assert not got.exact
+    assert got.tau == pytest.approx(tau, rel=1e-12, abs=1e-14)
+    assert got.p == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
+
+
+def test_kendall_exact_below_and_normal_above_the_limit() -> None:
+    rng = np.random.default_rng(1)
+    for n, exact in ((60, True), (KENDALL_EXACT_MAX_N + 1, False)):
+        x, y = rng.normal(size=n), rng.normal(size=n)
+        tau, z = pairwise_tau_b_and_z(x, y)
+        got = kendall_test(x, y)
+        assert got.exact is exact
+        assert got.tau == pytest.approx(tau, rel=1e-12, abs=1e-14)
+        if not exact:
+            assert got.p == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
+
+
+@pytest.mark.parametrize("knha", [False, True])
+@pytest.mark.parametrize("method", CLOSED_FORM_LOO)
+@pytest.mark.parametrize("k", [3, 40, 3000])
+def test_closed_form_leave_one_out_equals_refits(method: str, knha: bool, k: int) -> None:
+    """k = 3000 takes the interpolated path of the random-effects sums; the others the direct."""
+    rng = np.random.default_rng(k)
+    v = rng.uniform(0.003, 0.25, size=k)
+    y = rng.normal(rng.normal(-0.2, 0.25, size=k), np.sqrt(v))
+    y[0] += 3.0  # an outlier: its leave-one-out tau^2 is far from the others'
+    got = leave_one_out(y, v, method=method, knha=knha)
+    for i in sorted({0, 1, k // 2, k - 1}):
+        keep = np.arange(k) != i
+        fit = fit_model(y[keep], v[keep], method=method, knha=knha)
+        r = got[i]
+        want = (fit.beta[0], fit.se[0], fit.ci_lower[0], fit.ci_upper[0], fit.tau2, fit.q, fit.i2)
+        have = (r.estimate, r.se, r.ci_lower, r.ci_upper, r.tau2, r.q, r.i2)
+        np.testing.assert_allclose(have, want, rtol=1e-9, atol=1e-11, err_msg=f"study {i}")
+
+
+def simulate(k: int, seed: int = 9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(0.05, 0.5, size=k) ** 2
+    x = rng.uniform(size=k)
+    y = rng.normal(-0.2 + 0.1 * x + rng.normal(0.0, 0.2, size=k), np.sqrt(v))
+    x[rng.uniform(size=k) < 0.2] = np.nan
+    return y, v, x
+
+
+def test_large_k_runs_without_quadratic_memory() -> None:
+    y, v, x = simulate(LARGE_K)
+    tracemalloc.start()
+    try:
+        for method in ("REML", "DL", "PM"):
+            assert math.isfinite(pool(y, v, method=method, hksj=True).tau2_ci_upper)
+        reg = metaregression(y, v, x, ["x"], method="REML", hksj=True)
+        dl = bias_diagnostics(y, v, method="DL")
+        reml = bias_diagnostics(y, v, method="REML")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < PEAK_BYTES
+    assert reg.dropped > 0 and math.isfinite(reg.coefficients["x"].estimate)
+    assert len(dl.leave_one_out) == LARGE_K and dl.begg is not None and not dl.begg.exact
+    assert LARGE_K > LOO_REFIT_MAX_K and reml.leave_one_out == []
+    assert any("leave-one-out not computed" in n for n in reml.notes)
