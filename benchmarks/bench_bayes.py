@@ -49,8 +49,8 @@ TARGET_RATIO = 500.0
 
 
 def _spec(tau: str = "halfnormal(0.5)"):
-    from models.priors import resolve_priors
-    from models.spec import ModelSpec
+    from synthesis.models.priors import resolve_priors
+    from synthesis.models.spec import ModelSpec
 
     return ModelSpec(model="bias-metareg", covariates=("bone_only_fraction",), priors=resolve_priors({"tau": tau}))
 
@@ -65,7 +65,7 @@ def bench_fit(k: int, seed: int = 1) -> dict:
     """One cold fit (compile + sample), then more draws from the same compile if ESS is short."""
     from bench_exact import simulate
 
-    from models.pymc_fit import compile_for, fit_pymc
+    from synthesis.models.pymc_fit import compile_for, fit_pymc
 
     data = simulate(k)
     spec = _spec()
@@ -127,13 +127,13 @@ def bench_sweep(k: int, n: int, seed: int = 1) -> dict:
     """n half-normal tau priors: one compile + n samples vs n x (build + compile + sample)."""
     from bench_exact import simulate
 
-    from models.pymc_fit import compile_for, fit_pymc, fit_pymc_many
+    from synthesis.models.pymc_fit import compile_for, fit_pymc, fit_pymc_many
 
     data = simulate(k)
     scales = [0.1 * 2 ** (i / 2) for i in range(n)]
     specs = [_spec(f"halfnormal({s:.4g})") for s in scales]
     kw = dict(chains=4, draws=1000, tune=1000, seed=seed)
-    from models import pymc_fit
+    from synthesis.models import pymc_fit
 
     pymc_fit._COMPILED.clear()
     t0 = time.perf_counter()
@@ -162,13 +162,13 @@ def _worker(variant: str, k: int) -> None:
     t_import = time.perf_counter()
     from bench_exact import simulate
 
-    from models.pymc_models import build_model
-    from models.sampling import CompiledModel, SamplerSettings
+    from synthesis.models.pymc_models import build_model
+    from synthesis.models.sampling import CompiledModel, SamplerSettings
 
     t_import = time.perf_counter() - t_import
     data = simulate(k)
     model = build_model(data, _spec())
-    from models.pymc_models import structural_data
+    from synthesis.models.pymc_models import structural_data
 
     freeze = structural_data(model) if variant == "freeze" else None
     t0 = time.perf_counter()

@@ -4,10 +4,10 @@ Run:  python benchmarks/bench_exact.py [--k 60] [--priors 200] [--repeat 21] [--
 
 Reports
 
-* ``fit_ms``: the median wall time of one :func:`models.exact.fit_exact` call (bias-metareg,
+* ``fit_ms``: the median wall time of one :func:`synthesis.models.exact.fit_exact` call (bias-metareg,
   additive bias, one covariate, every study's shrunken HR and one ``--at`` HR included);
   target < 20 ms at k = 60;
-* ``sweep_s``: one :func:`models.exact.sweep_tau_priors` call over ``--priors`` tau priors
+* ``sweep_s``: one :func:`synthesis.models.exact.sweep_tau_priors` call over ``--priors`` tau priors
   (half-normal, half-Cauchy, exponential and half-t families over a range of scales); target < 2 s
   for 200 priors;
 * ``sweep_per_prior_ms`` and the shared tau-grid size.
@@ -26,9 +26,9 @@ import time
 
 import numpy as np
 
-from models.exact import _design, _grid_for, _pilot, fit_exact, sweep_tau_priors
-from models.priors import PriorSpec, parse_prior
-from models.spec import ModelData, ModelSpec
+from synthesis.models.exact import _design, _grid_for, _pilot, fit_exact, sweep_tau_priors
+from synthesis.models.priors import PriorSpec, parse_prior
+from synthesis.models.spec import ModelData, ModelSpec
 
 
 def simulate(k: int = 60, seed: int = 20261123) -> ModelData:

@@ -62,10 +62,10 @@ doi:10.1016/j.cmpb.2022.107303), here with a fixed high-order quadrature rule in
 algorithm's adaptive mixture, vectorised over the grid.
 
 Only normal priors on mu, delta and beta keep the model conjugate given tau; any scale family of
-:mod:`models.priors` is accepted for tau (through ``PriorSpec.logpdf``).
+:mod:`synthesis.models.priors` is accepted for tau (through ``PriorSpec.logpdf``).
 
 API: :func:`exact_unsupported_reason` (``None`` or why not), :func:`fit_exact` (a
-:class:`~models.results.FitResult`), :func:`sweep_tau_priors` (one result per tau prior, and per
+:class:`~synthesis.models.results.FitResult`), :func:`sweep_tau_priors` (one result per tau prior, and per
 delta prior, sharing the prior-free work), :func:`exact_posterior` (the grid posterior itself:
 :class:`NormalMixture` objects for any linear combination, the predictive effect and the study
 effects, tau's CDF and quantiles).
@@ -89,10 +89,16 @@ import numpy as np
 from scipy import special
 from scipy.interpolate import CubicSpline
 
-from models.priors import PriorSpec
-from models.results import FitResult, ParamSummary, RatioSummary, StudyEffect
-from models.spec import DEFAULT_THRESHOLDS, INTERVAL_PROB, ModelData, ModelSpec, threshold_key
 from synthesis.errors import InputError, ModelError
+from synthesis.models.priors import PriorSpec
+from synthesis.models.results import FitResult, ParamSummary, RatioSummary, StudyEffect
+from synthesis.models.spec import (
+    DEFAULT_THRESHOLDS,
+    INTERVAL_PROB,
+    ModelData,
+    ModelSpec,
+    threshold_key,
+)
 
 #: Default number of tau grid nodes (odd: Simpson's rule). Doubling it changes no reported
 #: number in the 4th significant digit (tests/test_exact.py).

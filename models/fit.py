@@ -1,7 +1,7 @@
 """One entry point for a Bayesian fit: choose the engine, parse ``--at``, return a FitResult.
 
-``engine="pymc"`` samples the model with NUTS (:func:`models.pymc_fit.fit_pymc`);
-``engine="exact"`` integrates over tau on a grid (:func:`models.exact.fit_exact`) and refuses,
+``engine="pymc"`` samples the model with NUTS (:func:`synthesis.models.pymc_fit.fit_pymc`);
+``engine="exact"`` integrates over tau on a grid (:func:`synthesis.models.exact.fit_exact`) and refuses,
 with the reason, the models it cannot compute exactly.
 """
 
@@ -11,9 +11,15 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from models.results import FitResult
-from models.spec import DEFAULT_THRESHOLDS, ModelData, ModelSpec, check_seed, check_thresholds
 from synthesis.errors import InputError, ModelError
+from synthesis.models.results import FitResult
+from synthesis.models.spec import (
+    DEFAULT_THRESHOLDS,
+    ModelData,
+    ModelSpec,
+    check_seed,
+    check_thresholds,
+)
 from synthesis.studies import StudyTable
 
 ENGINES: tuple[str, ...] = ("pymc", "exact")
@@ -105,7 +111,7 @@ def fit(
         ``--at`` strings ``"C=X"`` (or an already parsed ``{label: {covariate: value}}``).
     chains, draws, tune, seed, target_accept, adaptation
         NUTS settings (PyMC engine only; ``target_accept=None`` takes the model's default,
-        0.95 or 0.99 (:func:`models.pymc_fit.default_target_accept`); ``adaptation`` is nutpie's
+        0.95 or 0.99 (:func:`synthesis.models.pymc_fit.default_target_accept`); ``adaptation`` is nutpie's
         mass-matrix adaptation).
     """
     if engine not in ENGINES:
@@ -115,13 +121,13 @@ def fit(
     points = parse_at(at, spec.covariates)
     data = ModelData.from_table(table, spec)
     if engine == "exact":
-        from models.exact import exact_unsupported_reason, fit_exact
+        from synthesis.models.exact import exact_unsupported_reason, fit_exact
 
         reason = exact_unsupported_reason(spec, data)
         if reason is not None:
             raise ModelError(f"--engine exact: {reason}")
         return fit_exact(data, spec, thresholds=thresholds, at=points)
-    from models.pymc_fit import fit_pymc
+    from synthesis.models.pymc_fit import fit_pymc
 
     return fit_pymc(
         data,

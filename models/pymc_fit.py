@@ -1,6 +1,6 @@
-"""Fit a model with PyMC/nutpie and summarise the draws into a :class:`~models.results.FitResult`.
+"""Fit a model with PyMC/nutpie and summarise the draws into a :class:`~synthesis.models.results.FitResult`.
 
-Every interval is equal-tailed with probability :data:`models.spec.INTERVAL_PROB` (0.95); every
+Every interval is equal-tailed with probability :data:`synthesis.models.spec.INTERVAL_PROB` (0.95); every
 ArviZ call is given that probability explicitly. Monte Carlo diagnostics come from
 ``arviz_stats`` (rank-normalised split R-hat, bulk and tail ESS, MCSE of the mean, the median
 and the 2.5%/97.5% quantiles; Vehtari et al. 2021, doi:10.1214/20-BA1221).
@@ -26,15 +26,16 @@ import xarray as xr
 from arviz_stats.base import array_stats
 from scipy.stats import norm
 
-from models.pymc_models import (
+from synthesis.errors import InputError
+from synthesis.models.pymc_models import (
     HEADLINE,
     build_model,
     prior_data,
     reported_parameters,
     structural_data,
 )
-from models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect
-from models.sampling import (
+from synthesis.models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect
+from synthesis.models.sampling import (
     ADAPTATION_CHOICES,
     DEFAULT_ADAPTATION,
     CompiledModel,
@@ -42,8 +43,13 @@ from models.sampling import (
     SamplerSettings,
     sampler_versions,
 )
-from models.spec import DEFAULT_THRESHOLDS, INTERVAL_PROB, ModelData, ModelSpec, threshold_key
-from synthesis.errors import InputError
+from synthesis.models.spec import (
+    DEFAULT_THRESHOLDS,
+    INTERVAL_PROB,
+    ModelData,
+    ModelSpec,
+    threshold_key,
+)
 
 #: Convergence criteria (Vehtari et al. 2021): R-hat above this fails ...
 MAX_R_HAT = 1.01
@@ -253,7 +259,7 @@ def summarise(
     if spec.has_covariates and data.n_missing:
         notes.append(
             f"{data.n_missing} missing covariate value(s) imputed inside the model from a normal "
-            "covariate model with hyperpriors (see models.pymc_models)"
+            "covariate model with hyperpriors (see synthesis.models.pymc_models)"
         )
     timing = {
         "compile_s": round(sampled.compile_s, 4),
@@ -352,7 +358,7 @@ def compile_for(
     the same structure and data, with ``spec``'s prior hyperparameters swapped in).
 
     The structural data (design indicators, centred covariates, indices) and the dims are
-    frozen into the graph (:func:`models.pymc_models.structural_data`); priors, ``log_hr``,
+    frozen into the graph (:func:`synthesis.models.pymc_models.structural_data`); priors, ``log_hr``,
     ``se`` and ``alpha`` stay swappable."""
     key = (structure_key(spec), data_hash(data), backend)
     if cache and key in _COMPILED:
@@ -387,7 +393,7 @@ def fit_pymc(
     Parameters
     ----------
     data, spec
-        The data and the model (see :mod:`models.pymc_models` for the equations).
+        The data and the model (see :mod:`synthesis.models.pymc_models` for the equations).
     thresholds
         Report P(HR < T) and P(predictive HR < T) for each T.
     at
@@ -404,7 +410,7 @@ def fit_pymc(
     adaptation
         nutpie's mass-matrix adaptation: "auto" (default: "low_rank", resampled with "diag" if
         it fails its diagnostics), "low_rank" or "diag" (see
-        :data:`models.sampling.DEFAULT_ADAPTATION`).
+        :data:`synthesis.models.sampling.DEFAULT_ADAPTATION`).
 
     Returns
     -------

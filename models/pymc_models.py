@@ -1,6 +1,6 @@
 r"""PyMC graphs of the hierarchical models of log hazard ratios (build only: no sampling, no I/O).
 
-Every builder takes a :class:`~models.spec.ModelData` and a :class:`~models.spec.ModelSpec` and
+Every builder takes a :class:`~synthesis.models.spec.ModelData` and a :class:`~synthesis.models.spec.ModelSpec` and
 returns a :class:`pymc.Model` with named dimensions (``study``, ``covariate``, ``design``,
 ``nonrandomised``, ``missing``) and variables under their reported names:
 
@@ -22,7 +22,7 @@ returns a :class:`pymc.Model` with named dimensions (``study``, ``covariate``, `
 The observed log HRs are the observed variable ``y`` with y_i ~ N(theta_i, se_i^2); the data
 (``log_hr``, ``se``) and every prior hyperparameter are :func:`pymc.Data` containers, so that a
 model compiled once can be re-sampled with new data or with new priors of the same family (see
-:mod:`models.sampling`). Study effects are non-centred, theta_i = m_i + tau z_i with
+:mod:`synthesis.models.sampling`). Study effects are non-centred, theta_i = m_i + tau z_i with
 z_i ~ N(0, 1), which samples well when the studies are imprecise relative to tau (the usual case
 with few, small studies).
 
@@ -83,9 +83,9 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
-from models.priors import PriorSpec
-from models.spec import ModelData, ModelSpec
 from synthesis.errors import ModelError
+from synthesis.models.priors import PriorSpec
+from synthesis.models.spec import ModelData, ModelSpec
 from synthesis.studies import DESIGNS, REFERENCE_DESIGN
 
 #: Hyperpriors of the covariate-imputation model, on the standardised covariate scale

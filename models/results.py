@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from models.spec import INTERVAL_PROB, ModelSpec
+from synthesis.models.spec import INTERVAL_PROB, ModelSpec
 
 
 @dataclass(frozen=True)

@@ -55,12 +55,12 @@ class SamplerSettings:
     seed: int | None = None
     target_accept: float = DEFAULT_TARGET_ACCEPT
     cores: int | None = None
-    #: One nutpie adaptation per sampling run ("auto" is resolved by models.pymc_fit.fit_pymc).
+    #: One nutpie adaptation per sampling run ("auto" is resolved by synthesis.models.pymc_fit.fit_pymc).
     adaptation: str = "diag"
 
     def __post_init__(self) -> None:
-        from models.spec import check_seed
         from synthesis.errors import InputError
+        from synthesis.models.spec import check_seed
 
         # A seed nutpie rejects would otherwise fall back to PyMC's sampler (or fail there too).
         object.__setattr__(self, "seed", check_seed(self.seed))

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.priors import PriorConfig, resolve_priors
 from synthesis.errors import InputError, ModelError
+from synthesis.models.priors import PriorConfig, resolve_priors
 from synthesis.studies import StudyTable
 
 MODELS: tuple[str, ...] = ("re", "bias", "metareg", "bias-metareg")

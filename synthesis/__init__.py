@@ -2,8 +2,14 @@
 (metafor-compatible), Bayesian hierarchical models (PyMC and an exact quadrature engine),
 decision summaries, prior-sensitivity sweeps, plots and reports."""
 
-from synthesis.errors import ConvergenceError, InputError, SynthesisError
-from synthesis.studies import StudyTable, load_studies
+from synthesis._source_layout import map_subpackages
+
+# Before any other import: in a source checkout, models/ and data/ become synthesis.models and
+# synthesis.bundled here, as the installed package maps them.
+map_subpackages(__name__, __file__)
+
+from synthesis.errors import ConvergenceError, InputError, SynthesisError  # noqa: E402
+from synthesis.studies import StudyTable, load_studies  # noqa: E402
 
 __all__ = [
     "ConvergenceError",

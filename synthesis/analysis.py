@@ -22,9 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from models.priors import resolve_priors
-from models.results import FitResult, RatioSummary
-from models.spec import (
+from synthesis.models.priors import resolve_priors
+from synthesis.models.results import FitResult, RatioSummary
+from synthesis.models.spec import (
     DEFAULT_SEED,
     ModelData,
     ModelSpec,
@@ -245,9 +245,9 @@ def run_analysis(
     Without a ``covariate`` column in ``table`` there is no meta-regression, and a warning in
     the result says so (the report and the console show it).
     """
-    from models.exact import exact_unsupported_reason
-    from models.fit import fit
     from synthesis import pubbias
+    from synthesis.models.exact import exact_unsupported_reason
+    from synthesis.models.fit import fit
     from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
     start = time.perf_counter()

@@ -1,14 +1,14 @@
 """Figures drawn from fitted result objects (matplotlib, headless ``Agg`` backend).
 
-Every function takes result objects (:class:`~models.results.FitResult`,
+Every function takes result objects (:class:`~synthesis.models.results.FitResult`,
 :class:`~synthesis.sweep.SweepResult`, :class:`~synthesis.studies.StudyTable`, the frequentist
 pooled and trim-and-fill results) and returns a :class:`matplotlib.figure.Figure`. Nothing here
 computes a statistic: the numbers drawn are those the results hold. The only arithmetic is
 drawing geometry (axis limits, marker areas, the pseudo-confidence lines of a funnel plot, a
-prior density evaluated from the :class:`~models.priors.PriorSpec` the fit carries).
+prior density evaluated from the :class:`~synthesis.models.priors.PriorSpec` the fit carries).
 
 Hazard ratios are drawn on a log axis labelled in HR units (0.25, 0.5, 1, 2, ...). Every interval
-is the 95% equal-tailed interval the results hold (``models.spec.INTERVAL_PROB``).
+is the 95% equal-tailed interval the results hold (``synthesis.models.spec.INTERVAL_PROB``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from matplotlib.patches import Patch, Polygon  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from models.results import FitResult, RatioSummary, StudyEffect  # noqa: E402
-from models.spec import INTERVAL_PROB, threshold_key  # noqa: E402
+from synthesis.models.results import FitResult, RatioSummary, StudyEffect  # noqa: E402
+from synthesis.models.spec import INTERVAL_PROB, threshold_key  # noqa: E402
 from synthesis.studies import DESIGNS, StudyTable  # noqa: E402
 from synthesis.sweep import SweepResult, SweepRow  # noqa: E402
 

@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from models.results import FitResult
-from models.spec import INTERVAL_PROB, threshold_key
 from synthesis.errors import InputError, SynthesisError
+from synthesis.models.results import FitResult
+from synthesis.models.spec import INTERVAL_PROB, threshold_key
 from synthesis.outputs import atomic_directory, check_output_target, jsonable, write_posterior
 from synthesis.spreadsheets import write_csv
 

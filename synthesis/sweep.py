@@ -20,9 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from models.priors import PriorSpec, parse_prior
-from models.results import FitResult
-from models.spec import (
+from synthesis.errors import InputError
+from synthesis.models.priors import PriorSpec, parse_prior
+from synthesis.models.results import FitResult
+from synthesis.models.spec import (
     DEFAULT_SEED,
     ModelData,
     ModelSpec,
@@ -30,7 +31,6 @@ from models.spec import (
     check_thresholds,
     threshold_key,
 )
-from synthesis.errors import InputError
 
 #: Scales of the half-normal and half-Cauchy tau priors in the standard grid (0.05 to 2).
 TAU_SCALES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -176,7 +176,7 @@ def _spec_with(spec: ModelSpec, tau: PriorSpec, bias: PriorSpec | None) -> Model
 def _pymc_chunk(args: tuple) -> list[FitResult]:
     """Worker entry point (top level so that it pickles for process pools and Dask): fit a chunk
     of specs that differ only in their priors, compiling the model once for the chunk."""
-    from models.pymc_fit import fit_pymc_many
+    from synthesis.models.pymc_fit import fit_pymc_many
 
     data, specs, thresholds, chains, draws, tune, seed = args
     return fit_pymc_many(data, specs, thresholds=thresholds, chains=chains, draws=draws, tune=tune, seed=seed)
@@ -206,7 +206,7 @@ def run_sweep(
     [0, 2**32 - 1] (:class:`~synthesis.errors.InputError` otherwise); a ``scheduler`` that
     does not answer within ``SCHEDULER_TIMEOUT_S`` seconds is an ``InputError`` too.
     """
-    from models.exact import exact_unsupported_reason, sweep_tau_priors
+    from synthesis.models.exact import exact_unsupported_reason, sweep_tau_priors
 
     start = time.perf_counter()
     label = label or spec.model

@@ -3,9 +3,9 @@ diagnostics (same compiled model), and the result says so."""
 
 from __future__ import annotations
 
-import models.pymc_fit as pf
-from models.spec import ModelData, ModelSpec
+import synthesis.models.pymc_fit as pf
 from synthesis.datasets import load_dataset
+from synthesis.models.spec import ModelData, ModelSpec
 
 
 def test_auto_adaptation_falls_back_to_diag(monkeypatch):

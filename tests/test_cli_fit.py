@@ -2,7 +2,7 @@
 status 3 under ``--strict``, and ``--out`` written atomically.
 
 The PyMC runs share one compiled model (the process-level compile cache of
-:mod:`models.pymc_fit`), so the file pays a single nutpie compile.
+:mod:`synthesis.models.pymc_fit`), so the file pays a single nutpie compile.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ import math
 import numpy as np
 import pytest
 
-from models.priors import resolve_priors
-from models.spec import ModelData, ModelSpec
+from synthesis.models.priors import resolve_priors
+from synthesis.models.spec import ModelData, ModelSpec
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +64,8 @@ def dnmbc(spec: ModelSpec) -> ModelData:
 
 def compare(data: ModelData, spec: ModelSpec) -> list[dict]:
     """Fit both engines; one row per (parameter, quantile) and one for P(HR < 0.8)."""
-    from models.exact import exact_unsupported_reason, fit_exact
-    from models.pymc_fit import fit_pymc
+    from synthesis.models.exact import exact_unsupported_reason, fit_exact
+    from synthesis.models.pymc_fit import fit_pymc
 
     reason = exact_unsupported_reason(spec, data)
     assert reason is None, reason

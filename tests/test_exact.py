@@ -29,17 +29,17 @@ from scipy import special, stats
 from scipy.interpolate import CubicSpline
 from scipy.optimize import brentq, minimize_scalar
 
-from models.exact import (
+from synthesis.errors import InputError, ModelError
+from synthesis.models.exact import (
     ExactPosterior,
     exact_posterior,
     exact_unsupported_reason,
     fit_exact,
     sweep_tau_priors,
 )
-from models.priors import parse_prior, resolve_priors
-from models.results import FitResult
-from models.spec import ModelData, ModelSpec
-from synthesis.errors import InputError, ModelError
+from synthesis.models.priors import parse_prior, resolve_priors
+from synthesis.models.results import FitResult
+from synthesis.models.spec import ModelData, ModelSpec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -635,10 +635,10 @@ def test_sweep_over_delta_priors() -> None:
 
 def test_marginal_densities_integrate_to_one():
     """The densities handed to the prior-vs-posterior plot are proper (trapezoid rule, 1e-3)."""
-    from models.exact import fit_exact as _fit
-    from models.spec import ModelData as _MD
-    from models.spec import ModelSpec as _MS
     from synthesis.datasets import load_dataset
+    from synthesis.models.exact import fit_exact as _fit
+    from synthesis.models.spec import ModelData as _MD
+    from synthesis.models.spec import ModelSpec as _MS
 
     table = load_dataset("dnmbc_lrt")
     spec = _MS("bias")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.priors import parse_prior
 from synthesis.cli import main
 from synthesis.errors import InputError
+from synthesis.models.priors import parse_prior
 from synthesis.pooling import KNHA_ZERO_WARNING
 from synthesis.studies import HR_RANGE, MAX_ABS_LOG_HR, SE_RANGE, load_studies
 
@@ -144,10 +144,10 @@ def test_broad_accepted_priors_are_not_the_tau_zero_answer(prior):
     """An accepted broad prior gives the posterior of tau, checked against a log-tau quadrature."""
     from scipy import integrate
 
-    from models.exact import exact_posterior
-    from models.priors import resolve_priors
-    from models.spec import ModelData, ModelSpec
     from synthesis.datasets import load_dataset
+    from synthesis.models.exact import exact_posterior
+    from synthesis.models.priors import resolve_priors
+    from synthesis.models.spec import ModelData, ModelSpec
 
     table = load_dataset("dnmbc_lrt")
     spec = ModelSpec("re", priors=resolve_priors({"tau": prior}))

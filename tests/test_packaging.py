@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,3 +56,45 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     pattern = r"python3 -m venv .venv && .venv\/bin\/pip install .*\[test\].*"
     assert pattern in ci
     assert (ROOT / ".python-version").read_text().strip().startswith("3.12")
+
+
+_WITHOUT_INSTALL = """
+import sys
+sys.meta_path = [f for f in sys.meta_path if 'ditable' not in str(f)]
+sys.path_hooks = [h for h in sys.path_hooks if 'ditable' not in str(h)]
+sys.path.insert(0, {root!r})
+import synthesis
+from synthesis.models.spec import ModelSpec
+table = synthesis.load_dataset('dnmbc_lrt')
+print(synthesis.__file__, ModelSpec.__module__, table.k, 'models' in sys.modules)
+"""
+
+
+def test_source_checkout_imports_as_installed(tmp_path):
+    """Without the install's mapping (a notebook next to a checkout), models/ is synthesis.models,
+    data/ is synthesis.bundled, and no top-level ``models`` module appears."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_INSTALL.format(root=str(ROOT))],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    where, module, k, top_level = proc.stdout.split()
+    assert Path(where).resolve() == ROOT / "synthesis" / "__init__.py"
+    assert module == "synthesis.models.spec"
+    assert int(k) == 17 and top_level == "False"
+
+
+def test_wheel_installs_models_as_synthesis_models(tmp_path):
+    """The wheel holds synthesis/models/ and synthesis/bundled/, and no top-level models/ or data/."""
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "synthesis/models/exact.py" in names and "synthesis/bundled/dnmbc_lrt.csv" in names
+    assert "models" not in tops and "data" not in tops

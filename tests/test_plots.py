@@ -255,8 +255,8 @@ def test_save_figure_writes_png_at_150_dpi_and_svg(tmp_path):
 
 def test_bias_sensitivity_plot_from_a_real_sweep():
     """x = bias-prior SD, one line per bias-prior mean, at the default tau prior."""
-    from models.spec import ModelData, ModelSpec
     from synthesis.datasets import load_dataset
+    from synthesis.models.spec import ModelData, ModelSpec
     from synthesis.plots import plot_bias_sensitivity
     from synthesis.sweep import run_sweep, split_specs
 

@@ -15,9 +15,10 @@ import pytensor.tensor as pt
 import pytest
 import xarray as xr
 
-from models.fit import at_label, parse_at
-from models.priors import LOCATION_FAMILIES, SCALE_FAMILIES, parse_prior, resolve_priors
-from models.pymc_fit import (
+from synthesis.errors import InputError, ModelError
+from synthesis.models.fit import at_label, parse_at
+from synthesis.models.priors import LOCATION_FAMILIES, SCALE_FAMILIES, parse_prior, resolve_priors
+from synthesis.models.pymc_fit import (
     SummaryOptions,
     data_hash,
     diagnose,
@@ -26,7 +27,7 @@ from models.pymc_fit import (
     summarise,
     summarise_parameter,
 )
-from models.pymc_models import (
+from synthesis.models.pymc_models import (
     IMPUTATION_HYPERPRIORS,
     build_bias,
     build_metareg,
@@ -36,9 +37,8 @@ from models.pymc_models import (
     prior_data_name,
     prior_rv,
 )
-from models.sampling import Sampled, SamplerSettings
-from models.spec import ModelData, ModelSpec, threshold_key
-from synthesis.errors import InputError, ModelError
+from synthesis.models.sampling import Sampled, SamplerSettings
+from synthesis.models.spec import ModelData, ModelSpec, threshold_key
 
 FAST = "FAST_COMPILE"
 #: PyMC's half-Cauchy log normalising constant differs from scipy's in the 9th digit (2e-9).
@@ -394,7 +394,7 @@ def test_data_hash_changes_with_the_data():
 # Sampling layer
 # ------------------------------------------------------------------------------------------
 def test_with_data_checks_names_and_shapes():
-    from models.sampling import CompiledModel
+    from synthesis.models.sampling import CompiledModel
 
     model = build_model(make_data(), spec_of("bias"))
     compiled = CompiledModel(model, None, 0.0)
@@ -420,7 +420,7 @@ def test_sampler_settings_are_validated():
 def test_pymc_sampler_fallback_when_nutpie_fails(monkeypatch, capsys):
     import nutpie
 
-    from models.pymc_fit import fit_pymc
+    from synthesis.models.pymc_fit import fit_pymc
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated nutpie failure")

@@ -23,12 +23,12 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from models.priors import parse_prior, resolve_priors  # noqa: E402
-from models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect  # noqa: E402
-from models.spec import ModelSpec, threshold_key  # noqa: E402
 from synthesis import report  # noqa: E402
 from synthesis.analysis import AnalysisResult, DecisionRow, DecisionTable, ModelRun  # noqa: E402
 from synthesis.errors import InputError  # noqa: E402
+from synthesis.models.priors import parse_prior, resolve_priors  # noqa: E402
+from synthesis.models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect  # noqa: E402
+from synthesis.models.spec import ModelSpec, threshold_key  # noqa: E402
 from synthesis.pooling import pool  # noqa: E402
 from synthesis.studies import StudyTable, load_studies  # noqa: E402
 from synthesis.sweep import SweepResult, SweepRow  # noqa: E402

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from models.priors import resolve_priors
-from models.pymc_models import build_model
-from models.sampling import CompiledModel, SamplerSettings
-from models.spec import ModelData, ModelSpec
+from synthesis.models.priors import resolve_priors
+from synthesis.models.pymc_models import build_model
+from synthesis.models.sampling import CompiledModel, SamplerSettings
+from synthesis.models.spec import ModelData, ModelSpec
 
 pytestmark = pytest.mark.slow
 

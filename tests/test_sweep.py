@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from models.exact import fit_exact
-from models.priors import parse_prior
-from models.spec import ModelData, ModelSpec
 from synthesis.cli import main
 from synthesis.datasets import load_dataset
+from synthesis.models.exact import fit_exact
+from synthesis.models.priors import parse_prior
+from synthesis.models.spec import ModelData, ModelSpec
 from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
 
@@ -81,7 +81,7 @@ def test_sweep_cli_bad_prior_writes_nothing(tmp_path, capsys):
 def test_pymc_sweep_compiles_once(table, monkeypatch):
     """A sweep of N priors over a model the exact engine cannot do (imputed covariate) compiles
     the PyMC model once and swaps the priors in as data."""
-    import models.pymc_fit as pf
+    import synthesis.models.pymc_fit as pf
 
     calls = []
     original = pf.CompiledModel.compile

@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-from models.spec import SEED_MAX, check_seed, check_thresholds
 from synthesis.datasets import DEFAULT_DATASET, load_dataset
 from synthesis.errors import InputError
+from synthesis.models.spec import SEED_MAX, check_seed, check_thresholds
 from synthesis.outputs import jsonable
 from synthesis.studies import SUBSETS, StudyTable, load_studies
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.spec import DEFAULT_SEED
 from synthesis.cli.common import (
     SEED_HELP,
     add_input_arguments,
@@ -22,11 +21,12 @@ from synthesis.cli.common import (
     threshold_arg,
 )
 from synthesis.errors import ConvergenceError, InputError
+from synthesis.models.spec import DEFAULT_SEED
 from synthesis.outputs import atomic_directory, check_output_target, write_posterior
 
 if TYPE_CHECKING:
-    from models.results import FitResult, RatioSummary
-    from models.spec import ModelSpec
+    from synthesis.models.results import FitResult, RatioSummary
+    from synthesis.models.spec import ModelSpec
 
 MODELS = ("re", "bias", "metareg", "bias-metareg")
 BIAS_VARIANTS = ("additive", "random", "downweight", "three-level")
@@ -37,7 +37,7 @@ OUTPUT_COMMAND = "fit"
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Model and prior arguments shared by ``fit`` and ``sweep``."""
-    from models.priors import prior_help
+    from synthesis.models.priors import prior_help
 
     p.add_argument("--model", choices=MODELS, default="re", help="re (random effects), bias (design-bias adjusted), metareg, bias-metareg")
     p.add_argument("--bias-variant", choices=BIAS_VARIANTS, default="additive", help="how non-randomised studies are biased (bias models)")
@@ -76,8 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_spec(args: argparse.Namespace) -> ModelSpec:
     """The model specification the arguments describe (priors = defaults | the user's)."""
-    from models.priors import resolve_priors
-    from models.spec import ModelSpec
+    from synthesis.models.priors import resolve_priors
+    from synthesis.models.spec import ModelSpec
 
     priors = resolve_priors(
         {
@@ -98,8 +98,8 @@ def build_spec(args: argparse.Namespace) -> ModelSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.fit import fit
-    from models.spec import DEFAULT_THRESHOLDS
+    from synthesis.models.fit import fit
+    from synthesis.models.spec import DEFAULT_THRESHOLDS
 
     spec = build_spec(args)
     table = load_table(args, covariates=spec.covariates)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from models.spec import DEFAULT_SEED
 from synthesis.analysis import DEFAULT_COVARIATE
 from synthesis.cli.common import (
     SEED_HELP,
@@ -14,6 +13,7 @@ from synthesis.cli.common import (
     workers_arg,
 )
 from synthesis.errors import InputError
+from synthesis.models.spec import DEFAULT_SEED
 from synthesis.studies import LOG_COLUMNS, RATIO_COLUMNS, StudyTable
 
 #: Columns of a study table that are never covariates.

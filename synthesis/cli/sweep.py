@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from models.spec import DEFAULT_SEED
 from synthesis.cli.common import SEED_HELP, add_input_arguments, seed_arg, workers_arg
 from synthesis.cli.fit import add_model_arguments
+from synthesis.models.spec import DEFAULT_SEED
 
 #: The command recorded in the marker of the folders ``sweep --out`` writes.
 OUTPUT_COMMAND = "sweep"
@@ -38,9 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.spec import ModelData
     from synthesis.cli.common import load_table, print_json, print_warnings
     from synthesis.cli.fit import build_spec
+    from synthesis.models.spec import ModelData
     from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
     spec = build_spec(args)
