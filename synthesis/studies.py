@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from synthesis.errors import InputError
 
@@ -232,7 +232,7 @@ class StudyTable:
 
 def z_for_level(level: float) -> float:
     """Normal quantile z with P(|Z| < z) = level (1.959964 for 0.95)."""
-    return float(norm.ppf(0.5 + level / 2.0))
+    return float(ndtri(0.5 + level / 2.0))  # norm.ppf without its per-call overhead (100k rows)
 
 
 def _read_rows(path: Path, name: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
