@@ -89,16 +89,11 @@ import numpy as np
 from scipy import special
 from scipy.interpolate import CubicSpline
 
+from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
 from synthesis.errors import InputError, ModelError
 from synthesis.models.priors import PriorSpec
 from synthesis.models.results import FitResult, ParamSummary, RatioSummary, StudyEffect
-from synthesis.models.spec import (
-    DEFAULT_THRESHOLDS,
-    INTERVAL_PROB,
-    ModelData,
-    ModelSpec,
-    threshold_key,
-)
+from synthesis.models.spec import ModelData, ModelSpec, threshold_key
 
 #: Default number of tau grid nodes (odd: Simpson's rule). Doubling it changes no reported
 #: number in the 4th significant digit (tests/test_exact.py).

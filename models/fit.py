@@ -11,16 +11,10 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from synthesis.base import DEFAULT_THRESHOLDS
 from synthesis.errors import InputError, ModelError
 from synthesis.models.results import FitResult
-from synthesis.models.spec import (
-    DEFAULT_THRESHOLDS,
-    ModelData,
-    ModelSpec,
-    check_seed,
-    check_thresholds,
-)
-from synthesis.studies import StudyTable
+from synthesis.models.spec import ModelData, ModelSpec, StudySource, check_seed, check_thresholds
 
 ENGINES: tuple[str, ...] = ("pymc", "exact")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -81,7 +75,7 @@ def _check_at_names(values: Mapping[str, float], covariates: Sequence[str], text
 
 
 def fit(
-    table: StudyTable,
+    table: StudySource,
     spec: ModelSpec,
     *,
     engine: str = "pymc",

@@ -26,6 +26,7 @@ import xarray as xr
 from arviz_stats.base import array_stats
 from scipy.stats import norm
 
+from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
 from synthesis.errors import InputError
 from synthesis.models.pymc_models import (
     HEADLINE,
@@ -38,27 +39,20 @@ from synthesis.models.results import Diagnostics, FitResult, ParamSummary, Ratio
 from synthesis.models.sampling import (
     ADAPTATION_CHOICES,
     DEFAULT_ADAPTATION,
+    DEFAULT_TARGET_ACCEPT,
     CompiledModel,
     Sampled,
     SamplerSettings,
     sampler_versions,
 )
-from synthesis.models.spec import (
-    DEFAULT_THRESHOLDS,
-    INTERVAL_PROB,
-    ModelData,
-    ModelSpec,
-    threshold_key,
-)
+from synthesis.models.spec import ModelData, ModelSpec, threshold_key
 
 #: Convergence criteria (Vehtari et al. 2021): R-hat above this fails ...
 MAX_R_HAT = 1.01
 #: ... and so does a bulk ESS below this for a headline parameter.
 MIN_ESS_BULK = 400.0
-#: target_accept when the user gives none: PERFORMANCE.md shows divergences at PyMC's 0.8 with
-#: few randomised trials, so 0.95 ...
-TARGET_ACCEPT = 0.95
-#: ... and 0.99 for the harder geometries. Measured on the dnMBC data (diag adaptation, 4 x 2000
+#: target_accept when the user gives none: :data:`~synthesis.models.sampling.DEFAULT_TARGET_ACCEPT`
+#: (0.95) ... and 0.99 for the harder geometries. Measured on the dnMBC data (diag adaptation, 4 x 2000
 #: draws, 4 seeds): at 0.95 the random variant had 3-6 divergences per run, the three-level
 #: variant 0-2, bias-metareg with 14 of 17 covariate values imputed 0-2; at 0.99 none had any.
 TARGET_ACCEPT_HARD = 0.99
@@ -348,7 +342,7 @@ def default_target_accept(spec: ModelSpec, data: ModelData) -> float:
     0.95 otherwise (see :data:`TARGET_ACCEPT_HARD`)."""
     hard = spec.has_bias and spec.bias_variant in ("random", "three-level")
     hard = hard or (spec.has_covariates and data.n_missing > 0)
-    return TARGET_ACCEPT_HARD if hard else TARGET_ACCEPT
+    return TARGET_ACCEPT_HARD if hard else DEFAULT_TARGET_ACCEPT
 
 
 def compile_for(

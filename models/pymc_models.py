@@ -83,10 +83,10 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
+from synthesis.base import DESIGNS, REFERENCE_DESIGN
 from synthesis.errors import ModelError
 from synthesis.models.priors import PriorSpec
 from synthesis.models.spec import ModelData, ModelSpec
-from synthesis.studies import DESIGNS, REFERENCE_DESIGN
 
 #: Hyperpriors of the covariate-imputation model, on the standardised covariate scale
 #: (observed values have mean 0 and SD 1 there): m_j ~ N(mean_mean, mean_sd^2),
@@ -189,7 +189,7 @@ def model_coords(data: ModelData) -> dict[str, list[str]]:
 
 
 def designs_present(data: ModelData) -> list[str]:
-    """The designs of :data:`synthesis.studies.DESIGNS` present in the data, rct first."""
+    """The designs of :data:`synthesis.base.DESIGNS` present in the data, rct first."""
     return [d for d in DESIGNS if d in set(data.designs)]
 
 

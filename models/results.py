@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from synthesis.models.spec import INTERVAL_PROB, ModelSpec
+from synthesis.base import INTERVAL_PROB
+from synthesis.models.spec import ModelSpec
 
 
 @dataclass(frozen=True)

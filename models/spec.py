@@ -16,22 +16,41 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
+from synthesis.base import SEED_MAX
 from synthesis.errors import InputError, ModelError
 from synthesis.models.priors import PriorConfig, resolve_priors
-from synthesis.studies import StudyTable
 
 MODELS: tuple[str, ...] = ("re", "bias", "metareg", "bias-metareg")
 BIAS_VARIANTS: tuple[str, ...] = ("additive", "random", "downweight", "three-level")
-#: Probability of every reported interval (equal-tailed): one constant, passed explicitly.
-INTERVAL_PROB = 0.95
-DEFAULT_THRESHOLDS: tuple[float, ...] = (0.8, 1.0)
-#: Largest random seed: nutpie and PyMC both accept every integer in [0, SEED_MAX].
-SEED_MAX = 2**32 - 1
-#: The seed of every command and entry point unless the user gives another.
-DEFAULT_SEED = 20261123
+
+
+class StudySource(Protocol):
+    """What the model layer reads from a validated study table.
+
+    :class:`synthesis.studies.StudyTable` is one; the model layer names only this protocol, so it
+    never imports the pipeline.
+    """
+
+    source: str
+    has_design: bool
+
+    @property
+    def k(self) -> int: ...
+    @property
+    def studies(self) -> list[str]: ...
+    @property
+    def y(self) -> np.ndarray: ...
+    @property
+    def se(self) -> np.ndarray: ...
+    @property
+    def nonrandomised(self) -> np.ndarray: ...
+    @property
+    def designs(self) -> list[str | None]: ...
+    def covariate_matrix(self, names: Iterable[str]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -127,7 +146,7 @@ class ModelData:
         return int(self.missing.sum())
 
     @classmethod
-    def from_table(cls, table: StudyTable, spec: ModelSpec) -> ModelData:
+    def from_table(cls, table: StudySource, spec: ModelSpec) -> ModelData:
         """Extract and check the arrays ``spec`` needs from ``table``."""
         nr = table.nonrandomised.astype(bool)
         if spec.has_bias:

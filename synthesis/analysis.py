@@ -22,20 +22,13 @@ from typing import Any
 
 import pandas as pd
 
+from synthesis.base import DECISION_THRESHOLDS, DEFAULT_SEED
 from synthesis.models.priors import resolve_priors
 from synthesis.models.results import FitResult, RatioSummary
-from synthesis.models.spec import (
-    DEFAULT_SEED,
-    ModelData,
-    ModelSpec,
-    check_seed,
-    check_thresholds,
-    threshold_key,
-)
+from synthesis.models.spec import ModelData, ModelSpec, check_seed, check_thresholds, threshold_key
 from synthesis.studies import StudyTable
 from synthesis.sweep import SweepResult
 
-DECISION_THRESHOLDS: tuple[float, ...] = (0.7, 0.8, 0.9, 1.0)
 DEFAULT_COVARIATE = "bone_only_fraction"
 COVARIATE_VALUES: tuple[float, ...] = (0.0, 0.5, 1.0)
 

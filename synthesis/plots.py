@@ -32,9 +32,13 @@ from matplotlib.patches import Patch, Polygon  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
+from synthesis.base import (
+    DESIGNS,  # noqa: E402
+    INTERVAL_PROB,  # noqa: E402
+)
 from synthesis.models.results import FitResult, RatioSummary, StudyEffect  # noqa: E402
-from synthesis.models.spec import INTERVAL_PROB, threshold_key  # noqa: E402
-from synthesis.studies import DESIGNS, StudyTable  # noqa: E402
+from synthesis.models.spec import threshold_key  # noqa: E402
+from synthesis.studies import StudyTable  # noqa: E402
 from synthesis.sweep import SweepResult, SweepRow  # noqa: E402
 
 if TYPE_CHECKING:

@@ -52,10 +52,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from synthesis.base import DESIGNS, REFERENCE_DESIGN
 from synthesis.errors import InputError
 
-DESIGNS: tuple[str, ...] = ("rct", "prospective", "retrospective")
-REFERENCE_DESIGN = "rct"
 RATIO_COLUMNS = ("hr", "ci_lower", "ci_upper")
 LOG_COLUMNS = ("log_hr", "se")
 SUBSETS = ("all", "rct", "observational")

@@ -20,17 +20,11 @@ from typing import Any
 
 import pandas as pd
 
+from synthesis.base import DEFAULT_SEED, DEFAULT_THRESHOLDS
 from synthesis.errors import InputError
 from synthesis.models.priors import PriorSpec, parse_prior
 from synthesis.models.results import FitResult
-from synthesis.models.spec import (
-    DEFAULT_SEED,
-    ModelData,
-    ModelSpec,
-    check_seed,
-    check_thresholds,
-    threshold_key,
-)
+from synthesis.models.spec import ModelData, ModelSpec, check_seed, check_thresholds, threshold_key
 
 #: Scales of the half-normal and half-Cauchy tau priors in the standard grid (0.05 to 2).
 TAU_SCALES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -189,7 +183,7 @@ def run_sweep(
     label: str | None = None,
     tau_priors: Sequence[PriorSpec],
     bias_priors: Sequence[PriorSpec] = (),
-    thresholds: Sequence[float] = (0.8, 1.0),
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     engine: str = "auto",
     workers: int | None = None,
     scheduler: str | None = None,

@@ -24,12 +24,13 @@ import pytest  # noqa: E402
 from test_report import make_result  # noqa: E402
 
 from synthesis import plots  # noqa: E402
+from synthesis.base import SEED_MAX  # noqa: E402
 from synthesis.cli import EXIT_INPUT, EXIT_INTERRUPTED, main  # noqa: E402
 from synthesis.datasets import load_dataset  # noqa: E402
 from synthesis.errors import InputError  # noqa: E402
 from synthesis.models.fit import fit  # noqa: E402
 from synthesis.models.sampling import SamplerSettings  # noqa: E402
-from synthesis.models.spec import SEED_MAX, ModelData, ModelSpec  # noqa: E402
+from synthesis.models.spec import ModelData, ModelSpec  # noqa: E402
 from synthesis.spreadsheets import neutralise_formulas  # noqa: E402
 from synthesis.sweep import SCHEDULER_TIMEOUT_S, run_sweep, split_specs  # noqa: E402
 

@@ -98,3 +98,26 @@ def test_wheel_installs_models_as_synthesis_models(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "synthesis/models/exact.py" in names and "synthesis/bundled/dnmbc_lrt.csv" in names
     assert "models" not in tops and "data" not in tops
+
+
+def test_layers_import_downwards_only():
+    """The model layer imports only itself and the base layer (synthesis.base, synthesis.errors);
+    the base layer imports nothing from the package."""
+    import ast
+
+    base = {"synthesis.base", "synthesis.errors"}
+
+    def imported(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        return {n for n in names if n.split(".")[0] in ("synthesis", "models")}
+
+    for path in (ROOT / "models").glob("*.py"):
+        bad = {n for n in imported(path) if not (n.startswith("synthesis.models") or n in base)}
+        assert not bad, f"{path.name} imports the pipeline: {bad}"
+    for name in ("base.py", "errors.py"):
+        assert not imported(ROOT / "synthesis" / name), name

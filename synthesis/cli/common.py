@@ -7,9 +7,10 @@ import json
 import sys
 from typing import Any
 
+from synthesis.base import SEED_MAX
 from synthesis.datasets import DEFAULT_DATASET, load_dataset
 from synthesis.errors import InputError
-from synthesis.models.spec import SEED_MAX, check_seed, check_thresholds
+from synthesis.models.spec import check_seed, check_thresholds
 from synthesis.outputs import jsonable
 from synthesis.studies import SUBSETS, StudyTable, load_studies
 

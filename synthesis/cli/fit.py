@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from synthesis.base import DEFAULT_SEED
 from synthesis.cli.common import (
     SEED_HELP,
     add_input_arguments,
@@ -21,7 +22,6 @@ from synthesis.cli.common import (
     threshold_arg,
 )
 from synthesis.errors import ConvergenceError, InputError
-from synthesis.models.spec import DEFAULT_SEED
 from synthesis.outputs import atomic_directory, check_output_target, write_posterior
 
 if TYPE_CHECKING:
@@ -98,8 +98,8 @@ def build_spec(args: argparse.Namespace) -> ModelSpec:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synthesis.base import DEFAULT_THRESHOLDS
     from synthesis.models.fit import fit
-    from synthesis.models.spec import DEFAULT_THRESHOLDS
 
     spec = build_spec(args)
     table = load_table(args, covariates=spec.covariates)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from synthesis.analysis import DEFAULT_COVARIATE
+from synthesis.base import DEFAULT_SEED
 from synthesis.cli.common import (
     SEED_HELP,
     add_input_arguments,
@@ -13,7 +14,6 @@ from synthesis.cli.common import (
     workers_arg,
 )
 from synthesis.errors import InputError
-from synthesis.models.spec import DEFAULT_SEED
 from synthesis.studies import LOG_COLUMNS, RATIO_COLUMNS, StudyTable
 
 #: Columns of a study table that are never covariates.
@@ -74,7 +74,8 @@ def run_report(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from synthesis.analysis import DECISION_THRESHOLDS, run_analysis
+    from synthesis.analysis import run_analysis
+    from synthesis.base import DECISION_THRESHOLDS
     from synthesis.cli.common import load_table, print_warnings
     from synthesis.datasets import DEFAULT_DATASET
     from synthesis.outputs import check_output_target, output_folder_name

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from synthesis.base import DEFAULT_SEED, DEFAULT_THRESHOLDS
 from synthesis.cli.common import SEED_HELP, add_input_arguments, seed_arg, workers_arg
 from synthesis.cli.fit import add_model_arguments
-from synthesis.models.spec import DEFAULT_SEED
 
 #: The command recorded in the marker of the folders ``sweep --out`` writes.
 OUTPUT_COMMAND = "sweep"
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_target(args.out, OUTPUT_COMMAND)  # refuse before the fits, not after
     result = run_sweep(
         data, spec, tau_priors=tau_priors, bias_priors=bias_priors,
-        thresholds=tuple(args.threshold or (0.8, 1.0)), engine=args.engine,
+        thresholds=tuple(args.threshold or DEFAULT_THRESHOLDS), engine=args.engine,
         workers=args.workers, scheduler=args.scheduler, chains=args.chains, draws=args.draws,
         tune=args.tune, seed=args.seed, progress=False if args.quiet else None,
     )
