@@ -106,6 +106,9 @@ PILOT_POINTS = 256
 #: tails such as lognormal_tau2(0, 400) reach 1e290; the data never put mass there, and a
 #: truncated posterior is reported).
 PILOT_PRIOR_CAP = 1e8
+#: Largest (tau nodes x studies) block of the conditional model and of the study-effect
+#: summaries held at once (8 MB per array): memory stays flat in k (100,000 studies, issue #9).
+_BLOCK_CELLS = 1_000_000
 #: Mixture components lighter than this fraction of the heaviest are dropped from sums.
 _PRUNE = 1e-14
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -369,8 +372,22 @@ class _Conditional:
 
 
 def _conditional(d: _Design, tau: np.ndarray) -> _Conditional:
-    """Conjugate update of ``b`` and the marginal likelihood at every tau node (vectorised)."""
+    """Conjugate update of ``b`` and the marginal likelihood at every tau node (vectorised, in
+    blocks of nodes of at most ``_BLOCK_CELLS`` node-study cells)."""
     tau = np.asarray(tau, dtype=float)
+    step = max(1, _BLOCK_CELLS // max(d.y.size, 1))
+    if tau.size <= step:
+        return _conditional_block(d, tau)
+    parts = [_conditional_block(d, tau[i : i + step]) for i in range(0, tau.size, step)]
+    return _Conditional(
+        tau=tau,
+        loglik=np.concatenate([c.loglik for c in parts]),
+        b_mean=np.concatenate([c.b_mean for c in parts]),
+        b_cov=np.concatenate([c.b_cov for c in parts]),
+    )
+
+
+def _conditional_block(d: _Design, tau: np.ndarray) -> _Conditional:
     v = d.s2[None, :] + (tau * tau)[:, None]  # (G, k)
     w = 1.0 / v
     prec0 = 1.0 / d.s0**2
@@ -605,21 +622,23 @@ class ExactPosterior:
         """Effect ``mu + u_new`` of a new randomised study at the covariate centres."""
         return self.linear(self.contrast("mu"), predictive=True)
 
-    def study_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Means and SDs (G, k) of the shrunken study effects theta_i given tau and y."""
+    def study_moments(self, studies: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """Means and SDs (G, n) of the shrunken study effects theta_i given tau and y, for the
+        studies ``studies`` (default all)."""
         d = self.design
+        s2, y, X = d.s2[studies], d.y[studies], d.X[studies]
         t2 = (self.tau**2)[:, None]
-        B = d.s2[None, :] / (d.s2[None, :] + t2)
-        fitted = self.cond.b_mean @ d.X.T
-        means = (1.0 - B) * d.y[None, :] + B * fitted
-        xcx = np.einsum("ki,gij,kj->gk", d.X, self.cond.b_cov, d.X)
-        var = (1.0 - B) * d.s2[None, :] + B * B * xcx
+        B = s2[None, :] / (s2[None, :] + t2)
+        fitted = self.cond.b_mean @ X.T
+        means = (1.0 - B) * y[None, :] + B * fitted
+        xcx = np.einsum("ki,gij,kj->gk", X, self.cond.b_cov, X)
+        var = (1.0 - B) * s2[None, :] + B * B * xcx
         return means, np.sqrt(np.maximum(var, 1e-300))
 
     def study_effect(self, i: int) -> NormalMixture:
         """Posterior of study i's true effect theta_i (its shrinkage estimate)."""
-        means, sds = self.study_moments()
-        return NormalMixture(self.weights, means[:, i], sds[:, i])
+        means, sds = self.study_moments(slice(i, i + 1))
+        return NormalMixture(self.weights, means[:, 0], sds[:, 0])
 
 
 def _posterior(
@@ -699,17 +718,26 @@ def _summarise(
     pred = np.zeros(len(rows))
     pred[jp] = 1.0
     means, sds = first._moments(np.array(rows), pred)
-    if study_effects:
-        s_means, s_sds = first.study_moments()
-        means, sds = np.hstack([means, s_means]), np.hstack([sds, s_sds])
     W = np.column_stack([p.weights for p in posts])  # (G, P)
     keep = (W > _PRUNE * W.max(axis=0)).any(axis=1)
     W = W[keep] / W[keep].sum(axis=0)
     m, s = means[keep], sds[keep]
-    n_post, n_col = W.shape[1], m.shape[1]
-    quant = _mixture_quantiles(
-        W, m, s, _PROBS, wi=np.repeat(np.arange(n_post), n_col), mi=np.tile(np.arange(n_col), n_post)
-    ).reshape(n_post, n_col, _PROBS.size)  # median, q025, q975
+    n_post = W.shape[1]
+
+    def quantiles(m: np.ndarray, s: np.ndarray) -> np.ndarray:
+        n_col = m.shape[1]
+        return _mixture_quantiles(
+            W, m, s, _PROBS, wi=np.repeat(np.arange(n_post), n_col), mi=np.tile(np.arange(n_col), n_post)
+        ).reshape(n_post, n_col, _PROBS.size)  # median, q025, q975
+
+    quant = quantiles(m, s)
+    if study_effects:  # in blocks of studies: memory flat in k
+        study_quant = np.empty((n_post, data.k, _PROBS.size))
+        step = max(1, _BLOCK_CELLS // max(int(keep.sum()), 1))
+        for start in range(0, data.k, step):
+            block = slice(start, min(start + step, data.k))
+            s_means, s_sds = first.study_moments(block)
+            study_quant[:, block] = quantiles(s_means[keep], s_sds[keep])
     mix_mean = W.T @ m
     mix_sd = np.sqrt(np.maximum(W.T @ (s * s + m * m) - mix_mean**2, 0.0))
     # P(c'b < log T) for mu, the predictive effect and every ``at`` row: (P, rows, T)
@@ -760,7 +788,6 @@ def _summarise(
         hr_at = {label: _ratio(quant[ip, jp + 1 + i], p_below(2 + i)) for i, label in enumerate(at)}
         effects: list[StudyEffect] = []
         if study_effects:
-            base = len(rows)
             for i in range(data.k):
                 effects.append(
                     StudyEffect(
@@ -769,7 +796,7 @@ def _summarise(
                         observed_hr=float(math.exp(y[i])),
                         observed_lower=float(math.exp(y[i] - _Z * se[i])),
                         observed_upper=float(math.exp(y[i] + _Z * se[i])),
-                        hr=_ratio(quant[ip, base + i]),
+                        hr=_ratio(study_quant[ip, i]),
                     )
                 )
         notes = []
