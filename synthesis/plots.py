@@ -64,6 +64,11 @@ HR_AXIS_LIMITS: tuple[float, float] = (0.02, 50.0)
 LABEL_WIDTH = 44
 #: Studies without the covariate are named in the bubble plot's strip only up to this many.
 STRIP_NAMES_MAX = 5
+#: A forest plot draws at most this many study rows: above it the most precise studies (narrowest
+#: observed CI) are drawn and the title says how many of how many.
+FOREST_MAX_STUDIES = 60
+#: Scatter plots with more points than this are rasterised inside the vector (SVG) file.
+RASTER_MIN_POINTS = 2000
 #: A sensitivity plot shades the credible bands of at most this many lines (else draws edges).
 MAX_SHADED_BANDS = 6
 #: Labels either side of HR = 1 (HR < 1: the treatment arm has the lower hazard).
@@ -270,6 +275,12 @@ def plot_forest(
     effects: list[StudyEffect] = sorted(
         fits[shrinkage_from].study_effects, key=lambda e: _design_order(e.design)
     )
+    shown_note = ""
+    if len(effects) > FOREST_MAX_STUDIES:  # unreadable beyond: the most precise, in design order
+        width = [math.log(e.observed_upper / e.observed_lower) for e in effects]
+        chosen = sorted(sorted(range(len(effects)), key=width.__getitem__)[:FOREST_MAX_STUDIES])
+        shown_note = f"\n({FOREST_MAX_STUDIES} most precise of {len(effects)} studies shown)"
+        effects = [effects[i] for i in chosen]
     has_design = any(e.design is not None for e in effects)
 
     # Layout, top to bottom: (header, studies) per design, a gap, pooled header, pooled rows.
@@ -382,7 +393,7 @@ def plot_forest(
         Line2D([], [], color="#888888", lw=6, alpha=0.3, label=f"{_PCT} prediction interval, new RCT"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False, fontsize=FONT_SIZE)
-    fig.suptitle(title or "Posterior forest plot")
+    fig.suptitle((title or "Posterior forest plot") + shown_note)
     return fig
 
 
@@ -669,7 +680,8 @@ def plot_funnel(
         mask = np.array([d == design for d in designs])
         name = DESIGN_HEADINGS.get(design, str(design)) if design is not None else "studies"
         ax.plot(y[mask], se[mask], ls="none", marker=DESIGN_MARKERS.get(design, "o"), ms=6,
-                color=DESIGN_COLOURS.get(design, "#333333"), label=name, zorder=3)
+                color=DESIGN_COLOURS.get(design, "#333333"), label=name, zorder=3,
+                rasterized=len(y) > RASTER_MIN_POINTS)
     if fy.size:
         ax.plot(fy, fse, ls="none", marker="o", ms=6, mfc="none", mec="black", mew=1.0,
                 label=f"filled by trim-and-fill ({fy.size})", zorder=3)
@@ -767,14 +779,15 @@ def plot_bubble(
         colour = DESIGN_COLOURS.get(design, "#333333")
         mask = (designs == design) & ~missing
         ax.scatter(x[mask], hr[mask], s=area[mask], marker=marker, color=colour, alpha=0.6,
-                   edgecolors="black", linewidths=0.5, zorder=3)
+                   edgecolors="black", linewidths=0.5, zorder=3, rasterized=table.k > RASTER_MIN_POINTS)
         name = DESIGN_HEADINGS.get(design, str(design)) if design is not None else "studies"
         handles.append(Line2D([], [], ls="none", marker=marker, ms=7, color=colour, alpha=0.6,
                               mec="black", mew=0.5, label=name))
         m = (designs == design) & missing
         if strip is not None and m.any():
             strip.scatter(strip_x[m], hr[m], s=area[m], marker=marker, color=colour, alpha=0.35,
-                          edgecolors="black", linewidths=0.5, linestyle="--", zorder=3)
+                          edgecolors="black", linewidths=0.5, linestyle="--", zorder=3,
+                          rasterized=table.k > RASTER_MIN_POINTS)
             if missing.sum() <= STRIP_NAMES_MAX:
                 for name_i, x_i, hr_i in zip(studies[m], strip_x[m], hr[m], strict=True):
                     strip.annotate(str(name_i), (x_i, hr_i), xytext=(0, -10), textcoords="offset points",

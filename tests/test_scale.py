@@ -122,3 +122,19 @@ def test_large_k_runs_without_quadratic_memory() -> None:
     assert len(dl.leave_one_out) == LARGE_K and dl.begg is not None and not dl.begg.exact
     assert LARGE_K > LOO_REFIT_MAX_K and reml.leave_one_out == []
     assert any("leave-one-out not computed" in n for n in reml.notes)
+
+
+def test_forest_draws_at_most_the_cap_and_says_so(tmp_path) -> None:
+    from dataclasses import replace
+
+    from test_report import make_result
+
+    from synthesis import plots
+
+    result = make_result(tmp_path)
+    fit = next(iter(result.fits.values()))
+    many = [replace(e, study=f"{e.study} #{j}") for j in range(40) for e in fit.study_effects]
+    assert len(many) > plots.FOREST_MAX_STUDIES
+    fig = plots.plot_forest({"many": replace(fit, study_effects=many)})
+    assert len(fig.axes[0].get_yticks()) == plots.FOREST_MAX_STUDIES + 1
+    assert f"{plots.FOREST_MAX_STUDIES} most precise of {len(many)} studies shown" in fig._suptitle.get_text()
