@@ -640,6 +640,40 @@ class ExactPosterior:
         means, sds = self.study_moments(slice(i, i + 1))
         return NormalMixture(self.weights, means[:, 0], sds[:, 0])
 
+    # ---- iid draws ---------------------------------------------------------------------------
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``n`` iid draws from the exact joint posterior.
+
+        tau by inverse CDF of its grid posterior (:meth:`tau_ppf` of uniforms); the coefficients
+        ``b`` from their conditional normal given that tau (the conjugate update at the drawn
+        tau itself, not at a grid node); each study effect ``theta_i`` from its normal given
+        ``b`` and tau, ``N((tau^2 y_i + s_i^2 x_i'b) / (s_i^2 + tau^2), s_i^2 tau^2 / (s_i^2 +
+        tau^2))``; ``theta_new = mu + tau z``, a new randomised study at the covariate centres.
+
+        Returns ``mu``, ``tau``, ``theta`` (n, k), ``theta_new`` and, when the model has them,
+        ``delta`` and ``beta`` (n, covariates).
+        """
+        n = int(n)
+        if n < 1:
+            raise InputError(f"the number of draws must be >= 1, got {n}")
+        d = self.design
+        tau = np.asarray(self.tau_ppf(rng.uniform(size=n)), dtype=float)
+        cond = _conditional(d, tau)
+        chol = np.linalg.cholesky(cond.b_cov)  # (n, p, p)
+        b = cond.b_mean + np.einsum("nij,nj->ni", chol, rng.standard_normal(cond.b_mean.shape))
+        out: dict[str, np.ndarray] = {"mu": b[:, 0], "tau": tau}
+        if d.delta_index is not None:
+            out["delta"] = b[:, d.delta_index]
+        if d.beta_index:
+            out["beta"] = b[:, list(d.beta_index.values())]
+        t2 = (tau * tau)[:, None]
+        s2 = d.s2[None, :]
+        mean = (t2 * d.y[None, :] + s2 * (b @ d.X.T)) / (s2 + t2)
+        sd = np.sqrt(s2 * t2 / (s2 + t2))
+        out["theta"] = mean + sd * rng.standard_normal(mean.shape)
+        out["theta_new"] = b[:, 0] + tau * rng.standard_normal(n)
+        return out
+
 
 def _posterior(
     spec: ModelSpec,
@@ -869,6 +903,7 @@ def fit_exact(
     post = exact_posterior(data, spec, n_grid=n_grid)
     fit = _summarise([post], data, thresholds, at, shared_s=time.perf_counter() - t0)[0]
     fit.densities = marginal_densities(post)
+    fit.exact_posterior = post
     return fit
 
 

@@ -6,13 +6,36 @@ plots and reports read it and compute nothing themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synthesis.base import INTERVAL_PROB
+from synthesis.base import DEFAULT_SEED, INTERVAL_PROB
 from synthesis.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+#: Loads the plotting layer for :meth:`FitResult.plot_forest` and
+#: :meth:`FitResult.plot_densities`. The package registers :mod:`synthesis.plots` here
+#: (:func:`register_plotting`, called by ``synthesis/__init__.py``), so the model layer never
+#: imports the pipeline itself.
+_PLOTTING: list[Callable[[], ModuleType]] = []
+
+
+def register_plotting(loader: Callable[[], ModuleType]) -> None:
+    """Tell fit results where their plot methods find the figures (a loader of the module)."""
+    _PLOTTING[:] = [loader]
+
+
+def _plotting() -> ModuleType:
+    if not _PLOTTING:
+        raise RuntimeError("no plotting layer registered: import synthesis (the package) first")
+    return _PLOTTING[0]()
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,152 @@ class FitResult:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     interval_prob: float = INTERVAL_PROB
+    #: Exact engine: the grid posterior itself (:class:`synthesis.models.exact.ExactPosterior`),
+    #: from which :meth:`draws` and :meth:`to_datatree` draw iid samples; ``None`` otherwise.
+    exact_posterior: Any = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        """The fit as ``synthesis fit`` prints it (:func:`synthesis.models.display.format_fit`)."""
+        from synthesis.models.display import format_fit
+
+        return format_fit(self)
+
+    def _repr_html_(self) -> str:
+        from synthesis.models.display import fit_html
+
+        return fit_html(self)
+
+    def to_frame(self, what: str = "parameters") -> pd.DataFrame:
+        """The posterior summaries as a table.
+
+        Parameters
+        ----------
+        what
+            ``"parameters"``: one row per parameter (``mu``, ``tau``, ``delta``, ``kappa``,
+            ``beta[c]``; log scale), columns ``mean``, ``median``, ``sd``, ``q025``, ``q975`` and
+            the MCMC diagnostics where they apply. ``"studies"``: one row per study, the observed
+            HR and its CI beside the posterior (shrunken) HR.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="bias", engine="exact")
+        >>> fit.to_frame().round(3)  # doctest: +NORMALIZE_WHITESPACE
+                mean  median     sd   q025   q975
+        mu    -0.098  -0.098  0.078 -0.250  0.055
+        tau    0.055   0.046  0.042  0.002  0.159
+        delta -0.360  -0.360  0.084 -0.525 -0.196
+        >>> fit.to_frame("studies").shape
+        (17, 7)
+        """
+        import pandas as pd
+
+        if what == "parameters":
+            rows = {n: s.to_dict() for n, s in self.parameters.items()}
+            rows |= {f"beta[{c}]": s.to_dict() for c, s in self.beta.items()}
+            return pd.DataFrame.from_dict(rows, orient="index")
+        if what == "studies":
+            return pd.DataFrame.from_records(
+                [
+                    {
+                        "study": s.study,
+                        "design": s.design,
+                        "observed_hr": s.observed_hr,
+                        "observed_lower": s.observed_lower,
+                        "observed_upper": s.observed_upper,
+                        "hr_median": s.hr.median,
+                        "hr_q025": s.hr.q025,
+                        "hr_q975": s.hr.q975,
+                    }
+                    for s in self.study_effects
+                ]
+            ).set_index("study")
+        raise ValueError(f"what must be 'parameters' or 'studies', got {what!r}")
+
+    def draws(self, n: int = 4000, *, seed: int | None = DEFAULT_SEED) -> dict[str, np.ndarray]:
+        """Posterior draws of ``mu``, ``tau``, ``delta``, ``beta`` (n, covariates), ``theta``
+        (n, studies) and ``theta_new`` as arrays, flattened over chains.
+
+        The exact engine draws ``n`` iid samples from its exact posterior (tau by inverse CDF of
+        its grid posterior, then the coefficients and study effects from their conditional
+        normals at that tau); a PyMC fit returns its own draws (``n`` and ``seed`` unused).
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="re", engine="exact")
+        >>> d = fit.draws(1000, seed=1)
+        >>> sorted(d), d["mu"].shape, d["theta"].shape
+        (['mu', 'tau', 'theta', 'theta_new'], (1000,), (1000, 17))
+        """
+        if self.posterior is not None:
+            post = self.posterior.posterior
+            out = {}
+            for name in ("mu", "tau", "delta", "kappa", "beta", "theta", "theta_new"):
+                if name in post:
+                    da = post[name].stack(sample=("chain", "draw")).transpose("sample", ...)
+                    out[name] = da.to_numpy()
+            return out
+        if self.exact_posterior is None:
+            raise ValueError("this fit holds no posterior to draw from (a sweep's summary-only fit)")
+        return self.exact_posterior.sample(n, np.random.default_rng(seed))
+
+    def to_datatree(self, *, draws: int = 1000, chains: int = 4, seed: int | None = DEFAULT_SEED) -> xr.DataTree:
+        """The posterior as the ``xarray.DataTree`` ArviZ 1.x reads (a ``posterior`` group with
+        dimensions ``chain`` and ``draw``; ``beta`` over ``covariate``, ``theta`` over ``study``).
+
+        A PyMC fit returns its sampled DataTree (:attr:`posterior`); the exact engine fills one
+        with ``chains`` x ``draws`` iid draws (:meth:`draws`), so ArviZ tools work on both.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> from arviz_stats import summary
+        >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="re", engine="exact")
+        >>> dt = fit.to_datatree(draws=500, seed=1)
+        >>> dict(dt.posterior.sizes)
+        {'chain': 4, 'draw': 500, 'study': 17}
+        >>> list(summary(dt, var_names=["mu", "tau"], kind="stats").index)
+        ['mu', 'tau']
+        """
+        if self.posterior is not None:
+            return self.posterior
+        from arviz_base import from_dict
+
+        flat = self.draws(draws * chains, seed=seed)
+        dims = {"beta": ["covariate"], "theta": ["study"]}
+        coords = {"covariate": list(self.spec.covariates), "study": [s.study for s in self.study_effects]}
+        data = {k: v.reshape(chains, draws, *v.shape[1:]) for k, v in flat.items()}
+        dt = from_dict(
+            {"posterior": data},
+            dims={k: v for k, v in dims.items() if k in data},
+            coords={k: v for k, v in coords.items() if v},
+        )
+        dt.attrs.update({"engine": "exact", "draws": "iid from the exact posterior", "seed": str(seed)})
+        return dt
+
+    def plot_forest(self, *, ax: Any = None, label: str | None = None, **kwargs: Any) -> Any:
+        """Forest plot of this fit (:func:`synthesis.plots.plot_forest`): observed and shrunken
+        study HRs and the pooled diamond; keyword arguments go to the plot function.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="bias", engine="exact")
+        >>> fig = fit.plot_forest()
+        >>> type(fig).__name__
+        'Figure'
+        """
+        if ax is not None:
+            kwargs["ax"] = ax
+        return _plotting().plot_forest({label or self.spec.model: self}, **kwargs)
+
+    def plot_densities(self, *, fig: Any = None, label: str | None = None, **kwargs: Any) -> Any:
+        """Prior and posterior densities of tau and delta
+        (:func:`synthesis.plots.plot_prior_posterior`)."""
+        if fig is not None:
+            kwargs["fig"] = fig
+        return _plotting().plot_prior_posterior({label or self.spec.model: self}, **kwargs)
 
     def to_json(self) -> dict[str, Any]:
         """The ``synthesis fit --json`` document (keys that do not apply are omitted)."""

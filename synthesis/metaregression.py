@@ -28,22 +28,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
 from synthesis.errors import InputError, ModelError
+from synthesis.models.display import html_block, html_table
 from synthesis.pooling import (
     DEFAULT_LEVEL,
     METHODS,
     estimate_tau2,
     finite_or_none,
     fit_model,
+    format_p,
+    format_p_equals,
     generalised_q,
 )
 from synthesis.studies import StudyTable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INTERCEPT = "intercept"
 
@@ -92,6 +98,79 @@ class MetaRegResult:
     level: float = DEFAULT_LEVEL
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: The table the studies came from (set by :func:`metaregression_table`).
+    source: str = ""
+
+    def __str__(self) -> str:
+        """The result as ``synthesis metareg`` prints it.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> r = syn.metareg(syn.load_dataset("dnmbc_lrt"), covariates=["bone_only_fraction"])
+        >>> print(r)  # doctest: +ELLIPSIS
+        dnmbc_lrt (bundled dnmbc_lrt.csv): Mixed-effects (REML) meta-regression, k = ...
+          coefficient               estimate        SE              95% CI        z        p
+          intercept ...
+        """
+        kind = "Fixed-effects" if self.method == "FE" else f"Mixed-effects ({self.method})"
+        adj = ", Knapp-Hartung" if self.hksj else ""
+        prefix = f"{self.source}: " if self.source else ""
+        lines = [
+            f"{prefix}{kind} meta-regression{adj}, k = {self.k}"
+            + (f" ({self.dropped} dropped for a missing covariate)" if self.dropped else "")
+        ]
+        stat = "t" if self.hksj else "z"
+        level = f"{100 * self.level:g}% CI"
+        lines.append(f"  {'coefficient':<24}{'estimate':>10}{'SE':>10}{level:>22}{stat:>9}{'p':>9}")
+        for name, c in self.coefficients.items():
+            ci = f"{c.ci_lower:.4f} to {c.ci_upper:.4f}"
+            lines.append(
+                f"  {name:<24}{c.estimate:>10.4f}{c.se:>10.4f}{ci:>22}{c.statistic:>9.3f}{format_p(c.pvalue):>9}"
+            )
+        test = "F" if self.hksj else "QM"
+        df = f"{self.qm_df[0]} and {self.qm_df[1]}" if self.hksj else f"{self.qm_df[0]}"
+        lines.append(f"  Test of moderators: {test} = {self.qm:.3f} on {df} df, {format_p_equals(self.qm_pvalue)}")
+        lines.append(
+            f"  Residual heterogeneity: tau^2 = {self.tau2:.4g}, I^2 = {self.i2:.1f}%, "
+            f"QE = {self.qe:.3f} on {self.k - len(self.coefficients)} df, {format_p_equals(self.qe_pvalue)}"
+            + (f", R^2 = {self.r2:.1f}%" if self.r2 is not None else "")
+        )
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        level = f"{100 * self.level:g}% CI"
+        rows = [
+            [name, f"{c.estimate:.4f}", f"{c.se:.4f}", f"{c.ci_lower:.4f} to {c.ci_upper:.4f}",
+             f"{c.statistic:.3f}", format_p(c.pvalue)]
+            for name, c in self.coefficients.items()
+        ]
+        table = html_table(["coefficient", "estimate", "SE", level, "t" if self.hksj else "z", "p"], rows)
+        title = (f"{'Fixed' if self.method == 'FE' else 'Mixed'}-effects meta-regression ({self.method}"
+                 f"{', Knapp-Hartung' if self.hksj else ''}); k = {self.k}"
+                 + (f" ({self.source})" if self.source else ""))
+        extra = [f"<p>Test of moderators: {format_p_equals(self.qm_pvalue)}; residual tau^2 = {self.tau2:.4g}, "
+                 f"I^2 = {self.i2:.1f}%</p>"]
+        return html_block(title, [table, *extra], [*self.notes, *self.warnings])
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``synthesis metareg --json`` document (:meth:`to_dict`)."""
+        return self.to_dict()
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per coefficient (``intercept`` and each covariate; log scale).
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> r = syn.metareg(syn.load_dataset("dnmbc_lrt"), covariates=["bone_only_fraction"])
+        >>> r.to_frame().shape
+        (2, 6)
+        """
+        import pandas as pd
+
+        return pd.DataFrame.from_dict({n: c.to_dict() for n, c in self.coefficients.items()}, orient="index")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -253,7 +332,7 @@ def metaregression_table(
 ) -> MetaRegResult:
     """:func:`metaregression` on a :class:`~synthesis.studies.StudyTable`'s covariate columns."""
     names = tuple(dict.fromkeys(covariates))
-    return metaregression(
+    result = metaregression(
         table.y,
         table.v,
         table.covariate_matrix(names),
@@ -262,3 +341,4 @@ def metaregression_table(
         hksj=hksj,
         level=level,
     )
+    return replace(result, source=table.source)

@@ -54,13 +54,19 @@ metafor (a bound beyond that range is reported as the range end, as metafor does
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import optimize, special
 
 from synthesis.errors import InputError, ModelError
+from synthesis.models.display import html_block, html_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from synthesis.studies import StudyTable
 
 METHODS: tuple[str, ...] = ("FE", "DL", "REML", "ML", "PM", "HE", "SJ")
 RANDOM_METHODS: tuple[str, ...] = METHODS[1:]
@@ -656,6 +662,46 @@ def estimate_record(estimate: float, se: float, ci_lower: float, ci_upper: float
     }
 
 
+def format_p(p: float | None) -> str:
+    """A p-value for a table column: four decimals, ``<0.0001`` below that, ``NA`` if missing.
+
+    Examples
+    --------
+    >>> format_p(0.01234), format_p(1e-9), format_p(None)
+    ('0.0123', '<0.0001', 'NA')
+    """
+    if p is None or not math.isfinite(p):
+        return "NA"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def format_p_equals(p: float | None) -> str:
+    """``p = 0.0123`` or ``p < 0.0001`` for running text.
+
+    Examples
+    --------
+    >>> format_p_equals(0.5), format_p_equals(0.0)
+    ('p = 0.5000', 'p < 0.0001')
+    """
+    text = format_p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
+def format_hr_ci(est: float, lo: float, hi: float) -> str:
+    """A log-scale estimate and CI as ``HR (lower to upper)``.
+
+    Examples
+    --------
+    >>> format_hr_ci(0.0, -0.1, 0.1)
+    '1.000 (0.905 to 1.105)'
+    """
+
+    def f(x: float) -> str:
+        return f"{math.exp(x):.3f}" if math.isfinite(x) else "NA"
+
+    return f"{f(est)} ({f(lo)} to {f(hi)})"
+
+
 @dataclass(frozen=True)
 class PoolResult:
     """A pooled log hazard ratio (intercept-only model) with heterogeneity statistics."""
@@ -683,10 +729,87 @@ class PoolResult:
     level: float = DEFAULT_LEVEL
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: The table the studies came from (set by :func:`pool_table`; printed as the first line).
+    source: str = ""
+    #: Rows of that table left out by its ``include`` column.
+    excluded: int = 0
 
     @property
     def tau(self) -> float:
         return math.sqrt(self.tau2)
+
+    def __str__(self) -> str:
+        """The result as ``synthesis pool`` prints it.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> print(syn.pool(syn.load_dataset("dnmbc_lrt"), method="REML", hksj=True))
+        ... # doctest: +ELLIPSIS
+        dnmbc_lrt (bundled dnmbc_lrt.csv): k = 17 (42 rows excluded by 'include')
+        Random-effects model, tau^2 by REML, Hartung-Knapp-Sidik-Jonkman CI (t, 16 df)
+          pooled HR 0.693 (0.615 to 0.780) [95% CI]; log HR -0.3670 (SE 0.0561), t = -6.545, p < 0.0001
+        ...
+        """
+        head = []
+        if self.source:
+            head.append(f"{self.source}: k = {self.k}" + (f" ({self.excluded} rows excluded by 'include')" if self.excluded else ""))
+        if self.method == "FE":
+            kind = "Common-effect (inverse-variance) model"
+        else:
+            kind = f"Random-effects model, tau^2 by {self.method}"
+        if self.hksj:
+            kind += f", Hartung-Knapp-Sidik-Jonkman CI (t, {self.df} df)"
+        stat = "t" if self.hksj else "z"
+        level = f"{100 * self.level:g}%"
+        lines = [
+            *head,
+            kind,
+            f"  pooled HR {format_hr_ci(self.estimate, self.ci_lower, self.ci_upper)} [{level} CI]; log HR "
+            f"{self.estimate:.4f} (SE {self.se:.4f}), {stat} = {self.statistic:.3f}, {format_p_equals(self.pvalue)}",
+            f"  {level} prediction interval: HR {math.exp(self.pi_lower):.3f} to {math.exp(self.pi_upper):.3f}",
+        ]
+        tau_ci = ""
+        if self.tau2_ci_lower is not None and self.tau2_ci_upper is not None:
+            tau_ci = f" ({level} CI {self.tau2_ci_lower:.4g} to {self.tau2_ci_upper:.4g})"
+        lines.append(
+            f"  heterogeneity: tau^2 = {self.tau2:.4g}{tau_ci}, tau = {self.tau:.4g}, I^2 = {self.i2:.1f}%, "
+            f"H^2 = {self.h2:.3f}, Q = {self.q:.3f} on {self.q_df} df ({format_p_equals(self.q_pvalue)})"
+        )
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        level = f"{100 * self.level:g}%"
+        rows = [
+            ["pooled HR", format_hr_ci(self.estimate, self.ci_lower, self.ci_upper), f"{level} CI"],
+            ["prediction interval", f"{math.exp(self.pi_lower):.3f} to {math.exp(self.pi_upper):.3f}", f"{level} PI"],
+            ["p-value", format_p(self.pvalue), "t" if self.hksj else "z"],
+            ["tau^2", f"{self.tau2:.4g}", "" if self.tau2_ci_lower is None else
+             f"{level} CI {self.tau2_ci_lower:.4g} to {self.tau2_ci_upper:.4g}"],
+            ["I^2", f"{self.i2:.1f}%", f"Q = {self.q:.3f} on {self.q_df} df, {format_p_equals(self.q_pvalue)}"],
+        ]
+        title = f"{'Common-effect' if self.method == 'FE' else 'Random-effects (' + self.method + ')'} pooling"
+        title += (", HKSJ" if self.hksj else "") + f"; k = {self.k}" + (f" ({self.source})" if self.source else "")
+        return html_block(title, [html_table(["quantity", "value", "detail"], rows)], [*self.notes, *self.warnings])
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``synthesis pool --json`` document (:meth:`to_dict`)."""
+        return self.to_dict()
+
+    def to_frame(self) -> pd.DataFrame:
+        """The JSON record as a one-row table (lists joined with ``"; "``).
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> syn.pool(syn.load_dataset("dnmbc_lrt")).to_frame().shape
+        (1, 29)
+        """
+        import pandas as pd
+
+        record = {k: "; ".join(v) if isinstance(v, list) else v for k, v in self.to_dict().items()}
+        return pd.DataFrame.from_records([record])
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON record (estimates on the log scale, ``hr*`` on the ratio scale)."""
@@ -764,3 +887,19 @@ def pool(
         notes=fit.notes,
         warnings=fit.warnings,
     )
+
+
+def pool_table(
+    table: StudyTable, *, method: str = "REML", hksj: bool = False, level: float = DEFAULT_LEVEL
+) -> PoolResult:
+    """:func:`pool` on a :class:`~synthesis.studies.StudyTable` (the result names the table).
+
+    Examples
+    --------
+    >>> from synthesis.datasets import load_dataset
+    >>> r = pool_table(load_dataset("dnmbc_lrt"), method="DL")
+    >>> r.k, r.source
+    (17, 'dnmbc_lrt (bundled dnmbc_lrt.csv)')
+    """
+    result = pool(table.y, table.v, method=method, hksj=hksj, level=level)
+    return replace(result, source=table.source, excluded=table.excluded)

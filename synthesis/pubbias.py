@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import special, stats
 
 from synthesis.errors import InputError, ModelError
+from synthesis.models.display import html_block, html_table
 from synthesis.pooling import (
     DEFAULT_LEVEL,
     METHODS,
@@ -54,8 +55,13 @@ from synthesis.pooling import (
     estimate_record,
     finite_or_none,
     fit_model,
+    format_hr_ci,
+    format_p_equals,
 )
 from synthesis.studies import StudyTable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FSN_ALPHA = 0.05
 TRIMFILL_MAX_ITER = 100
@@ -586,6 +592,113 @@ class BiasResult:
     failsafe_n: FailSafeN
     leave_one_out: list[LeaveOneOut]
     notes: tuple[str, ...] = field(default=())
+    #: The table the studies came from (set by :func:`bias_table`; drawn by :meth:`plot_funnel`).
+    source: str = ""
+    table: StudyTable | None = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        """The diagnostics as ``synthesis bias`` prints them.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> print(syn.bias_diagnostics(syn.load_dataset("dnmbc_lrt")))  # doctest: +ELLIPSIS
+        dnmbc_lrt (bundled dnmbc_lrt.csv): small-study / publication-bias diagnostics on the DL fit, k = 17
+          Egger's regression test: z = ...
+        """
+        prefix = f"{self.source}: " if self.source else ""
+        lines = [f"{prefix}small-study / publication-bias diagnostics on the {self.method} fit, k = {self.k}"]
+        if self.egger is not None:
+            e = self.egger
+            lines.append(
+                f"  Egger's regression test: z = {e.z:.3f}, {format_p_equals(e.p)} "
+                f"(limit estimate HR {format_hr_ci(e.limit_estimate, e.limit_ci_lower, e.limit_ci_upper)})"
+            )
+        if self.begg is not None:
+            b = self.begg
+            lines.append(
+                f"  Begg & Mazumdar rank correlation: Kendall's tau = {b.tau:.3f}, {format_p_equals(b.p)} "
+                f"({'exact' if b.exact else 'normal approximation'})"
+            )
+        if self.trimfill is not None:
+            t = self.trimfill
+            lines.append(
+                f"  Trim and fill (L0): {t.k0} {'study' if t.k0 == 1 else 'studies'} filled on the {t.side}; "
+                f"HR {format_hr_ci(t.estimate, t.ci_lower, t.ci_upper)}"
+            )
+        lines.append(
+            f"  Rosenthal's fail-safe N: {self.failsafe_n.rosenthal} "
+            f"(alpha = {self.failsafe_n.alpha:g}, combined {format_p_equals(self.failsafe_n.p)})"
+        )
+        if self.leave_one_out:
+            lines.append("  Leave-one-out (HR, 95% CI, tau^2):")
+        width = max((len(r.study) for r in self.leave_one_out), default=0)
+        for r in self.leave_one_out:
+            lines.append(f"    without {r.study:<{width}}  {format_hr_ci(r.estimate, r.ci_lower, r.ci_upper)}  {r.tau2:.4g}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        if self.egger is not None:
+            e = self.egger
+            rows.append(["Egger's regression test", f"z = {e.z:.3f}", format_p_equals(e.p)])
+        if self.begg is not None:
+            rows.append(["Begg & Mazumdar rank correlation", f"Kendall's tau = {self.begg.tau:.3f}",
+                         format_p_equals(self.begg.p)])
+        if self.trimfill is not None:
+            t = self.trimfill
+            rows.append([f"Trim and fill ({t.k0} filled on the {t.side})",
+                         f"HR {format_hr_ci(t.estimate, t.ci_lower, t.ci_upper)}", ""])
+        rows.append(["Rosenthal's fail-safe N", str(self.failsafe_n.rosenthal), format_p_equals(self.failsafe_n.p)])
+        parts = [html_table(["diagnostic", "value", "p"], rows)]
+        if self.leave_one_out:
+            parts.append(html_table(
+                ["without", "HR (95% CI)", "tau^2"],
+                [[r.study, format_hr_ci(r.estimate, r.ci_lower, r.ci_upper), f"{r.tau2:.4g}"] for r in self.leave_one_out],
+                caption="Leave-one-out",
+            ))
+        title = f"Small-study / publication-bias diagnostics ({self.method}); k = {self.k}" + (
+            f" ({self.source})" if self.source else "")
+        return html_block(title, parts, self.notes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``synthesis bias --json`` document (:meth:`to_dict`)."""
+        return self.to_dict()
+
+    def to_frame(self) -> pd.DataFrame:
+        """The leave-one-out table: one row per omitted study.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> syn.bias_diagnostics(syn.load_dataset("dnmbc_lrt")).to_frame().shape[0]
+        17
+        """
+        import pandas as pd
+
+        return pd.DataFrame.from_records([r.to_dict() for r in self.leave_one_out])
+
+    def plot_funnel(self, *, ax: Any = None, **kwargs: Any) -> Any:
+        """Funnel plot of the studies, centred on the pooled estimate of this fit's method, with
+        the studies trim and fill added (:func:`synthesis.plots.plot_funnel`).
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> fig = syn.bias_diagnostics(syn.load_dataset("dnmbc_lrt")).plot_funnel()
+        >>> type(fig).__name__
+        'Figure'
+        """
+        from synthesis.plots import plot_funnel
+        from synthesis.pooling import pool
+
+        if self.table is None:
+            raise ValueError("this result holds no study table; compute it with synthesis.bias_diagnostics(table)")
+        if ax is not None:
+            kwargs["ax"] = ax
+        pooled = pool(self.table.y, self.table.v, method=self.method)
+        return plot_funnel(self.table, pooled=pooled, trimfill=self.trimfill, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         nulls: dict[str, dict[str, Any]] = {
@@ -682,4 +795,5 @@ def bias_diagnostics(
 
 def bias_table(table: StudyTable, *, method: str = "DL", level: float = DEFAULT_LEVEL) -> BiasResult:
     """:func:`bias_diagnostics` on a :class:`~synthesis.studies.StudyTable`."""
-    return bias_diagnostics(table.y, table.v, table.studies, method=method, level=level)
+    result = bias_diagnostics(table.y, table.v, table.studies, method=method, level=level)
+    return replace(result, source=table.source, table=table)

@@ -29,7 +29,15 @@ import numpy as np
 from scipy import stats
 
 from synthesis.errors import InputError
-from synthesis.pooling import DEFAULT_LEVEL, PoolResult, check_inputs, generalised_q, pool
+from synthesis.pooling import (
+    DEFAULT_LEVEL,
+    PoolResult,
+    check_inputs,
+    format_hr_ci,
+    format_p_equals,
+    generalised_q,
+    pool,
+)
 from synthesis.studies import StudyTable
 
 CONVENTION = (
@@ -53,6 +61,19 @@ class SubgroupResult:
     p: float | None
     convention: str = CONVENTION
     notes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        """The subgroup section ``synthesis pool --by-design`` prints after the pooled result."""
+        lines = ["By design (random effects with a separate tau^2 per subgroup; Q_between of the "
+                 "subgroup estimates):"]
+        for name, g in self.groups.items():
+            lines.append(f"  {name:<14} k = {g.k:<3} HR {format_hr_ci(g.estimate, g.ci_lower, g.ci_upper)}"
+                         f"  tau^2 = {g.tau2:.4g}, I^2 = {g.i2:.1f}%")
+        if self.q_between is not None:
+            lines.append(f"  Test for subgroup differences: Q_between = {self.q_between:.3f} on "
+                         f"{self.df} df, {format_p_equals(self.p)}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {

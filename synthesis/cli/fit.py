@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from synthesis.base import DEFAULT_SEED
 from synthesis.cli.common import (
     SEED_HELP,
@@ -25,7 +23,7 @@ from synthesis.errors import ConvergenceError, InputError
 from synthesis.outputs import atomic_directory, check_output_target, write_posterior
 
 if TYPE_CHECKING:
-    from synthesis.models.results import FitResult, RatioSummary
+    from synthesis.models.results import FitResult
     from synthesis.models.spec import ModelSpec
 
 MODELS = ("re", "bias", "metareg", "bias-metareg")
@@ -129,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
     else:
-        print(format_fit(result))
+        print(result)
     if failed_strict:
         raise ConvergenceError(
             "sampling failed its diagnostics and --strict was given"
@@ -176,87 +174,3 @@ def write_fit(result: FitResult, out_dir: Path) -> list[Path]:
             write_posterior(result.posterior, tmp / "posterior.nc")
             names.append("posterior.nc")
     return [out_dir / n for n in names]
-
-
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "NA" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _ratio_line(r: RatioSummary) -> str:
-    return f"{_fmt(r.median)} ({_fmt(r.q025)} to {_fmt(r.q975)})"
-
-
-def format_fit(result: FitResult) -> str:
-    """A readable summary: every prior labelled, the kind of interval stated."""
-    spec = result.spec
-    pct = f"{100 * result.interval_prob:g}%"
-    lines = []
-    what = spec.model
-    if spec.has_bias:
-        what += f", bias variant {spec.bias_variant}" + (f" (alpha = {spec.alpha:g})" if spec.bias_variant == "downweight" else "")
-    if spec.has_covariates:
-        what += f", covariates {', '.join(spec.covariates)}"
-    lines.append(f"Model: {what}; k = {result.k} studies ({result.source})")
-    if result.engine == "pymc":
-        post = result.posterior
-        settings = json.loads(post.attrs.get("sampler_settings", "{}")) if post is not None else {}
-        sampler = post.attrs.get("sampler", "nutpie") if post is not None else "nutpie"
-        lines.append(
-            f"Engine: PyMC model, NUTS via {sampler}; {settings.get('chains')} chains x "
-            f"{settings.get('draws')} draws after {settings.get('tune')} tuning steps, "
-            f"target_accept {settings.get('target_accept')}, seed {result.seed}"
-        )
-    else:
-        lines.append("Engine: exact (quadrature over tau; no Monte Carlo error)")
-    lines.append("Priors:")
-    for name, label in spec.priors.labels(spec.parameters).items():
-        lines.append(f"  {name:<6} {label}")
-    lines.append(f"Intervals: posterior median and {pct} equal-tailed credible interval.")
-    lines.append("")
-    header = f"  {'parameter':<22}{'median':>9}  {pct + ' CrI':<22}"
-    mcmc = result.engine == "pymc"
-    if mcmc:
-        header += f"{'R-hat':>7}{'ESS bulk':>10}"
-    lines.append(header)
-    rows = [(n, s) for n, s in result.parameters.items()]
-    rows += [(f"beta[{c}]", s) for c, s in result.beta.items()]
-    labels = {"mu": "mu (log HR, RCT)", "tau": "tau (between-study SD)", "delta": "delta (design bias)", "kappa": "kappa"}
-    for name, s in rows:
-        row = f"  {labels.get(name, name):<22}{_fmt(s.median):>9}  {_fmt(s.q025) + ' to ' + _fmt(s.q975):<22}"
-        if mcmc:
-            row += f"{_fmt(s.r_hat):>7}{_fmt(s.ess_bulk, 0):>10}"
-        lines.append(row)
-    lines.append("")
-    probs = ", ".join(f"P(HR < {k}) = {_fmt(v)}" for k, v in result.p_hr_below.items())
-    lines.append(f"HR of a randomised comparison: {_ratio_line(result.hr)}; {probs}")
-    pprobs = ", ".join(f"P < {k}: {_fmt(v)}" for k, v in result.p_predictive_hr_below.items())
-    lines.append(f"Predictive HR of a new randomised study: {_ratio_line(result.predictive_hr)}; {pprobs}")
-    for label, r in result.hr_at.items():
-        extra = ", ".join(f"P(HR < {k}) = {_fmt(v)}" for k, v in (r.p_below or {}).items())
-        lines.append(f"HR at {label}: {_ratio_line(r)}" + (f"; {extra}" if extra else ""))
-    if spec.has_covariates:
-        lines.append(f"Imputed covariate values: {result.imputed}")
-    lines.append("")
-    lines.append(f"Studies: observed HR (95% CI) -> posterior HR ({pct} CrI)")
-    width = max((len(s.study) for s in result.study_effects), default=5)
-    for s in result.study_effects:
-        lines.append(
-            f"  {s.study:<{width}}  {(s.design or ''):<13} {_fmt(s.observed_hr)} ({_fmt(s.observed_lower)} to "
-            f"{_fmt(s.observed_upper)}) -> {_ratio_line(s.hr)}"
-        )
-    d = result.diagnostics
-    if d is not None:
-        lines.append("")
-        state = "converged" if d.converged else "NOT CONVERGED"
-        lines.append(
-            f"Diagnostics: {state}; divergences {d.divergences}, max R-hat {_fmt(d.max_r_hat)}, "
-            f"min bulk ESS {_fmt(d.min_ess_bulk, 0)} (headline parameters)"
-        )
-        lines += [f"  - {m}" for m in d.messages]
-    for note in result.notes:
-        lines.append(f"Note: {note}")
-    t = result.timing
-    lines.append(
-        "Timing: " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in t.items() if isinstance(v, (int, float)))
-    )
-    return "\n".join(lines)

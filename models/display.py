@@ -1,0 +1,224 @@
+"""How results show themselves: the text the command line prints and HTML tables for notebooks.
+
+Every result object's ``__str__`` is what its command prints, and its ``_repr_html_`` an HTML
+table of the same numbers; the pieces they share live here, in the model layer, so that both
+:class:`~synthesis.models.results.FitResult` and the pipeline's results (pooling,
+meta-regression, bias diagnostics, sweeps, the main job) use one number format and one escaping
+rule. Every text a user wrote (study names, file names, covariate names) is HTML-escaped.
+
+Examples
+--------
+>>> from synthesis.models.display import fmt, html_table
+>>> fmt(0.81234), fmt(None), fmt(float("nan"))
+('0.812', 'NA', 'NA')
+>>> print(html_table(["study", "HR"], [["<script>alert(1)</script>", fmt(0.8)]]))
+<table class="synthesis">
+<thead><tr><th>study</th><th>HR</th></tr></thead>
+<tbody>
+<tr><td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>0.800</td></tr>
+</tbody>
+</table>
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synthesis.models.results import FitResult, RatioSummary
+
+#: How each parameter is named in the printed parameter table.
+PARAMETER_LABELS: dict[str, str] = {
+    "mu": "mu (log HR, RCT)",
+    "tau": "tau (between-study SD)",
+    "delta": "delta (design bias)",
+    "kappa": "kappa",
+}
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, ``"NA"`` for ``None``, NaN and infinities.
+
+    Examples
+    --------
+    >>> fmt(1.23456), fmt(1234.5, 0), fmt(None)
+    ('1.235', '1234', 'NA')
+    """
+    return "NA" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def ratio_text(r: RatioSummary) -> str:
+    """``median (lower to upper)`` of a hazard-ratio summary.
+
+    Examples
+    --------
+    >>> from synthesis.models.results import RatioSummary
+    >>> ratio_text(RatioSummary(0.8, 0.6, 1.05))
+    '0.800 (0.600 to 1.050)'
+    """
+    return f"{fmt(r.median)} ({fmt(r.q025)} to {fmt(r.q975)})"
+
+
+def html_table(
+    header: Sequence[Any], rows: Sequence[Sequence[Any]], *, caption: str | None = None
+) -> str:
+    """An HTML table with every cell escaped (cells are converted with ``str``).
+
+    Examples
+    --------
+    >>> html_table(["a"], [["x & y"]], caption="<b>")  # doctest: +ELLIPSIS
+    '<table class="synthesis">\\n<caption>&lt;b&gt;</caption>\\n<thead><tr><th>a</th>...'
+    """
+    lines = ['<table class="synthesis">']
+    if caption:
+        lines.append(f"<caption>{html.escape(str(caption))}</caption>")
+    lines.append("<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead>")
+    lines.append("<tbody>")
+    for row in rows:
+        lines.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+    lines.append("</tbody>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def html_block(title: str, parts: Sequence[str], notes: Sequence[str] = ()) -> str:
+    """A titled ``<div>`` of HTML parts (already escaped) and escaped notes.
+
+    Examples
+    --------
+    >>> html_block("Pool <1>", ["<p>x</p>"], ["a < b"])
+    '<div class="synthesis-result"><strong>Pool &lt;1&gt;</strong>\\n<p>x</p>\\n<p>note: a &lt; b</p></div>'
+    """
+    body = [f"<strong>{html.escape(title)}</strong>", *parts]
+    body += [f"<p>note: {html.escape(n)}</p>" for n in notes]
+    return '<div class="synthesis-result">' + "\n".join(body) + "</div>"
+
+
+def format_fit(result: FitResult) -> str:
+    """A fit as ``synthesis fit`` prints it: every prior labelled, the kind of interval stated.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="re", engine="exact")
+    >>> print(format_fit(fit).splitlines()[:2])  # doctest: +NORMALIZE_WHITESPACE
+    ['Model: re; k = 17 studies (dnmbc_lrt (bundled dnmbc_lrt.csv))',
+     'Engine: exact (quadrature over tau; no Monte Carlo error)']
+    """
+    spec = result.spec
+    pct = f"{100 * result.interval_prob:g}%"
+    lines = []
+    what = spec.model
+    if spec.has_bias:
+        what += f", bias variant {spec.bias_variant}" + (f" (alpha = {spec.alpha:g})" if spec.bias_variant == "downweight" else "")
+    if spec.has_covariates:
+        what += f", covariates {', '.join(spec.covariates)}"
+    lines.append(f"Model: {what}; k = {result.k} studies ({result.source})")
+    if result.engine == "pymc":
+        post = result.posterior
+        settings = json.loads(post.attrs.get("sampler_settings", "{}")) if post is not None else {}
+        sampler = post.attrs.get("sampler", "nutpie") if post is not None else "nutpie"
+        lines.append(
+            f"Engine: PyMC model, NUTS via {sampler}; {settings.get('chains')} chains x "
+            f"{settings.get('draws')} draws after {settings.get('tune')} tuning steps, "
+            f"target_accept {settings.get('target_accept')}, seed {result.seed}"
+        )
+    else:
+        lines.append("Engine: exact (quadrature over tau; no Monte Carlo error)")
+    lines.append("Priors:")
+    for name, label in spec.priors.labels(spec.parameters).items():
+        lines.append(f"  {name:<6} {label}")
+    lines.append(f"Intervals: posterior median and {pct} equal-tailed credible interval.")
+    lines.append("")
+    header = f"  {'parameter':<22}{'median':>9}  {pct + ' CrI':<22}"
+    mcmc = result.engine == "pymc"
+    if mcmc:
+        header += f"{'R-hat':>7}{'ESS bulk':>10}"
+    lines.append(header)
+    rows = [(n, s) for n, s in result.parameters.items()]
+    rows += [(f"beta[{c}]", s) for c, s in result.beta.items()]
+    for name, s in rows:
+        row = f"  {PARAMETER_LABELS.get(name, name):<22}{fmt(s.median):>9}  {fmt(s.q025) + ' to ' + fmt(s.q975):<22}"
+        if mcmc:
+            row += f"{fmt(s.r_hat):>7}{fmt(s.ess_bulk, 0):>10}"
+        lines.append(row)
+    lines.append("")
+    probs = ", ".join(f"P(HR < {k}) = {fmt(v)}" for k, v in result.p_hr_below.items())
+    lines.append(f"HR of a randomised comparison: {ratio_text(result.hr)}; {probs}")
+    pprobs = ", ".join(f"P < {k}: {fmt(v)}" for k, v in result.p_predictive_hr_below.items())
+    lines.append(f"Predictive HR of a new randomised study: {ratio_text(result.predictive_hr)}; {pprobs}")
+    for label, r in result.hr_at.items():
+        extra = ", ".join(f"P(HR < {k}) = {fmt(v)}" for k, v in (r.p_below or {}).items())
+        lines.append(f"HR at {label}: {ratio_text(r)}" + (f"; {extra}" if extra else ""))
+    if spec.has_covariates:
+        lines.append(f"Imputed covariate values: {result.imputed}")
+    lines.append("")
+    lines.append(f"Studies: observed HR (95% CI) -> posterior HR ({pct} CrI)")
+    width = max((len(s.study) for s in result.study_effects), default=5)
+    for s in result.study_effects:
+        lines.append(
+            f"  {s.study:<{width}}  {(s.design or ''):<13} {fmt(s.observed_hr)} ({fmt(s.observed_lower)} to "
+            f"{fmt(s.observed_upper)}) -> {ratio_text(s.hr)}"
+        )
+    d = result.diagnostics
+    if d is not None:
+        lines.append("")
+        state = "converged" if d.converged else "NOT CONVERGED"
+        lines.append(
+            f"Diagnostics: {state}; divergences {d.divergences}, max R-hat {fmt(d.max_r_hat)}, "
+            f"min bulk ESS {fmt(d.min_ess_bulk, 0)} (headline parameters)"
+        )
+        lines += [f"  - {m}" for m in d.messages]
+    for note in result.notes:
+        lines.append(f"Note: {note}")
+    t = result.timing
+    lines.append(
+        "Timing: " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in t.items() if isinstance(v, (int, float)))
+    )
+    return "\n".join(lines)
+
+
+def fit_html(result: FitResult) -> str:
+    """A fit as HTML: priors, the parameter table, the headline HRs and the study effects.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="re", engine="exact")
+    >>> fit_html(fit)[:60]
+    '<div class="synthesis-result"><strong>Model re, exact engine'
+    """
+    spec = result.spec
+    pct = f"{100 * result.interval_prob:g}%"
+    priors = html_table(["parameter", "prior"], list(spec.priors.labels(spec.parameters).items()), caption="Priors")
+    mcmc = result.engine == "pymc"
+    head = ["parameter", "median", f"{pct} CrI"] + (["R-hat", "ESS bulk"] if mcmc else [])
+    rows = []
+    for name, s in [*result.parameters.items(), *((f"beta[{c}]", s) for c, s in result.beta.items())]:
+        row = [PARAMETER_LABELS.get(name, name), fmt(s.median), f"{fmt(s.q025)} to {fmt(s.q975)}"]
+        if mcmc:
+            row += [fmt(s.r_hat), fmt(s.ess_bulk, 0)]
+        rows.append(row)
+    params = html_table(head, rows, caption=f"Posterior medians and {pct} equal-tailed credible intervals (log scale)")
+    hrs = [["HR of a randomised comparison", ratio_text(result.hr),
+            ", ".join(f"P(HR < {k}) = {fmt(v)}" for k, v in result.p_hr_below.items())],
+           ["Predictive HR of a new randomised study", ratio_text(result.predictive_hr),
+            ", ".join(f"P(HR < {k}) = {fmt(v)}" for k, v in result.p_predictive_hr_below.items())]]
+    hrs += [[f"HR at {label}", ratio_text(r), ", ".join(f"P(HR < {k}) = {fmt(v)}" for k, v in (r.p_below or {}).items())]
+            for label, r in result.hr_at.items()]
+    ratios = html_table(["quantity", f"HR ({pct} CrI)", "probabilities"], hrs)
+    studies = html_table(
+        ["study", "design", "observed HR (95% CI)", f"posterior HR ({pct} CrI)"],
+        [[s.study, s.design or "", f"{fmt(s.observed_hr)} ({fmt(s.observed_lower)} to {fmt(s.observed_upper)})",
+          ratio_text(s.hr)] for s in result.study_effects],
+    )
+    notes = list(result.notes)
+    if result.diagnostics is not None:
+        d = result.diagnostics
+        notes.insert(0, ("converged" if d.converged else "NOT CONVERGED: ") + "; ".join(d.messages))
+    title = f"Model {spec.model}, {result.engine} engine; k = {result.k} studies ({result.source})"
+    return html_block(title, [priors, params, ratios, studies], notes)

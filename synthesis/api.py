@@ -1,0 +1,592 @@
+"""The front door for Python users: ``import synthesis as syn``.
+
+Every function here takes the studies first -- a :class:`~synthesis.studies.StudyTable`, a
+:class:`pandas.DataFrame` or the path of a CSV file, validated by the same loader either way --
+and everything else by keyword. Priors are prior strings (``"halfnormal(0.5)"``, the presets
+``"turner2015-acm-nonpharm"`` ...) or :class:`~synthesis.models.priors.PriorSpec` objects alike.
+The results print themselves as the command line prints them, show as HTML tables in a notebook,
+convert (``to_frame()``, ``to_json()``) and plot (``plot_forest()``, ``plot_funnel()``, ...).
+
+Examples
+--------
+>>> import synthesis as syn
+>>> table = syn.load_dataset("dnmbc_lrt")
+>>> syn.pool(table, method="REML", hksj=True).k
+17
+>>> fit = syn.fit(table, model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+>>> round(fit.hr.median, 2)
+0.91
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from synthesis.base import DECISION_THRESHOLDS, DEFAULT_SEED, DEFAULT_THRESHOLDS, INTERVAL_PROB
+from synthesis.errors import InputError
+from synthesis.models.priors import PriorSpec, parse_prior, resolve_priors
+from synthesis.models.spec import ModelSpec
+from synthesis.studies import StudyTable
+from synthesis.studies import load_studies as _load_csv
+
+if TYPE_CHECKING:
+    from synthesis.analysis import AnalysisResult
+    from synthesis.metaregression import MetaRegResult
+    from synthesis.models.results import FitResult
+    from synthesis.pooling import PoolResult
+    from synthesis.pubbias import BiasResult
+    from synthesis.sweep import SweepResult
+
+__all__ = [
+    "analyse",
+    "bias_diagnostics",
+    "fit",
+    "load_dataset",
+    "load_studies",
+    "metareg",
+    "pool",
+    "sweep",
+    "write_report",
+]
+
+#: What every function accepts as its studies.
+Studies = StudyTable | pd.DataFrame | str | Path
+#: What every prior argument accepts.
+Prior = str | PriorSpec
+#: How a DataFrame is named in messages (its row i is line i + 2 of the CSV the loader reads).
+FRAME_NAME = "DataFrame"
+
+
+# --------------------------------------------------------------------------------------------
+# input coercion, in one place
+# --------------------------------------------------------------------------------------------
+def load_studies(
+    data: Studies,
+    *,
+    covariates: Iterable[str] = (),
+    subset: str = "all",
+    include_all: bool = False,
+    min_studies: int = 2,
+) -> StudyTable:
+    """Read and validate studies from a CSV file, a DataFrame or an existing table.
+
+    A DataFrame is written out as CSV and read back by the one CSV loader
+    (:func:`synthesis.studies.load_studies`), so a frame and a file are held to exactly the same
+    rules; messages name it ``DataFrame``, and its row ``i`` is "line ``i + 2``" there (line 1 is
+    the header). A :class:`~synthesis.studies.StudyTable` is checked for ``covariates`` and
+    narrowed to ``subset``.
+
+    Parameters
+    ----------
+    data
+        A CSV path, a :class:`pandas.DataFrame` with the CSV's columns, or a ``StudyTable``.
+    covariates
+        Columns that must exist and be numeric (empty cells mean missing).
+    subset
+        ``"all"``, ``"rct"`` (randomised only) or ``"observational"``.
+    include_all
+        Keep rows whose ``include`` column is false (files and DataFrames only).
+    min_studies
+        Fewer studies than this after selection is an error.
+
+    Returns
+    -------
+    StudyTable
+        The validated table (its ``warnings`` list what the loader flagged).
+
+    Raises
+    ------
+    InputError
+        Naming the file (or ``DataFrame``), the line and the column of the first problem.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import synthesis as syn
+    >>> frame = pd.DataFrame({"study": ["A", "B", "C"], "hr": [0.8, 0.7, 1.1],
+    ...                       "ci_lower": [0.6, 0.5, 0.8], "ci_upper": [1.07, 0.98, 1.51]})
+    >>> table = syn.load_studies(frame)
+    >>> table.k, table.source
+    (3, 'DataFrame')
+    >>> syn.load_studies(frame.assign(hr=[0.8, 0.7, -1.0]))
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: DataFrame, line 4, column 'hr': must be > 0, got -1.0
+    """
+    covariates = tuple(dict.fromkeys(covariates))
+    if isinstance(data, StudyTable):
+        if include_all:
+            raise InputError("include_all applies when reading a file or DataFrame, not to a loaded StudyTable")
+        for name in covariates:
+            data.covariate(name)  # raises InputError naming the column and line
+        table = data.subset(subset)
+        if table.k < min_studies:
+            raise InputError(f"{table.k} usable studies; pooling needs at least {min_studies}", file=table.source)
+        return table
+    options = {"covariates": covariates, "subset": subset, "include_all": include_all, "min_studies": min_studies}
+    if isinstance(data, pd.DataFrame):
+        with tempfile.TemporaryDirectory(prefix="synthesis-frame-") as tmp:
+            path = Path(tmp) / "studies.csv"
+            data.to_csv(path, index=False)
+            return _load_csv(path, display_name=FRAME_NAME, **options)
+    if isinstance(data, (str, Path)):
+        return _load_csv(data, **options)
+    raise InputError(f"studies must be a StudyTable, a pandas DataFrame or a CSV path, got {type(data).__name__}")
+
+
+def load_dataset(name: str = "dnmbc_lrt", **kwargs: Any) -> StudyTable:
+    """Load a bundled dataset by name as a validated study table.
+
+    Parameters
+    ----------
+    name
+        A bundled dataset (``"dnmbc_lrt"``: locoregional treatment in de novo stage IV breast
+        cancer, overall survival).
+    **kwargs
+        ``covariates``, ``subset``, ``include_all``, ``min_studies`` as in :func:`load_studies`.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> syn.load_dataset("dnmbc_lrt").k
+    17
+    >>> syn.load_dataset("dnmbc_lrt", subset="rct").k
+    5
+    """
+    from synthesis.datasets import load_dataset as _load
+
+    return _load(name, **kwargs)
+
+
+def _prior(value: Prior | None, parameter: str) -> PriorSpec | None:
+    """A prior string parsed for ``parameter``, a PriorSpec as it is, ``None`` kept."""
+    if value is None or isinstance(value, PriorSpec):
+        return value
+    if isinstance(value, str):
+        return parse_prior(value, parameter)
+    raise InputError(f"{parameter} prior must be a prior string or a PriorSpec, got {type(value).__name__}")
+
+
+def _priors(values: Sequence[Prior] | str | None, parameter: str) -> list[PriorSpec] | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, PriorSpec)):
+        values = [values]
+    out = [_prior(v, parameter) for v in values]
+    if not out:
+        raise InputError(f"empty list of {parameter} priors")
+    return out
+
+
+def _prior_text(prior: PriorSpec) -> str:
+    """A prior as a string the parser reads back (presets by their name)."""
+    if prior.source is not None and "[" in prior.label:
+        return prior.label.rsplit("[", 1)[1].rstrip("]")
+    return f"{prior.family}({', '.join(repr(float(p)) for p in prior.params)})"
+
+
+def _spec(
+    model: str,
+    *,
+    bias_variant: str,
+    alpha: float,
+    covariates: Iterable[str],
+    priors: Mapping[str, Prior | None],
+) -> ModelSpec:
+    parsed = {name: _prior(value, name) for name, value in priors.items()}
+    config = replace(resolve_priors(), **{k: v for k, v in parsed.items() if v is not None})
+    return ModelSpec(
+        model=model, bias_variant=bias_variant, alpha=alpha,
+        covariates=tuple(dict.fromkeys(covariates)), priors=config,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# frequentist
+# --------------------------------------------------------------------------------------------
+def pool(
+    data: Studies, *, method: str = "REML", hksj: bool = False, level: float = INTERVAL_PROB
+) -> PoolResult:
+    """Common-effect or random-effects pooling of the log hazard ratios (metafor's ``rma``).
+
+    Parameters
+    ----------
+    data
+        The studies (table, DataFrame or CSV path).
+    method
+        tau^2 estimator: ``"FE"`` (common effect), ``"DL"``, ``"REML"``, ``"ML"``, ``"PM"``,
+        ``"HE"`` or ``"SJ"``.
+    hksj
+        Hartung-Knapp-Sidik-Jonkman confidence interval (t with k - 1 df).
+    level
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    PoolResult
+        Prints as ``synthesis pool`` does; ``to_json()`` is ``synthesis pool --json``.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.pool(syn.load_dataset("dnmbc_lrt"), method="REML", hksj=True)
+    >>> f"{r.to_json()['hr']:.3f}", r.df
+    ('0.693', 16)
+    """
+    from synthesis.pooling import pool_table
+
+    return pool_table(load_studies(data), method=method, hksj=hksj, level=level)
+
+
+def metareg(
+    data: Studies,
+    *,
+    covariates: Sequence[str],
+    method: str = "REML",
+    hksj: bool = False,
+    level: float = INTERVAL_PROB,
+) -> MetaRegResult:
+    """Mixed-effects meta-regression on study covariates (rows missing one are dropped).
+
+    Parameters
+    ----------
+    data
+        The studies (table, DataFrame or CSV path).
+    covariates
+        Numeric columns of the table.
+    method
+        Residual tau^2 estimator (as in :func:`pool`; ``"FE"`` fits a fixed-effects model).
+    hksj
+        Knapp-Hartung adjustment (t and F tests).
+    level
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    MetaRegResult
+        Prints as ``synthesis metareg`` does.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.metareg(syn.load_dataset("dnmbc_lrt"), covariates=["bone_only_fraction"])
+    >>> list(r.coefficients)
+    ['intercept', 'bone_only_fraction']
+    """
+    from synthesis.metaregression import metaregression_table
+
+    if isinstance(covariates, str):
+        covariates = [covariates]
+    names = tuple(dict.fromkeys(covariates))
+    return metaregression_table(load_studies(data, covariates=names), names, method=method, hksj=hksj, level=level)
+
+
+def bias_diagnostics(data: Studies, *, method: str = "DL", level: float = INTERVAL_PROB) -> BiasResult:
+    """Small-study and publication-bias diagnostics: Egger, Begg, trim and fill, fail-safe N,
+    leave-one-out.
+
+    Parameters
+    ----------
+    data
+        The studies (table, DataFrame or CSV path).
+    method
+        tau^2 estimator of the random-effects fit the diagnostics use (default DL).
+    level
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    BiasResult
+        Prints as ``synthesis bias`` does; ``plot_funnel()`` draws the funnel plot.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.bias_diagnostics(syn.load_dataset("dnmbc_lrt"))
+    >>> r.method, len(r.leave_one_out)
+    ('DL', 17)
+    """
+    from synthesis.pubbias import bias_table
+
+    return bias_table(load_studies(data), method=method, level=level)
+
+
+# --------------------------------------------------------------------------------------------
+# Bayesian
+# --------------------------------------------------------------------------------------------
+def fit(
+    data: Studies,
+    *,
+    model: str = "re",
+    bias_variant: str = "additive",
+    alpha: float = 0.5,
+    covariates: Sequence[str] = (),
+    mu_prior: Prior | None = None,
+    tau_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
+    kappa_prior: Prior | None = None,
+    beta_prior: Prior | None = None,
+    engine: str = "pymc",
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    at: Iterable[str] | Mapping[str, Mapping[str, float]] | None = None,
+    chains: int = 4,
+    draws: int = 2000,
+    tune: int = 1000,
+    seed: int | None = DEFAULT_SEED,
+    target_accept: float | None = None,
+    adaptation: str = "auto",
+) -> FitResult:
+    """Fit a Bayesian hierarchical model of the log hazard ratios.
+
+    Parameters
+    ----------
+    data
+        The studies (table, DataFrame or CSV path).
+    model
+        ``"re"`` (random effects), ``"bias"`` (non-randomised studies carry a design bias),
+        ``"metareg"`` or ``"bias-metareg"``. ``mu`` is always the effect in a randomised
+        comparison.
+    bias_variant, alpha
+        How non-randomised studies are biased (``"additive"``, ``"random"``, ``"downweight"``
+        with factor ``alpha``, ``"three-level"``).
+    covariates
+        Covariate columns of the meta-regressions (missing values are imputed by PyMC).
+    mu_prior, tau_prior, bias_prior, kappa_prior, beta_prior
+        Prior strings or :class:`~synthesis.models.priors.PriorSpec`; ``None`` keeps the default
+        (mu ~ normal(0, 1), tau ~ halfnormal(0.5), delta ~ normal(0, 0.5), beta ~ normal(0, 1)).
+    engine
+        ``"pymc"`` (NUTS via nutpie) or ``"exact"`` (quadrature over tau; linear-Gaussian
+        models only).
+    thresholds
+        Report P(HR < T) for each hazard ratio T > 0.
+    at
+        Meta-regressions: the HR at covariate values, ``["bone_only_fraction=0.5"]``.
+    chains, draws, tune, seed, target_accept, adaptation
+        Sampler settings (PyMC engine).
+
+    Returns
+    -------
+    FitResult
+        Prints as ``synthesis fit`` does; ``to_json()`` is ``synthesis fit --json``;
+        ``to_datatree()`` gives the ArviZ posterior (exact fits draw iid samples into it).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> from synthesis.models.priors import parse_prior
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> a = syn.fit(table, model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> b = syn.fit(table, model="bias", tau_prior=parse_prior("halfnormal(0.5)", "tau"), engine="exact")
+    >>> a.hr == b.hr, sorted(a.parameters)
+    (True, ['delta', 'mu', 'tau'])
+    """
+    from synthesis.models.fit import fit as _fit
+
+    spec = _spec(
+        model, bias_variant=bias_variant, alpha=alpha, covariates=covariates,
+        priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior, "beta": beta_prior},
+    )
+    table = load_studies(data, covariates=spec.covariates)
+    return _fit(
+        table, spec, engine=engine, thresholds=thresholds, at=at, chains=chains, draws=draws,
+        tune=tune, seed=seed, target_accept=target_accept, adaptation=adaptation,
+    )
+
+
+def sweep(
+    data: Studies,
+    *,
+    model: str = "re",
+    bias_variant: str = "additive",
+    alpha: float = 0.5,
+    covariates: Sequence[str] = (),
+    tau_priors: Sequence[Prior] | None = None,
+    bias_priors: Sequence[Prior] | None = None,
+    mu_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
+    kappa_prior: Prior | None = None,
+    beta_prior: Prior | None = None,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    engine: str = "auto",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    seed: int = DEFAULT_SEED,
+    progress: bool = False,
+) -> SweepResult:
+    """Prior-sensitivity sweep: refit a model over tau priors (and bias priors for the bias
+    models) and record how the HR and P(HR < T) move.
+
+    Parameters
+    ----------
+    data
+        The studies (table, DataFrame or CSV path).
+    model, bias_variant, alpha, covariates
+        The model, as in :func:`fit`.
+    tau_priors, bias_priors
+        Prior strings or PriorSpec objects to sweep; ``None`` sweeps the standard grids
+        (:func:`synthesis.sweep.standard_tau_priors`, :func:`synthesis.sweep.standard_bias_priors`).
+        Bias priors apply to models with a design bias ``delta``.
+    mu_prior, bias_prior, kappa_prior, beta_prior
+        The priors held fixed (``bias_prior`` where ``bias_priors`` are not swept).
+    thresholds
+        Report P(HR < T) for each T.
+    engine
+        ``"auto"`` (exact wherever the model allows it), ``"exact"`` or ``"pymc"``.
+    workers, scheduler, chains, draws, tune, seed, progress
+        Parallel fits, an optional Dask scheduler address, PyMC settings, a progress bar.
+
+    Returns
+    -------
+    SweepResult
+        Prints as ``synthesis sweep`` does; ``to_frame()`` gives one row per fit;
+        ``plot_sensitivity()`` draws the sensitivity plot.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.sweep(syn.load_dataset("dnmbc_lrt"), model="bias",
+    ...               tau_priors=["halfnormal(0.1)", "halfcauchy(1)"], bias_priors=["normal(0, 0.5)"])
+    >>> len(r.rows), r.engines
+    (2, {'exact': 2})
+    >>> r.to_frame()[["hr_median", "hr_q025", "hr_q975"]].round(2).to_numpy().tolist()
+    [[0.91, 0.78, 1.05], [0.91, 0.78, 1.06]]
+    """
+    from synthesis.models.spec import ModelData
+    from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
+
+    spec = _spec(
+        model, bias_variant=bias_variant, alpha=alpha, covariates=covariates,
+        priors={"mu": mu_prior, "delta": bias_prior, "kappa": kappa_prior, "beta": beta_prior},
+    )
+    taus = _priors(tau_priors, "tau") or split_specs(None, standard_tau_priors(), "tau")
+    biases: list[PriorSpec] = []
+    if "delta" in spec.parameters:
+        biases = _priors(bias_priors, "delta") or split_specs(None, standard_bias_priors(), "delta")
+    table = load_studies(data, covariates=spec.covariates)
+    return run_sweep(
+        ModelData.from_table(table, spec), spec, tau_priors=taus, bias_priors=biases,
+        thresholds=thresholds, engine=engine, workers=workers, scheduler=scheduler,
+        chains=chains, draws=draws, tune=tune, seed=seed, progress=progress,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the main job
+# --------------------------------------------------------------------------------------------
+def analyse(
+    data: Studies,
+    *,
+    name: str | None = None,
+    covariate: str | None = None,
+    thresholds: Sequence[float] = DECISION_THRESHOLDS,
+    tau_priors: Sequence[Prior] | None = None,
+    bias_priors: Sequence[Prior] | None = None,
+    seed: int = DEFAULT_SEED,
+    chains: int = 4,
+    draws: int = 2000,
+    tune: int = 1000,
+    workers: int | None = None,
+    progress: bool = False,
+) -> AnalysisResult:
+    """The main job: the standard set of models, the decision table, the prior sweeps, the
+    frequentist comparators and the bias diagnostics -- everything the report shows.
+
+    Parameters
+    ----------
+    data
+        The studies (table, DataFrame or CSV path).
+    name
+        The analysis's name (report title, default folder); default: the file's stem, or
+        ``"studies"``.
+    covariate
+        Column of the meta-regression (default ``bone_only_fraction``; without that column no
+        meta-regression is fitted and a warning says so).
+    thresholds
+        Decision thresholds T of P(HR < T).
+    tau_priors, bias_priors
+        The sweeps' grids (prior strings or PriorSpec; ``None``: the standard grids).
+    seed, chains, draws, tune, workers, progress
+        Sampler settings for the models that need PyMC, parallel fits, a progress bar.
+
+    Returns
+    -------
+    AnalysisResult
+        Prints the decision table as ``synthesis report`` does; :func:`write_report` writes it.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import synthesis as syn
+    >>> frame = pd.DataFrame({
+    ...     "study": ["T1", "T2", "T3", "O1", "O2", "O3"],
+    ...     "design": ["rct", "rct", "rct", "retrospective", "retrospective", "prospective"],
+    ...     "hr": [0.95, 0.85, 1.05, 0.65, 0.6, 0.7],
+    ...     "ci_lower": [0.7, 0.6, 0.8, 0.55, 0.5, 0.5], "ci_upper": [1.29, 1.2, 1.38, 0.77, 0.72, 0.98]})
+    >>> result = syn.analyse(frame, name="example")  # doctest: +SKIP
+    >>> list(result.decision.to_frame()["key"])  # doctest: +SKIP
+    ['re_all', 're_rct', 'bias']
+    """
+    from synthesis.analysis import DEFAULT_COVARIATE, run_analysis
+
+    if isinstance(data, (str, Path)):
+        name = name or Path(data).stem
+    table = load_studies(data)
+    return run_analysis(
+        table,
+        name=name or "studies",
+        covariate=covariate or DEFAULT_COVARIATE,
+        thresholds=thresholds,
+        seed=seed,
+        chains=chains,
+        draws=draws,
+        tune=tune,
+        workers=workers,
+        progress=progress,
+        tau_priors=[_prior_text(p) for p in _priors(tau_priors, "tau") or []] or None,
+        bias_priors=[_prior_text(p) for p in _priors(bias_priors, "delta") or []] or None,
+        source_path=str(Path(data).resolve()) if isinstance(data, (str, Path)) else None,
+    )
+
+
+def write_report(result: AnalysisResult, path: str | Path) -> Path:
+    """Write the report of an analysis into the folder ``path``: report.html, report.md, CSV
+    tables, figures, posteriors and run.json, atomically.
+
+    The folder is created new, or replaced only when it is an earlier report; anything else
+    there is refused with an :class:`~synthesis.errors.InputError` and left as it was.
+
+    Parameters
+    ----------
+    result
+        What :func:`analyse` returned.
+    path
+        The report folder.
+
+    Returns
+    -------
+    Path
+        The folder written.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> result = syn.analyse(syn.load_dataset("dnmbc_lrt"))  # doctest: +SKIP
+    >>> syn.write_report(result, "reports/mine")  # doctest: +SKIP
+    PosixPath('reports/mine')
+    """
+    from synthesis.outputs import check_output_target
+    from synthesis.report import REPORT_COMMAND
+    from synthesis.report import write_report as _write
+
+    out = Path(path)
+    check_output_target(out, REPORT_COMMAND)
+    return _write(result, out)
