@@ -207,7 +207,7 @@ def test_keyboard_interrupt_while_writing_a_report_leaves_nothing(tmp_path, monk
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("synthesis.report._write_tables", interrupted)
+    monkeypatch.setattr("synthesis.report.writer._write_tables", interrupted)
     out_dir = tmp_path / "reports" / "mine"
     code, _, err = run_cli(["report", "--out", str(out_dir), "--quiet"], capsys)
     assert code == EXIT_INTERRUPTED

@@ -30,6 +30,7 @@ from synthesis.models.priors import parse_prior, resolve_priors  # noqa: E402
 from synthesis.models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect  # noqa: E402
 from synthesis.models.spec import ModelSpec, threshold_key  # noqa: E402
 from synthesis.pooling import pool  # noqa: E402
+from synthesis.report import writer  # noqa: E402
 from synthesis.studies import StudyTable, load_studies  # noqa: E402
 from synthesis.sweep import SweepResult, SweepRow  # noqa: E402
 
@@ -359,7 +360,7 @@ def existing(tmp_path) -> tuple[AnalysisResult, Path]:
     return result, out
 
 
-@pytest.mark.parametrize("stage", ["_write_posteriors", "_render", "save_figure"])
+@pytest.mark.parametrize("stage", ["_write_posteriors", "render_report", "save_figure"])
 def test_failure_mid_write_keeps_the_old_report(existing, monkeypatch, stage):
     result, out = existing
     before = _snapshot(out)
@@ -370,7 +371,7 @@ def test_failure_mid_write_keeps_the_old_report(existing, monkeypatch, stage):
     if stage == "save_figure":
         monkeypatch.setattr("synthesis.plots.save_figure", boom)
     else:
-        monkeypatch.setattr(report, stage, boom)
+        monkeypatch.setattr(writer, stage, boom)
     with pytest.raises(RuntimeError, match="disk full"):
         report.write_report(result, out, figures=tiny_figures())
     assert _snapshot(out) == before
@@ -411,3 +412,36 @@ def test_bundled_dataset_source_is_hashed(tmp_path):
     run = report.run_record(result)
     assert run["inputs"]["path"] == str(path)
     assert run["inputs"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# the console decision table (``run`` and ``report`` print it)
+# --------------------------------------------------------------------------------------------
+def test_console_table_fits_in_100_columns(tmp_path):
+    from dataclasses import replace
+
+    from synthesis.report import console_decision_table
+
+    result = make_result(tmp_path)
+    text = console_decision_table(result)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "Random effects, all" in text and "0.72 (0.60-0.86)" in text
+    assert "P<0.8" in text and "P<1" in text
+    # Covariate rows, a long user label, eight thresholds, a wide HR: still within the width.
+    thresholds = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)
+    long_label = "A model whose label somebody made very long indeed, " * 3
+    rows = [
+        replace(row, key="custom", label=long_label) if row.key == "re_all"
+        else replace(row, hr=ratio(12.5, 10.25, 15.75)) if row.key == "bias" else row
+        for row in result.decision.rows
+    ]
+    base = rows[-1]
+    rows += [replace(base, key=f"{base.key}@{COVARIATE}={v:g}", label=f"{base.label}, at {v:g}") for v in (0, 0.5, 1)]
+    result.thresholds = thresholds
+    result.decision = DecisionTable(rows, thresholds)
+    for width in (100, 80):
+        text = console_decision_table(result, width=width)
+        assert max(len(line) for line in text.splitlines()) <= width, text
+        assert f"  at {COVARIATE}=0.5" in text and "Bias-adjusted meta-reg., mean" in text
+        assert "12.50 (10.25-15.75)" in text and "P<0.75" in text
+        assert "A model whose label" in text and "..." in text

@@ -79,7 +79,7 @@ def run_report(args: argparse.Namespace) -> int:
     from synthesis.cli.common import load_table, print_warnings
     from synthesis.datasets import DEFAULT_DATASET
     from synthesis.outputs import check_output_target, output_folder_name
-    from synthesis.report import REPORT_COMMAND, write_report
+    from synthesis.report import REPORT_COMMAND, console_decision_table, write_report
 
     thresholds = tuple(args.threshold or DECISION_THRESHOLDS)
     table = load_table(args)
@@ -109,10 +109,5 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"warning: {w}", file=sys.stderr)
     if not args.quiet:
         print(f"report written to {path}/report.html ({result.timing.get('total_s', 0):.1f} s)")
-        frame = result.decision.to_frame()
-        cols = ["model", "engine", "k", "hr_median", "hr_q025", "hr_q975"] + [
-            c for c in frame.columns if c.startswith("p_hr_below_")
-        ]
-        print("posterior median HR with 95% equal-tailed credible interval; P(HR < T):")
-        print(frame[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(console_decision_table(result))
     return 0

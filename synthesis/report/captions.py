@@ -1,0 +1,82 @@
+"""The caption of each figure of the report, in words a reader can follow without the code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from synthesis.base import INTERVAL_LABEL
+from synthesis.report.formats import INTERVAL_KIND
+from synthesis.report.narrative import model_labels
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from synthesis.analysis import AnalysisResult
+
+FOREST = (
+    f"Posterior forest plot. Each study's observed HR with its {INTERVAL_LABEL} confidence interval (black) and "
+    f"its shrunken posterior HR with its {INTERVAL_KIND} (red); diamonds: pooled posterior HR of each "
+    f"model ({INTERVAL_KIND}); translucent bars: {INTERVAL_LABEL} prediction interval of the HR of a new "
+    "randomised trial. The priors are written under each model label. Log scale."
+)
+SENSITIVITY = (
+    "Prior sensitivity of '{label}': posterior median HR with its " + INTERVAL_KIND + " "
+    "(band) and P(HR < T), against the prior median of τ (log scale); one colour per τ-prior family, "
+    "one line style per bias prior."
+)
+BIAS_SENSITIVITY = (
+    "Bias-prior sensitivity of '{label}': posterior median HR of a randomised comparison "
+    "with its " + INTERVAL_KIND + " (band) and P(HR < T) against the SD of the design-bias prior δ (log scale), "
+    "one line per prior mean (0: no expected direction; log 0.8: non-randomised studies expected to "
+    "exaggerate the benefit by 20%), at the default τ prior."
+)
+FUNNEL = (
+    "Funnel plot: observed log HR against its standard error (inverted), centred on the pooled {method} "
+    "estimate with pseudo 95% limits (estimate ± 1.96 SE); open circles: studies imputed by trim and fill."
+)
+BUBBLE = (
+    "Meta-regression on {covariate}: observed study HRs (bubble area ∝ 1/SE²) and the posterior "
+    "median HR of a randomised comparison with its " + INTERVAL_KIND + " across covariate values; studies "
+    "without the covariate (imputed inside the model) are in the strip at the right."
+)
+PRIOR_POSTERIOR = (
+    "Prior (dashed, labelled) and posterior (solid) densities of the between-study SD τ and of "
+    "the design bias δ (log HR scale), one row per model; the posterior densities are the engines' own."
+)
+
+
+def figure_caption(name: str, fig: Figure, result: AnalysisResult) -> str:
+    """The caption of figure ``name`` (a key of :func:`synthesis.plots.standard_figures`).
+
+    Parameters
+    ----------
+    name
+        The figure's key: ``forest``, ``sensitivity_<model>``, ``bias_sensitivity_<model>``,
+        ``funnel``, ``bubble``, ``prior_posterior...``, or any other (then the figure's own
+        title, or its name).
+    fig
+        The figure.
+    result
+        The analysis it draws.
+
+    Returns
+    -------
+    str
+        One paragraph.
+    """
+    labels = model_labels(result)
+    if name == "forest":
+        return FOREST
+    if name.startswith("sensitivity_"):
+        key = name.removeprefix("sensitivity_")
+        return SENSITIVITY.format(label=labels.get(key, key))
+    if name.startswith("bias_sensitivity_"):
+        key = name.removeprefix("bias_sensitivity_")
+        return BIAS_SENSITIVITY.format(label=labels.get(key, key))
+    if name == "funnel":
+        return FUNNEL.format(method=getattr(result.pubbias, "method", "REML"))
+    if name == "bubble":
+        return BUBBLE.format(covariate=result.covariate)
+    if name.startswith("prior_posterior"):
+        return PRIOR_POSTERIOR
+    return fig.get_suptitle() or name

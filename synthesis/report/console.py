@@ -1,0 +1,108 @@
+"""The decision table as ``synthesis run`` and ``synthesis report`` print it: short model
+labels, the posterior HR with its interval in one column and P(HR < T) as "P<T", within
+:data:`CONSOLE_WIDTH` columns (columns that do not fit go to a second block under the first)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from synthesis.base import INTERVAL_LABEL
+from synthesis.report.formats import num, prob
+from synthesis.report.tables import threshold_keys
+
+if TYPE_CHECKING:
+    from synthesis.analysis import AnalysisResult, DecisionRow
+
+#: Widest line the table prints.
+CONSOLE_WIDTH = 100
+#: Widest the model column may be when the other columns need more than one block anyway
+#: (longer labels are cut short).
+SPLIT_LABEL_WIDTH = 40
+#: Spaces between columns.
+GAP = "  "
+#: Short labels of the standard models (others print their full label, cut to fit).
+SHORT_LABELS: dict[str, str] = {
+    "re_all": "Random effects, all",
+    "re_rct": "Random effects, RCTs",
+    "bias": "Design-bias adjusted",
+    "bias_metareg": "Bias-adjusted meta-reg.",
+}
+
+
+def _short_label(row: DecisionRow, keys: set[str]) -> str:
+    """"Bias-adjusted meta-reg., mean" for a model with covariate rows; "  at x=0.5" for those."""
+    base, _, at = row.key.partition("@")
+    if at:
+        return f"  at {at}"
+    label = SHORT_LABELS.get(base, row.label)
+    return f"{label}, mean" if any(k.startswith(f"{base}@") for k in keys) else label
+
+
+def _hr_cell(median: float, lower: float, upper: float) -> str:
+    """"0.69 (0.62-0.79)"."""
+    return f"{num(median)} ({num(lower)}-{num(upper)})"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _blocks(widths: Sequence[int], room: int) -> list[list[int]]:
+    """Indices of the columns after the model column, packed into blocks of at most ``room``."""
+    blocks: list[list[int]] = [[]]
+    used = 0
+    for j, w in enumerate(widths):
+        if blocks[-1] and used + len(GAP) + w > room:
+            blocks.append([])
+            used = 0
+        blocks[-1].append(j)
+        used += len(GAP) + w
+    return blocks
+
+
+def console_decision_table(result: AnalysisResult, width: int = CONSOLE_WIDTH) -> str:
+    """The decision table as plain text, every line at most ``width`` characters.
+
+    Parameters
+    ----------
+    result
+        The analysis.
+    width
+        The widest line.
+
+    Returns
+    -------
+    str
+        A legend line and the table: model, engine, k, posterior median HR with its
+        equal-tailed credible interval, and P(HR < T) per threshold.
+    """
+    rows = result.decision.rows
+    keys = threshold_keys(result.thresholds)
+    row_keys = {r.key for r in rows}
+    header = ["Engine", "k", f"HR ({INTERVAL_LABEL} CrI)"] + [f"P<{float(t):g}" for t in keys]
+    body = [
+        [r.engine, str(r.k), _hr_cell(r.hr.median, r.hr.q025, r.hr.q975)] + [prob(r.p_hr_below.get(t)) for t in keys]
+        for r in rows
+    ]
+    widths = [max(len(c) for c in [h, *(b[j] for b in body)]) for j, h in enumerate(header)]
+    labels = [_short_label(r, row_keys) for r in rows]
+    others = sum(len(GAP) + w for w in widths)
+    natural = max(len(x) for x in ["Model", *labels])
+    label_width = natural if natural + others <= width else min(natural, SPLIT_LABEL_WIDTH)
+    label_width = min(label_width, width - len(GAP) - max(widths))
+    labels = [_cut(x, label_width) for x in labels]
+    legend = (f"HR: posterior median with its {INTERVAL_LABEL} equal-tailed credible interval; "
+              "P<T: posterior P(HR < T)")
+    lines = textwrap.wrap(legend, width)
+    for block in _blocks(widths, width - label_width):
+        lines.append("")
+        for label, cells in zip(["Model", *labels], [header, *body], strict=True):
+            lines.append(label.ljust(label_width) + "".join(GAP + _align(cells[j], widths[j], j) for j in block))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _align(cell: str, width: int, column: int) -> str:
+    """The engine (column 0) left-aligned, numbers right-aligned."""
+    return cell.ljust(width) if column == 0 else cell.rjust(width)

@@ -1,0 +1,116 @@
+"""How the report writes numbers, intervals, probabilities, priors and file names.
+
+Every cell and sentence of the report goes through these functions, so a number reads the same
+in the HTML page, the Markdown and the console. They format what a result holds; nothing here
+computes a statistic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from synthesis.base import INTERVAL_LABEL, PARAMETER_SYMBOLS
+
+if TYPE_CHECKING:
+    from synthesis.models.results import FitResult
+
+#: How every credible interval in the report is described.
+INTERVAL_KIND = f"{INTERVAL_LABEL} equal-tailed credible interval"
+
+
+def num(x: Any, digits: int = 2) -> str:
+    """``x`` to ``digits`` decimals; "n/a" for ``None``, NaN and infinities.
+
+    Parameters
+    ----------
+    x
+        A number, or anything else (returned as ``str(x)`` when it is not a number).
+    digits
+        Decimals to show.
+
+    Returns
+    -------
+    str
+        The text of the number.
+
+    Examples
+    --------
+    >>> num(0.6912), num(None), num(float("nan")), num(1.23456, 3)
+    ('0.69', 'n/a', 'n/a', '1.235')
+    """
+    if x is None:
+        return "n/a"
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def interval(median: Any, lower: Any, upper: Any) -> str:
+    """A point estimate with its interval, as "0.69 [0.62, 0.79]"."""
+    return f"{num(median)} [{num(lower)}, {num(upper)}]"
+
+
+def prob(p: Any) -> str:
+    """A posterior probability to two decimals; "< 0.01" / "> 0.99" rather than 0.00 / 1.00.
+
+    Examples
+    --------
+    >>> prob(0.4213), prob(0.001), prob(0.9999)
+    ('0.42', '< 0.01', '> 0.99')
+    """
+    try:
+        value = float(p)
+    except (TypeError, ValueError):
+        return num(p)
+    if 0.0 <= value < 0.005:
+        return "< 0.01"
+    if 0.995 < value <= 1.0:
+        return "> 0.99"
+    return num(value, 2)
+
+
+def prob_relation(p: Any) -> str:
+    """"= 0.42", "< 0.01" or "> 0.99" (to follow "P(HR < T)" in a sentence)."""
+    text = prob(p)
+    return text if text[0] in "<>" else f"= {text}"
+
+
+def pvalue(p: Any) -> str:
+    """A test's p-value: three decimals, or "< 0.001"."""
+    try:
+        if 0 <= float(p) < 0.001:
+            return "< 0.001"
+    except (TypeError, ValueError):
+        pass
+    return num(p, 3)
+
+
+def safe_name(key: str) -> str:
+    """A model key as a file stem: anything but letters, digits, "_", "." and "-" becomes "_"."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
+
+
+def priors_of(fit: FitResult | None) -> dict[str, str]:
+    """Parameter name -> prior label of a fit's parameters (empty without a fit)."""
+    if fit is None:
+        return {}
+    return fit.spec.priors.labels(fit.spec.parameters)
+
+
+def prior_lines(fit: FitResult | None) -> list[str]:
+    """The priors of a fit as "τ ~ halfnormal(0.5)", one per parameter."""
+    return [f"{PARAMETER_SYMBOLS.get(n, n)} ~ {label}" for n, label in priors_of(fit).items()]
+
+
+def prior_sources(fit: FitResult | None) -> list[str]:
+    """The citations of a fit's empirical priors, as "τ: Turner et al. 2015 ..."."""
+    if fit is None:
+        return []
+    specs = {n: getattr(fit.spec.priors, n) for n in fit.spec.parameters}
+    return [f"{PARAMETER_SYMBOLS.get(n, n)}: {p.source}" for n, p in specs.items() if p.source]

@@ -1,0 +1,226 @@
+"""The cells of the report's tables as text: the decision table, each prior sweep, the
+frequentist pools, the meta-regression, the publication-bias diagnostics and the priors.
+
+Each builder returns a :data:`Table`, a header and rows of strings, that
+:mod:`synthesis.report.document` writes as HTML and Markdown. The cells show numbers the result
+objects hold, formatted by :mod:`synthesis.report.formats`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+from synthesis.base import INTERVAL_LABEL
+from synthesis.models.spec import threshold_key
+from synthesis.report.formats import interval, num, prior_lines, prior_sources, prob, pvalue
+from synthesis.report.narrative import model_labels
+
+if TYPE_CHECKING:
+    from synthesis.analysis import AnalysisResult, DecisionRow
+
+#: A table as text: (header, rows of cells).
+Table = tuple[list[str], list[list[str]]]
+#: How the decision table shows a fit's convergence (``DecisionRow.converged``).
+CONVERGED_TEXT: dict[bool | None, str] = {True: "yes", False: "NO", None: "n/a (exact engine)"}
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A result object as a dict: its ``to_dict()``, a dataclass's fields, or a mapping."""
+    if obj is None:
+        return {}
+    if hasattr(obj, "to_dict"):
+        return dict(obj.to_dict())
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    return {"value": str(obj)}
+
+
+def base_key(row_key: str) -> str:
+    """The model key of a decision row ("bias_metareg@x=0.5" -> "bias_metareg")."""
+    return row_key.split("@", 1)[0]
+
+
+def threshold_keys(thresholds: Sequence[float]) -> list[str]:
+    """The keys of ``p_hr_below`` for ``thresholds`` ("0.8", "1.0")."""
+    return [threshold_key(t) for t in thresholds]
+
+
+def frequentist_methods(rows: Sequence[DecisionRow]) -> list[str]:
+    """The frequentist methods of the decision rows, in first-seen order."""
+    return list(dict.fromkeys(m for r in rows for m in r.frequentist))
+
+
+def decision_cells(result: AnalysisResult) -> Table:
+    """The decision table: one row per model (and covariate value), priors as "; "-joined
+    labels in column 1."""
+    rows = result.decision.rows
+    methods = frequentist_methods(rows)
+    keys = threshold_keys(result.thresholds)
+    header = ["Model", "Priors", "Engine", "k", f"Posterior HR [{INTERVAL_LABEL} CrI]",
+              f"Predictive HR, new RCT [{INTERVAL_LABEL} PrI]"]
+    header += [f"P(HR < {float(t):g})" for t in keys]
+    header += [f"{m.upper()} HR [{INTERVAL_LABEL} CI]" for m in methods]
+    header += ["Converged", "Note"]
+    body = []
+    for r in rows:
+        pred = r.predictive_hr
+        cells = [
+            r.label,
+            "; ".join(prior_lines(result.fits.get(base_key(r.key)))),
+            r.engine,
+            str(r.k),
+            interval(r.hr.median, r.hr.q025, r.hr.q975),
+            interval(pred.median, pred.q025, pred.q975) if pred is not None else "n/a",
+        ]
+        cells += [prob(r.p_hr_below.get(t)) for t in keys]
+        cells += [interval(*r.frequentist[m]) if m in r.frequentist else "n/a" for m in methods]
+        cells += [CONVERGED_TEXT[r.converged], r.note]
+        body.append(cells)
+    return header, body
+
+
+def sweep_cells(result: AnalysisResult, key: str) -> Table:
+    """Every fit of the prior sweep of model ``key``."""
+    sweep = result.sweeps[key]
+    has_bias = any(r.bias_prior is not None for r in sweep.rows)
+    keys = threshold_keys(sweep.thresholds)
+    header = ["τ prior"] + (["δ prior"] if has_bias else []) + [f"Posterior HR [{INTERVAL_LABEL} CrI]"]
+    header += [f"P(HR < {float(t):g})" for t in keys] + ["Posterior median τ", "Engine"]
+    body = []
+    for r in sweep.rows:
+        cells = [r.tau_prior] + ([r.bias_prior or "n/a"] if has_bias else [])
+        cells.append(interval(r.hr_median, r.hr_q025, r.hr_q975))
+        cells += [prob(r.p_hr_below.get(t)) for t in keys]
+        cells += [num(r.tau_median, 3), r.engine]
+        body.append(cells)
+    return header, body
+
+
+def pool_records(result: AnalysisResult) -> list[dict[str, Any]]:
+    """One flat record per (subset, method) of the frequentist pools (the rows of pools.csv).
+
+    List values are joined with "; " and a result's own ``method`` field is renamed
+    ``estimator``, so that ``method`` names the pool.
+    """
+    records = []
+    for subset, methods in result.pools.items():
+        for name, pooled in (methods or {}).items():
+            rec: dict[str, Any] = {"subset": subset, "method": name}
+            for k, v in as_dict(pooled).items():
+                if isinstance(v, (list, tuple)):
+                    v = "; ".join(str(x) for x in v)
+                rec["estimator" if k == "method" else k] = v
+            records.append(rec)
+    return records
+
+
+def pool_cells(result: AnalysisResult) -> Table:
+    """The frequentist pools: HR with CI, prediction interval, τ², I² and Q."""
+    header = ["Studies", "Method", "k", f"HR [{INTERVAL_LABEL} CI]", f"{INTERVAL_LABEL} prediction interval",
+              "τ²", "I² (%)", "Q (p)"]
+    body = [
+        [
+            str(rec["subset"]),
+            str(rec["method"]),
+            str(rec.get("k", "n/a")),
+            interval(rec.get("hr"), rec.get("hr_ci_lower"), rec.get("hr_ci_upper")),
+            f"{num(rec.get('pi_hr_lower'))} to {num(rec.get('pi_hr_upper'))}",
+            num(rec.get("tau2"), 4),
+            num(rec.get("i2"), 1),
+            f"{num(rec.get('q'))} ({pvalue(rec.get('q_pvalue'))})",
+        ]
+        for rec in pool_records(result)
+    ]
+    return header, body
+
+
+def _pubbias_lines(d: Mapping[str, Any]) -> list[str]:
+    """One sentence per publication-bias test present in ``d`` (a ``BiasResult`` as a dict)."""
+    lines = []
+    method = d.get("method", "")
+    if d.get("egger"):
+        e = d["egger"]
+        lines.append(f"Egger's regression test ({method} model): z = {num(e.get('z'))}, p = {pvalue(e.get('p'))}.")
+    if d.get("begg"):
+        b = d["begg"]
+        lines.append(f"Begg and Mazumdar's rank correlation: Kendall's τ = {num(b.get('tau'))}, "
+                     f"p = {pvalue(b.get('p'))}.")
+    tf = d.get("trimfill") or {}
+    if tf.get("k0") is not None:
+        lines.append(
+            f"Trim and fill (L0, {method}): {tf['k0']} stud{'y' if tf['k0'] == 1 else 'ies'} filled on the "
+            f"{tf.get('side')} side; adjusted HR {interval(tf.get('hr'), tf.get('hr_ci_lower'), tf.get('hr_ci_upper'))}"
+            f" ({INTERVAL_LABEL} CI)."
+        )
+    fsn = d.get("failsafe_n") or {}
+    if fsn.get("rosenthal") is not None:
+        lines.append(f"Rosenthal's fail-safe N: {fsn['rosenthal']} (combined p = {pvalue(fsn.get('p'))}).")
+    return lines
+
+
+def pubbias_blocks(result: AnalysisResult) -> tuple[list[str], Table | None, list[str]]:
+    """The publication-bias diagnostics.
+
+    Returns
+    -------
+    tuple
+        (one sentence per test, the leave-one-out table or ``None``, notes).
+    """
+    d = as_dict(result.pubbias)
+    if not d:
+        return [], None, ["no publication-bias diagnostics in this analysis"]
+    loo = d.get("leave_one_out") or []
+    table = None
+    if loo:
+        header = ["Study left out", f"HR [{INTERVAL_LABEL} CI]", "τ²", "I² (%)"]
+        body = [
+            [str(r.get("study")), interval(r.get("hr"), r.get("hr_ci_lower"), r.get("hr_ci_upper")),
+             num(r.get("tau2"), 4), num(r.get("i2"), 1)]
+            for r in loo
+        ]
+        table = (header, body)
+    return _pubbias_lines(d), table, [str(n) for n in d.get("notes") or []]
+
+
+def metareg_blocks(result: AnalysisResult) -> tuple[list[str], Table | None]:
+    """The frequentist meta-regression.
+
+    Returns
+    -------
+    tuple
+        (a summary sentence followed by the notes, the coefficient table or ``None``); empty
+        lines without a meta-regression.
+    """
+    d = as_dict(result.metareg)
+    if not d:
+        return [], None
+    dropped = f", {d.get('dropped')} studies without the covariate dropped" if d.get("dropped") else ""
+    lines = [
+        f"Frequentist mixed-effects meta-regression ({d.get('method', '')}"
+        f"{', Knapp-Hartung' if d.get('hksj') else ''}; k = {d.get('k')}{dropped}): "
+        f"residual τ² = {num(d.get('tau2'), 4)}, QM p = {pvalue(d.get('qm_pvalue'))}, "
+        f"R² = {num(d.get('r2'), 1)}%."
+    ]
+    coefs = d.get("coefficients") or {}
+    header = ["Coefficient", "Estimate (log HR)", f"{INTERVAL_LABEL} CI", "p"]
+    body = [
+        [name, num(c.get("estimate"), 3), f"{num(c.get('ci_lower'), 3)} to {num(c.get('ci_upper'), 3)}",
+         pvalue(c.get("pvalue"))]
+        for name, c in coefs.items()
+    ]
+    lines += [str(n) for n in d.get("notes") or []]
+    return lines, (header, body) if body else None
+
+
+def prior_cells(result: AnalysisResult) -> Table:
+    """The priors of every model with the sources of its empirical priors."""
+    labels = model_labels(result)
+    body = [
+        [labels.get(k, k), "; ".join(prior_lines(f)), "; ".join(prior_sources(f)) or "none"]
+        for k, f in result.fits.items()
+    ]
+    return ["Model", "Priors", "Sources of empirical priors"], body
