@@ -113,6 +113,85 @@ class AnalysisResult:
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def to_frame(self) -> pd.DataFrame:
+        """The decision table: one row per model (and covariate value), the posterior HR,
+        P(HR < T) and the frequentist comparators."""
+        return self.decision.to_frame()
+
+    def to_json(self) -> dict[str, Any]:
+        """The decision table, every fit's ``fit --json`` document and the warnings."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "thresholds": list(self.thresholds),
+            "decision": [r.to_record() for r in self.decision.rows],
+            "fits": {key: f.to_json() for key, f in self.fits.items()},
+            "sweeps": {key: s.to_json() for key, s in self.sweeps.items()},
+            "warnings": list(self.warnings),
+            "seed": self.seed,
+        }
+
+    def _shown(self) -> pd.DataFrame:
+        frame = self.to_frame()
+        cols = ["model", "engine", "k", "hr_median", "hr_q025", "hr_q975"]
+        return frame[cols + [c for c in frame.columns if c.startswith("p_hr_below_")]]
+
+    def __str__(self) -> str:
+        """The decision table as ``synthesis report`` prints it after writing the report
+        (:func:`synthesis.report.console_decision_table`, the report's console text).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import synthesis as syn
+        >>> frame = pd.DataFrame({
+        ...     "study": ["T1", "T2", "T3", "O1", "O2", "O3"],
+        ...     "design": ["rct", "rct", "rct", "retrospective", "retrospective", "prospective"],
+        ...     "hr": [0.95, 0.85, 1.05, 0.65, 0.6, 0.7],
+        ...     "ci_lower": [0.7, 0.6, 0.8, 0.55, 0.5, 0.5], "ci_upper": [1.29, 1.2, 1.38, 0.77, 0.72, 0.98]})
+        >>> print(syn.analyse(frame, name="example"))  # doctest: +ELLIPSIS
+        HR: posterior median with its 95% equal-tailed credible interval; P<T: posterior P(HR < T)
+        <BLANKLINE>
+        Model                 Engine  k      HR (95% CrI)  P<0.7  P<0.8  P<0.9   P<1
+        Random effects, all   exact   6  0.77 (0.61-1.00)   0.19   0.65   0.91  0.97
+        ...
+        """
+        from synthesis.report import console_decision_table
+
+        return console_decision_table(self)
+
+    def _repr_html_(self) -> str:
+        from synthesis.models.display import html_block, html_table
+
+        frame = self._shown()
+        rows = [[f"{v:.3f}" if isinstance(v, float) else v for v in row] for row in frame.itertuples(index=False)]
+        title = f"Decision table: {self.name} ({self.source})"
+        return html_block(title, [html_table(list(frame.columns), rows)], self.warnings)
+
+    def plot_forest(self, *, ax: Any = None, **kwargs: Any) -> Any:
+        """Every model's pooled diamond beside the studies, shrunken under the design-bias model
+        when there is one (:func:`synthesis.plots.plot_forest`)."""
+        from synthesis.plots import plot_forest
+
+        labels = {run.key: run.label for run in self.runs}
+        fits = {labels.get(key, key): f for key, f in self.fits.items()}
+        bias = labels.get("bias")
+        kwargs.setdefault("shrinkage_from", bias if bias in fits and fits[bias].study_effects else None)
+        kwargs.setdefault("title", f"Posterior forest plot: {self.name}")
+        if ax is not None:
+            kwargs["ax"] = ax
+        return plot_forest(fits, **kwargs)
+
+    def plot_sensitivity(self, key: str = "bias", *, fig: Any = None, **kwargs: Any) -> Any:
+        """The prior-sensitivity plot of one model's sweep (``key`` of :attr:`sweeps`)."""
+        if key not in self.sweeps:
+            raise KeyError(f"no sweep {key!r}; sweeps: {', '.join(self.sweeps) or 'none'}")
+        return self.sweeps[key].plot_sensitivity(fig=fig, **kwargs)
+
+    def plot_funnel(self, *, ax: Any = None, **kwargs: Any) -> Any:
+        """Funnel plot of the studies with trim and fill (:meth:`BiasResult.plot_funnel`)."""
+        return self.pubbias.plot_funnel(ax=ax, **kwargs)
+
 
 def standard_runs(table: StudyTable, covariate: str = DEFAULT_COVARIATE, priors=None) -> list[ModelRun]:
     """The standard set of models that make sense for this table (bias models need both

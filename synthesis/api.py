@@ -531,8 +531,8 @@ def analyse(
     ...     "design": ["rct", "rct", "rct", "retrospective", "retrospective", "prospective"],
     ...     "hr": [0.95, 0.85, 1.05, 0.65, 0.6, 0.7],
     ...     "ci_lower": [0.7, 0.6, 0.8, 0.55, 0.5, 0.5], "ci_upper": [1.29, 1.2, 1.38, 0.77, 0.72, 0.98]})
-    >>> result = syn.analyse(frame, name="example")  # doctest: +SKIP
-    >>> list(result.decision.to_frame()["key"])  # doctest: +SKIP
+    >>> result = syn.analyse(frame, name="example")
+    >>> list(result.to_frame()["key"])
     ['re_all', 're_rct', 'bias']
     """
     from synthesis.analysis import DEFAULT_COVARIATE, run_analysis
@@ -578,6 +578,9 @@ def write_report(result: AnalysisResult, path: str | Path) -> Path:
 
     Examples
     --------
+    Writing the figures takes several seconds, so this example is not run as a test
+    (``tests/test_api.py`` writes a report):
+
     >>> import synthesis as syn
     >>> result = syn.analyse(syn.load_dataset("dnmbc_lrt"))  # doctest: +SKIP
     >>> syn.write_report(result, "reports/mine")  # doctest: +SKIP

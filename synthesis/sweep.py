@@ -121,6 +121,7 @@ class SweepResult:
         }
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per fit: the priors, the HR summary and ``p_hr_below_<T>`` columns."""
         records = []
         for r in self.rows:
             d = r.to_dict()
@@ -128,6 +129,59 @@ class SweepResult:
                 d[f"p_hr_below_{key}"] = p
             records.append(d)
         return pd.DataFrame.from_records(records)
+
+    def _shown(self) -> pd.DataFrame:
+        """The columns ``synthesis sweep`` prints."""
+        frame = self.to_frame()
+        cols = ["tau_prior", "bias_prior", "engine", "hr_median", "hr_q025", "hr_q975"]
+        cols += [c for c in frame.columns if c.startswith("p_hr_below_")]
+        return frame[[c for c in cols if c in frame.columns]]
+
+    def __str__(self) -> str:
+        """The sweep as ``synthesis sweep`` prints it.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> r = syn.sweep(syn.load_dataset("dnmbc_lrt"), tau_priors=["halfnormal(0.5)", "halfcauchy(1)"])
+        >>> print(r)  # doctest: +ELLIPSIS
+        re: 2 fits in ... s ({'exact': 2})
+        HR: posterior median and 95% equal-tailed credible interval; P(HR < T) posterior probability
+        ...
+        """
+        model = self.rows[0].model if self.rows else ""
+        return "\n".join([
+            f"{model}: {len(self.rows)} fits in {self.seconds:.2f} s ({self.engines})",
+            "HR: posterior median and 95% equal-tailed credible interval; P(HR < T) posterior probability",
+            self._shown().to_string(index=False, float_format=lambda x: f"{x:.3f}"),
+        ])
+
+    def _repr_html_(self) -> str:
+        from synthesis.models.display import html_block, html_table
+
+        frame = self._shown()
+        rows = [["" if v is None else f"{v:.3f}" if isinstance(v, float) else v for v in row]
+                for row in frame.itertuples(index=False)]
+        model = self.rows[0].model if self.rows else ""
+        title = f"Prior sensitivity sweep: {model}, {len(self.rows)} fits in {self.seconds:.2f} s"
+        return html_block(title, [html_table(list(frame.columns), rows)])
+
+    def plot_sensitivity(self, *, fig: Any = None, **kwargs: Any) -> Any:
+        """The posterior HR and P(HR < T) against the tau prior
+        (:func:`synthesis.plots.plot_sensitivity`; keyword arguments go there).
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> r = syn.sweep(syn.load_dataset("dnmbc_lrt"), tau_priors=["halfnormal(0.5)", "halfcauchy(1)"])
+        >>> type(r.plot_sensitivity()).__name__
+        'Figure'
+        """
+        from synthesis.plots import plot_sensitivity
+
+        if fig is not None:
+            kwargs["fig"] = fig
+        return plot_sensitivity(self, **kwargs)
 
 
 def _row(fit: FitResult, spec: ModelSpec, tau: PriorSpec, bias: PriorSpec | None, label: str) -> SweepRow:

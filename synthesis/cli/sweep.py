@@ -67,13 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
     else:
-        frame = result.to_frame()
-        cols = ["tau_prior", "bias_prior", "engine", "hr_median", "hr_q025", "hr_q975"] + [
-            c for c in frame.columns if c.startswith("p_hr_below_")
-        ]
-        print(f"{spec.model}: {len(result.rows)} fits in {result.seconds:.2f} s ({result.engines})")
-        print("HR: posterior median and 95% equal-tailed credible interval; P(HR < T) posterior probability")
-        print(frame[[c for c in cols if c in frame.columns]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(result)
     return 0
 
 
