@@ -7,6 +7,9 @@ and one small figure is written to PNG and SVG.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import matplotlib
@@ -22,6 +25,7 @@ from matplotlib.text import Text  # noqa: E402
 from test_report import BIAS_GRID, CURVE, TAU_GRID, make_result, make_sweep  # noqa: E402
 
 from synthesis import plots  # noqa: E402
+from synthesis.models.spec import threshold_key  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -234,10 +238,48 @@ def test_prior_posterior_single_fit_and_refusal(result):
 # --------------------------------------------------------------------------------------------
 # the standard set and saving
 # --------------------------------------------------------------------------------------------
-def test_standard_figures(result):
+def test_standard_figures_draw_what_the_result_holds(result):
     figures = plots.standard_figures(result)
     assert set(figures) == {"forest", "sensitivity_re_all", "sensitivity_bias", "bias_sensitivity_bias", "funnel", "bubble", "prior_posterior"}
-    assert all(isinstance(f, Figure) for f in figures.values())
+    labels = {run.key: run.label for run in result.runs}
+    # forest: one row per study of the table (in design order), then one pooled row per model
+    forest = figures["forest"].axes[0]
+    k = result.table.k
+    ticks = _tick_labels(forest.yaxis)
+    assert len(forest.get_yticks()) == k + len(result.fits)
+    assert sorted(ticks[:k]) == sorted(result.table.studies)
+    assert [t.split("\n")[0] for t in ticks[k:]] == [labels[key] for key in result.fits]
+    diamonds = [p for p in forest.patches if isinstance(p, Polygon)]
+    for diamond, fit in zip(diamonds, result.fits.values(), strict=True):
+        xs = diamond.get_xy()[:, 0]
+        assert (xs.min(), xs.max()) == pytest.approx((fit.hr.q025, fit.hr.q975))
+    legend = [t.get_text() for t in figures["forest"].legends[0].get_texts()]
+    assert f"shrunken HR, 95% CrI ({labels['bias']})" in legend  # shrinkage under the bias model
+    # sensitivity: per panel one line per (tau family, bias prior), x = the sweep's prior medians
+    for key, sweep in result.sweeps.items():
+        axes = _visible_axes(figures[f"sensitivity_{key}"])
+        groups = {(r.tau_family, r.bias_prior) for r in sweep.rows}
+        for ax, t in zip(axes[1:], sweep.thresholds, strict=True):
+            lines = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+            assert len(lines) == len(groups)
+            drawn = sorted((tuple(ln.get_xdata()), tuple(ln.get_ydata())) for ln in lines)
+            expected = []
+            for group in groups:
+                rows = sorted((r for r in sweep.rows if (r.tau_family, r.bias_prior) == group), key=lambda r: r.tau_prior_median)
+                expected.append((tuple(r.tau_prior_median for r in rows), tuple(r.p_hr_below[threshold_key(t)] for r in rows)))
+            assert drawn == sorted(expected)
+        assert figures[f"sensitivity_{key}"].get_suptitle() == f"Prior sensitivity: {labels[key]}"
+    # funnel: every study once, centred on the REML pool of all studies
+    funnel = figures["funnel"].axes[0]
+    points = [ln for ln in funnel.get_lines() if ln.get_linestyle() == "None"]
+    assert sorted(x for ln in points for x in ln.get_xdata()) == pytest.approx(sorted(result.table.y))
+    pooled = next(ln for ln in funnel.get_lines() if ln.get_label().startswith("pooled estimate"))
+    assert pooled.get_xdata()[0] == pytest.approx(result.pools["all"]["REML"].estimate)
+    # bubble: the meta-regression's curve; prior vs posterior: one row per fit with densities
+    median = next(ln for ln in figures["bubble"].axes[0].get_lines() if ln.get_label() == "posterior median HR")
+    np.testing.assert_allclose(median.get_ydata(), [s.median for s in CURVE.values()])
+    titles = {ax.get_title().replace("\n", " ") for ax in _visible_axes(figures["prior_posterior"])}
+    assert {f"{labels[key]}: τ" for key in result.fits} <= titles
 
 
 def test_save_figure_writes_png_at_150_dpi_and_svg(tmp_path):
@@ -254,7 +296,7 @@ def test_save_figure_writes_png_at_150_dpi_and_svg(tmp_path):
 
 
 def test_bias_sensitivity_plot_from_a_real_sweep():
-    """x = bias-prior SD, one line per bias-prior mean, at the default tau prior."""
+    """x = bias-prior SD, one line per bias-prior mean, at the default tau prior; y = the rows."""
     from synthesis.datasets import load_dataset
     from synthesis.models.spec import ModelData, ModelSpec
     from synthesis.plots import plot_bias_sensitivity
@@ -264,13 +306,124 @@ def test_bias_sensitivity_plot_from_a_real_sweep():
     data = ModelData.from_table(load_dataset("dnmbc_lrt"), spec)
     sweep = run_sweep(
         data, spec, tau_priors=split_specs("halfnormal(0.5);halfcauchy(1)", [], "tau"),
-        bias_priors=split_specs("normal(0, 0.1);normal(0, 1);normal(-0.223, 0.1);normal(-0.223, 1)", [], "delta"),
+        bias_priors=split_specs("normal(0, 0.1);normal(0, 1);normal(-0.223, 0.1);normal(-0.223, 1);normal(-0.223, 0.5)", [], "delta"),
         thresholds=(0.8, 1.0), progress=False,
     )
     fig = plot_bias_sensitivity(sweep)
-    axes = [ax for ax in fig.axes if ax.get_visible()]
+    axes = _visible_axes(fig)
     assert len(axes) == 3
-    assert len(axes[0].get_lines()) >= 2  # one median line per bias mean (plus the HR = 1 line)
-    xs = sorted({x for line in axes[1].get_lines() if line.get_marker() == "o" for x in line.get_xdata()})
-    assert xs == [0.1, 1.0]
-    assert axes[0].get_xscale() == "log"
+    rows = [r for r in sweep.rows if r.tau_prior == "half-normal(scale=0.5)"]
+    means = sorted({r.bias_mean for r in rows})
+    assert means == [-0.223, 0.0]
+    for ax, value in zip(axes, ("hr", "0.8", "1.0"), strict=True):
+        lines = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+        assert len(lines) == len(means)
+        for line, mean in zip(lines, means, strict=True):
+            at_mean = sorted((r for r in rows if r.bias_mean == mean), key=lambda r: r.bias_sd)
+            np.testing.assert_allclose(line.get_xdata(), [r.bias_sd for r in at_mean])
+            expected = [r.hr_median if value == "hr" else r.p_hr_below[value] for r in at_mean]
+            np.testing.assert_allclose(line.get_ydata(), expected)
+        assert ax.get_xscale() == "log"
+    assert [ln.get_label() for ln in axes[0].get_lines() if ln.get_marker() == "o"] == [
+        "δ prior mean -0.223 (HR ×0.80)", "δ prior mean 0 (HR ×1.00)"]
+    other = plot_bias_sensitivity(sweep, tau_prior="half-Cauchy(scale=1)")
+    line = next(ln for ln in other.axes[0].get_lines() if ln.get_marker() == "o")
+    cauchy = sorted((r for r in sweep.rows if r.tau_prior == "half-Cauchy(scale=1)" and r.bias_mean == -0.223), key=lambda r: r.bias_sd)
+    np.testing.assert_allclose(line.get_ydata(), [r.hr_median for r in cauchy])
+    with pytest.raises(ValueError, match="no rows with tau prior"):
+        plot_bias_sensitivity(sweep, tau_prior="uniform(0, 1)")
+    with pytest.raises(ValueError, match="0.7"):
+        plot_bias_sensitivity(sweep, thresholds=[0.7])
+    with pytest.raises(ValueError, match="no bias priors"):
+        plot_bias_sensitivity(make_sweep("Random effects", bias=False))
+
+
+# --------------------------------------------------------------------------------------------
+# drawing into the caller's axes or figure; the backend is the caller's
+# --------------------------------------------------------------------------------------------
+def _multi_panel(result, fits):
+    sweep = make_sweep("Design-bias adjusted (additive)", bias=True)
+    fit = result.fits["bias_metareg"]
+    return {
+        "forest": (lambda **kw: plots.plot_forest(fits, **kw), 2),
+        "sensitivity": (lambda **kw: plots.plot_sensitivity(sweep, **kw), 3),
+        "bias_sensitivity": (lambda **kw: plots.plot_bias_sensitivity(sweep, **kw), 3),
+        "bubble": (lambda **kw: plots.plot_bubble(result.table, fit, "bone_only_fraction", **kw), 2),
+        "prior_posterior": (lambda **kw: plots.plot_prior_posterior(fits, **kw), 8),
+    }
+
+
+@pytest.mark.parametrize("name", ["forest", "funnel"])
+def test_plots_draw_into_a_given_ax(result, fits, name):
+    import matplotlib.pyplot as plt
+
+    draw = {
+        "forest": lambda ax: plots.plot_forest(fits, ax=ax),
+        "funnel": lambda ax: plots.plot_funnel(result.table, pooled=result.pools["all"]["REML"], ax=ax),
+    }[name]
+    fig, (left, ax) = plt.subplots(1, 2)
+    fig.suptitle("user's $x^2$")
+    try:
+        before = plt.get_fignums()
+        assert draw(ax) is ax.figure is fig
+        assert plt.get_fignums() == before
+        assert fig.axes == [left, ax]  # nothing added beside ax (the forest's text columns are an inset of it)
+        assert not left.lines and not left.collections
+        assert ax.get_xscale() == ("log" if name == "forest" else "linear") and ax.get_title()
+        assert fig._suptitle.get_parse_math()  # the caller's own texts are left alone
+        assert not any(t.get_parse_math() for t in ax.findobj(Text))  # ours are plain text
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["forest", "sensitivity", "bias_sensitivity", "bubble", "prior_posterior"])
+def test_multi_panel_plots_draw_into_a_given_fig(result, fits, name):
+    import matplotlib.pyplot as plt
+
+    draw, n_axes = _multi_panel(result, fits)[name]
+    fig = plt.figure(figsize=(3.0, 2.0))
+    try:
+        before = plt.get_fignums()
+        assert draw(fig=fig) is fig
+        assert plt.get_fignums() == before
+        assert len(fig.axes) == n_axes
+        assert tuple(fig.get_size_inches()) == (3.0, 2.0)  # the caller's size is kept
+        with pytest.raises(ValueError, match="empty figure"):
+            draw(fig=fig)
+    finally:
+        plt.close(fig)
+    outer = Figure()
+    sub = outer.subfigures(1, 2)[1]
+    assert draw(fig=sub) is sub and len(sub.axes) == n_axes and not outer.subfigs[0].axes
+
+
+def test_forest_refuses_both_fig_and_ax(fits):
+    fig = Figure()
+    with pytest.raises(ValueError, match="not both"):
+        plots.plot_forest(fits, fig=fig, ax=fig.subplots())
+
+
+def _python(code: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY", "WAYLAND_DISPLAY")}
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_importing_the_plots_keeps_the_users_backend():
+    code = (
+        "import sys, matplotlib; matplotlib.use('svg'); import synthesis.plots; "
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend(); "
+        "assert 'matplotlib.pyplot' not in sys.modules"
+    )
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_cli_draws_headless_with_agg(tmp_path):
+    code = (
+        "import sys; from synthesis.cli import main; rc = main(sys.argv[1:]); "
+        "import matplotlib; print(rc, matplotlib.get_backend().lower())"
+    )
+    done = _python(code, "sweep", "--tau-priors", "halfnormal(0.5);halfnormal(1)", "--quiet", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["0", "agg"]
+    assert (tmp_path / "out" / "sensitivity.png").stat().st_size > 0

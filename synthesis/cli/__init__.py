@@ -10,6 +10,7 @@ is left).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,11 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names (default ``sys.argv[1:]``) and return its exit status."""
+    headless_matplotlib()
     try:
         return _run(argv)
     except KeyboardInterrupt:
         print("synthesis: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def headless_matplotlib() -> None:
+    """Have matplotlib draw with ``Agg`` (no display needed) when the command line runs as a
+    program: unless the user chose a backend (``MPLBACKEND``), the session is interactive, or
+    matplotlib is already loaded (its user chose). Sets ``MPLBACKEND``, read when matplotlib is
+    first imported, so commands that draw nothing do not load it; importing
+    :mod:`synthesis.plots` itself never changes the backend."""
+    interactive = hasattr(sys, "ps1") or sys.flags.interactive
+    if "MPLBACKEND" in os.environ or interactive or "matplotlib" in sys.modules:
+        return
+    os.environ["MPLBACKEND"] = "Agg"
 
 
 def _run(argv: Sequence[str] | None) -> int:
