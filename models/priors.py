@@ -38,28 +38,206 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from synthesis.errors import InputError
 
-SCALE_FAMILIES: dict[str, tuple[str, ...]] = {
-    "halfnormal": ("scale",),
-    "halfcauchy": ("scale",),
-    "halft": ("nu", "scale"),
-    "exponential": ("rate",),
-    "uniform": ("lower", "upper"),
-    "lognormal_tau2": ("mean_log_tau2", "sd_log_tau2"),
-    "invgamma": ("shape", "scale"),
-    "invgamma_tau2": ("shape", "scale"),
+
+class _HalfStudentT(stats.rv_continuous):
+    """|T| for T ~ Student-t(nu, 0, s): density 2 t(x; nu, s) on x >= 0 (shapes nu, s)."""
+
+    def _logpdf(self, x: np.ndarray, nu: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return np.log(2.0) + stats.t.logpdf(x, nu, scale=s)
+
+    def _pdf(self, x: np.ndarray, nu: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return np.exp(self._logpdf(x, nu, s))
+
+    def _cdf(self, x: np.ndarray, nu: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return 2.0 * stats.t.cdf(x, nu, scale=s) - 1.0
+
+    def _ppf(self, q: np.ndarray, nu: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return stats.t.ppf(0.5 + q / 2.0, nu, scale=s)
+
+
+class _SqrtInverseGamma(stats.rv_continuous):
+    """tau = sqrt(X) for X = tau^2 ~ inverse-gamma(shape a, scale b) (shapes a, b): the change of
+    variables gives p(tau) = IG(tau^2; a, b) * 2 tau."""
+
+    def _logpdf(self, x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return stats.invgamma.logpdf(x**2, a, scale=b) + np.log(2.0 * x)
+
+    def _pdf(self, x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.exp(self._logpdf(x, a, b))
+
+    def _cdf(self, x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return stats.invgamma.cdf(x**2, a, scale=b)
+
+    def _ppf(self, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sqrt(stats.invgamma.ppf(q, a, scale=b))
+
+
+_half_t = _HalfStudentT(a=0.0, name="half_t")
+_sqrt_invgamma = _SqrtInverseGamma(a=0.0, name="sqrt_invgamma")
+
+
+def _positive(*names: str) -> Callable[[tuple[float, ...]], str | None]:
+    """A validator: the named parameters (by position in the family's list) must be > 0."""
+
+    def check(params: tuple[float, ...], param_names: tuple[str, ...]) -> str | None:
+        values = dict(zip(param_names, params, strict=True))
+        if any(values[n] <= 0 for n in names):
+            return f"{' and '.join(names)} must be > 0"
+        return None
+
+    return check
+
+
+@dataclass(frozen=True)
+class Family:
+    """One prior family: everything every engine needs to know about it, in one row.
+
+    Attributes
+    ----------
+    name
+        The family as written in a prior string (``halfnormal``).
+    kind
+        ``"scale"`` (tau, kappa: on [0, inf)) or ``"location"`` (mu, delta, beta).
+    params
+        Parameter names, in the order the prior string gives them.
+    title
+        The family as printed in labels (``half-normal``).
+    valid, requirement
+        ``valid(params)`` is False for parameters outside the family's domain; ``requirement``
+        says what is required, in words.
+    distribution
+        ``distribution(params)``: the frozen scipy distribution of the parameter itself (for the
+        ``*_tau2`` families the distribution of tau, by the change of variables from tau^2).
+    pymc
+        ``pymc(pm, name, hyper, dims)``: the PyMC random variable, given the :mod:`pymc` module
+        (imported by the caller: this module never imports PyMC), the variable's name, the
+        hyperparameters (data containers, in ``params`` order) and its dims.
+    pymc_form
+        The PyMC distribution in words (documentation).
+    """
+
+    name: str
+    kind: str
+    params: tuple[str, ...]
+    title: str
+    valid: Callable[[tuple[float, ...]], bool]
+    requirement: str
+    distribution: Callable[[tuple[float, ...]], Any]
+    pymc: Callable[..., Any]
+    pymc_form: str
+
+    def label(self, params: tuple[float, ...]) -> str:
+        """``title(name=value, ...)``, e.g. ``half-normal(scale=0.5)``."""
+        named = ", ".join(f"{n}={v:g}" for n, v in zip(self.params, params, strict=True))
+        return f"{self.title}({named})"
+
+
+def _pymc_sqrt_inverse_gamma(pm: Any, name: str, hyper: Sequence[Any], dims: Any) -> Any:
+    """tau^2 ~ InverseGamma(a, b), tau = sqrt(tau^2): a CustomDist whose log density PyMC
+    derives, log IG(tau^2; a, b) + log(2 tau), sampled on log tau."""
+    return pm.CustomDist(
+        name, hyper[0], hyper[1], dist=_sqrt_inverse_gamma_dist,
+        transform=pm.distributions.transforms.log, dims=dims,
+    )
+
+
+def _sqrt_inverse_gamma_dist(alpha: Any, beta: Any, size: Any) -> Any:
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    return pt.sqrt(pm.InverseGamma.dist(alpha=alpha, beta=beta, size=size))
+
+
+#: Every prior family, by name. ``logpdf``, ``cdf``, ``ppf``, validation, labels and the PyMC
+#: graph (:func:`synthesis.models.pymc_models.prior_rv`) all read this table.
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "halfnormal", "scale", ("scale",), "half-normal",
+            lambda p: p[0] > 0, "the parameter must be > 0",
+            lambda p: stats.halfnorm(scale=p[0]),
+            lambda pm, name, h, dims: pm.HalfNormal(name, sigma=h[0], dims=dims),
+            "HalfNormal(sigma=s)",
+        ),
+        Family(
+            "halfcauchy", "scale", ("scale",), "half-Cauchy",
+            lambda p: p[0] > 0, "the parameter must be > 0",
+            lambda p: stats.halfcauchy(scale=p[0]),
+            lambda pm, name, h, dims: pm.HalfCauchy(name, beta=h[0], dims=dims),
+            "HalfCauchy(beta=s)",
+        ),
+        Family(
+            "halft", "scale", ("nu", "scale"), "half-Student-t",
+            lambda p: p[0] > 0 and p[1] > 0, "nu and scale must be > 0",
+            lambda p: _half_t(p[0], p[1]),
+            lambda pm, name, h, dims: pm.HalfStudentT(name, nu=h[0], sigma=h[1], dims=dims),
+            "HalfStudentT(nu, sigma=s)",
+        ),
+        Family(
+            "exponential", "scale", ("rate",), "exponential",
+            lambda p: p[0] > 0, "the parameter must be > 0",
+            lambda p: stats.expon(scale=1.0 / p[0]),
+            lambda pm, name, h, dims: pm.Exponential(name, lam=h[0], dims=dims),
+            "Exponential(lam=r)",
+        ),
+        Family(
+            "uniform", "scale", ("lower", "upper"), "uniform",
+            lambda p: 0 <= p[0] < p[1], "need 0 <= a < b",
+            lambda p: stats.uniform(loc=p[0], scale=p[1] - p[0]),
+            lambda pm, name, h, dims: pm.Uniform(name, lower=h[0], upper=h[1], dims=dims),
+            "Uniform(a, b)",
+        ),
+        Family(
+            "lognormal_tau2", "scale", ("mean_log_tau2", "sd_log_tau2"), "log-normal on tau^2",
+            lambda p: p[1] > 0, "the SD must be > 0",
+            lambda p: stats.lognorm(s=p[1] / 2.0, scale=math.exp(p[0] / 2.0)),
+            lambda pm, name, h, dims: pm.LogNormal(name, mu=h[0] / 2.0, sigma=h[1] / 2.0, dims=dims),
+            "log tau^2 ~ N(m, s^2)  <=>  tau ~ LogNormal(m / 2, s / 2)",
+        ),
+        Family(
+            "invgamma", "scale", ("shape", "scale"), "inverse-gamma on tau",
+            lambda p: p[0] > 0 and p[1] > 0, "shape and scale must be > 0",
+            lambda p: stats.invgamma(p[0], scale=p[1]),
+            lambda pm, name, h, dims: pm.InverseGamma(name, alpha=h[0], beta=h[1], dims=dims),
+            "tau ~ InverseGamma(alpha=a, beta=b)",
+        ),
+        Family(
+            "invgamma_tau2", "scale", ("shape", "scale"), "inverse-gamma on tau^2",
+            lambda p: p[0] > 0 and p[1] > 0, "shape and scale must be > 0",
+            lambda p: _sqrt_invgamma(p[0], p[1]),
+            _pymc_sqrt_inverse_gamma,
+            "tau^2 ~ InverseGamma(a, b), tau = sqrt(tau^2) (CustomDist sampled on log tau)",
+        ),
+        Family(
+            "normal", "location", ("mean", "sd"), "normal",
+            lambda p: p[1] > 0, "the SD must be > 0",
+            lambda p: stats.norm(p[0], p[1]),
+            lambda pm, name, h, dims: pm.Normal(name, mu=h[0], sigma=h[1], dims=dims),
+            "Normal(mu=m, sigma=s)",
+        ),
+        Family(
+            "studentt", "location", ("nu", "mean", "scale"), "Student-t",
+            lambda p: p[0] > 0 and p[2] > 0, "nu and scale must be > 0",
+            lambda p: stats.t(p[0], loc=p[1], scale=p[2]),
+            lambda pm, name, h, dims: pm.StudentT(name, nu=h[0], mu=h[1], sigma=h[2], dims=dims),
+            "StudentT(nu, mu=m, sigma=s)",
+        ),
+    )
 }
-LOCATION_FAMILIES: dict[str, tuple[str, ...]] = {
-    "normal": ("mean", "sd"),
-    "studentt": ("nu", "mean", "scale"),
-}
+#: Parameter names of the scale (tau, kappa) and location (mu, delta, beta) families.
+SCALE_FAMILIES: dict[str, tuple[str, ...]] = {n: f.params for n, f in FAMILIES.items() if f.kind == "scale"}
+LOCATION_FAMILIES: dict[str, tuple[str, ...]] = {n: f.params for n, f in FAMILIES.items() if f.kind == "location"}
 ROLES: dict[str, str] = {
     "mu": "location",
     "delta": "location",
@@ -140,7 +318,16 @@ class PriorSpec:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        return {**SCALE_FAMILIES, **LOCATION_FAMILIES}[self.family]
+        return FAMILIES[self.family].params
+
+    @property
+    def kind(self) -> str:
+        """``"scale"`` or ``"location"`` (the family's kind)."""
+        return FAMILIES[self.family].kind
+
+    def distribution(self) -> Any:
+        """The frozen scipy distribution of the parameter itself (for ``*_tau2`` families, of tau)."""
+        return _frozen(self.family, self.params)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -151,87 +338,22 @@ class PriorSpec:
     def logpdf(self, x: np.ndarray) -> np.ndarray:
         """Log density at x (for scale families, -inf at x < 0; the density of tau itself)."""
         x = np.asarray(x, dtype=float)
-        f, p = self.family, self.params
         with np.errstate(divide="ignore", invalid="ignore"):
-            if f == "normal":
-                return stats.norm.logpdf(x, p[0], p[1])
-            if f == "studentt":
-                return stats.t.logpdf(x, p[0], loc=p[1], scale=p[2])
-            if f == "halfnormal":
-                out = stats.halfnorm.logpdf(x, scale=p[0])
-            elif f == "halfcauchy":
-                out = stats.halfcauchy.logpdf(x, scale=p[0])
-            elif f == "halft":
-                out = np.log(2.0) + stats.t.logpdf(x, p[0], scale=p[1])
-            elif f == "exponential":
-                out = stats.expon.logpdf(x, scale=1.0 / p[0])
-            elif f == "uniform":
-                out = stats.uniform.logpdf(x, loc=p[0], scale=p[1] - p[0])
-            elif f == "lognormal_tau2":
-                out = stats.lognorm.logpdf(x, s=p[1] / 2.0, scale=math.exp(p[0] / 2.0))
-            elif f == "invgamma":
-                out = stats.invgamma.logpdf(x, p[0], scale=p[1])
-            elif f == "invgamma_tau2":
-                # tau^2 ~ IG(a, b): p(tau) = IG(tau^2; a, b) * 2 tau
-                out = stats.invgamma.logpdf(x**2, p[0], scale=p[1]) + np.log(2.0 * x)
-            else:  # pragma: no cover - parse_prior admits only known families
-                raise ValueError(self.family)
-            return np.where(x >= 0, out, -np.inf)
+            out = self.distribution().logpdf(x)
+        if self.kind == "location":
+            return out
+        return np.where(x >= 0, out, -np.inf)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
         """Cumulative distribution function on the parameter's own scale."""
         x = np.asarray(x, dtype=float)
-        f, p = self.family, self.params
-        if f == "normal":
-            return stats.norm.cdf(x, p[0], p[1])
-        if f == "studentt":
-            return stats.t.cdf(x, p[0], loc=p[1], scale=p[2])
-        xp = np.maximum(x, 0.0)
-        if f == "halfnormal":
-            out = stats.halfnorm.cdf(xp, scale=p[0])
-        elif f == "halfcauchy":
-            out = stats.halfcauchy.cdf(xp, scale=p[0])
-        elif f == "halft":
-            out = 2.0 * stats.t.cdf(xp, p[0], scale=p[1]) - 1.0
-        elif f == "exponential":
-            out = stats.expon.cdf(xp, scale=1.0 / p[0])
-        elif f == "uniform":
-            out = stats.uniform.cdf(xp, loc=p[0], scale=p[1] - p[0])
-        elif f == "lognormal_tau2":
-            out = stats.lognorm.cdf(xp, s=p[1] / 2.0, scale=math.exp(p[0] / 2.0))
-        elif f == "invgamma":
-            out = stats.invgamma.cdf(xp, p[0], scale=p[1])
-        elif f == "invgamma_tau2":
-            out = stats.invgamma.cdf(xp**2, p[0], scale=p[1])
-        else:  # pragma: no cover
-            raise ValueError(self.family)
-        return np.where(x >= 0, out, 0.0)
+        if self.kind == "location":
+            return self.distribution().cdf(x)
+        return np.where(x >= 0, self.distribution().cdf(np.maximum(x, 0.0)), 0.0)
 
     def ppf(self, q: np.ndarray) -> np.ndarray:
         """Quantile function (used to place the quadrature grid for tau)."""
-        q = np.asarray(q, dtype=float)
-        f, p = self.family, self.params
-        if f == "normal":
-            return stats.norm.ppf(q, p[0], p[1])
-        if f == "studentt":
-            return stats.t.ppf(q, p[0], loc=p[1], scale=p[2])
-        if f == "halfnormal":
-            return stats.halfnorm.ppf(q, scale=p[0])
-        if f == "halfcauchy":
-            return stats.halfcauchy.ppf(q, scale=p[0])
-        if f == "halft":
-            return stats.t.ppf(0.5 + q / 2.0, p[0], scale=p[1])
-        if f == "exponential":
-            return stats.expon.ppf(q, scale=1.0 / p[0])
-        if f == "uniform":
-            return stats.uniform.ppf(q, loc=p[0], scale=p[1] - p[0])
-        if f == "lognormal_tau2":
-            return stats.lognorm.ppf(q, s=p[1] / 2.0, scale=math.exp(p[0] / 2.0))
-        if f == "invgamma":
-            return stats.invgamma.ppf(q, p[0], scale=p[1])
-        if f == "invgamma_tau2":
-            return np.sqrt(stats.invgamma.ppf(q, p[0], scale=p[1]))
-        raise ValueError(self.family)  # pragma: no cover
+        return self.distribution().ppf(np.asarray(q, dtype=float))
 
     def rvs(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """Random draws (inverse-CDF sampling; used by simulation-based calibration)."""
@@ -242,18 +364,14 @@ class PriorSpec:
         return self.family == "normal"
 
 
+@lru_cache(maxsize=256)
+def _frozen(family: str, params: tuple[float, ...]) -> Any:
+    """The family's frozen scipy distribution (cached: freezing one is not free)."""
+    return FAMILIES[family].distribution(params)
+
+
 def _label(family: str, params: tuple[float, ...]) -> str:
-    names = {**SCALE_FAMILIES, **LOCATION_FAMILIES}[family]
-    pretty = {
-        "halfnormal": "half-normal",
-        "halfcauchy": "half-Cauchy",
-        "halft": "half-Student-t",
-        "lognormal_tau2": "log-normal on tau^2",
-        "invgamma": "inverse-gamma on tau",
-        "invgamma_tau2": "inverse-gamma on tau^2",
-        "studentt": "Student-t",
-    }.get(family, family)
-    return f"{pretty}(" + ", ".join(f"{n}={v:g}" for n, v in zip(names, params, strict=True)) + ")"
+    return FAMILIES[family].label(params)
 
 
 def accepted_forms(kind: str) -> str:
@@ -280,20 +398,8 @@ def _check_params(family: str, params: tuple[float, ...], text: str, parameter: 
 
     if not all(math.isfinite(v) for v in params):
         raise bad("parameters must be finite numbers")
-    if family in ("halfnormal", "halfcauchy", "exponential") and params[0] <= 0:
-        raise bad("the parameter must be > 0")
-    if family == "halft" and (params[0] <= 0 or params[1] <= 0):
-        raise bad("nu and scale must be > 0")
-    if family == "uniform" and not (0 <= params[0] < params[1]):
-        raise bad("need 0 <= a < b")
-    if family == "lognormal_tau2" and params[1] <= 0:
-        raise bad("the SD must be > 0")
-    if family in ("invgamma", "invgamma_tau2") and (params[0] <= 0 or params[1] <= 0):
-        raise bad("shape and scale must be > 0")
-    if family == "normal" and params[1] <= 0:
-        raise bad("the SD must be > 0")
-    if family == "studentt" and (params[0] <= 0 or params[2] <= 0):
-        raise bad("nu and scale must be > 0")
+    if not FAMILIES[family].valid(params):
+        raise bad(FAMILIES[family].requirement)
     _check_representable(family, params, parameter, bad)
 
 
@@ -301,10 +407,10 @@ def _check_representable(
     family: str, params: tuple[float, ...], parameter: str, bad: Callable[[str], InputError]
 ) -> None:
     """Refuse hyperparameters outside the ranges the engines can hold (the module's constants)."""
-    names = {**SCALE_FAMILIES, **LOCATION_FAMILIES}[family]
+    names = FAMILIES[family].params
     if "nu" in names and params[0] < MIN_NU:
         raise bad(f"nu = {params[0]:g} is below the accepted minimum {MIN_NU:g}")
-    if family in LOCATION_FAMILIES:
+    if FAMILIES[family].kind == "location":
         mean, scale = params[-2], params[-1]
         if abs(mean) > LOCATION_PRIOR_MEAN_MAX:
             raise bad(f"the mean {mean:g} is outside the accepted range ±{LOCATION_PRIOR_MEAN_MAX:g}")

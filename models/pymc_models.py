@@ -85,7 +85,7 @@ from pytensor.tensor.variable import TensorVariable
 
 from synthesis.base import DESIGNS, REFERENCE_DESIGN
 from synthesis.errors import ModelError
-from synthesis.models.priors import PriorSpec
+from synthesis.models.priors import FAMILIES, PriorSpec
 from synthesis.models.spec import ModelData, ModelSpec
 
 #: Hyperpriors of the covariate-imputation model, on the standardised covariate scale
@@ -126,58 +126,16 @@ def prior_rv(
     The hyperparameters are :func:`pymc.Data` containers named by :func:`prior_data_name`
     (with ``parameter``, default ``name``), so priors of one family share one compiled model.
 
-    ==================  ===================================================================
-    family              PyMC distribution
-    ==================  ===================================================================
-    normal(m, s)        Normal(mu=m, sigma=s)
-    studentt(nu, m, s)  StudentT(nu, mu=m, sigma=s)
-    halfnormal(s)       HalfNormal(sigma=s)
-    halfcauchy(s)       HalfCauchy(beta=s)
-    halft(nu, s)        HalfStudentT(nu, sigma=s)
-    exponential(r)      Exponential(lam=r)
-    uniform(a, b)       Uniform(a, b)
-    lognormal_tau2      log tau^2 ~ N(m, s^2)  <=>  tau ~ LogNormal(m / 2, s / 2)
-    invgamma(a, b)      tau ~ InverseGamma(alpha=a, beta=b)
-    invgamma_tau2       tau^2 ~ InverseGamma(a, b), tau = sqrt(tau^2): a CustomDist whose
-                        log density PyMC derives, log IG(tau^2; a, b) + log(2 tau),
-                        sampled on log tau
-    ==================  ===================================================================
+    The distribution of each family is the ``pymc`` constructor of its row in
+    :data:`synthesis.models.priors.FAMILIES` (``pymc_form`` says which, in words; e.g.
+    ``lognormal_tau2(m, s)`` is ``tau ~ LogNormal(m / 2, s / 2)``).
     """
     key = parameter or name
     h = [pm.Data(prior_data_name(key, n), float(v)) for n, v in zip(prior.param_names, prior.params, strict=True)]
-    f = prior.family
-    if f == "normal":
-        return pm.Normal(name, mu=h[0], sigma=h[1], dims=dims)
-    if f == "studentt":
-        return pm.StudentT(name, nu=h[0], mu=h[1], sigma=h[2], dims=dims)
-    if f == "halfnormal":
-        return pm.HalfNormal(name, sigma=h[0], dims=dims)
-    if f == "halfcauchy":
-        return pm.HalfCauchy(name, beta=h[0], dims=dims)
-    if f == "halft":
-        return pm.HalfStudentT(name, nu=h[0], sigma=h[1], dims=dims)
-    if f == "exponential":
-        return pm.Exponential(name, lam=h[0], dims=dims)
-    if f == "uniform":
-        return pm.Uniform(name, lower=h[0], upper=h[1], dims=dims)
-    if f == "lognormal_tau2":
-        return pm.LogNormal(name, mu=h[0] / 2.0, sigma=h[1] / 2.0, dims=dims)
-    if f == "invgamma":
-        return pm.InverseGamma(name, alpha=h[0], beta=h[1], dims=dims)
-    if f == "invgamma_tau2":
-        return pm.CustomDist(
-            name,
-            h[0],
-            h[1],
-            dist=_sqrt_inverse_gamma,
-            transform=pm.distributions.transforms.log,
-            dims=dims,
-        )
-    raise ModelError(f"no PyMC distribution for prior family {f!r}")  # pragma: no cover
-
-
-def _sqrt_inverse_gamma(alpha: TensorVariable, beta: TensorVariable, size: TensorVariable) -> TensorVariable:
-    return pt.sqrt(pm.InverseGamma.dist(alpha=alpha, beta=beta, size=size))
+    family = FAMILIES.get(prior.family)
+    if family is None:  # pragma: no cover - parse_prior admits only known families
+        raise ModelError(f"no PyMC distribution for prior family {prior.family!r}")
+    return family.pymc(pm, name, h, dims)
 
 
 def model_coords(data: ModelData) -> dict[str, list[str]]:

@@ -20,15 +20,14 @@ from synthesis.cli.common import (
     threshold_arg,
 )
 from synthesis.errors import ConvergenceError, InputError
+from synthesis.models.fit import ENGINES
+from synthesis.models.spec import ADAPTATION_CHOICES, BIAS_VARIANTS, DEFAULT_ADAPTATION, MODELS
 from synthesis.outputs import atomic_directory, check_output_target, write_posterior
 
 if TYPE_CHECKING:
     from synthesis.models.results import FitResult
     from synthesis.models.spec import ModelSpec
 
-MODELS = ("re", "bias", "metareg", "bias-metareg")
-BIAS_VARIANTS = ("additive", "random", "downweight", "three-level")
-ENGINES = ("pymc", "exact")
 #: The command recorded in the marker of the folders ``fit --out`` writes.
 OUTPUT_COMMAND = "fit"
 
@@ -65,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance (default 0.95; 0.99 for the random and three-level bias variants and when covariate values are imputed)")
-    p.add_argument("--adaptation", choices=("auto", "low_rank", "diag"), default="auto", help="nutpie mass-matrix adaptation: auto (default: low_rank, which gives 5-8x the ESS of mu/delta/beta in the bias meta-regressions, resampled with diag if it fails its diagnostics), low_rank or diag")
+    p.add_argument("--adaptation", choices=ADAPTATION_CHOICES, default=DEFAULT_ADAPTATION, help="nutpie mass-matrix adaptation: auto (default: low_rank, which gives 5-8x the ESS of mu/delta/beta in the bias meta-regressions, resampled with diag if it fails its diagnostics), low_rank or diag")
     p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
     p.add_argument("--strict", action="store_true", help="exit with status 3 if sampling fails its diagnostics")
     p.add_argument("--out", metavar="DIR", default=None, help="write posterior.nc and fit.json here")

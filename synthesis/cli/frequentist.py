@@ -8,11 +8,9 @@ import sys
 
 from synthesis.cli.common import add_input_arguments, load_table, print_json, print_warnings
 from synthesis.metaregression import metaregression_table
-from synthesis.pooling import pool_table
+from synthesis.pooling import METHODS, pool_table
 from synthesis.pubbias import bias_table
 from synthesis.subgroups import pool_by_design
-
-METHODS = ("FE", "DL", "REML", "ML", "PM", "HE", "SJ")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

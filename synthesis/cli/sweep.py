@@ -8,6 +8,7 @@ import sys
 from synthesis.base import DEFAULT_SEED, DEFAULT_THRESHOLDS
 from synthesis.cli.common import SEED_HELP, add_input_arguments, seed_arg, workers_arg
 from synthesis.cli.fit import add_model_arguments
+from synthesis.sweep import SWEEP_ENGINES
 
 #: The command recorded in the marker of the folders ``sweep --out`` writes.
 OUTPUT_COMMAND = "sweep"
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--tau-priors", metavar="SPEC;SPEC;...", default=None, help="tau priors to sweep, ';'-separated (default: the standard grid)")
     p.add_argument("--bias-priors", metavar="SPEC;SPEC;...", default=None, help="bias priors to sweep for bias models (default: the standard grid)")
-    p.add_argument("--engine", choices=("auto", "pymc", "exact"), default="auto", help="auto: exact wherever the model allows it")
+    p.add_argument("--engine", choices=SWEEP_ENGINES, default="auto", help="auto: exact wherever the model allows it")
     p.add_argument("--workers", type=workers_arg, default=None, help="parallel fits, >= 1 (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None, help="send fits to an existing Dask cluster")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
