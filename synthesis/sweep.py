@@ -10,10 +10,12 @@ Independent fits run in parallel (``workers``), optionally on an existing Dask c
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed as futures_completed
 from dataclasses import dataclass, field, replace
 from numbers import Integral
 from typing import Any
@@ -21,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 from synthesis.base import DEFAULT_SEED, DEFAULT_THRESHOLDS
-from synthesis.errors import InputError
+from synthesis.errors import InputError, ModelError
+from synthesis.models.fit import ENGINES
 from synthesis.models.priors import PriorSpec, parse_prior
 from synthesis.models.results import FitResult
 from synthesis.models.spec import ModelData, ModelSpec, check_seed, check_thresholds, threshold_key
@@ -35,6 +38,8 @@ EXPONENTIAL_RATES: tuple[float, ...] = (20.0, 10.0, 5.0, 2.0, 1.0, 0.5)
 #: relative exaggeration of the hazard ratio).
 BIAS_SDS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
 BIAS_MEANS: tuple[float, ...] = (0.0, round(math.log(0.8), 3))
+#: Engines a sweep may use: one of the fitting engines, or "auto" (exact wherever the model allows).
+SWEEP_ENGINES: tuple[str, ...] = ("auto", *ENGINES)
 #: Seconds to wait for a Dask scheduler (``--scheduler``) before giving up (Dask's default is 30).
 SCHEDULER_TIMEOUT_S = 5.0
 
@@ -249,7 +254,9 @@ def run_sweep(
 ) -> SweepResult:
     """Refit ``spec`` over every (tau prior, bias prior) pair and summarise each fit.
 
-    ``engine="auto"`` uses the exact engine when it supports the model and PyMC otherwise.
+    ``engine="auto"`` uses the exact engine when it supports the model and PyMC otherwise; any
+    engine outside :data:`SWEEP_ENGINES` is an :class:`~synthesis.errors.InputError`. A bias
+    model swept without ``bias_priors`` keeps its own bias prior (``spec.priors.delta``).
     Thresholds must be finite hazard ratios > 0, ``workers`` >= 1 and ``seed`` in
     [0, 2**32 - 1] (:class:`~synthesis.errors.InputError` otherwise); a ``scheduler`` that
     does not answer within ``SCHEDULER_TIMEOUT_S`` seconds is an ``InputError`` too.
@@ -262,13 +269,17 @@ def run_sweep(
     seed = check_seed(seed)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, Integral) or workers < 1):
         raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+    if engine not in SWEEP_ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(SWEEP_ENGINES)}")
+    if not tau_priors:
+        raise InputError("empty list of tau priors")
+    if not bias_priors and "delta" in spec.parameters:
+        bias_priors = (spec.priors.delta,)  # no bias grid: the model's own bias prior
     grid = _grid(spec, tau_priors, bias_priors)
     specs = [_spec_with(spec, t, b) for t, b in grid]
     reason = exact_unsupported_reason(specs[0], data)
     use_exact = engine == "exact" or (engine == "auto" and reason is None)
     if engine == "exact" and reason is not None:
-        from synthesis.errors import ModelError
-
         raise ModelError(f"--engine exact: {reason}")
     show = sys.stderr.isatty() if progress is None else progress
     fits: list[FitResult]
@@ -298,39 +309,44 @@ def run_sweep(
     return SweepResult(rows=rows, thresholds=thresholds, seconds=time.perf_counter() - start, engines=engines)
 
 
-def _progress(items: Sequence, show: bool, desc: str):
-    if not show:
-        return items
+def _progress_bar(total: int, show: bool, desc: str) -> Any:
+    """A progress bar of ``total`` jobs, advanced with ``update()`` as each job finishes
+    (disabled, every call a no-op, when ``show`` is False)."""
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=not show)
 
 
 def _run_parallel(func: Callable, jobs: list, *, workers: int | None, scheduler: str | None, show: bool, desc: str) -> list:
     """Run independent jobs: on a Dask cluster if ``scheduler`` is given, else a process pool
-    (``workers`` processes, default all cores; 1 = in this process)."""
-    if scheduler:
-        try:
-            from dask.distributed import Client, as_completed
-        except ImportError:
-            raise InputError("--scheduler needs dask[distributed]: pip install 'dnmbc-synthesis[dask]'") from None
-        client = _connect(Client, scheduler)
-        try:
-            futures = client.map(func, jobs, pure=False)
-            done = _progress(list(as_completed(futures)), show, desc)
-            for _ in done:
-                pass
-            return client.gather(futures)
-        finally:
-            client.close()
-    import os
-
-    n = workers or os.cpu_count() or 1
-    if n <= 1 or len(jobs) <= 1:
-        return [func(j) for j in _progress(jobs, show, desc)]
-    with ProcessPoolExecutor(max_workers=min(n, len(jobs))) as pool:
-        results = list(_progress(list(pool.map(func, jobs)), show, desc))
-    return results
+    (``workers`` processes, default all cores; 1 = in this process). Results are in the order
+    of ``jobs``; the progress bar advances as each job finishes, in whatever order."""
+    with _progress_bar(len(jobs), show, desc) as bar:
+        if scheduler:
+            try:
+                from dask.distributed import Client, as_completed
+            except ImportError:
+                raise InputError("--scheduler needs dask[distributed]: pip install 'dnmbc-synthesis[dask]'") from None
+            client = _connect(Client, scheduler)
+            try:
+                futures = client.map(func, jobs, pure=False)
+                for _ in as_completed(futures):
+                    bar.update()
+                return client.gather(futures)
+            finally:
+                client.close()
+        n = workers or os.cpu_count() or 1
+        if n <= 1 or len(jobs) <= 1:
+            results = []
+            for job in jobs:
+                results.append(func(job))
+                bar.update()
+            return results
+        with ProcessPoolExecutor(max_workers=min(n, len(jobs))) as pool:
+            futures = [pool.submit(func, job) for job in jobs]
+            for _ in futures_completed(futures):
+                bar.update()
+            return [f.result() for f in futures]
 
 
 def _connect(client_class: type, scheduler: str) -> Any:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import time
 
 import pytest
 
 from synthesis.cli import main
 from synthesis.datasets import load_dataset
+from synthesis.errors import InputError
 from synthesis.models.exact import fit_exact
-from synthesis.models.priors import parse_prior
 from synthesis.models.spec import ModelData, ModelSpec
-from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
+from synthesis.sweep import (
+    prior_scale,
+    run_sweep,
+    split_specs,
+    standard_bias_priors,
+    standard_tau_priors,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +27,71 @@ def table():
     return load_dataset("dnmbc_lrt")
 
 
-def test_standard_grids_cover_the_issue():
-    taus = standard_tau_priors()
-    assert "halfnormal(0.05)" in taus and "halfnormal(2)" in taus
-    assert "halfcauchy(0.05)" in taus and "halfcauchy(2)" in taus
-    assert any(t.startswith("exponential(") for t in taus)
-    assert "turner2015-acm-nonpharm" in taus
-    biases = [parse_prior(b, "delta") for b in standard_bias_priors()]
-    assert {b.params[0] for b in biases} == {0.0, -0.223}
-    assert min(b.params[1] for b in biases) == 0.1 and max(b.params[1] for b in biases) == 1.0
+def test_standard_grids_sweep_in_order_with_distinct_priors(table):
+    """The standard grids parse, name distinct priors (no two scales printing alike), order each
+    family by its prior median, and a sweep over them returns one row per pair, delta-major."""
+    taus = split_specs(None, standard_tau_priors(), "tau")
+    biases = split_specs(None, standard_bias_priors(), "delta")
+    assert len({t.label for t in taus}) == len(taus)
+    assert len({b.label for b in biases}) == len(biases)
+    for family in ("halfnormal", "halfcauchy"):
+        medians = [prior_scale(t) for t in taus if t.family == family]
+        assert medians == sorted(medians) and len(set(medians)) == len(medians)
+    rates = [prior_scale(t) for t in taus if t.family == "exponential"]
+    assert rates == sorted(rates)
+    spec = ModelSpec("bias")
+    result = run_sweep(ModelData.from_table(table, spec), spec, tau_priors=taus, bias_priors=biases, progress=False)
+    assert [(r.bias_prior, r.tau_prior) for r in result.rows] == [(b.label, t.label) for b in biases for t in taus]
+    assert all(0 < r.hr_q025 < r.hr_median < r.hr_q975 for r in result.rows)
+
+
+def test_bias_sweep_without_bias_priors_keeps_the_models_own(table):
+    spec = ModelSpec("bias")
+    data = ModelData.from_table(table, spec)
+    taus = split_specs("halfnormal(0.1);halfnormal(0.5)", [], "tau")
+    result = run_sweep(data, spec, tau_priors=taus, progress=False)  # was an IndexError
+    assert [r.bias_prior for r in result.rows] == [spec.priors.delta.label] * 2
+    single = fit_exact(data, spec, thresholds=(0.8, 1.0))
+    assert result.rows[1].hr_median == pytest.approx(single.hr.median, rel=1e-9)
+
+
+def test_sweep_refuses_an_unknown_engine(table, monkeypatch):
+    sweep = importlib.import_module("synthesis.sweep")  # the package exports a function of that name
+
+    def no_pymc(*args, **kwargs):  # pragma: no cover - reached only by the defect
+        raise AssertionError("an unknown engine ran PyMC")
+
+    monkeypatch.setattr(sweep, "_run_parallel", no_pymc)
+    spec = ModelSpec("re")
+    data = ModelData.from_table(table, spec)
+    with pytest.raises(InputError, match="unknown engine 'exakt'"):
+        run_sweep(data, spec, tau_priors=split_specs("halfnormal(0.5)", [], "tau"), engine="exakt", progress=False)
+
+
+def test_progress_bar_advances_as_jobs_finish(monkeypatch):
+    """The bar moves when the first job finishes, not after the last one (it used to wrap a
+    finished ``list(pool.map(...))``)."""
+    sweep = importlib.import_module("synthesis.sweep")  # the package exports a function of that name
+
+    updates: list[float] = []
+
+    class Bar:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n: int = 1) -> None:
+            updates.append(time.perf_counter())
+
+    monkeypatch.setattr(sweep, "_progress_bar", lambda total, show, desc: Bar())
+    start = time.perf_counter()
+    results = sweep._run_parallel(time.sleep, [0.0, 2.0], workers=2, scheduler=None, show=True, desc="test")
+    end = time.perf_counter()
+    assert results == [None, None] and len(updates) == 2
+    assert updates[0] < end - 1.0  # the quick job was counted while the slow one still ran
+    assert updates[1] - start >= 2.0
 
 
 def test_sweep_rows_equal_single_exact_fits(table):
