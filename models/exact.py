@@ -819,7 +819,10 @@ def _summarise(
             parameters["delta"] = param(1)
         first_beta = 1 + (d.delta_index is not None)
         beta = {name: param(first_beta + i) for i, name in enumerate(d.beta_index)}
-        hr_at = {label: _ratio(quant[ip, jp + 1 + i], p_below(2 + i)) for i, label in enumerate(at)}
+        hr_at = {
+            label: replace(_ratio(quant[ip, jp + 1 + i], p_below(2 + i)), point=dict(values))
+            for i, (label, values) in enumerate(at.items())
+        }
         effects: list[StudyEffect] = []
         if study_effects:
             for i in range(data.k):
@@ -851,9 +854,9 @@ def _summarise(
                 k=data.k,
                 parameters=parameters,
                 beta=beta,
-                hr=_ratio(quant[ip, 0]),
+                hr=_ratio(quant[ip, 0], p_below(0)),
                 p_hr_below=p_below(0),
-                predictive_hr=_ratio(quant[ip, jp]),
+                predictive_hr=_ratio(quant[ip, jp], p_below(1)),
                 p_predictive_hr_below=p_below(1),
                 study_effects=effects,
                 seed=None,

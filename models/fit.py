@@ -21,9 +21,20 @@ _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _AT_ITEM = re.compile(rf"^\s*([^=,]*[^=,\s])\s*=\s*({_NUMBER})\s*$")
 
 
+def _number(value: float) -> str:
+    """A value as printed in a label: ``:g`` when that reads back as the same float, otherwise
+    the shortest text that does (so distinct values never print alike)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 def at_label(values: Mapping[str, float]) -> str:
-    """The label of a covariate point: ``{"frac": 0.5} -> "frac=0.5"`` (joined with ``,``)."""
-    return ",".join(f"{c}={v:g}" for c, v in values.items())
+    """The label of a covariate point: ``{"frac": 0.5} -> "frac=0.5"`` (joined with ``,``).
+
+    Distinct points have distinct labels: ``{"year": 2001.5}`` and ``{"year": 2001.5000001}``
+    print as ``year=2001.5`` and ``year=2001.5000001``.
+    """
+    return ",".join(f"{c}={_number(float(v))}" for c, v in values.items())
 
 
 def parse_at(
@@ -59,7 +70,10 @@ def parse_at(
                 raise InputError(f"--at {text!r}: covariate {name!r} given twice")
             values[name] = value
         _check_at_names(values, covariates, text)
-        out[at_label(values)] = values
+        label = at_label(values)
+        if label in out:
+            raise InputError(f"--at {text!r}: the point {label} is given twice")
+        out[label] = values
     return out
 
 

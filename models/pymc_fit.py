@@ -6,8 +6,9 @@ ArviZ call is given that probability explicitly. Monte Carlo diagnostics come fr
 and the 2.5%/97.5% quantiles; Vehtari et al. 2021, doi:10.1214/20-BA1221).
 
 A fit is declared *not converged* when, for a headline parameter (mu, tau, delta, each beta),
-R-hat > 1.01 or the bulk ESS < 400, or when any transition after tuning diverged; the reasons
-are given in words in ``Diagnostics.messages``.
+R-hat > 1.01 or the bulk ESS < 400, when any transition after tuning diverged, or when a chain
+has fewer than 4 draws (R-hat and ESS cannot be computed); the reasons are given in words in
+``Diagnostics.messages``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ from synthesis.models.spec import ModelData, ModelSpec, threshold_key
 MAX_R_HAT = 1.01
 #: ... and so does a bulk ESS below this for a headline parameter.
 MIN_ESS_BULK = 400.0
+#: ... and so does a run with fewer draws per chain than this: R-hat and ESS are not computed
+#: (a chain split in halves needs at least two draws per half).
+MIN_DRAWS_FOR_DIAGNOSTICS = 4
 #: target_accept when the user gives none: :data:`~synthesis.models.sampling.DEFAULT_TARGET_ACCEPT`
 #: (0.95) ... and 0.99 for the harder geometries. Measured on the dnMBC data (diag adaptation, 4 x 2000
 #: draws, 4 seeds): at 0.95 the random variant had 3-6 divergences per run, the three-level
@@ -96,7 +100,7 @@ def summarise_parameter(da: xr.DataArray) -> ParamSummary:
         return float(np.asarray(value))
 
     n_chains, n_draws = da.sizes["chain"], da.sizes["draw"]
-    if n_draws < 4:
+    if n_draws < MIN_DRAWS_FOR_DIAGNOSTICS:
         return ParamSummary(float(x.mean()), float(median), float(x.std(ddof=1)), float(q025), float(q975))
     mcse_q = {
         "median": scalar(azs.mcse(da, method="median")),
@@ -172,6 +176,12 @@ def diagnose(
             "explore part of the posterior, so the summaries may be biased; raise --target-accept "
             "(e.g. 0.99) and check the model"
         )
+    n_draws = dt.posterior.sizes["draw"]
+    if n_draws < MIN_DRAWS_FOR_DIAGNOSTICS:
+        messages.append(
+            f"{n_draws} draw(s) per chain: R-hat and ESS cannot be computed with fewer than "
+            f"{MIN_DRAWS_FOR_DIAGNOSTICS}, so convergence is unknown; raise --draws"
+        )
     max_r_hat = max(r_hats.values(), default=math.nan)
     min_ess = min(esses.values(), default=math.nan)
     for name, r in r_hats.items():
@@ -237,7 +247,7 @@ def summarise(
         )
     hr_at = {}
     for label, values in (options.at or {}).items():
-        hr_at[label] = ratio_summary(linear_predictor_at(dt, data, values), thresholds)
+        hr_at[label] = replace(ratio_summary(linear_predictor_at(dt, data, values), thresholds), point=dict(values))
     diagnostics = diagnose(dt, parameters, beta)
     densities = {}
     for name in ("mu", "tau", "delta"):

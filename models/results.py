@@ -81,18 +81,24 @@ class RatioSummary:
     q025: float
     q975: float
     p_below: dict[str, float] | None = None
+    #: For ``FitResult.hr_at`` entries: the covariate point ``{covariate: value}`` the HR is at
+    #: (covariates not named are at their centres); ``None`` otherwise.
+    point: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"median": self.median, "q025": self.q025, "q975": self.q975}
         if self.p_below is not None:
             d["p_below"] = dict(self.p_below)
+        if self.point is not None:
+            d["point"] = dict(self.point)
         return d
 
 
 @dataclass(frozen=True)
 class Diagnostics:
-    """Sampler diagnostics. ``converged`` is False when R-hat > 1.01, a headline ESS_bulk < 400
-    or any divergence; ``messages`` says which, in words."""
+    """Sampler diagnostics. ``converged`` is False when R-hat > 1.01, a headline ESS_bulk < 400,
+    any divergence, or too few draws per chain to compute R-hat and ESS at all; ``messages``
+    says which, in words."""
 
     divergences: int
     max_r_hat: float

@@ -553,6 +553,19 @@ def test_fit_result_contract() -> None:
         fit_exact(data, spec, at={"x": {"age": 50.0}})
 
 
+def test_ratio_summaries_carry_p_below_as_in_the_pymc_engine() -> None:
+    """FitResult.hr.p_below and predictive_hr.p_below equal p_hr_below and
+    p_predictive_hr_below (the PyMC engine fills them; the exact engine left them None), and
+    every hr_at entry carries its covariate point."""
+    data, spec = bm_data(), bm_spec()
+    fit = fit_exact(data, spec, thresholds=(0.8, 1.0), at={"bone=0.5": {"bone": 0.5}})
+    assert fit.hr.p_below == fit.p_hr_below
+    assert fit.predictive_hr.p_below == fit.p_predictive_hr_below
+    assert fit.to_json()["hr"]["p_below"] == fit.p_hr_below
+    assert fit.hr_at["bone=0.5"].point == {"bone": 0.5}
+    assert all(e.hr.p_below is None for e in fit.study_effects)
+
+
 def test_posterior_moments_are_consistent() -> None:
     """Mixture mean/SD equal the grid expectations of the conditional moments, and the mixture
     quantiles invert the mixture CDF."""

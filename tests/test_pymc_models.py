@@ -312,6 +312,11 @@ def test_bias_model_needs_both_designs():
 def test_at_parsing_errors_name_the_option():
     assert parse_at(["a=0.5", "a=1,b=2"], ("a", "b")) == {"a=0.5": {"a": 0.5}, "a=1,b=2": {"a": 1.0, "b": 2.0}}
     assert at_label({"a": 0.25}) == "a=0.25"
+    # points whose 6-digit labels agree stay apart (they used to overwrite each other)
+    close = parse_at(["a=2001.5", "a=2001.5000001", "a=0.1234567"], ("a",))
+    assert list(close) == ["a=2001.5", "a=2001.5000001", "a=0.1234567"]
+    with pytest.raises(InputError, match="given twice"):
+        parse_at(["a=0.5", "a=0.50"], ("a",))
     for bad, msg in [("a", "expected COVARIATE=VALUE"), ("c=1", "not a covariate"), ("a=x", "expected"), ("a=1,a=2", "twice")]:
         with pytest.raises(InputError, match=msg) as err:
             parse_at([bad], ("a", "b"))
@@ -388,6 +393,25 @@ def test_converged_when_draws_are_independent():
     params = {n: summarise_parameter(post[n]) for n in ("mu", "tau")}
     d = diagnose(dt, params, {})
     assert d.converged and d.divergences == 0 and d.max_r_hat < 1.01 and d.min_ess_bulk > 1000
+
+
+@pytest.mark.parametrize("draws", [1, 3])
+def test_too_few_draws_per_chain_is_not_converged(draws):
+    """R-hat and ESS need >= 4 draws per chain; below that the fit's convergence is unknown, so
+    it is not reported converged (it was, with no message)."""
+    rng = np.random.default_rng(0)
+    post = xr.Dataset({"mu": (("chain", "draw"), rng.normal(size=(4, draws)))})
+    dt = xr.DataTree.from_dict({"posterior": post})
+    d = diagnose(dt, {"mu": summarise_parameter(post["mu"])}, {})
+    assert not d.converged
+    assert any("R-hat and ESS cannot be computed" in m for m in d.messages)
+
+
+def test_hr_at_entries_carry_their_point(metareg_fit):
+    _, _, _, fit = metareg_fit
+    assert fit.hr_at["a=1"].point == {"a": 1.0}
+    assert fit.to_json()["hr_at"]["a=1"]["point"] == {"a": 1.0}
+    assert fit.hr.point is None and fit.hr.p_below == fit.p_hr_below
 
 
 def test_stuck_chain_is_reported_in_words():
