@@ -98,6 +98,9 @@ def test_wheel_installs_models_as_synthesis_models(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "synthesis/models/exact.py" in names and "synthesis/bundled/dnmbc_lrt.csv" in names
     assert "models" not in tops and "data" not in tops
+    # Every subpackage of the checkout (synthesis/cli, plots, report, ...) is in the wheel.
+    for init in sorted((ROOT / "synthesis").glob("*/__init__.py")):
+        assert f"synthesis/{init.parent.name}/__init__.py" in names, f"pyproject.toml packages lacks {init.parent.name}"
 
 
 def test_layers_import_downwards_only():
