@@ -224,71 +224,12 @@ def metaregression(
         Knapp-Hartung adjustment (t tests with k - p df, F test for QM).
     """
     names = tuple(names)
-    if len(set(names)) != len(names) or INTERCEPT in names:
-        raise InputError(f"covariate names must be distinct and not {INTERCEPT!r}: {names}")
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    y = np.asarray(y, dtype=float).reshape(-1)
-    v = np.asarray(v, dtype=float).reshape(-1)
-    Z = np.asarray(covariates, dtype=float)
-    if Z.ndim == 1:
-        Z = Z[:, None]
-    if Z.shape != (y.size, len(names)):
-        raise InputError(
-            f"covariate matrix has shape {Z.shape}, expected ({y.size}, {len(names)})"
-        )
-    if not names:
-        raise InputError("meta-regression needs at least one covariate")
-    keep = ~np.isnan(Z).any(axis=1)
-    dropped = int((~keep).sum())
-    y, v, Z = y[keep], v[keep], Z[keep]
-    k, p = y.size, len(names) + 1
-    need = p if method == "FE" else p + 1
-    if k < need:
-        raise InputError(
-            f"{k} studies with all of {', '.join(names)} present ({dropped} dropped for missing "
-            f"values); a model with {p} coefficients{'' if method == 'FE' else ' and tau^2'} "
-            f"needs at least {need}"
-        )
-    X = np.column_stack([np.ones(k), Z])
-    fit = fit_model(y, v, X, method=method, knha=hksj, level=level)
-
-    b = fit.beta[1:]
-    vb = fit.vb[1:, 1:]
-    m = p - 1
-    try:
-        qm = float(b @ np.linalg.solve(vb, b))
-    except np.linalg.LinAlgError:
-        qm = math.nan
-    if hksj:
-        df2 = k - p
-        qm = qm / m
-        qm_df: tuple[int, int | None] = (m, df2)
-        qm_p = float(stats.f.sf(qm, m, df2)) if df2 > 0 else math.nan
-    else:
-        qm_df = (m, None)
-        qm_p = float(stats.chi2.sf(qm, m))
-
-    r2: float | None = None
+    y, v, Z, dropped = _complete_cases(y, v, covariates, names, method)
+    k = y.size
+    fit = fit_model(y, v, np.column_stack([np.ones(k), Z]), method=method, knha=hksj, level=level)
+    qm, qm_df, qm_p = _omnibus_test(fit.beta[1:], fit.vb[1:, 1:], k, hksj)
     notes = list(fit.notes)
-    if method == "FE":
-        # metafor: adjusted R^2 of the weighted least-squares regression (lm with weights 1/v)
-        tss = generalised_q(0.0, y, v, np.ones((k, 1)))
-        if tss > 0 and k > p:
-            r2 = max(0.0, 100.0 * (1.0 - (fit.q / tss) * (k - 1) / (k - p)))
-        else:
-            r2 = 0.0
-    else:
-        try:
-            tau2_re = estimate_tau2(y, v, None, method).tau2
-        except ModelError as exc:
-            tau2_re = math.nan
-            notes.append(f"R^2 not available: {exc}")
-        if tau2_re == 0.0:
-            r2 = 0.0
-        elif math.isfinite(tau2_re):
-            r2 = max(0.0, 100.0 * (tau2_re - fit.tau2) / tau2_re)
-
+    r2 = _r_squared(y, v, fit, method, notes)
     coefs = {
         name: Coefficient(
             estimate=float(fit.beta[j]),
@@ -320,6 +261,78 @@ def metaregression(
         notes=tuple(notes),
         warnings=fit.warnings,
     )
+
+
+def _complete_cases(
+    y: Any, v: Any, covariates: Any, names: tuple[str, ...], method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Check the inputs and keep the studies with every covariate present: ``(y, v, Z,
+    number dropped)``; too few left for the model's coefficients is an InputError."""
+    if len(set(names)) != len(names) or INTERCEPT in names:
+        raise InputError(f"covariate names must be distinct and not {INTERCEPT!r}: {names}")
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    y = np.asarray(y, dtype=float).reshape(-1)
+    v = np.asarray(v, dtype=float).reshape(-1)
+    Z = np.asarray(covariates, dtype=float)
+    if Z.ndim == 1:
+        Z = Z[:, None]
+    if Z.shape != (y.size, len(names)):
+        raise InputError(
+            f"covariate matrix has shape {Z.shape}, expected ({y.size}, {len(names)})"
+        )
+    if not names:
+        raise InputError("meta-regression needs at least one covariate")
+    keep = ~np.isnan(Z).any(axis=1)
+    dropped = int((~keep).sum())
+    y, v, Z = y[keep], v[keep], Z[keep]
+    k, p = y.size, len(names) + 1
+    need = p if method == "FE" else p + 1
+    if k < need:
+        raise InputError(
+            f"{k} studies with all of {', '.join(names)} present ({dropped} dropped for missing "
+            f"values); a model with {p} coefficients{'' if method == 'FE' else ' and tau^2'} "
+            f"needs at least {need}"
+        )
+    return y, v, Z, dropped
+
+
+def _omnibus_test(b: np.ndarray, vb: np.ndarray, k: int, hksj: bool) -> tuple[float, tuple[int, int | None], float]:
+    """QM, the test that every slope is 0: ``(statistic, (df1, df2), p)`` -- a Wald chi^2 with
+    m df, or with ``hksj`` an F(m, k - p) statistic (QM / m)."""
+    m = b.size
+    try:
+        qm = float(b @ np.linalg.solve(vb, b))
+    except np.linalg.LinAlgError:
+        qm = math.nan
+    if not hksj:
+        return qm, (m, None), float(stats.chi2.sf(qm, m))
+    df2 = k - (m + 1)
+    qm = qm / m
+    return qm, (m, df2), float(stats.f.sf(qm, m, df2)) if df2 > 0 else math.nan
+
+
+def _r_squared(y: np.ndarray, v: np.ndarray, fit: Any, method: str, notes: list[str]) -> float | None:
+    """Share of heterogeneity the covariates account for, in % (metafor's definitions): for FE
+    the adjusted R^2 of the weighted least-squares regression, otherwise
+    (tau^2_RE - tau^2_ME) / tau^2_RE. ``None`` (with a note) when tau^2_RE cannot be estimated."""
+    k, p = y.size, fit.beta.size
+    if method == "FE":
+        # metafor: adjusted R^2 of the weighted least-squares regression (lm with weights 1/v)
+        tss = generalised_q(0.0, y, v, np.ones((k, 1)))
+        if tss > 0 and k > p:
+            return max(0.0, 100.0 * (1.0 - (fit.q / tss) * (k - 1) / (k - p)))
+        return 0.0
+    try:
+        tau2_re = estimate_tau2(y, v, None, method).tau2
+    except ModelError as exc:
+        notes.append(f"R^2 not available: {exc}")
+        return None
+    if tau2_re == 0.0:
+        return 0.0
+    if math.isfinite(tau2_re):
+        return max(0.0, 100.0 * (tau2_re - fit.tau2) / tau2_re)
+    return None
 
 
 def metaregression_table(
