@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from matplotlib.figure import Figure
 from test_report import make_result, tiny_figures
 
 from synthesis.plots import plot_funnel
@@ -41,7 +42,11 @@ def page(tmp_path_factory) -> Path:
         pytest.skip("headless Chromium is not installed")
     base = tmp_path_factory.mktemp("browser")
     result = make_result(base, converged=False)
-    figures = tiny_figures() | {"funnel": plot_funnel(result.table, pooled=result.pools["all"]["REML"])}
+    marker = Figure(figsize=(4.0, 3.0), facecolor=(1.0, 0.0, 1.0))
+    figures = tiny_figures() | {
+        "funnel": plot_funnel(result.table, pooled=result.pools["all"]["REML"]),
+        "marker": marker,
+    }
     out = write_report(result, base / "report", figures=figures)
     return out / "report.html"
 
@@ -62,14 +67,39 @@ def test_dom_after_load_has_images_and_decision_table(page, tmp_path):
     assert "Convergence problems" in dom
 
 
-def test_screenshot_renders(page, tmp_path):
-    shot = tmp_path / "shot.png"
-    proc = _run([f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert shot.is_file() and shot.stat().st_size > 20_000
+def _marker_size(page: Path) -> tuple[int, int]:
+    """Pixel size of the embedded marker figure, decoded from the page itself."""
+    import base64
+    import io
+    import re
+
     from PIL import Image
 
+    html = page.read_text()
+    data = re.search(r'<figure id="fig-marker"><img src="data:image/png;base64,([^"]+)"', html).group(1)
+    with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+        return im.size
+
+
+def test_screenshot_shows_the_figures_at_their_size_and_the_text(page, tmp_path):
+    """The marker figure (solid magenta) appears on screen as a magenta block of its own pixel
+    size, so figures decode, are laid out unscaled and are not hidden; the top of the page
+    carries dark text (the title), not a blank or error page."""
+    import numpy as np
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    proc = _run([f"--screenshot={shot}", "--window-size=1280,8000", page.as_uri()], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     with Image.open(shot) as im:
-        assert im.size == (1280, 2000)
-        colours = im.convert("RGB").resize((64, 100)).getcolors(maxcolors=100_000)
-    assert colours is not None and len(colours) > 20  # not a blank page
+        assert im.size == (1280, 8000)
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    magenta = (rgb[..., 0] > 230) & (rgb[..., 1] < 30) & (rgb[..., 2] > 230)
+    rows, cols = np.nonzero(magenta)
+    assert rows.size, "the marker figure is not on screen"
+    width, height = _marker_size(page)
+    assert cols.max() - cols.min() + 1 == pytest.approx(width, abs=2)
+    assert rows.max() - rows.min() + 1 == pytest.approx(height, abs=2)
+    assert magenta.sum() == pytest.approx(width * height, rel=0.02)
+    top = rgb[:200]
+    assert ((top.sum(axis=-1) < 200).sum()) > 500, "no dark text at the top of the page"
