@@ -131,20 +131,20 @@ def exact_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None:
         return (
             "bias variant 'random' has study-specific biases whose SD kappa is a second variance "
             "parameter: the model is not linear-Gaussian given tau alone, so the exact engine "
-            "cannot integrate it — use --engine pymc"
+            "cannot integrate it — use engine='pymc'"
         )
     if spec.has_bias and spec.bias_variant == "three-level":
         return (
             "bias variant 'three-level' has a design-level random effect with its own variance: the "
             "model is not linear-Gaussian given tau alone, so the exact engine cannot integrate "
-            "it — use --engine pymc"
+            "it — use engine='pymc'"
         )
     location = [n for n in ("mu", "delta", "beta") if n in spec.parameters]
     bad = [n for n in location if not getattr(spec.priors, n).is_normal]
     if bad:
         which = "; ".join(f"{n} has {getattr(spec.priors, n).label}" for n in bad)
         listed = " and ".join([", ".join(location[:-1]), location[-1]] if len(location) > 1 else location)
-        return f"the exact engine needs normal priors on {listed}; {which} — use --engine pymc"
+        return f"the exact engine needs normal priors on {listed}; {which} — use engine='pymc'"
     if spec.has_covariates:
         if tuple(data.covariates) != tuple(spec.covariates):
             return (
@@ -156,7 +156,7 @@ def exact_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None:
             noun = "value is" if n_missing == 1 else "values are"
             return (
                 f"{n_missing} covariate {noun} missing; the exact engine cannot impute them — "
-                "use --engine pymc"
+                "use engine='pymc'"
             )
     if data.k < 1:
         return "there are no studies to fit"
@@ -607,8 +607,9 @@ class ExactPosterior:
         if unknown:
             known = ", ".join(self.design.beta_index) or "none"
             raise InputError(
-                f"--at names covariate(s) {', '.join(map(repr, unknown))} that the model does not "
-                f"have (covariates: {known})"
+                f"at names covariate(s) {', '.join(map(repr, unknown))} that the model does not "
+                f"have (covariates: {known})",
+                parameter="at",
             )
         c = self.contrast("mu")
         for name, value in values.items():
@@ -725,6 +726,23 @@ def _ratio(q: np.ndarray, p_below: dict[str, float] | None = None) -> RatioSumma
     return RatioSummary(median=float(med), q025=float(lo), q975=float(hi), p_below=p_below)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Summaries of P posteriors that share a design, grid and conditional model, computed in one
+    vectorised pass. Rows of the linear summaries: mu, delta (if any), each beta, the predictive
+    effect (row ``jp``), then every ``at`` point."""
+
+    jp: int
+    quant: np.ndarray  # (P, rows, 3): median, q025, q975
+    mix_mean: np.ndarray  # (P, rows)
+    mix_sd: np.ndarray  # (P, rows)
+    p_low: np.ndarray  # (P, 2 + len(at), T): mu, predictive, each at point
+    study_quant: np.ndarray | None  # (P, k, 3)
+    tau_q: np.ndarray  # (P, 3)
+    tau_mean: np.ndarray  # (P,)
+    tau_sd: np.ndarray  # (P,)
+
+
 def _summarise(
     posts: Sequence[ExactPosterior],
     data: ModelData,
@@ -741,10 +759,28 @@ def _summarise(
     of that plus its share of the summarising time.
     """
     t0 = time.perf_counter()
+    at = dict(at or {})
+    batch = _batch(posts, data, thresholds, at, study_effects=study_effects)
+    elapsed = (shared_s + time.perf_counter() - t0) / len(posts)
+    return [
+        _fit_result(post, ip, batch, data, thresholds, at, study_effects=study_effects, elapsed=elapsed)
+        for ip, post in enumerate(posts)
+    ]
+
+
+def _batch(
+    posts: Sequence[ExactPosterior],
+    data: ModelData,
+    thresholds: Sequence[float],
+    at: Mapping[str, Mapping[str, float]],
+    *,
+    study_effects: bool,
+) -> _Batch:
+    """Step 1: quantiles, moments and P(c'b < log T) of every linear summary, the study effects'
+    quantiles and tau's summaries, for every posterior of the batch at once."""
     first = posts[0]
     d = first.design
     names = ["mu"] + (["delta"] if d.delta_index is not None else []) + list(d.beta_index)
-    at = dict(at or {})
     rows = [first.contrast(n) for n in names]
     jp = len(rows)  # the predictive effect of a new randomised study
     rows.append(first.contrast("mu"))
@@ -764,7 +800,7 @@ def _summarise(
             W, m, s, _PROBS, wi=np.repeat(np.arange(n_post), n_col), mi=np.tile(np.arange(n_col), n_post)
         ).reshape(n_post, n_col, _PROBS.size)  # median, q025, q975
 
-    quant = quantiles(m, s)
+    study_quant = None
     if study_effects:  # in blocks of studies: memory flat in k
         study_quant = np.empty((n_post, data.k, _PROBS.size))
         step = max(1, _BLOCK_CELLS // max(int(keep.sum()), 1))
@@ -779,99 +815,113 @@ def _summarise(
     log_t = np.log(np.asarray(thresholds, dtype=float))
     z = (log_t[None, None, :] - m[:, sel, None]) / s[:, sel, None]
     p_low = np.einsum("gp,grt->prt", W, special.ndtr(z))
-    # tau
     tau = first.tau
     dens_u = np.column_stack([p.density_u() for p in posts])
     tau_q = first.grid.c * np.sinh(_spline_quantiles(first.grid.u, dens_u, _PROBS))
     Wt = np.column_stack([p.weights for p in posts])
     tau_mean = Wt.T @ tau
     tau_sd = np.sqrt(np.maximum(Wt.T @ tau**2 - tau_mean**2, 0.0))
-    elapsed = (shared_s + time.perf_counter() - t0) / n_post
+    return _Batch(
+        jp=jp, quant=quantiles(m, s), mix_mean=mix_mean, mix_sd=mix_sd, p_low=p_low,
+        study_quant=study_quant, tau_q=tau_q, tau_mean=tau_mean, tau_sd=tau_sd,
+    )
+
+
+def _fit_result(
+    post: ExactPosterior,
+    ip: int,
+    batch: _Batch,
+    data: ModelData,
+    thresholds: Sequence[float],
+    at: Mapping[str, Mapping[str, float]],
+    *,
+    study_effects: bool,
+    elapsed: float,
+) -> FitResult:
+    """Step 2: the FitResult of posterior ``ip`` of the batch."""
+    spec, d, jp = post.spec, post.design, batch.jp
+
+    def param(j: int) -> ParamSummary:
+        med, lo, hi = batch.quant[ip, j]
+        return ParamSummary(
+            mean=float(batch.mix_mean[ip, j]), median=float(med), sd=float(batch.mix_sd[ip, j]),
+            q025=float(lo), q975=float(hi),
+        )
+
+    def p_below(r: int) -> dict[str, float]:
+        return {threshold_key(t): float(v) for t, v in zip(thresholds, batch.p_low[ip, r], strict=True)}
+
+    parameters = {"mu": param(0)}
+    parameters["tau"] = ParamSummary(
+        mean=float(batch.tau_mean[ip]),
+        median=float(batch.tau_q[ip, 0]),
+        sd=float(batch.tau_sd[ip]),
+        q025=float(batch.tau_q[ip, 1]),
+        q975=float(batch.tau_q[ip, 2]),
+    )
+    if d.delta_index is not None:
+        parameters["delta"] = param(1)
+    first_beta = 1 + (d.delta_index is not None)
+    beta = {name: param(first_beta + i) for i, name in enumerate(d.beta_index)}
+    hr_at = {
+        label: replace(_ratio(batch.quant[ip, jp + 1 + i], p_below(2 + i)), point=dict(values))
+        for i, (label, values) in enumerate(at.items())
+    }
+    effects = _study_effects(data, batch.study_quant[ip]) if study_effects and batch.study_quant is not None else []
+    return FitResult(
+        spec=spec,
+        engine="exact",
+        k=data.k,
+        parameters=parameters,
+        beta=beta,
+        hr=_ratio(batch.quant[ip, 0], p_below(0)),
+        p_hr_below=p_below(0),
+        predictive_hr=_ratio(batch.quant[ip, jp], p_below(1)),
+        p_predictive_hr_below=p_below(1),
+        study_effects=effects,
+        seed=None,
+        timing={"compile_s": 0.0, "sample_s": elapsed, "total_s": elapsed},
+        hr_at=hr_at,
+        diagnostics=None,
+        imputed=0,
+        posterior=None,
+        tau_grid=post.tau.copy(),
+        tau_density=post.density.copy(),
+        source=data.source,
+        notes=_notes(post),
+    )
+
+
+def _study_effects(data: ModelData, study_quant: np.ndarray) -> list[StudyEffect]:
+    """Each study's observed HR with its interval beside its shrunken HR (quantiles (k, 3))."""
     y, se = np.asarray(data.y, dtype=float), np.asarray(data.se, dtype=float)
-    results = []
-    for ip, post in enumerate(posts):
-        spec = post.spec
-
-        def param(j: int, ip: int = ip) -> ParamSummary:
-            med, lo, hi = quant[ip, j]
-            return ParamSummary(
-                mean=float(mix_mean[ip, j]),
-                median=float(med),
-                sd=float(mix_sd[ip, j]),
-                q025=float(lo),
-                q975=float(hi),
-            )
-
-        def p_below(r: int, ip: int = ip) -> dict[str, float]:
-            return {
-                threshold_key(t): float(v) for t, v in zip(thresholds, p_low[ip, r], strict=True)
-            }
-
-        parameters = {"mu": param(0)}
-        parameters["tau"] = ParamSummary(
-            mean=float(tau_mean[ip]),
-            median=float(tau_q[ip, 0]),
-            sd=float(tau_sd[ip]),
-            q025=float(tau_q[ip, 1]),
-            q975=float(tau_q[ip, 2]),
+    return [
+        StudyEffect(
+            study=data.studies[i],
+            design=data.designs[i] if i < len(data.designs) else None,
+            observed_hr=float(math.exp(y[i])),
+            observed_lower=float(math.exp(y[i] - _Z * se[i])),
+            observed_upper=float(math.exp(y[i] + _Z * se[i])),
+            hr=_ratio(study_quant[i]),
         )
-        if d.delta_index is not None:
-            parameters["delta"] = param(1)
-        first_beta = 1 + (d.delta_index is not None)
-        beta = {name: param(first_beta + i) for i, name in enumerate(d.beta_index)}
-        hr_at = {
-            label: replace(_ratio(quant[ip, jp + 1 + i], p_below(2 + i)), point=dict(values))
-            for i, (label, values) in enumerate(at.items())
-        }
-        effects: list[StudyEffect] = []
-        if study_effects:
-            for i in range(data.k):
-                effects.append(
-                    StudyEffect(
-                        study=data.studies[i],
-                        design=data.designs[i] if i < len(data.designs) else None,
-                        observed_hr=float(math.exp(y[i])),
-                        observed_lower=float(math.exp(y[i] - _Z * se[i])),
-                        observed_upper=float(math.exp(y[i] + _Z * se[i])),
-                        hr=_ratio(study_quant[ip, i]),
-                    )
-                )
-        notes = []
-        if spec.has_bias and spec.bias_variant == "downweight":
-            notes.append(
-                "downweight: within-study variances of non-randomised studies divided by alpha = "
-                f"{spec.alpha:g} (their likelihood raised to the power alpha)"
-            )
-        if post.grid.truncated:
-            notes.append(
-                "exact engine: the posterior of tau still had mass at the end of the grid "
-                f"(tau = {tau[-1]:.3g}); its upper tail may be truncated"
-            )
-        results.append(
-            FitResult(
-                spec=spec,
-                engine="exact",
-                k=data.k,
-                parameters=parameters,
-                beta=beta,
-                hr=_ratio(quant[ip, 0], p_below(0)),
-                p_hr_below=p_below(0),
-                predictive_hr=_ratio(quant[ip, jp], p_below(1)),
-                p_predictive_hr_below=p_below(1),
-                study_effects=effects,
-                seed=None,
-                timing={"compile_s": 0.0, "sample_s": elapsed, "total_s": elapsed},
-                hr_at=hr_at,
-                diagnostics=None,
-                imputed=0,
-                posterior=None,
-                tau_grid=tau.copy(),
-                tau_density=post.density.copy(),
-                source=data.source,
-                notes=notes,
-            )
+        for i in range(data.k)
+    ]
+
+
+def _notes(post: ExactPosterior) -> list[str]:
+    """Notes of an exact fit: the down-weighting, and a tau posterior truncated by the grid."""
+    spec, notes = post.spec, []
+    if spec.has_bias and spec.bias_variant == "downweight":
+        notes.append(
+            "downweight: within-study variances of non-randomised studies divided by alpha = "
+            f"{spec.alpha:g} (their likelihood raised to the power alpha)"
         )
-    return results
+    if post.grid.truncated:
+        notes.append(
+            "exact engine: the posterior of tau still had mass at the end of the grid "
+            f"(tau = {post.tau[-1]:.3g}); its upper tail may be truncated"
+        )
+    return notes
 
 
 def fit_exact(
