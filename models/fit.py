@@ -44,7 +44,7 @@ def parse_at(
     """Parse ``--at`` values (``"C=X"`` or ``"C1=X1,C2=X2"``) into ``{label: {covariate: value}}``.
 
     Every point names covariates of the model; those not named stay at their centres.
-    Raises :class:`InputError` naming ``--at`` for anything else.
+    Raises :class:`InputError` naming the parameter ``at`` for anything else.
     """
     if not items:
         return {}
@@ -60,31 +60,35 @@ def parse_at(
             m = _AT_ITEM.match(part)
             if not m:
                 raise InputError(
-                    f"--at {text!r}: expected COVARIATE=VALUE (e.g. bone_only_fraction=0.5), "
-                    "several joined by ','"
+                    f"at {text!r}: expected COVARIATE=VALUE (e.g. bone_only_fraction=0.5), "
+                    "several joined by ','",
+                    parameter="at",
                 )
             name, value = m.group(1), float(m.group(2))
             if not math.isfinite(value):
-                raise InputError(f"--at {text!r}: the value must be a finite number")
+                raise InputError(f"at {text!r}: the value must be a finite number", parameter="at")
             if name in values:
-                raise InputError(f"--at {text!r}: covariate {name!r} given twice")
+                raise InputError(f"at {text!r}: covariate {name!r} given twice", parameter="at")
             values[name] = value
         _check_at_names(values, covariates, text)
         label = at_label(values)
         if label in out:
-            raise InputError(f"--at {text!r}: the point {label} is given twice")
+            raise InputError(f"at {text!r}: the point {label} is given twice", parameter="at")
         out[label] = values
     return out
 
 
 def _check_at_names(values: Mapping[str, float], covariates: Sequence[str], text: str) -> None:
     if not covariates:
-        raise InputError(f"--at {text!r}: only the meta-regressions (metareg, bias-metareg) take --at")
+        raise InputError(
+            f"at {text!r}: only the meta-regressions (metareg, bias-metareg) take at", parameter="at"
+        )
     for name in values:
         if name not in covariates:
             raise InputError(
-                f"--at {text!r}: {name!r} is not a covariate of the model; "
-                f"covariates: {', '.join(covariates)} (add it with --covariate)"
+                f"at {text!r}: {name!r} is not a covariate of the model; "
+                f"covariates: {', '.join(covariates)} (add it to the model's covariates)",
+                parameter="at",
             )
 
 
@@ -123,7 +127,7 @@ def fit(
         mass-matrix adaptation).
     """
     if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", parameter="engine")
     thresholds = check_thresholds(thresholds)
     seed = check_seed(seed)
     points = parse_at(at, spec.covariates)
@@ -133,7 +137,7 @@ def fit(
 
         reason = exact_unsupported_reason(spec, data)
         if reason is not None:
-            raise ModelError(f"--engine exact: {reason}")
+            raise ModelError(f"engine='exact': {reason}", parameter="engine")
         return fit_exact(data, spec, thresholds=thresholds, at=points)
     from synthesis.models.pymc_fit import fit_pymc
 

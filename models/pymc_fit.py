@@ -148,7 +148,7 @@ def linear_predictor_at(
     unknown = [c for c in values if c not in data.covariates]
     if unknown:
         known = ", ".join(data.covariates) or "none (the model has no covariates)"
-        raise InputError(f"--at: covariate {unknown[0]!r} is not in the model; model covariates: {known}")
+        raise InputError(f"at: covariate {unknown[0]!r} is not in the model; model covariates: {known}", parameter="at")
     beta = _draws(dt, "beta")
     out = mu.copy()
     for c, v in values.items():
@@ -173,14 +173,14 @@ def diagnose(
         total = dt.posterior.sizes["chain"] * dt.posterior.sizes["draw"]
         messages.append(
             f"{divergences} of {total} transitions after tuning diverged: the sampler could not "
-            "explore part of the posterior, so the summaries may be biased; raise --target-accept "
+            "explore part of the posterior, so the summaries may be biased; raise target_accept "
             "(e.g. 0.99) and check the model"
         )
     n_draws = dt.posterior.sizes["draw"]
     if n_draws < MIN_DRAWS_FOR_DIAGNOSTICS:
         messages.append(
             f"{n_draws} draw(s) per chain: R-hat and ESS cannot be computed with fewer than "
-            f"{MIN_DRAWS_FOR_DIAGNOSTICS}, so convergence is unknown; raise --draws"
+            f"{MIN_DRAWS_FOR_DIAGNOSTICS}, so convergence is unknown; raise draws"
         )
     max_r_hat = max(r_hats.values(), default=math.nan)
     min_ess = min(esses.values(), default=math.nan)
@@ -188,13 +188,13 @@ def diagnose(
         if not math.isfinite(r) or r > MAX_R_HAT:
             messages.append(
                 f"R-hat of {name} is {r:.3f} (> {MAX_R_HAT}): the chains disagree; "
-                "sample longer (more --tune and --draws)"
+                "sample longer (more tune and draws)"
             )
     for name, e in esses.items():
         if not math.isfinite(e) or e < MIN_ESS_BULK:
             messages.append(
                 f"bulk ESS of {name} is {e:.0f} (< {MIN_ESS_BULK:.0f}): too few effectively "
-                "independent draws for stable quantiles; raise --draws"
+                "independent draws for stable quantiles; raise draws"
             )
     converged = not messages
     return Diagnostics(
@@ -426,7 +426,7 @@ def fit_pymc(
     if target_accept is None:
         target_accept = default_target_accept(spec, data)
     if adaptation not in ADAPTATION_CHOICES:
-        raise InputError(f"--adaptation must be one of {', '.join(ADAPTATION_CHOICES)}, got {adaptation!r}")
+        raise InputError(f"adaptation must be one of {', '.join(ADAPTATION_CHOICES)}, got {adaptation!r}", parameter="adaptation")
     auto = adaptation == "auto"
     settings = SamplerSettings(
         chains=chains, draws=draws, tune=tune, seed=seed, target_accept=target_accept,
@@ -434,7 +434,7 @@ def fit_pymc(
     )
     options = SummaryOptions(thresholds=tuple(thresholds), at=at)
     if at and not spec.has_covariates:
-        raise InputError(f"--at needs a meta-regression (metareg or bias-metareg); model is {spec.model!r}")
+        raise InputError(f"at needs a meta-regression (metareg or bias-metareg); model is {spec.model!r}", parameter="at")
     if compiled is None:
         compiled = compile_for(data, spec, backend=backend)
     else:

@@ -57,15 +57,15 @@ class SamplerSettings:
         # A seed nutpie rejects would otherwise fall back to PyMC's sampler (or fail there too).
         object.__setattr__(self, "seed", check_seed(self.seed))
         if self.chains < 1:
-            raise InputError(f"--chains must be >= 1, got {self.chains}")
+            raise InputError(f"chains must be >= 1, got {self.chains}", parameter="chains")
         if self.draws < 1:
-            raise InputError(f"--draws must be >= 1, got {self.draws}")
+            raise InputError(f"draws must be >= 1, got {self.draws}", parameter="draws")
         if self.tune < 0:
-            raise InputError(f"--tune must be >= 0, got {self.tune}")
+            raise InputError(f"tune must be >= 0, got {self.tune}", parameter="tune")
         if not 0.0 < self.target_accept < 1.0:
-            raise InputError(f"--target-accept must be in (0, 1), got {self.target_accept:g}")
+            raise InputError(f"target_accept must be in (0, 1), got {self.target_accept:g}", parameter="target_accept")
         if self.adaptation not in ADAPTATIONS:
-            raise InputError(f"--adaptation must be one of {', '.join(ADAPTATIONS)}, got {self.adaptation!r}")
+            raise InputError(f"adaptation must be one of {', '.join(ADAPTATIONS)}, got {self.adaptation!r}", parameter="adaptation")
 
     @property
     def n_cores(self) -> int:

@@ -84,9 +84,9 @@ class ModelSpec:
                 f"unknown bias variant {self.bias_variant!r}; choose one of {', '.join(BIAS_VARIANTS)}"
             )
         if self.has_bias and self.bias_variant == "downweight" and not 0.0 < self.alpha <= 1.0:
-            raise InputError(f"--alpha must be in (0, 1], got {self.alpha:g}")
+            raise InputError(f"alpha must be in (0, 1], got {self.alpha:g}", parameter="alpha")
         if self.has_covariates and not self.covariates:
-            raise InputError(f"model {self.model!r} needs at least one --covariate")
+            raise InputError(f"model {self.model!r} needs at least one covariate", parameter="covariates")
         if not self.has_covariates and self.covariates:
             raise InputError(
                 f"model {self.model!r} takes no covariates; use metareg or bias-metareg"
@@ -174,7 +174,7 @@ class ModelData:
                 )
             if not nr.any():
                 raise ModelError(
-                    f"{table.source}: model {spec.model!r} needs at least one non-randomised study; use --model re"
+                    f"{table.source}: model {spec.model!r} needs at least one non-randomised study; use model='re'"
                 )
         x = table.covariate_matrix(spec.covariates) if spec.has_covariates else np.zeros((table.k, 0))
         centres = np.zeros(x.shape[1])
@@ -209,7 +209,7 @@ def check_seed(seed: int | None, name: str = "seed") -> int | None:
     seed
         An integer in ``[0, SEED_MAX]`` (both samplers accept that range), or ``None``.
     name
-        How the message names the value (``"--seed"`` on the command line).
+        The parameter the message names (the command line shows its flag, ``--seed``).
 
     Raises
     ------
@@ -219,11 +219,11 @@ def check_seed(seed: int | None, name: str = "seed") -> int | None:
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= SEED_MAX:
-        raise InputError(f"{name} must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {seed!r}")
+        raise InputError(f"{name} must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {seed!r}", parameter=name)
     return int(seed)
 
 
-def check_thresholds(thresholds: Iterable[float], name: str = "--threshold") -> tuple[float, ...]:
+def check_thresholds(thresholds: Iterable[float], name: str = "thresholds") -> tuple[float, ...]:
     """Decision thresholds as floats, each a finite hazard ratio > 0.
 
     Raises
@@ -236,8 +236,8 @@ def check_thresholds(thresholds: Iterable[float], name: str = "--threshold") -> 
         try:
             value = float(t)
         except (TypeError, ValueError):
-            raise InputError(f"{name} must be a hazard ratio > 0, got {t!r}") from None
+            raise InputError(f"{name} must be a hazard ratio > 0, got {t!r}", parameter=name) from None
         if not (math.isfinite(value) and value > 0):
-            raise InputError(f"{name} must be a finite hazard ratio > 0, got {value:g}")
+            raise InputError(f"{name} must be a finite hazard ratio > 0, got {value:g}", parameter=name)
         out.append(value)
     return tuple(out)

@@ -15,7 +15,9 @@ class InputError(SynthesisError):
     """Bad user input: a file, a CSV cell, a prior specification or a command-line value.
 
     The message names the file, the CSV line number (header = line 1) and the column whenever
-    they are known, e.g. ``studies.csv: line 4, column 'ci_upper': must be > ci_lower``.
+    they are known, e.g. ``studies.csv: line 4, column 'ci_upper': must be > ci_lower``. A
+    bad argument of a Python function is named by its ``parameter`` (``"chains must be >= 1"``);
+    the command line shows the flag instead (``--chains must be >= 1``).
     """
 
     def __init__(
@@ -25,8 +27,10 @@ class InputError(SynthesisError):
         file: str | None = None,
         line: int | None = None,
         column: str | None = None,
+        parameter: str | None = None,
     ) -> None:
         self.file = file
+        self.parameter = parameter
         self.line = line
         self.column = column
         self.reason = message
@@ -41,7 +45,14 @@ class InputError(SynthesisError):
 
 
 class ModelError(SynthesisError):
-    """A model that cannot be built or fitted as asked (e.g. the exact engine refusing a model)."""
+    """A model that cannot be built or fitted as asked (e.g. the exact engine refusing a model).
+
+    ``parameter`` names the Python parameter at fault when there is one (``"engine"``).
+    """
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        self.parameter = parameter
+        super().__init__(message)
 
 
 class ConvergenceError(SynthesisError):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from synthesis.cli import main
+from synthesis.errors import InputError
 from synthesis.outputs import MARKER_NAME, atomic_directory
 
 pytest.importorskip("synthesis.datasets")
@@ -143,3 +144,20 @@ def test_out_is_never_half_written(capsys, tmp_path, monkeypatch):
     assert sorted(p.name for p in out_dir.iterdir()) == [MARKER_NAME, "fit.json"]
     assert (out_dir / "fit.json").read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["fit"]
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(capsys):
+    """The model layer speaks of parameters (engine='pymc', at); the command line of flags."""
+    import synthesis as syn
+    from synthesis.errors import ModelError
+
+    table = syn.load_dataset("dnmbc_lrt")
+    with pytest.raises(ModelError) as err:
+        syn.fit(table, model="bias", bias_variant="random", engine="exact")
+    assert "engine='pymc'" in str(err.value) and "--" not in str(err.value)
+    with pytest.raises(InputError) as err:
+        syn.fit(table, model="metareg", covariates=["bone_only_fraction"], engine="exact", at=["nope=1"])
+    assert str(err.value).startswith("at ") and "--at" not in str(err.value)
+    code = main(["fit", "--model", "bias", "--bias-variant", "random", "--engine", "exact"])
+    err_text = capsys.readouterr().err
+    assert code == 2 and "--engine exact:" in err_text and "use --engine pymc" in err_text

@@ -464,7 +464,7 @@ def test_refuses_student_t_mu_prior(schools: ModelData) -> None:
     spec = ModelSpec(priors=resolve_priors({"mu": "studentt(3, 0, 1)"}))
     reason = exact_unsupported_reason(spec, schools)
     assert reason is not None and "normal priors on mu" in reason and "Student-t" in reason
-    assert "--engine pymc" in reason
+    assert "engine='pymc'" in reason
     with pytest.raises(ModelError, match="normal priors on mu"):
         fit_exact(schools, spec)
 
@@ -499,7 +499,7 @@ def test_refuses_missing_covariates() -> None:
     data = replace(data, x=x)
     spec = bm_spec()
     assert exact_unsupported_reason(spec, data) == (
-        "3 covariate values are missing; the exact engine cannot impute them — use --engine pymc"
+        "3 covariate values are missing; the exact engine cannot impute them — use engine='pymc'"
     )
     with pytest.raises(ModelError, match="3 covariate values are missing"):
         fit_exact(data, spec)

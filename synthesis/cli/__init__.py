@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -67,16 +68,51 @@ def headless_matplotlib() -> None:
     os.environ["MPLBACKEND"] = "Agg"
 
 
+#: Python parameter -> the command-line flag that sets it (model-layer errors name parameters).
+PARAMETER_FLAGS: dict[str, str] = {
+    "adaptation": "--adaptation",
+    "alpha": "--alpha",
+    "at": "--at",
+    "chains": "--chains",
+    "covariates": "--covariate",
+    "draws": "--draws",
+    "engine": "--engine",
+    "model": "--model",
+    "seed": "--seed",
+    "target_accept": "--target-accept",
+    "thresholds": "--threshold",
+    "tune": "--tune",
+}
+_NAMES = "|".join(sorted(PARAMETER_FLAGS, key=len, reverse=True))
+_ASSIGNED = re.compile(rf"""(?<![\w-])({_NAMES})=(['"])([^'"]*)\2""")
+
+
+def as_flags(message: str, parameter: str | None = None) -> str:
+    """A model-layer message as the command line says it: ``engine='pymc'`` -> ``--engine pymc``,
+    and the ``parameter`` the error names (:attr:`InputError.parameter`), where the message
+    starts with it, becomes its flag.
+
+    Examples
+    --------
+    >>> as_flags("chains must be >= 1, got 0", "chains")
+    '--chains must be >= 1, got 0'
+    >>> as_flags("engine='exact': the model has a random bias; use engine='pymc'", "engine")
+    '--engine exact: the model has a random bias; use --engine pymc'
+    """
+    message = _ASSIGNED.sub(lambda m: f"{PARAMETER_FLAGS[m.group(1)]} {m.group(3)}", message)
+    flag = PARAMETER_FLAGS.get(parameter or "")
+    if flag and message.startswith(f"{parameter} "):
+        message = flag + message[len(parameter):]
+    return message
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (InputError, ModelError) as exc:
+        print(f"error: {as_flags(str(exc), exc.parameter)}", file=sys.stderr)
         return EXIT_INPUT
     except ConvergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
