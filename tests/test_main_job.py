@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,8 +75,7 @@ def test_run_on_bundled_dataset(bundled_report):
         "bias_metareg@bone_only_fraction=0", "bias_metareg@bone_only_fraction=0.5",
         "bias_metareg@bone_only_fraction=1",
     ]
-    for t in ("0.7", "0.8", "0.9", "1.0"):
-        assert decision[f"p_hr_below_{t}"].between(0, 1).all()
+    _check_probabilities_agree_with_quantiles(decision)
     # The exact RCT-only model's frequentist DL column is the RCT-only DL pool (data/README.md:
     # 0.931, 0.747-1.161).
     rct = decision.set_index("key").loc["re_rct"]
@@ -86,6 +86,48 @@ def test_run_on_bundled_dataset(bundled_report):
     for f in ("report.html", "report.md", "decision.csv", "studies.csv", "figures/forest.png",
               "figures/forest.svg", "posteriors/bias_metareg.nc"):
         assert (out / f).is_file(), f
+
+
+def _check_probabilities_agree_with_quantiles(decision: pd.DataFrame) -> None:
+    """P(HR < T) of every row, exact and PyMC alike, rises with T and sits on the right side of
+    the row's own posterior quantiles: below 0.025 (+ MC slack) under the 2.5% quantile, below
+    one half under the median, above 0.975 (- slack) over the 97.5% quantile."""
+    thresholds = [0.7, 0.8, 0.9, 1.0]
+    slack = 0.01
+    for key, row in decision.set_index("key").iterrows():
+        p = [row[f"p_hr_below_{t}"] for t in thresholds]
+        assert all(0 <= a <= b <= 1 for a, b in zip(p, p[1:], strict=False)), (key, p)
+        for t, prob in zip(thresholds, p, strict=True):
+            if t <= row["hr_q025"]:
+                assert prob <= 0.025 + slack, (key, t, prob)
+            if t >= row["hr_q975"]:
+                assert prob >= 0.975 - slack, (key, t, prob)
+            if t < row["hr_median"]:
+                assert prob < 0.5 + slack, (key, t, prob)
+            if t > row["hr_median"]:
+                assert prob > 0.5 - slack, (key, t, prob)
+
+
+def test_pymc_rows_converged_and_are_linear_in_the_covariate(bundled_report):
+    """The PyMC bias meta-regression converged (R-hat <= 1.01, bulk ESS >= 400 for its headline
+    parameters, no divergences), and its HRs at the covariate points lie on one log-linear line:
+    log HR(x) = mu + beta (x - c), so the middle point's median is the mean of the outer ones
+    (to MC error)."""
+    _, out, _ = bundled_report
+    decision = pd.read_csv(out / "decision.csv").set_index("key")
+    pymc = decision[decision["engine"] == "pymc"]
+    assert len(pymc) >= 2 and pymc["converged"].fillna(True).astype(bool).all()
+    run = json.loads((out / "run.json").read_text())
+    diagnostics = run["diagnostics"]["bias_metareg"]
+    assert diagnostics["converged"] is True and diagnostics["divergences"] == 0
+    assert diagnostics["max_r_hat"] <= 1.01 and diagnostics["min_ess_bulk"] >= 400
+    points = pymc[pymc.index.str.contains("@")]
+    x = points.index.str.split("=").str[-1].astype(float).to_numpy()
+    log_hr = np.log(points["hr_median"].to_numpy())
+    order = np.argsort(x)
+    x, log_hr = x[order], log_hr[order]
+    predicted = log_hr[0] + (log_hr[-1] - log_hr[0]) * (x[1:-1] - x[0]) / (x[-1] - x[0])
+    assert np.abs(log_hr[1:-1] - predicted).max() < 0.02
 
 
 def test_run_leaves_no_temporary_folder(bundled_report):
