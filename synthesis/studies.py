@@ -111,6 +111,8 @@ class StudyTable:
     excluded: int = 0
     covariates: tuple[str, ...] = field(default=())
     lines: tuple[int, ...] = field(default=())
+    #: The file the table was read from (resolved), ``None`` when it was not read from a file.
+    path: Path | None = None
 
     @property
     def k(self) -> int:
@@ -482,18 +484,63 @@ def load_studies(
     header = _canonical_header(header, name)
     _check_header(header, name)
     form = _effect_form(header, name)
+    _check_covariate_columns(header, covariates, name)
+    parsed = _parse_rows(rows, header, form, covariates, include_all=include_all, name=name)
+    table = StudyTable(
+        source=name,
+        frame=_frame(parsed, header),
+        warnings=(),
+        has_design="design" in header,
+        excluded=parsed.excluded,
+        covariates=covariates,
+        lines=tuple(parsed.lines),
+        path=path.resolve(),
+    )
+    table = table.subset(subset)
+    warnings = parsed.warnings + _cohort_warnings(table) + _direction_warnings(table)
+    if table.k < min_studies:
+        raise InputError(
+            f"{table.k} usable {'study' if table.k == 1 else 'studies'}"
+            f"{' in subset ' + subset if subset != 'all' else ''}; pooling needs at least {min_studies}",
+            file=name,
+        )
+    return replace(table, warnings=tuple(warnings))
+
+
+@dataclass
+class _ParsedRows:
+    """The rows of a CSV that make studies: normalised records, their line numbers, every
+    column's raw text, the number left out (``include`` false) and row warnings."""
+
+    records: list[dict] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    extras: dict[str, list[str]] = field(default_factory=dict)
+    excluded: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _check_covariate_columns(header: Sequence[str], covariates: Sequence[str], name: str) -> None:
+    """Every requested covariate is a column (names are case-sensitive; a near miss is named)."""
     for cov in covariates:
         if cov not in header:
             near = [c for c in header if c.casefold() == cov.casefold()]
             hint = f" (covariate names are case-sensitive: did you mean {near[0]!r}?)" if near else ""
             raise InputError(f"covariate column is missing from the file{hint}", file=name, line=1, column=cov)
 
-    warnings: list[str] = []
-    records: list[dict] = []
-    lines: list[int] = []
-    extras: dict[str, list[str]] = {c: [] for c in header}
+
+def _parse_rows(
+    rows: Iterable[tuple[int, list[str]]],
+    header: Sequence[str],
+    form: str,
+    covariates: Sequence[str],
+    *,
+    include_all: bool,
+    name: str,
+) -> _ParsedRows:
+    """Validate each data row (field count, study name, include flag, design, effect,
+    covariate values) and collect the studies it keeps."""
+    out = _ParsedRows(extras={c: [] for c in header})
     seen: dict[str, int] = {}
-    excluded = 0
     for line, raw_cells in rows:
         if len(raw_cells) != len(header):
             raise InputError(
@@ -503,75 +550,86 @@ def load_studies(
                 line=line,
             )
         cells = dict(zip(header, raw_cells, strict=True))
-        study = cells["study"].strip()
-        if not study:
-            raise InputError("study name is empty", file=name, line=line, column="study")
-        if study in seen:
-            raise InputError(
-                f"duplicate study {study!r} (first on line {seen[study]})", file=name, line=line, column="study"
-            )
-        seen[study] = line
-        if "include" in cells:
-            keep = _parse_bool(cells["include"], name=name, line=line, column="include")
-            if not keep and not include_all:
-                excluded += 1
-                continue
-            if not keep:
-                try:
-                    _effect(cells, form, name=name, line=line)
-                except InputError as exc:
-                    excluded += 1
-                    warnings.append(
-                        f"line {line} ({study}): row marked include=false has no usable effect "
-                        f"({exc.reason}); left out even with --include-all"
-                    )
-                    continue
-        design = None
-        if "design" in cells:
-            label = cells["design"].strip().lower()
-            if label not in DESIGNS:
-                raise InputError(
-                    f"unknown design {cells['design'].strip()!r}; use one of {', '.join(DESIGNS)}",
-                    file=name,
-                    line=line,
-                    column="design",
-                )
-            design = label
+        study = _study_name(cells, seen, name=name, line=line)
+        if not _included(cells, form, study, out, include_all=include_all, name=name, line=line):
+            continue
+        design = _design(cells, name=name, line=line)
         y, se, row_warnings = _effect(cells, form, name=name, line=line)
-        warnings.extend(row_warnings)
+        out.warnings.extend(row_warnings)
         for cov in covariates:
             text = cells[cov].strip()
             if text:
                 _number(text, name=name, line=line, column=cov)
-        records.append({"study": study, "log_hr": y, "se": se, "design": design})
-        lines.append(line)
+        out.records.append({"study": study, "log_hr": y, "se": se, "design": design})
+        out.lines.append(line)
         for c in header:
-            extras[c].append(cells[c])
+            out.extras[c].append(cells[c])
+    return out
 
-    frame = pd.DataFrame.from_records(records, columns=list(_NORMALISED))
+
+def _study_name(cells: dict[str, str], seen: dict[str, int], *, name: str, line: int) -> str:
+    """The row's study name: not empty and not a duplicate (``seen`` maps names to lines)."""
+    study = cells["study"].strip()
+    if not study:
+        raise InputError("study name is empty", file=name, line=line, column="study")
+    if study in seen:
+        raise InputError(
+            f"duplicate study {study!r} (first on line {seen[study]})", file=name, line=line, column="study"
+        )
+    seen[study] = line
+    return study
+
+
+def _included(
+    cells: dict[str, str], form: str, study: str, out: _ParsedRows, *, include_all: bool, name: str, line: int
+) -> bool:
+    """Whether a row is analysed: rows marked ``include`` false are left out (counted in
+    ``out.excluded``) unless ``include_all``, and even then when they have no usable effect
+    (with a warning)."""
+    if "include" not in cells:
+        return True
+    keep = _parse_bool(cells["include"], name=name, line=line, column="include")
+    if keep:
+        return True
+    if not include_all:
+        out.excluded += 1
+        return False
+    try:
+        _effect(cells, form, name=name, line=line)
+    except InputError as exc:
+        out.excluded += 1
+        out.warnings.append(
+            f"line {line} ({study}): row marked include=false has no usable effect "
+            f"({exc.reason}); left out even with --include-all"
+        )
+        return False
+    return True
+
+
+def _design(cells: dict[str, str], *, name: str, line: int) -> str | None:
+    """The row's design (lower case, one of :data:`synthesis.base.DESIGNS`), ``None`` without
+    a design column."""
+    if "design" not in cells:
+        return None
+    label = cells["design"].strip().lower()
+    if label not in DESIGNS:
+        raise InputError(
+            f"unknown design {cells['design'].strip()!r}; use one of {', '.join(DESIGNS)}",
+            file=name,
+            line=line,
+            column="design",
+        )
+    return label
+
+
+def _frame(parsed: _ParsedRows, header: Sequence[str]) -> pd.DataFrame:
+    """The normalised columns, then every other column of the file under its own name."""
+    frame = pd.DataFrame.from_records(parsed.records, columns=list(_NORMALISED))
     for c in header:
         if c in _NORMALISED:
             continue
-        frame[c] = _coerce_extra(extras[c]) if records else pd.Series(dtype=float)
-    table = StudyTable(
-        source=name,
-        frame=frame,
-        warnings=(),
-        has_design="design" in header,
-        excluded=excluded,
-        covariates=covariates,
-        lines=tuple(lines),
-    )
-    table = table.subset(subset)
-    warnings.extend(_cohort_warnings(table))
-    warnings.extend(_direction_warnings(table))
-    if table.k < min_studies:
-        raise InputError(
-            f"{table.k} usable {'study' if table.k == 1 else 'studies'}"
-            f"{' in subset ' + subset if subset != 'all' else ''}; pooling needs at least {min_studies}",
-            file=name,
-        )
-    return replace(table, warnings=tuple(warnings))
+        frame[c] = _coerce_extra(parsed.extras[c]) if parsed.records else pd.Series(dtype=float)
+    return frame
 
 
 def _cohort_warnings(table: StudyTable) -> list[str]:
