@@ -6,7 +6,8 @@ Standard set (all on the default analysis set of the study table):
 2. random effects on the randomised trials only;
 3. design-bias adjusted (additive bias of non-randomised studies; mu = randomised effect);
 4. bias-adjusted meta-regression on a covariate (default ``bone_only_fraction``), reported at
-   covariate values 0, 0.5 and 1 (missing covariate values imputed inside the model).
+   covariate values 0, 0.5 and 1 for a fraction (every observed value in [0, 1]) and at the
+   observed quartiles otherwise (missing covariate values imputed inside the model).
 
 Each row gives the posterior median HR with its 95% credible interval, the predictive HR of a
 new randomised study and P(HR < T), beside the frequentist DL, REML and REML+HKSJ pooled HRs of
@@ -15,14 +16,18 @@ the same studies. Nothing here draws or prints: plots and the report read :class
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from synthesis.base import DECISION_THRESHOLDS, DEFAULT_SEED
+from synthesis.models.fit import at_label
 from synthesis.models.priors import resolve_priors
 from synthesis.models.results import FitResult, RatioSummary
 from synthesis.models.spec import ModelData, ModelSpec, check_seed, check_thresholds, threshold_key
@@ -30,7 +35,13 @@ from synthesis.studies import StudyTable
 from synthesis.sweep import SweepResult
 
 DEFAULT_COVARIATE = "bone_only_fraction"
+#: Where the decision table reports the meta-regression of a fraction (every value in [0, 1]) ...
 COVARIATE_VALUES: tuple[float, ...] = (0.0, 0.5, 1.0)
+#: ... and, for any other covariate, at these quantiles of its observed values (the quartiles).
+COVARIATE_QUANTILES: tuple[float, ...] = (0.25, 0.5, 0.75)
+#: Kinds of decision row: a model's headline HR, and its HR at a covariate point.
+ROW_MODEL = "model"
+ROW_AT_COVARIATE = "at_covariate"
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,16 @@ class DecisionRow:
     frequentist: dict[str, tuple[float, float, float]]
     converged: bool | None = None
     note: str = ""
+    #: :data:`ROW_MODEL` or :data:`ROW_AT_COVARIATE`.
+    kind: str = ROW_MODEL
+    #: The key of the model the row belongs to (``key`` without the point).
+    model_key: str = ""
+    #: For :data:`ROW_AT_COVARIATE` rows: the covariate point ``{covariate: value}``.
+    point: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model_key:  # a model's own row: its key is the model's
+            object.__setattr__(self, "model_key", self.key)
 
     def to_record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {
@@ -112,6 +133,8 @@ class AnalysisResult:
     timing: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The input file (``None`` when the table was not read from a file).
+    source_path: Path | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The decision table: one row per model (and covariate value), the posterior HR,
@@ -204,7 +227,7 @@ def standard_runs(table: StudyTable, covariate: str = DEFAULT_COVARIATE, priors=
     if table.has_design and nr.any() and (~nr).any():
         runs.append(ModelRun("bias", "Design-bias adjusted (additive)", "all", ModelSpec("bias", priors=priors)))
         if covariate in table.frame.columns:
-            at = {f"{covariate}={v:g}": {covariate: v} for v in COVARIATE_VALUES}
+            at = {at_label({covariate: v}): {covariate: v} for v in covariate_points(table, covariate)}
             runs.append(
                 ModelRun(
                     "bias_metareg",
@@ -215,6 +238,20 @@ def standard_runs(table: StudyTable, covariate: str = DEFAULT_COVARIATE, priors=
                 )
             )
     return runs
+
+
+def covariate_points(table: StudyTable, covariate: str) -> tuple[float, ...]:
+    """Covariate values at which the decision table reports the meta-regression.
+
+    :data:`COVARIATE_VALUES` (0, 0.5, 1) when every observed value lies in [0, 1] (a fraction),
+    otherwise the :data:`COVARIATE_QUANTILES` of the observed values (e.g. a ``year`` column is
+    reported at its quartiles, not at years 0, 0.5 and 1); repeated values are given once.
+    """
+    x = np.asarray(table.covariate(covariate), dtype=float)
+    observed = x[~np.isnan(x)]
+    if observed.size == 0 or (observed.min() >= 0 and observed.max() <= 1):
+        return COVARIATE_VALUES
+    return tuple(dict.fromkeys(float(v) for v in np.quantile(observed, COVARIATE_QUANTILES)))
 
 
 def frequentist_pools(table: StudyTable) -> dict[str, Any]:
@@ -234,41 +271,36 @@ def _freq_triplets(pools: dict[str, Any]) -> dict[str, tuple[float, float, float
 
 
 def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], thresholds: Sequence[float]) -> list[DecisionRow]:
-    """Decision-table rows of one fitted model (one per covariate value for meta-regressions)."""
+    """Decision-table rows of one fitted model: its headline row (:data:`ROW_MODEL`) and, for a
+    meta-regression, one :data:`ROW_AT_COVARIATE` row per point of ``run.at`` (other entries
+    of ``fit.hr_at``, such as the bubble plot's curve, make no row)."""
     freq = _freq_triplets(pools)
     conv = fit.diagnostics.converged if fit.diagnostics is not None else None
-    note = (
-        "frequentist columns: unadjusted (no bias term)"
-        if run.spec.has_bias
-        else ""
-    )
+    note = "frequentist columns: unadjusted (no bias term)" if run.spec.has_bias else ""
+    common = {"engine": fit.engine, "k": fit.k, "frequentist": freq, "converged": conv, "note": note, "model_key": run.key}
     rows = [
         DecisionRow(
             key=run.key,
             label=run.label + (" (at covariate mean)" if run.at else ""),
-            engine=fit.engine,
-            k=fit.k,
             hr=fit.hr,
             predictive_hr=fit.predictive_hr,
             p_hr_below={threshold_key(t): fit.p_hr_below[threshold_key(t)] for t in thresholds},
-            frequentist=freq,
-            converged=conv,
-            note=note,
+            kind=ROW_MODEL,
+            **common,
         )
     ]
-    for at_label, summary in fit.hr_at.items():
+    for label in run.at:
+        summary = fit.hr_at[label]
         rows.append(
             DecisionRow(
-                key=f"{run.key}@{at_label}",
-                label=f"{run.label}, at {at_label}",
-                engine=fit.engine,
-                k=fit.k,
+                key=f"{run.key}@{label}",
+                label=f"{run.label}, at {label}",
                 hr=RatioSummary(summary.median, summary.q025, summary.q975),
                 predictive_hr=None,
                 p_hr_below={threshold_key(t): (summary.p_below or {}).get(threshold_key(t)) for t in thresholds},
-                frequentist=freq,
-                converged=conv,
-                note=note,
+                kind=ROW_AT_COVARIATE,
+                point=dict(run.at[label]),
+                **common,
             )
         )
     return rows
@@ -292,7 +324,108 @@ def _curve(covariate: str, table: StudyTable) -> dict[str, dict[str, float]]:
     observed = x[~pd.isna(x)]
     lo, hi = (0.0, 1.0) if observed.size == 0 or (observed.min() >= 0 and observed.max() <= 1) else (float(observed.min()), float(observed.max()))
     values = [lo + (hi - lo) * i / (CURVE_POINTS - 1) for i in range(CURVE_POINTS)]
-    return {f"{covariate}={v:g}": {covariate: v} for v in values}
+    return {at_label({covariate: v}): {covariate: v} for v in values}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every fit of one analysis shares."""
+
+    thresholds: tuple[float, ...]
+    seed: int
+    chains: int
+    draws: int
+    tune: int
+
+
+@dataclass
+class _Fitted:
+    """The standard set fitted: fits, frequentist pools per subset, decision rows, warnings."""
+
+    fits: dict[str, FitResult] = field(default_factory=dict)
+    pools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: list[DecisionRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _fit_run(table: StudyTable, run: ModelRun, covariate: str, settings: _Settings, fitted: _Fitted) -> None:
+    """Fit one member of the standard set (exact engine where it can) and add its decision
+    rows, its subset's frequentist pools and any convergence warning to ``fitted``."""
+    from synthesis.models.exact import exact_unsupported_reason
+    from synthesis.models.fit import fit
+
+    sub, data = model_data(table, run)
+    if run.subset not in fitted.pools:
+        fitted.pools[run.subset] = frequentist_pools(sub)
+    engine = "exact" if exact_unsupported_reason(run.spec, data) is None else "pymc"
+    at = dict(run.at)
+    if run.spec.has_covariates:
+        at |= _curve(covariate, sub)  # the bubble plot's curve: in hr_at, not in the table
+    result = fit(
+        sub, run.spec, engine=engine, thresholds=settings.thresholds, at=at,
+        chains=settings.chains, draws=settings.draws, tune=settings.tune, seed=settings.seed,
+    )
+    fitted.fits[run.key] = result
+    fitted.rows.extend(decision_rows(run, result, fitted.pools[run.subset], settings.thresholds))
+    if result.diagnostics is not None and not result.diagnostics.converged:
+        fitted.warnings.append(f"{run.label}: sampling did not converge ({'; '.join(result.diagnostics.messages)})")
+
+
+def _exact_sweep(job: tuple) -> SweepResult:
+    """One model's prior sweep on the exact engine (top level: a process pool pickles it)."""
+    from synthesis.sweep import run_sweep
+
+    data, spec, label, tau_grid, bias_grid, thresholds = job
+    return run_sweep(
+        data, spec, label=label, tau_priors=tau_grid, bias_priors=bias_grid,
+        thresholds=thresholds, engine="exact", progress=False,
+    )
+
+
+def _run_sweeps(
+    table: StudyTable,
+    runs: Sequence[ModelRun],
+    thresholds: tuple[float, ...],
+    *,
+    tau_priors: Sequence[str] | None,
+    bias_priors: Sequence[str] | None,
+    workers: int | None,
+    progress: bool | None,
+) -> dict[str, SweepResult]:
+    """The prior sweeps of every model the exact engine computes (PyMC sweeps are available with
+    ``synthesis sweep``; the report keeps to exact ones), one job per model, spread over
+    ``workers`` processes (default 1: in this process)."""
+    from synthesis.models.exact import exact_unsupported_reason
+    from synthesis.sweep import run_parallel, split_specs, standard_bias_priors, standard_tau_priors
+
+    tau_grid = split_specs(";".join(tau_priors) if tau_priors else None, standard_tau_priors(), "tau")
+    bias_grid = split_specs(";".join(bias_priors) if bias_priors else None, standard_bias_priors(), "delta")
+    keys, jobs = [], []
+    for run in runs:
+        _, data = model_data(table, run)
+        if exact_unsupported_reason(run.spec, data) is None:
+            keys.append(run.key)
+            jobs.append((data, run.spec, run.label, tau_grid, bias_grid if run.spec.has_bias else [], thresholds))
+    show = sys.stderr.isatty() if progress is None else progress
+    results = run_parallel(_exact_sweep, jobs, workers=workers or 1, scheduler=None, show=show, desc="prior sweeps")
+    return dict(zip(keys, results, strict=True))
+
+
+def _frequentist_extras(table: StudyTable, covariate: str, warnings: list[str]) -> tuple[Any, Any]:
+    """Publication-bias diagnostics and the frequentist meta-regression on ``covariate`` (None,
+    with a warning, when it is not estimable or the table has no such column)."""
+    from synthesis import pubbias
+    from synthesis.errors import SynthesisError
+    from synthesis.metaregression import metaregression
+
+    bias_diag = pubbias.bias_table(table)
+    metareg = None
+    if covariate in table.frame.columns:
+        try:
+            metareg = metaregression(table.y, table.v, table.covariate_matrix([covariate]), names=[covariate])
+        except SynthesisError as exc:
+            warnings.append(f"frequentist meta-regression on {covariate} not estimable: {exc}")
+    return bias_diag, metareg
 
 
 def run_analysis(
@@ -315,93 +448,56 @@ def run_analysis(
     publication-bias diagnostics: everything :func:`synthesis.report.write_report` shows.
 
     Without a ``covariate`` column in ``table`` there is no meta-regression, and a warning in
-    the result says so (the report and the console show it).
+    the result says so (the report and the console show it). ``workers`` processes (default 1)
+    run the prior sweeps, one model per job. ``source_path`` (default ``table.path``) is the
+    input file, recorded in :attr:`AnalysisResult.source_path`.
     """
-    from synthesis import pubbias
-    from synthesis.models.exact import exact_unsupported_reason
-    from synthesis.models.fit import fit
-    from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
-
     start = time.perf_counter()
-    thresholds = tuple(sorted(set(check_thresholds(thresholds))))
-    seed = check_seed(seed)
+    settings = _Settings(
+        thresholds=tuple(sorted(set(check_thresholds(thresholds)))),
+        seed=check_seed(seed), chains=chains, draws=draws, tune=tune,
+    )
     timing: dict[str, float] = {}
     runs = standard_runs(table, covariate)
-    fits: dict[str, FitResult] = {}
-    pools: dict[str, dict[str, Any]] = {}
-    rows: list[DecisionRow] = []
-    warnings = list(table.warnings)
+    fitted = _Fitted(warnings=list(table.warnings))
     if covariate not in table.frame.columns:
-        warnings.append(
+        fitted.warnings.append(
             f"no meta-regression: {table.source} has no column {covariate!r}; "
             "name a numeric column with --covariate to fit one"
         )
     for run in runs:
         t0 = time.perf_counter()
-        sub, data = model_data(table, run)
-        if run.subset not in pools:
-            pools[run.subset] = frequentist_pools(sub)
-        engine = "exact" if exact_unsupported_reason(run.spec, data) is None else "pymc"
-        at = dict(run.at)
-        if run.spec.has_covariates:
-            at |= _curve(covariate, sub)
-        fitted = fit(
-            sub, run.spec, engine=engine, thresholds=thresholds, at=at,
-            chains=chains, draws=draws, tune=tune, seed=seed,
-        )
-        fits[run.key] = fitted
-        rows.extend(
-            r
-            for r in decision_rows(run, fitted, pools[run.subset], thresholds)
-            if "@" not in r.key or r.key.split("@", 1)[1] in run.at
-        )
-        if fitted.diagnostics is not None and not fitted.diagnostics.converged:
-            warnings.append(f"{run.label}: sampling did not converge ({'; '.join(fitted.diagnostics.messages)})")
+        _fit_run(table, run, covariate, settings, fitted)
         timing[f"fit_{run.key}_s"] = elapsed(t0)
 
     t0 = time.perf_counter()
-    tau_grid = split_specs(";".join(tau_priors) if tau_priors else None, standard_tau_priors(), "tau")
-    bias_grid = split_specs(";".join(bias_priors) if bias_priors else None, standard_bias_priors(), "delta")
-    sweeps: dict[str, SweepResult] = {}
-    for run in runs:
-        _, data = model_data(table, run)
-        if exact_unsupported_reason(run.spec, data) is not None:
-            continue  # PyMC sweeps are available with `synthesis sweep`; the report keeps to exact ones
-        sweeps[run.key] = run_sweep(
-            data, run.spec, label=run.label, tau_priors=tau_grid,
-            bias_priors=bias_grid if run.spec.has_bias else (), thresholds=thresholds,
-            engine="exact", progress=progress,
-        )
+    sweeps = _run_sweeps(
+        table, runs, settings.thresholds, tau_priors=tau_priors, bias_priors=bias_priors,
+        workers=workers, progress=progress,
+    )
     timing["sweeps_s"] = elapsed(t0)
 
     t0 = time.perf_counter()
-    bias_diag = pubbias.bias_table(table)
-    metareg = None
-    if covariate in table.frame.columns:
-        from synthesis.errors import SynthesisError
-        from synthesis.metaregression import metaregression
-
-        try:
-            metareg = metaregression(table.y, table.v, table.covariate_matrix([covariate]), names=[covariate])
-        except SynthesisError as exc:
-            warnings.append(f"frequentist meta-regression on {covariate} not estimable: {exc}")
+    bias_diag, metareg = _frequentist_extras(table, covariate, fitted.warnings)
     timing["frequentist_s"] = elapsed(t0)
     timing["total_s"] = elapsed(start)
+    path = Path(source_path) if source_path else table.path
     return AnalysisResult(
         name=name,
         source=table.source,
         table=table,
-        thresholds=thresholds,
+        thresholds=settings.thresholds,
         covariate=covariate,
         runs=runs,
-        fits=fits,
-        pools=pools,
-        decision=DecisionTable(rows, thresholds),
+        fits=fitted.fits,
+        pools=fitted.pools,
+        decision=DecisionTable(fitted.rows, settings.thresholds),
         sweeps=sweeps,
         pubbias=bias_diag,
         metareg=metareg,
-        seed=seed,
+        seed=settings.seed,
         timing=timing,
-        warnings=warnings,
-        provenance={"source_path": source_path} if source_path else {},
+        warnings=fitted.warnings,
+        provenance={"source_path": str(path)} if path else {},
+        source_path=path,
     )

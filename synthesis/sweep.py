@@ -299,7 +299,7 @@ def run_sweep(
             n_chunks = len(specs)
         chunks = [specs[i::n_chunks] for i in range(n_chunks)]
         jobs = [(data, chunk, thresholds, chains, draws, tune, seed) for chunk in chunks]
-        parts = _run_parallel(_pymc_chunk, jobs, workers=n_chunks, scheduler=scheduler, show=show, desc=f"sweep {label} (PyMC)")
+        parts = run_parallel(_pymc_chunk, jobs, workers=n_chunks, scheduler=scheduler, show=show, desc=f"sweep {label} (PyMC)")
         by_spec = {id(sp): f for chunk, part in zip(chunks, parts, strict=True) for sp, f in zip(chunk, part, strict=True)}
         fits = [by_spec[id(sp)] for sp in specs]
     rows = [_row(f, s, t, b, label) for f, s, (t, b) in zip(fits, specs, grid, strict=True)]
@@ -317,10 +317,13 @@ def _progress_bar(total: int, show: bool, desc: str) -> Any:
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=not show)
 
 
-def _run_parallel(func: Callable, jobs: list, *, workers: int | None, scheduler: str | None, show: bool, desc: str) -> list:
-    """Run independent jobs: on a Dask cluster if ``scheduler`` is given, else a process pool
-    (``workers`` processes, default all cores; 1 = in this process). Results are in the order
-    of ``jobs``; the progress bar advances as each job finishes, in whatever order."""
+def run_parallel(func: Callable, jobs: list, *, workers: int | None, scheduler: str | None, show: bool, desc: str) -> list:
+    """Run independent jobs ``func(job)``: on a Dask cluster if ``scheduler`` is given, else a
+    process pool (``workers`` processes, default all cores; 1 = in this process).
+
+    ``func`` must be a top-level function (it is pickled). Results are in the order of ``jobs``;
+    the progress bar (``show``) advances as each job finishes, in whatever order.
+    """
     with _progress_bar(len(jobs), show, desc) as bar:
         if scheduler:
             try:

@@ -24,7 +24,13 @@ import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from synthesis import report  # noqa: E402
-from synthesis.analysis import AnalysisResult, DecisionRow, DecisionTable, ModelRun  # noqa: E402
+from synthesis.analysis import (  # noqa: E402
+    ROW_AT_COVARIATE,
+    AnalysisResult,
+    DecisionRow,
+    DecisionTable,
+    ModelRun,
+)
 from synthesis.errors import InputError  # noqa: E402
 from synthesis.models.priors import parse_prior, resolve_priors  # noqa: E402
 from synthesis.models.results import Diagnostics, FitResult, ParamSummary, RatioSummary, StudyEffect  # noqa: E402
@@ -409,6 +415,7 @@ def test_bundled_dataset_source_is_hashed(tmp_path):
         pytest.skip("bundled dataset not installed yet")
     result = make_result(tmp_path)
     result.source = "dnmbc_lrt (bundled dnmbc_lrt.csv)"
+    result.source_path = path  # a structured field: the display name is never parsed back
     run = report.run_record(result)
     assert run["inputs"]["path"] == str(path)
     assert run["inputs"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -431,12 +438,16 @@ def test_console_table_fits_in_100_columns(tmp_path):
     thresholds = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)
     long_label = "A model whose label somebody made very long indeed, " * 3
     rows = [
-        replace(row, key="custom", label=long_label) if row.key == "re_all"
+        replace(row, key="custom", model_key="custom", label=long_label) if row.key == "re_all"
         else replace(row, hr=ratio(12.5, 10.25, 15.75)) if row.key == "bias" else row
         for row in result.decision.rows
     ]
     base = rows[-1]
-    rows += [replace(base, key=f"{base.key}@{COVARIATE}={v:g}", label=f"{base.label}, at {v:g}") for v in (0, 0.5, 1)]
+    rows += [
+        replace(base, key=f"{base.key}@{COVARIATE}={v:g}", label=f"{base.label}, at {v:g}",
+                kind=ROW_AT_COVARIATE, model_key=base.key, point={COVARIATE: v})
+        for v in (0, 0.5, 1)
+    ]
     result.thresholds = thresholds
     result.decision = DecisionTable(rows, thresholds)
     for width in (100, 80):

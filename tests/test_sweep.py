@@ -61,7 +61,7 @@ def test_sweep_refuses_an_unknown_engine(table, monkeypatch):
     def no_pymc(*args, **kwargs):  # pragma: no cover - reached only by the defect
         raise AssertionError("an unknown engine ran PyMC")
 
-    monkeypatch.setattr(sweep, "_run_parallel", no_pymc)
+    monkeypatch.setattr(sweep, "run_parallel", no_pymc)
     spec = ModelSpec("re")
     data = ModelData.from_table(table, spec)
     with pytest.raises(InputError, match="unknown engine 'exakt'"):
@@ -87,7 +87,7 @@ def test_progress_bar_advances_as_jobs_finish(monkeypatch):
 
     monkeypatch.setattr(sweep, "_progress_bar", lambda total, show, desc: Bar())
     start = time.perf_counter()
-    results = sweep._run_parallel(time.sleep, [0.0, 2.0], workers=2, scheduler=None, show=True, desc="test")
+    results = sweep.run_parallel(time.sleep, [0.0, 2.0], workers=2, scheduler=None, show=True, desc="test")
     end = time.perf_counter()
     assert results == [None, None] and len(updates) == 2
     assert updates[0] < end - 1.0  # the quick job was counted while the slow one still ran

@@ -49,7 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--covariate", default=None, metavar="COLUMN", help=f"numeric column of the meta-regression (default {DEFAULT_COVARIATE}; without that column the meta-regression is skipped, with a note)")
     p.add_argument("--threshold", action="append", type=threshold_arg, default=None, metavar="T", help="decision threshold, a hazard ratio > 0 (repeatable; default 0.7 0.8 0.9 1.0)")
     p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
-    p.add_argument("--workers", type=workers_arg, default=None, help="parallel fits, >= 1 (default: all cores)")
+    p.add_argument("--workers", type=workers_arg, default=None, help="processes running the prior sweeps, one model each, >= 1 (default 1: in this process)")
     p.add_argument("--quiet", action="store_true")
 
 

@@ -8,7 +8,9 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from synthesis.analysis import ROW_AT_COVARIATE
 from synthesis.base import INTERVAL_LABEL
+from synthesis.models.fit import at_label
 from synthesis.report.formats import num, prob
 from synthesis.report.tables import threshold_keys
 
@@ -31,13 +33,13 @@ SHORT_LABELS: dict[str, str] = {
 }
 
 
-def _short_label(row: DecisionRow, keys: set[str]) -> str:
-    """"Bias-adjusted meta-reg., mean" for a model with covariate rows; "  at x=0.5" for those."""
-    base, _, at = row.key.partition("@")
-    if at:
-        return f"  at {at}"
-    label = SHORT_LABELS.get(base, row.label)
-    return f"{label}, mean" if any(k.startswith(f"{base}@") for k in keys) else label
+def _short_label(row: DecisionRow, with_points: set[str]) -> str:
+    """"Bias-adjusted meta-reg., mean" for a model with covariate rows (its key in
+    ``with_points``); "  at x=0.5" for those."""
+    if row.kind == ROW_AT_COVARIATE:
+        return f"  at {at_label(row.point or {})}"
+    label = SHORT_LABELS.get(row.model_key, row.label)
+    return f"{label}, mean" if row.model_key in with_points else label
 
 
 def _hr_cell(median: float, lower: float, upper: float) -> str:
@@ -80,14 +82,14 @@ def console_decision_table(result: AnalysisResult, width: int = CONSOLE_WIDTH) -
     """
     rows = result.decision.rows
     keys = threshold_keys(result.thresholds)
-    row_keys = {r.key for r in rows}
+    with_points = {r.model_key for r in rows if r.kind == ROW_AT_COVARIATE}
     header = ["Engine", "k", f"HR ({INTERVAL_LABEL} CrI)"] + [f"P<{float(t):g}" for t in keys]
     body = [
         [r.engine, str(r.k), _hr_cell(r.hr.median, r.hr.q025, r.hr.q975)] + [prob(r.p_hr_below.get(t)) for t in keys]
         for r in rows
     ]
     widths = [max(len(c) for c in [h, *(b[j] for b in body)]) for j, h in enumerate(header)]
-    labels = [_short_label(r, row_keys) for r in rows]
+    labels = [_short_label(r, with_points) for r in rows]
     others = sum(len(GAP) + w for w in widths)
     natural = max(len(x) for x in ["Model", *labels])
     label_width = natural if natural + others <= width else min(natural, SPLIT_LABEL_WIDTH)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from synthesis.analysis import ROW_MODEL
 from synthesis.base import INTERVAL_LABEL
 from synthesis.models.spec import threshold_key
 from synthesis.report.formats import INTERVAL_KIND, num, prob, prob_relation
@@ -123,7 +124,7 @@ def answer(result: AnalysisResult) -> str:
     The headline models are the decision rows not evaluated at a covariate value, in the order
     of :data:`ANSWER_PHRASES`; the answer closes with :data:`PRIOR_CAVEAT`.
     """
-    rows = [r for r in result.decision.rows if "@" not in r.key]
+    rows = [r for r in result.decision.rows if r.kind == ROW_MODEL]
     order = {key: i for i, key in enumerate(ANSWER_PHRASES)}
     rows.sort(key=lambda r: order.get(r.key, len(order)))
     if not rows:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import platform
-import re
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthesis.base import INTERVAL_PROB
-from synthesis.errors import InputError
 from synthesis.outputs import jsonable
 from synthesis.report.formats import priors_of
 from synthesis.report.narrative import convergence_problems, dedupe, model_labels, warning_groups
@@ -43,26 +41,11 @@ DISTRIBUTION = "dnmbc-synthesis"
 
 
 def source_path(result: AnalysisResult) -> Path | None:
-    """The input file of an analysis, or ``None`` when it is not on disk.
-
-    ``provenance['source_path']``, the source string itself when it names a file, or the
-    bundled dataset that a display name like ``dnmbc_lrt (bundled dnmbc_lrt.csv)`` names.
-    """
-    given = result.provenance.get("source_path") if result.provenance else None
-    candidates = [given] if given else []
-    source = re.sub(r" \[[a-z]+\]$", "", str(result.source))
-    candidates.append(source)
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c).resolve()
-    m = re.match(r"^(\S+) \(bundled ", source)
-    if m:
-        from synthesis.datasets import dataset_path
-
-        try:
-            return dataset_path(m.group(1))
-        except InputError:
-            return None
+    """The input file of an analysis (:attr:`AnalysisResult.source_path`, else the path its
+    table was read from), or ``None`` when it is not on disk."""
+    for given in (result.source_path, result.table.path):
+        if given is not None and Path(given).is_file():
+            return Path(given).resolve()
     return None
 
 

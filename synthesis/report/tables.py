@@ -39,11 +39,6 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return {"value": str(obj)}
 
 
-def base_key(row_key: str) -> str:
-    """The model key of a decision row ("bias_metareg@x=0.5" -> "bias_metareg")."""
-    return row_key.split("@", 1)[0]
-
-
 def threshold_keys(thresholds: Sequence[float]) -> list[str]:
     """The keys of ``p_hr_below`` for ``thresholds`` ("0.8", "1.0")."""
     return [threshold_key(t) for t in thresholds]
@@ -70,7 +65,7 @@ def decision_cells(result: AnalysisResult) -> Table:
         pred = r.predictive_hr
         cells = [
             r.label,
-            "; ".join(prior_lines(result.fits.get(base_key(r.key)))),
+            "; ".join(prior_lines(result.fits.get(r.model_key))),
             r.engine,
             str(r.k),
             interval(r.hr.median, r.hr.q025, r.hr.q975),

@@ -1,0 +1,90 @@
+"""The main job's computations (synthesis.analysis) on small tables, exact engine only: where the
+meta-regression is reported, the structured decision rows and the sweeps' ``workers``."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthesis.analysis import (
+    COVARIATE_VALUES,
+    ROW_AT_COVARIATE,
+    ROW_MODEL,
+    covariate_points,
+    run_analysis,
+    standard_runs,
+)
+from synthesis.studies import load_studies
+
+CSV = """study,log_hr,se,design,year,fraction
+A,-0.30,0.15,rct,2001,0.1
+B,-0.10,0.20,rct,2004,0.4
+C,-0.25,0.18,rct,2006,0.2
+D,-0.45,0.22,prospective,2008,0.9
+E,-0.50,0.25,retrospective,2010,0.6
+F,-0.35,0.20,retrospective,2013,0.3
+G,-0.60,0.30,prospective,2015,0.8
+H,-0.20,0.17,rct,2019,0.5
+"""
+TAUS = ("halfnormal(0.2)", "halfnormal(0.5)")
+BIASES = ("normal(0, 0.5)",)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    path = tmp_path_factory.mktemp("analysis") / "studies.csv"
+    path.write_text(CSV)
+    return load_studies(path)
+
+
+def test_covariate_points_are_quartiles_unless_a_fraction(table):
+    years = table.covariate("year").astype(float)
+    assert covariate_points(table, "year") == tuple(np.quantile(years, (0.25, 0.5, 0.75)))
+    assert covariate_points(table, "fraction") == COVARIATE_VALUES
+
+
+def test_report_on_year_is_at_observed_years_with_structured_rows(table):
+    """``report --covariate year`` used to report HRs at years 0, 0.5 and 1."""
+    result = run_analysis(table, name="t", covariate="year", tau_priors=TAUS, bias_priors=BIASES, progress=False)
+    assert result.fits["bias_metareg"].engine == "exact"
+    at_rows = [r for r in result.decision.rows if r.kind == ROW_AT_COVARIATE]
+    points = [r.point["year"] for r in at_rows]
+    assert points == list(covariate_points(table, "year"))
+    assert all(2001 <= p <= 2019 for p in points)
+    assert {r.model_key for r in at_rows} == {"bias_metareg"}
+    assert [r.key for r in result.decision.rows if r.kind == ROW_MODEL] == ["re_all", "re_rct", "bias", "bias_metareg"]
+    fit = result.fits["bias_metareg"]
+    for r in at_rows:  # each row is the fit's HR at its point
+        (summary,) = [s for s in fit.hr_at.values() if s.point == r.point]
+        assert r.hr.median == summary.median and r.p_hr_below == summary.p_below
+    # the bubble curve is in hr_at but makes no row
+    assert len(fit.hr_at) > len(at_rows)
+    assert result.source_path == Path(table.path) and result.source_path.is_file()
+
+
+def test_workers_run_the_sweeps_in_parallel_with_the_same_numbers(table, monkeypatch):
+    """``report --workers N`` used to be accepted and ignored."""
+    sweep = importlib.import_module("synthesis.sweep")
+    real = sweep.run_parallel
+    seen: list[int | None] = []
+
+    def recording(func, jobs, *, workers, **kwargs):
+        seen.append(workers)
+        return real(func, jobs, workers=workers, **kwargs)
+
+    monkeypatch.setattr(sweep, "run_parallel", recording)
+    kwargs = {"name": "t", "covariate": "fraction", "tau_priors": TAUS, "bias_priors": BIASES, "progress": False}
+    one = run_analysis(table, workers=1, **kwargs)
+    two = run_analysis(table, workers=2, **kwargs)
+    assert seen == [1, 2]
+    assert set(one.sweeps) == set(two.sweeps) == {"re_all", "re_rct", "bias", "bias_metareg"}
+    for key in one.sweeps:
+        assert [r.to_dict() for r in one.sweeps[key].rows] == [r.to_dict() for r in two.sweeps[key].rows]
+
+
+def test_standard_runs_report_a_fraction_at_0_half_and_1(table):
+    (metareg,) = [r for r in standard_runs(table, "fraction") if r.key == "bias_metareg"]
+    assert list(metareg.at) == ["fraction=0", "fraction=0.5", "fraction=1"]
