@@ -22,12 +22,6 @@ from synthesis._source_layout import map_subpackages
 # synthesis.bundled here, as the installed package maps them.
 map_subpackages(__name__, __file__)
 
-# The submodule synthesis.sweep shares its name with the front door's sweep(): importing it here,
-# before the API is bound, makes ``synthesis.sweep`` the function (the import system sets a
-# package attribute only when a submodule is first imported; ``from synthesis.sweep import ...``
-# and sys.modules["synthesis.sweep"] still give the module).
-importlib.import_module("synthesis.sweep")
-
 from synthesis.api import (  # noqa: E402
     analyse,
     bias_diagnostics,

@@ -32,7 +32,7 @@ from synthesis.models.priors import resolve_priors
 from synthesis.models.results import FitResult, RatioSummary
 from synthesis.models.spec import ModelData, ModelSpec, check_seed, check_thresholds, threshold_key
 from synthesis.studies import StudyTable
-from synthesis.sweep import SweepResult
+from synthesis.sweeps import SweepResult
 
 DEFAULT_COVARIATE = "bone_only_fraction"
 #: Where the decision table reports the meta-regression of a fraction (every value in [0, 1]) ...
@@ -373,7 +373,7 @@ def _fit_run(table: StudyTable, run: ModelRun, covariate: str, settings: _Settin
 
 def _exact_sweep(job: tuple) -> SweepResult:
     """One model's prior sweep on the exact engine (top level: a process pool pickles it)."""
-    from synthesis.sweep import run_sweep
+    from synthesis.sweeps import run_sweep
 
     data, spec, label, tau_grid, bias_grid, thresholds = job
     return run_sweep(
@@ -396,7 +396,12 @@ def _run_sweeps(
     ``synthesis sweep``; the report keeps to exact ones), one job per model, spread over
     ``workers`` processes (default 1: in this process)."""
     from synthesis.models.exact import exact_unsupported_reason
-    from synthesis.sweep import run_parallel, split_specs, standard_bias_priors, standard_tau_priors
+    from synthesis.sweeps import (
+        run_parallel,
+        split_specs,
+        standard_bias_priors,
+        standard_tau_priors,
+    )
 
     tau_grid = split_specs(";".join(tau_priors) if tau_priors else None, standard_tau_priors(), "tau")
     bias_grid = split_specs(";".join(bias_priors) if bias_priors else None, standard_bias_priors(), "delta")

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from synthesis.models.results import FitResult
     from synthesis.pooling import PoolResult
     from synthesis.pubbias import BiasResult
-    from synthesis.sweep import SweepResult
+    from synthesis.sweeps import SweepResult
 
 __all__ = [
     "analyse",
@@ -433,7 +433,7 @@ def sweep(
         The model, as in :func:`fit`.
     tau_priors, bias_priors
         Prior strings or PriorSpec objects to sweep; ``None`` sweeps the standard grids
-        (:func:`synthesis.sweep.standard_tau_priors`, :func:`synthesis.sweep.standard_bias_priors`).
+        (:func:`synthesis.sweeps.standard_tau_priors`, :func:`synthesis.sweeps.standard_bias_priors`).
         Bias priors apply to models with a design bias ``delta``.
     mu_prior, bias_prior, kappa_prior, beta_prior
         The priors held fixed (``bias_prior`` where ``bias_priors`` are not swept).
@@ -461,7 +461,7 @@ def sweep(
     [[0.91, 0.78, 1.05], [0.91, 0.78, 1.06]]
     """
     from synthesis.models.spec import ModelData
-    from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
+    from synthesis.sweeps import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
     spec = _spec(
         model, bias_variant=bias_variant, alpha=alpha, covariates=covariates,

@@ -67,7 +67,7 @@ def test_report_on_year_is_at_observed_years_with_structured_rows(table):
 
 def test_workers_run_the_sweeps_in_parallel_with_the_same_numbers(table, monkeypatch):
     """``report --workers N`` used to be accepted and ignored."""
-    sweep = importlib.import_module("synthesis.sweep")
+    sweep = importlib.import_module("synthesis.sweeps")
     real = sweep.run_parallel
     seen: list[int | None] = []
 

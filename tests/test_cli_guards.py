@@ -32,7 +32,7 @@ from synthesis.models.fit import fit  # noqa: E402
 from synthesis.models.sampling import SamplerSettings  # noqa: E402
 from synthesis.models.spec import ModelData, ModelSpec  # noqa: E402
 from synthesis.spreadsheets import neutralise_formulas  # noqa: E402
-from synthesis.sweep import SCHEDULER_TIMEOUT_S, run_sweep, split_specs  # noqa: E402
+from synthesis.sweeps import SCHEDULER_TIMEOUT_S, run_sweep, split_specs  # noqa: E402
 
 #: Study names that are invalid mathtext, raw HTML, Markdown table syntax or spreadsheet formulas.
 ODD_NAMES = (

@@ -300,7 +300,7 @@ def test_bias_sensitivity_plot_from_a_real_sweep():
     from synthesis.datasets import load_dataset
     from synthesis.models.spec import ModelData, ModelSpec
     from synthesis.plots import plot_bias_sensitivity
-    from synthesis.sweep import run_sweep, split_specs
+    from synthesis.sweeps import run_sweep, split_specs
 
     spec = ModelSpec("bias")
     data = ModelData.from_table(load_dataset("dnmbc_lrt"), spec)

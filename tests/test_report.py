@@ -38,7 +38,7 @@ from synthesis.models.spec import ModelSpec, threshold_key  # noqa: E402
 from synthesis.pooling import pool  # noqa: E402
 from synthesis.report import writer  # noqa: E402
 from synthesis.studies import StudyTable, load_studies  # noqa: E402
-from synthesis.sweep import SweepResult, SweepRow  # noqa: E402
+from synthesis.sweeps import SweepResult, SweepRow  # noqa: E402
 
 THRESHOLDS = (0.8, 1.0)
 COVARIATE = "bone_only_fraction"
@@ -165,7 +165,9 @@ def tiny_posterior() -> xr.DataTree:
 
 
 CURVE = {
-    f"{COVARIATE}={v:g}": ratio(0.7 + 0.3 * v, 0.5 + 0.2 * v, 1.0 + 0.5 * v, {"0.8": 0.6 - 0.4 * v, "1.0": 0.9 - 0.4 * v})
+    f"{COVARIATE}={v:g}": RatioSummary(
+        0.7 + 0.3 * v, 0.5 + 0.2 * v, 1.0 + 0.5 * v, {"0.8": 0.6 - 0.4 * v, "1.0": 0.9 - 0.4 * v}, point={COVARIATE: float(v)}
+    )
     for v in np.linspace(0.0, 1.0, 11)
 }
 

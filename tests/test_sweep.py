@@ -13,7 +13,7 @@ from synthesis.datasets import load_dataset
 from synthesis.errors import InputError
 from synthesis.models.exact import fit_exact
 from synthesis.models.spec import ModelData, ModelSpec
-from synthesis.sweep import (
+from synthesis.sweeps import (
     prior_scale,
     run_sweep,
     split_specs,
@@ -56,7 +56,7 @@ def test_bias_sweep_without_bias_priors_keeps_the_models_own(table):
 
 
 def test_sweep_refuses_an_unknown_engine(table, monkeypatch):
-    sweep = importlib.import_module("synthesis.sweep")  # the package exports a function of that name
+    sweep = importlib.import_module("synthesis.sweeps")  # the package exports a function of that name
 
     def no_pymc(*args, **kwargs):  # pragma: no cover - reached only by the defect
         raise AssertionError("an unknown engine ran PyMC")
@@ -71,7 +71,7 @@ def test_sweep_refuses_an_unknown_engine(table, monkeypatch):
 def test_progress_bar_advances_as_jobs_finish(monkeypatch):
     """The bar moves when the first job finishes, not after the last one (it used to wrap a
     finished ``list(pool.map(...))``)."""
-    sweep = importlib.import_module("synthesis.sweep")  # the package exports a function of that name
+    sweep = importlib.import_module("synthesis.sweeps")  # the package exports a function of that name
 
     updates: list[float] = []
 

@@ -8,7 +8,7 @@ import sys
 from synthesis.base import DEFAULT_SEED, DEFAULT_THRESHOLDS
 from synthesis.cli.common import SEED_HELP, add_input_arguments, seed_arg, workers_arg
 from synthesis.cli.fit import add_model_arguments
-from synthesis.sweep import SWEEP_ENGINES
+from synthesis.sweeps import SWEEP_ENGINES
 
 #: The command recorded in the marker of the folders ``sweep --out`` writes.
 OUTPUT_COMMAND = "sweep"
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from synthesis.cli.common import load_table, print_json, print_warnings
     from synthesis.cli.fit import build_spec
     from synthesis.models.spec import ModelData
-    from synthesis.sweep import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
+    from synthesis.sweeps import run_sweep, split_specs, standard_bias_priors, standard_tau_priors
 
     spec = build_spec(args)
     # Parse every prior before touching the data or writing anything.

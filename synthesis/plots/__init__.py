@@ -1,7 +1,7 @@
 """Figures drawn from result objects (matplotlib), one module per figure.
 
 Every plot function takes result objects (:class:`~synthesis.models.results.FitResult`,
-:class:`~synthesis.sweep.SweepResult`, :class:`~synthesis.studies.StudyTable`, the frequentist
+:class:`~synthesis.sweeps.SweepResult`, :class:`~synthesis.studies.StudyTable`, the frequentist
 pooled and trim-and-fill results), draws into the ``ax=`` (one-panel plots) or ``fig=``
 (multi-panel plots) it is given or into a new figure outside pyplot's registry, and returns the
 figure. Nothing here computes a statistic: the numbers drawn are those the results hold. The

@@ -33,15 +33,13 @@ CURVE_COLOUR = "#1b4f8a"
 
 
 def hr_curve(fit: FitResult, covariate: str) -> list[tuple[float, RatioSummary]]:
-    """``fit.hr_at`` entries of the form ``"<covariate>=<value>"``, sorted by value."""
-    out = []
-    for key, summary in fit.hr_at.items():
-        name, sep, value = key.partition("=")
-        if sep and name.strip() == covariate:
-            try:
-                out.append((float(value), summary))
-            except ValueError:
-                continue
+    """The ``fit.hr_at`` summaries at points that set ``covariate`` alone (read from each
+    summary's structured ``point``), as (value, summary) sorted by value."""
+    out = [
+        (float(summary.point[covariate]), summary)
+        for summary in fit.hr_at.values()
+        if summary.point is not None and set(summary.point) == {covariate}
+    ]
     return sorted(out, key=lambda item: item[0])
 
 

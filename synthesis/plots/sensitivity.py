@@ -24,7 +24,7 @@ from synthesis.plots.style import (
     styled,
     target_figure,
 )
-from synthesis.sweep import SweepResult, SweepRow
+from synthesis.sweeps import SweepResult, SweepRow
 
 #: Tick values of a log axis of prior scales (tau).
 SCALE_TICKS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -96,7 +96,7 @@ def plot_sensitivity(
     >>> import synthesis
     >>> from synthesis.models.spec import ModelData, ModelSpec
     >>> from synthesis.plots import plot_sensitivity
-    >>> from synthesis.sweep import run_sweep, split_specs
+    >>> from synthesis.sweeps import run_sweep, split_specs
     >>> spec = ModelSpec("re")
     >>> data = ModelData.from_table(synthesis.load_dataset("dnmbc_lrt"), spec)
     >>> taus = split_specs("halfnormal(0.25);halfnormal(0.5);halfnormal(1);halfcauchy(0.5)", [], "tau")
@@ -184,7 +184,7 @@ def plot_bias_sensitivity(
     >>> import synthesis
     >>> from synthesis.models.spec import ModelData, ModelSpec
     >>> from synthesis.plots import plot_bias_sensitivity
-    >>> from synthesis.sweep import run_sweep, split_specs
+    >>> from synthesis.sweeps import run_sweep, split_specs
     >>> spec = ModelSpec("bias")
     >>> data = ModelData.from_table(synthesis.load_dataset("dnmbc_lrt"), spec)
     >>> sweep = run_sweep(
