@@ -29,9 +29,12 @@ from scipy.stats import norm
 
 from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
 from synthesis.errors import InputError
+from synthesis.models.exact import mixture_quantiles
 from synthesis.models.pymc_models import (
     HEADLINE,
+    MARGINAL_MIN_STUDIES,
     build_model,
+    marginal_study_moments,
     prior_data,
     reported_parameters,
     structural_data,
@@ -62,6 +65,15 @@ MIN_DRAWS_FOR_DIAGNOSTICS = 4
 TARGET_ACCEPT_HARD = 0.99
 #: Grid length of the kernel density estimates stored in ``FitResult.densities``.
 DENSITY_GRID = 256
+#: Posterior draws (evenly thinned over all chains) whose conditional normals make up each study
+#: effect's mixture in a marginal model (:func:`marginal_study_effects`). The components are
+#: Rao-Blackwellised (each is the exact distribution given one draw), so a few hundred suffice.
+STUDY_EFFECT_DRAWS = 400
+#: Largest (draws x studies) block of the marginal study-effect computation held at once (16 MB
+#: per array), so that memory stays flat in k.
+_STUDY_BLOCK_CELLS = 2_000_000
+#: Global variables a marginal model's study effects depend on (those present are read).
+_STUDY_EFFECT_INPUTS = ("mu", "tau", "delta", "kappa", "mu_design", "beta", "x_mean", "x_sd")
 _LOWER = (1.0 - INTERVAL_PROB) / 2.0
 _UPPER = 1.0 - _LOWER
 
@@ -135,6 +147,41 @@ def ratio_summary(log_draws: np.ndarray, thresholds: Sequence[float] | None = No
 def _density(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     grid, pdf, _ = array_stats.kde(np.asarray(x, dtype=float).reshape(-1), grid_len=DENSITY_GRID)
     return np.asarray(grid), np.asarray(pdf)
+
+
+def marginal_study_effects(dt: xr.DataTree, data: ModelData, spec: ModelSpec) -> np.ndarray:
+    r"""Posterior median and equal-tailed interval of each study effect theta_i (log scale) of a
+    model built in the marginal form (:func:`synthesis.models.pymc_models.build_marginal_model`).
+
+    Given the global parameters g, theta_i is normal,
+    N(m_i + B_i (y_i - m_i), B_i s_i^2) with B_i = V_i / (V_i + s_i^2)
+    (:func:`~synthesis.models.pymc_models.marginal_study_moments`), so its posterior is the
+    mixture of these normals over the posterior of g; the mixture over
+    :data:`STUDY_EFFECT_DRAWS` evenly thinned draws is a Rao-Blackwellised estimate (Gelfand &
+    Smith 1990, doi:10.1080/01621459.1990.10476213) whose quantiles are solved exactly
+    (:func:`synthesis.models.exact.mixture_quantiles`), in blocks of studies so that no
+    k x draws array is held. Returns a (k, 3) array: median, 2.5% and 97.5% quantiles.
+    """
+    post = dt.posterior
+    total = post.sizes["chain"] * post.sizes["draw"]
+    keep = np.unique(np.linspace(0, total - 1, min(total, STUDY_EFFECT_DRAWS)).round().astype(int))
+    draws = {}
+    for name in (n for n in _STUDY_EFFECT_INPUTS if n in post):
+        values = np.asarray(post[name].values, dtype=float).reshape(total, -1)[keep]
+        draws[name] = values[:, 0] if post[name].ndim == 2 else values  # scalars as (D,)
+    weights = np.full(keep.size, 1.0 / keep.size)
+    y = np.asarray(data.y, dtype=float)
+    probs = np.array([0.5, _LOWER, _UPPER])
+    block = max(1, _STUDY_BLOCK_CELLS // keep.size)
+    out = np.empty((data.k, probs.size))
+    for start in range(0, data.k, block):
+        studies = slice(start, min(start + block, data.k))
+        m, v, s2 = marginal_study_moments(draws, data, spec, studies)
+        shrink = v / (v + s2)
+        mean = m + shrink * (y[studies] - m)
+        sd = np.maximum(np.sqrt(shrink * s2), 1e-12)  # tau -> 0: a point mass, kept finite
+        out[studies] = mixture_quantiles(weights, mean, sd, probs)
+    return out
 
 
 def linear_predictor_at(
@@ -230,21 +277,7 @@ def summarise(
     mu = _flat(_draws(dt, "mu"))
     hr = ratio_summary(mu, thresholds)
     pred = ratio_summary(_flat(_draws(dt, "theta_new")), thresholds)
-    z = float(norm.ppf(_UPPER))
-    theta = _draws(dt, "theta")
-    effects = []
-    for i, study in enumerate(data.studies):
-        y, se = float(data.y[i]), float(data.se[i])
-        effects.append(
-            StudyEffect(
-                study=study,
-                design=data.designs[i],
-                observed_hr=math.exp(y),
-                observed_lower=math.exp(y - z * se),
-                observed_upper=math.exp(y + z * se),
-                hr=ratio_summary(_flat(theta.isel(study=i))),
-            )
-        )
+    effects = study_effects(dt, data, spec)
     hr_at = {}
     for label, values in (options.at or {}).items():
         hr_at[label] = replace(ratio_summary(linear_predictor_at(dt, data, values), thresholds), point=dict(values))
@@ -260,10 +293,19 @@ def summarise(
             "mean widened by the design-level SD kappa); delta is derived, the mean "
             "non-randomised design mean minus the rct mean (the bias prior is not used)"
         )
+    marginal = "theta" not in dt.posterior
     if spec.has_covariates and data.n_missing:
+        how = "integrated out analytically under" if marginal else "imputed inside the model from"
         notes.append(
-            f"{data.n_missing} missing covariate value(s) imputed inside the model from a normal "
+            f"{data.n_missing} missing covariate value(s) {how} a normal "
             "covariate model with hyperpriors (see synthesis.models.pymc_models)"
+        )
+    if marginal:
+        notes.append(
+            f"k = {data.k} >= {MARGINAL_MIN_STUDIES}: study effects integrated out of the model "
+            "(marginal form, same posterior of the global parameters); the posterior holds no "
+            "per-study draws (no theta), and each study HR is summarised from its conditional "
+            f"normal given the global parameters, mixed over {STUDY_EFFECT_DRAWS} thinned draws"
         )
     timing = {
         "compile_s": round(sampled.compile_s, 4),
@@ -292,6 +334,32 @@ def summarise(
         source=data.source,
         notes=notes,
     )
+
+
+def study_effects(dt: xr.DataTree, data: ModelData, spec: ModelSpec) -> list[StudyEffect]:
+    """Each study's observed HR and CI beside its posterior HR: from the draws of ``theta``, or,
+    for a model in the marginal form (no ``theta``), from :func:`marginal_study_effects`."""
+    z = float(norm.ppf(_UPPER))
+    if "theta" in dt.posterior:
+        theta = _draws(dt, "theta")
+        hrs = [ratio_summary(_flat(theta.isel(study=i))) for i in range(data.k)]
+    else:
+        q = np.exp(marginal_study_effects(dt, data, spec))
+        hrs = [RatioSummary(float(row[0]), float(row[1]), float(row[2])) for row in q]
+    effects = []
+    for i, study in enumerate(data.studies):
+        y, se = float(data.y[i]), float(data.se[i])
+        effects.append(
+            StudyEffect(
+                study=study,
+                design=data.designs[i],
+                observed_hr=math.exp(y),
+                observed_lower=math.exp(y - z * se),
+                observed_upper=math.exp(y + z * se),
+                hr=hrs[i],
+            )
+        )
+    return effects
 
 
 def _stamp(

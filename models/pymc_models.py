@@ -26,6 +26,14 @@ model compiled once can be re-sampled with new data or with new priors of the sa
 z_i ~ N(0, 1), which samples well when the studies are imprecise relative to tau (the usual case
 with few, small studies).
 
+With many studies (k >= :data:`MARGINAL_MIN_STUDIES`) every model is built in its *marginal*
+form instead (:func:`build_marginal_model`): the study effects, and any missing covariate values,
+are integrated out analytically, y_i ~ N(m_i, s_i^2 + V_i), which leaves the posterior of the
+global parameters unchanged and the sampler a handful of parameters instead of k latent ones.
+That model has no ``theta``; the study effects are summarised from their conditional normal
+given the global parameters (:func:`marginal_study_moments`,
+:func:`synthesis.models.pymc_fit.marginal_study_effects`).
+
 Models (nr_i = 1 for a non-randomised study, x_ij the covariates, c_j their centres):
 
 * ``re``: theta_i = mu + tau z_i.
@@ -77,6 +85,8 @@ and quality. Biom J 63(2):406-422.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pymc as pm
@@ -215,6 +225,36 @@ def _three_level(data: ModelData, spec: ModelSpec) -> TensorVariable:
     return mu_design[pm.Data("design_index", index, dims="study")]
 
 
+def imputation_scales(x: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The covariates with missing values (column indices) and the scales s_j of all columns:
+    the SD of the observed values of an imputed covariate, 1 for a complete one."""
+    missing = np.isnan(x)
+    imputed = [j for j in range(x.shape[1]) if missing[:, j].any()]
+    scales = np.ones(x.shape[1])
+    for j in imputed:
+        scales[j] = np.std(x[~missing[:, j], j], ddof=1)
+    return imputed, scales
+
+
+def _covariate_model(
+    data: ModelData, x: np.ndarray, centres: np.ndarray, missing: np.ndarray
+) -> tuple[list[int], np.ndarray, TensorVariable, TensorVariable]:
+    """The normal model of the imputed covariates on the standardised scale: defines ``x_mean``
+    (m_j), ``x_sd`` (sigma_j) and the observed values' likelihood ``x_observed``; returns the
+    imputed columns, the scales s_j and m, sigma (dim ``imputed_covariate``)."""
+    imputed, scales = imputation_scales(x)
+    model = pm.modelcontext(None)
+    model.add_coord("imputed_covariate", [data.covariates[j] for j in imputed])
+    hyper = {k: pm.Data(f"x_prior_{k}", v) for k, v in IMPUTATION_HYPERPRIORS.items()}
+    m = pm.Normal("x_mean", hyper["mean_mean"], hyper["mean_sd"], dims="imputed_covariate")
+    s = pm.HalfNormal("x_sd", hyper["sd_scale"], dims="imputed_covariate")
+    obs_rows, obs_cols = np.nonzero(~missing[:, imputed])
+    obs_j = np.asarray(imputed)[obs_cols]
+    u_obs = (x[obs_rows, obs_j] - centres[obs_j]) / scales[obs_j]
+    pm.Normal("x_observed", mu=m[obs_cols], sigma=s[obs_cols], observed=u_obs)
+    return imputed, scales, m, s
+
+
 def _regression(data: ModelData, spec: ModelSpec) -> TensorVariable:
     """sum_j beta_j (x_ij - c_j), missing x_ij imputed; defines ``beta`` (and ``x_imputed``)."""
     beta = prior_rv("beta", spec.priors.beta, dims="covariate")
@@ -226,24 +266,13 @@ def _regression(data: ModelData, spec: ModelSpec) -> TensorVariable:
     if not missing.any():
         return pt.dot(xc, beta)
     # Standardise by the observed values, then model u_ij ~ N(m_j, sigma_j^2) for every value.
-    imputed = [j for j in range(x.shape[1]) if missing[:, j].any()]
-    scales = np.ones(x.shape[1])
-    for j in imputed:
-        scales[j] = np.std(x[~missing[:, j], j], ddof=1)
+    imputed, scales, m, s = _covariate_model(data, x, centres, missing)
     model = pm.modelcontext(None)
-    model.add_coord("imputed_covariate", [data.covariates[j] for j in imputed])
     rows, cols = np.nonzero(missing)
     model.add_coord(
         "missing", [f"{data.studies[r]}:{data.covariates[c]}" for r, c in zip(rows, cols, strict=True)]
     )
     position = {j: p for p, j in enumerate(imputed)}
-    hyper = {k: pm.Data(f"x_prior_{k}", v) for k, v in IMPUTATION_HYPERPRIORS.items()}
-    m = pm.Normal("x_mean", hyper["mean_mean"], hyper["mean_sd"], dims="imputed_covariate")
-    s = pm.HalfNormal("x_sd", hyper["sd_scale"], dims="imputed_covariate")
-    obs_rows, obs_cols = np.nonzero(~missing[:, imputed])
-    obs_j = np.asarray(imputed)[obs_cols]
-    u_obs = (x[obs_rows, obs_j] - centres[obs_j]) / scales[obs_j]
-    pm.Normal("x_observed", mu=m[obs_cols], sigma=s[obs_cols], observed=u_obs)
     pos = np.array([position[c] for c in cols], dtype=int)
     e = pm.Normal("e_missing", *STANDARD_NORMAL, dims="missing")
     xc_missing = scales[cols] * (m[pos] + s[pos] * e)
@@ -259,6 +288,8 @@ def build_model(data: ModelData, spec: ModelSpec) -> pm.Model:
     cannot identify the model (e.g. a bias model without randomised studies).
     """
     _check(data, spec)
+    if uses_marginal_form(data):
+        return build_marginal_model(data, spec)
     priors = spec.priors
     coords = model_coords(data)
     nr = np.asarray(data.nonrandomised, dtype=bool)
@@ -291,6 +322,161 @@ def build_model(data: ModelData, spec: ModelSpec) -> pm.Model:
         z_new = pm.Normal("z_new", *STANDARD_NORMAL)
         pm.Deterministic("theta_new", mu + tau * z_new)
     return model
+
+
+#: From this many studies on, :func:`build_model` builds the *marginal* form of every model
+#: (:func:`build_marginal_model`: study effects, and any missing covariate values, integrated
+#: out). Below it the models keep one non-centred latent effect per study, the form validated
+#: against the exact engine and by simulation-based calibration at small k (tests/
+#: test_engines_agree.py, tests/test_sbc.py); both forms have the same posterior of the global
+#: parameters.
+MARGINAL_MIN_STUDIES = 200
+
+
+def uses_marginal_form(data: ModelData) -> bool:
+    """True when ``data`` has at least :data:`MARGINAL_MIN_STUDIES` studies (see there)."""
+    return data.k >= MARGINAL_MIN_STUDIES
+
+
+def _within_variance(se: TensorVariable, data: ModelData, spec: ModelSpec) -> TensorVariable:
+    """s_i^2: se_i^2, or se_i^2 / alpha for a non-randomised study under ``downweight``."""
+    if spec.has_bias and spec.bias_variant == "downweight":
+        alpha = pm.Data("alpha", float(spec.alpha))
+        inflate = pm.Data("nonrandomised", np.asarray(data.nonrandomised, dtype=float), dims="study")
+        return se**2 / (1.0 + inflate * (alpha - 1.0))
+    return se**2
+
+
+def _marginal_bias(data: ModelData, spec: ModelSpec) -> tuple[TensorVariable | float, TensorVariable | float]:
+    """The bias term's mean shift and extra variance of each study (``delta nr_i`` and, for the
+    ``random`` variant, ``kappa^2 nr_i``); defines ``delta`` and ``kappa``."""
+    if spec.has_bias and spec.bias_variant == "random":
+        delta = prior_rv("delta", spec.priors.delta)
+        kappa = prior_rv("kappa", spec.priors.kappa)
+        nr = pm.Data("nonrandomised", np.asarray(data.nonrandomised, dtype=float), dims="study")
+        return delta * nr, kappa**2 * nr
+    return _study_bias(data, spec), 0.0
+
+
+def _marginal_regression(data: ModelData, spec: ModelSpec) -> tuple[TensorVariable, TensorVariable | float]:
+    """Mean shift and extra variance of each study from the covariates, missing values
+    integrated out: sum_j beta_j (x_ij - c_j) over the observed x_ij, plus, for each missing
+    x_ij, beta_j s_j m_j in the mean and (beta_j s_j sigma_j)^2 in the variance (the covariate
+    model u_ij ~ N(m_j, sigma_j^2) of :func:`_covariate_model`); defines ``beta``."""
+    beta = prior_rv("beta", spec.priors.beta, dims="covariate")
+    x = np.asarray(data.x, dtype=float)
+    centres = np.asarray(data.centres, dtype=float)
+    missing = np.isnan(x)
+    xc = pm.Data("x_centred", np.where(missing, 0.0, x - centres), dims=("study", "covariate"))
+    shift = pt.dot(xc, beta)
+    if not missing.any():
+        return shift, 0.0
+    imputed, scales, m, s = _covariate_model(data, x, centres, missing)
+    unknown = missing[:, imputed].astype(float)  # (k, imputed covariates), structural
+    b = beta[imputed] * scales[imputed]
+    return shift + pt.dot(unknown, b * m), pt.dot(unknown, (b * s) ** 2)
+
+
+def build_marginal_model(data: ModelData, spec: ModelSpec) -> pm.Model:
+    r"""The model ``spec`` for ``data`` with the study effects integrated out (large k).
+
+    Every model of this module is, given its global parameters g (mu, tau, delta, kappa, the
+    design means, beta and the covariate model's m_j, sigma_j), Gaussian in the study effects
+    and in the missing covariate values, so these integrate out exactly:
+
+    .. math::
+
+        y_i \mid g \sim N\!\left(m_i,\; s_i^2 + V_i\right), \qquad
+        V_i = \tau^2 + \kappa^2\, nr_i\,[\text{random}]
+              + \sum_{j\,:\,x_{ij}\ \text{missing}} (\beta_j s_j \sigma_j)^2,
+
+    with m_i the study's mean (mu, or mu_{d(i)} for ``three-level``; + delta nr_i for the
+    ``additive`` and ``random`` variants; + sum_j beta_j (x_ij - c_j) over the observed
+    covariates and beta_j s_j m_j over the missing ones) and s_i^2 = se_i^2 (se_i^2 / alpha for
+    a non-randomised study under ``downweight``). The posterior of g is the same as in the
+    latent form of :func:`build_model` (marginalising a normal random effect: Gelman et al.
+    2013, Bayesian Data Analysis, 3rd ed., section 5.4); the sampler explores a few global
+    parameters instead of k + (number of missing values) latent ones. The study effects are
+    then normal given g and y_i (:func:`marginal_study_moments`); the model holds no ``theta``,
+    ``z``, ``w_bias``, ``delta_study``, ``e_missing`` or ``x_imputed``. ``theta_new`` is as in
+    the latent form.
+    """
+    _check(data, spec)
+    coords = model_coords(data)
+    three_level = spec.has_bias and spec.bias_variant == "three-level"
+    if three_level:
+        coords["design"] = designs_present(data)
+    with pm.Model(coords=coords) as model:
+        y = pm.Data("log_hr", np.asarray(data.y, dtype=float), dims="study")
+        se = pm.Data("se", np.asarray(data.se, dtype=float), dims="study")
+        if three_level:
+            location = _three_level(data, spec)
+            mu = model["mu"]
+        else:
+            mu = prior_rv("mu", spec.priors.mu)
+            location = mu
+        tau = prior_rv("tau", spec.priors.tau)
+        shift, spread = _marginal_bias(data, spec)
+        mean = location + shift
+        spread = tau**2 + spread
+        if spec.has_covariates:
+            shift, extra = _marginal_regression(data, spec)
+            mean, spread = mean + shift, spread + extra
+        variance = _within_variance(se, data, spec) + spread
+        pm.Normal("y", mu=mean, sigma=pt.sqrt(variance), observed=y, dims="study")
+        z_new = pm.Normal("z_new", *STANDARD_NORMAL)
+        pm.Deterministic("theta_new", mu + tau * z_new)
+    return model
+
+
+def marginal_study_moments(
+    draws: Mapping[str, np.ndarray], data: ModelData, spec: ModelSpec, studies: slice = slice(None)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Per draw of the global parameters, the prior mean m_i and variance V_i of each study
+    effect theta_i, and the within-study variances s_i^2, for the studies ``studies``.
+
+    ``draws`` maps the global variables of :func:`build_marginal_model` to arrays of D draws
+    (``mu``, ``tau``, ``delta``, ``kappa``: (D,); ``mu_design``: (D, designs); ``beta``:
+    (D, covariates); ``x_mean``, ``x_sd``: (D, imputed covariates)). Returns m and V as (D, n)
+    and s^2 as (n,); the equations are those of :func:`build_marginal_model`. The study effect
+    given g and y_i is then normal (conjugate update):
+
+    .. math::
+
+        \theta_i \mid g, y_i \sim N\!\left(m_i + B_i (y_i - m_i),\; B_i s_i^2\right),
+        \qquad B_i = V_i / (V_i + s_i^2).
+    """
+    nr = np.asarray(data.nonrandomised, dtype=float)[studies]
+    s2 = np.asarray(data.se, dtype=float)[studies] ** 2
+    tau = np.asarray(draws["tau"], dtype=float)[:, None]
+    if spec.has_bias and spec.bias_variant == "three-level":
+        present = designs_present(data)
+        index = np.array([present.index(d) for d in data.designs[studies]], dtype=int)
+        mean = np.asarray(draws["mu_design"], dtype=float)[:, index]
+    else:
+        mean = np.asarray(draws["mu"], dtype=float)[:, None] + np.zeros(nr.size)
+    variance = tau**2 + np.zeros(nr.size)
+    if spec.has_bias and spec.bias_variant in ("additive", "random"):
+        mean = mean + np.asarray(draws["delta"], dtype=float)[:, None] * nr
+    if spec.has_bias and spec.bias_variant == "random":
+        variance = variance + np.asarray(draws["kappa"], dtype=float)[:, None] ** 2 * nr
+    if spec.has_bias and spec.bias_variant == "downweight":
+        s2 = s2 / (1.0 + nr * (float(spec.alpha) - 1.0))
+    if spec.has_covariates:
+        x_all = np.asarray(data.x, dtype=float)
+        x = x_all[studies]
+        missing = np.isnan(x)
+        beta = np.asarray(draws["beta"], dtype=float).reshape(tau.shape[0], -1)
+        mean = mean + beta @ np.where(missing, 0.0, x - np.asarray(data.centres, dtype=float)).T
+        imputed, scales = imputation_scales(x_all)
+        if imputed:
+            unknown = missing[:, imputed].astype(float)
+            b = beta[:, imputed] * scales[imputed]
+            x_mean = np.asarray(draws["x_mean"], dtype=float).reshape(b.shape)
+            x_sd = np.asarray(draws["x_sd"], dtype=float).reshape(b.shape)
+            mean = mean + (b * x_mean) @ unknown.T
+            variance = variance + (b * x_sd) ** 2 @ unknown.T
+    return mean, variance, s2
 
 
 def build_random_effects(data: ModelData, spec: ModelSpec) -> pm.Model:
