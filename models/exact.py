@@ -328,22 +328,6 @@ class _Design:
     s0: np.ndarray  # (p,)
     delta_index: int | None
     beta_index: dict[str, int]
-    b_ref: np.ndarray  # (p,) unweighted least-squares coefficients (the centring of the sums)
-    features: np.ndarray  # (k, p(p+1)/2 + p + 1) columns whose weighted sums make the model
-
-
-def _sufficient_columns(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The centring ``b_ref`` and the columns ``X_a X_b`` (a <= b, in ``np.triu_indices``
-    order), ``X_a r`` and ``r^2`` with ``r = y - X b_ref``.
-
-    Their sums weighted by ``w = 1 / (s^2 + tau^2)`` are ``X'WX``, ``X'Wr`` and ``r'Wr``: one
-    matrix product per block of tau nodes gives the whole conditional model. Centring on the
-    least-squares fit keeps the quadratic form ``(y - Xb)'W(y - Xb)`` free of cancellation.
-    """
-    b_ref = np.linalg.lstsq(X, y, rcond=None)[0]
-    r = y - X @ b_ref
-    ia, ib = np.triu_indices(X.shape[1])
-    return b_ref, np.column_stack([X[:, ia] * X[:, ib], X * r[:, None], r * r])
 
 
 def _design(data: ModelData, spec: ModelSpec) -> _Design:
@@ -366,19 +350,14 @@ def _design(data: ModelData, spec: ModelSpec) -> _Design:
     s2 = se**2
     if spec.has_bias and spec.bias_variant == "downweight":
         s2 = np.where(nr, s2 / spec.alpha, s2)
-    X = np.column_stack(cols)
-    y = np.asarray(data.y, dtype=float)
-    b_ref, features = _sufficient_columns(X, y)
     return _Design(
-        X=X,
-        y=y,
+        X=np.column_stack(cols),
+        y=np.asarray(data.y, dtype=float),
         s2=s2,
         m0=np.array([p.params[0] for p in priors]),
         s0=np.array([p.params[1] for p in priors]),
         delta_index=delta_index,
         beta_index=beta_index,
-        b_ref=b_ref,
-        features=features,
     )
 
 
@@ -409,36 +388,23 @@ def _conditional(d: _Design, tau: np.ndarray) -> _Conditional:
 
 
 def _conditional_block(d: _Design, tau: np.ndarray) -> _Conditional:
-    """The conditional model at the nodes ``tau``: the weighted sums ``X'WX``, ``X'Wr`` and
-    ``r'Wr`` (``r = y - X b_ref``) in one matrix product ``W @ d.features``, then the conjugate
-    update per node (p x p)."""
-    p = d.X.shape[1]
-    ia, ib = np.triu_indices(p)
     v = d.s2[None, :] + (tau * tau)[:, None]  # (G, k)
-    log_det_v = np.log(v).sum(axis=1)
-    sums = np.reciprocal(v, out=v) @ d.features  # (G, columns)
-    xwx = np.empty((tau.size, p, p))
-    xwx[:, ia, ib] = sums[:, : ia.size]
-    xwx[:, ib, ia] = sums[:, : ia.size]
-    xwr = sums[:, ia.size : ia.size + p]
-    rwr = sums[:, -1]
+    w = 1.0 / v
     prec0 = 1.0 / d.s0**2
-    prec = xwx.copy()
-    idx = np.arange(p)
+    X = d.X
+    prec = (X.T[None, :, :] * w[:, None, :]) @ X  # (G, p, p)
+    idx = np.arange(X.shape[1])
     prec[:, idx, idx] += prec0
-    rhs = xwr + xwx @ d.b_ref + prec0 * d.m0  # X'Wy + S0^-1 m0
+    rhs = (w * d.y[None, :]) @ X + prec0 * d.m0  # (G, p)
     chol = np.linalg.cholesky(prec)
     cov = np.linalg.inv(prec)
     b_mean = np.einsum("gij,gj->gi", cov, rhs)
-    shift = b_mean - d.b_ref  # (y - X b) = r - X shift
-    quad = (
-        rwr
-        - 2.0 * np.einsum("gi,gi->g", shift, xwr)
-        + np.einsum("gi,gij,gj->g", shift, xwx, shift)
-        + ((b_mean - d.m0) ** 2) @ prec0
-    )
+    resid = d.y[None, :] - b_mean @ X.T
+    quad = np.einsum("gk,gk->g", w, resid * resid) + ((b_mean - d.m0) ** 2) @ prec0
     logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    loglik = -0.5 * (d.y.size * _LOG_2PI + log_det_v + np.log(d.s0**2).sum() + logdet + quad)
+    loglik = -0.5 * (
+        d.y.size * _LOG_2PI + np.log(v).sum(axis=1) + np.log(d.s0**2).sum() + logdet + quad
+    )
     return _Conditional(tau=tau, loglik=loglik, b_mean=b_mean, b_cov=cov)
 
 
