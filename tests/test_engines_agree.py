@@ -62,8 +62,9 @@ def dnmbc(spec: ModelSpec) -> ModelData:
     return ModelData.from_table(table, spec)
 
 
-def compare(data: ModelData, spec: ModelSpec) -> list[dict]:
-    """Fit both engines; one row per (parameter, quantile) and one for P(HR < 0.8)."""
+def compare(data: ModelData, spec: ModelSpec, *, return_fits: bool = False) -> list[dict] | tuple[list[dict], tuple]:
+    """Fit both engines; one row per (parameter, quantile) and one for P(HR < 0.8) (and, with
+    ``return_fits``, the two fits: ``(rows, (pymc, exact))``)."""
     from synthesis.models.exact import exact_unsupported_reason, fit_exact
     from synthesis.models.pymc_fit import fit_pymc
 
@@ -92,7 +93,7 @@ def compare(data: ModelData, spec: ModelSpec) -> list[dict]:
             )
     p_m, p_e = mcmc.p_hr_below["0.8"], exact.p_hr_below["0.8"]
     rows.append({"what": "P(HR < 0.8)", "pymc": p_m, "exact": p_e, "diff": p_m - p_e, "mcse": math.nan, "tolerance": P_TOL, "ok": abs(p_m - p_e) <= P_TOL})
-    return rows
+    return (rows, (mcmc, exact)) if return_fits else rows
 
 
 def report(rows: list[dict]) -> str:
