@@ -106,9 +106,12 @@ PILOT_POINTS = 256
 #: tails such as lognormal_tau2(0, 400) reach 1e290; the data never put mass there, and a
 #: truncated posterior is reported).
 PILOT_PRIOR_CAP = 1e8
-#: Largest (tau nodes x studies) block of the conditional model and of the study-effect
-#: summaries held at once (8 MB per array): memory stays flat in k (100,000 studies, issue #9).
+#: Largest (tau nodes x studies) block of the study-effect summaries held at once (8 MB per
+#: array): memory stays flat in k (100,000 studies, issue #9).
 _BLOCK_CELLS = 1_000_000
+#: Largest (tau nodes x studies) block of the conditional model's weighted sums (2 MB per
+#: array: a few nodes per matrix product at k = 100,000, which is faster than larger blocks).
+_CONDITIONAL_BLOCK_CELLS = 250_000
 #: Mixture components lighter than this fraction of the heaviest are dropped from sums.
 _PRUNE = 1e-14
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -328,6 +331,22 @@ class _Design:
     s0: np.ndarray  # (p,)
     delta_index: int | None
     beta_index: dict[str, int]
+    b_ref: np.ndarray  # (p,) unweighted least-squares coefficients (the centring of the sums)
+    features: np.ndarray  # (k, p(p+1)/2 + p + 1) columns whose weighted sums make the model
+
+
+def _sufficient_columns(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centring ``b_ref`` and the columns ``X_a X_b`` (a <= b, in ``np.triu_indices``
+    order), ``X_a r`` and ``r^2`` with ``r = y - X b_ref``.
+
+    Their sums weighted by ``w = 1 / (s^2 + tau^2)`` are ``X'WX``, ``X'Wr`` and ``r'Wr``: one
+    matrix product per block of tau nodes gives the whole conditional model. Centring on the
+    least-squares fit keeps the quadratic form ``(y - Xb)'W(y - Xb)`` free of cancellation.
+    """
+    b_ref = np.linalg.lstsq(X, y, rcond=None)[0]
+    r = y - X @ b_ref
+    ia, ib = np.triu_indices(X.shape[1])
+    return b_ref, np.column_stack([X[:, ia] * X[:, ib], X * r[:, None], r * r])
 
 
 def _design(data: ModelData, spec: ModelSpec) -> _Design:
@@ -350,14 +369,19 @@ def _design(data: ModelData, spec: ModelSpec) -> _Design:
     s2 = se**2
     if spec.has_bias and spec.bias_variant == "downweight":
         s2 = np.where(nr, s2 / spec.alpha, s2)
+    X = np.column_stack(cols)
+    y = np.asarray(data.y, dtype=float)
+    b_ref, features = _sufficient_columns(X, y)
     return _Design(
-        X=np.column_stack(cols),
-        y=np.asarray(data.y, dtype=float),
+        X=X,
+        y=y,
         s2=s2,
         m0=np.array([p.params[0] for p in priors]),
         s0=np.array([p.params[1] for p in priors]),
         delta_index=delta_index,
         beta_index=beta_index,
+        b_ref=b_ref,
+        features=features,
     )
 
 
@@ -371,40 +395,59 @@ class _Conditional:
     b_cov: np.ndarray  # (G, p, p)
 
 
-def _conditional(d: _Design, tau: np.ndarray) -> _Conditional:
-    """Conjugate update of ``b`` and the marginal likelihood at every tau node (vectorised, in
-    blocks of nodes of at most ``_BLOCK_CELLS`` node-study cells)."""
+def _weighted_sums(d: _Design, tau: np.ndarray) -> np.ndarray:
+    """Per node (rows): the sums of ``d.features`` weighted by ``w = 1 / (s^2 + tau^2)`` (one
+    matrix product per block of nodes of at most ``_CONDITIONAL_BLOCK_CELLS`` node-study cells),
+    then ``log|V_tau|`` in the last column. The only O(k) work of the conditional model."""
+    out = np.empty((tau.size, d.features.shape[1] + 1))
+    step = max(1, _CONDITIONAL_BLOCK_CELLS // max(d.y.size, 1))
+    for i in range(0, tau.size, step):
+        t = tau[i : i + step]
+        v = d.s2[None, :] + (t * t)[:, None]  # (nodes, k)
+        out[i : i + step, -1] = np.log(v).sum(axis=1)
+        out[i : i + step, :-1] = np.reciprocal(v, out=v) @ d.features
+    return out
+
+
+def _conditional(d: _Design, tau: np.ndarray, sums_cache: dict[bytes, np.ndarray] | None = None) -> _Conditional:
+    """Conjugate update of ``b`` and the marginal likelihood at every tau node (vectorised).
+
+    ``sums_cache`` keeps the weighted sums (:func:`_weighted_sums`) by node set, for designs that
+    differ in their priors only (``m0``, ``s0``): a sweep over delta priors computes them once
+    for its pilot grid.
+    """
     tau = np.asarray(tau, dtype=float)
-    step = max(1, _BLOCK_CELLS // max(d.y.size, 1))
-    if tau.size <= step:
-        return _conditional_block(d, tau)
-    parts = [_conditional_block(d, tau[i : i + step]) for i in range(0, tau.size, step)]
-    return _Conditional(
-        tau=tau,
-        loglik=np.concatenate([c.loglik for c in parts]),
-        b_mean=np.concatenate([c.b_mean for c in parts]),
-        b_cov=np.concatenate([c.b_cov for c in parts]),
-    )
-
-
-def _conditional_block(d: _Design, tau: np.ndarray) -> _Conditional:
-    v = d.s2[None, :] + (tau * tau)[:, None]  # (G, k)
-    w = 1.0 / v
+    if sums_cache is None:
+        sums = _weighted_sums(d, tau)
+    else:
+        sums = sums_cache.get(tau.tobytes())
+        if sums is None:
+            sums = sums_cache[tau.tobytes()] = _weighted_sums(d, tau)
+    p = d.X.shape[1]
+    ia, ib = np.triu_indices(p)
+    xwx = np.empty((tau.size, p, p))
+    xwx[:, ia, ib] = sums[:, : ia.size]
+    xwx[:, ib, ia] = sums[:, : ia.size]
+    xwr = sums[:, ia.size : ia.size + p]
+    rwr = sums[:, ia.size + p]
+    log_det_v = sums[:, -1]
     prec0 = 1.0 / d.s0**2
-    X = d.X
-    prec = (X.T[None, :, :] * w[:, None, :]) @ X  # (G, p, p)
-    idx = np.arange(X.shape[1])
+    prec = xwx.copy()
+    idx = np.arange(p)
     prec[:, idx, idx] += prec0
-    rhs = (w * d.y[None, :]) @ X + prec0 * d.m0  # (G, p)
+    rhs = xwr + xwx @ d.b_ref + prec0 * d.m0  # X'Wy + S0^-1 m0
     chol = np.linalg.cholesky(prec)
     cov = np.linalg.inv(prec)
     b_mean = np.einsum("gij,gj->gi", cov, rhs)
-    resid = d.y[None, :] - b_mean @ X.T
-    quad = np.einsum("gk,gk->g", w, resid * resid) + ((b_mean - d.m0) ** 2) @ prec0
-    logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    loglik = -0.5 * (
-        d.y.size * _LOG_2PI + np.log(v).sum(axis=1) + np.log(d.s0**2).sum() + logdet + quad
+    shift = b_mean - d.b_ref  # (y - X b) = r - X shift
+    quad = (
+        rwr
+        - 2.0 * np.einsum("gi,gi->g", shift, xwr)
+        + np.einsum("gi,gij,gj->g", shift, xwx, shift)
+        + ((b_mean - d.m0) ** 2) @ prec0
     )
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    loglik = -0.5 * (d.y.size * _LOG_2PI + log_det_v + np.log(d.s0**2).sum() + logdet + quad)
     return _Conditional(tau=tau, loglik=loglik, b_mean=b_mean, b_cov=cov)
 
 
@@ -461,12 +504,15 @@ def _prior_points(prior: PriorSpec) -> np.ndarray:
     return pts
 
 
-def _pilot(d: _Design, priors: Sequence[PriorSpec]) -> list[_Bracket]:
+def _pilot(
+    d: _Design, priors: Sequence[PriorSpec], sums_cache: dict[bytes, np.ndarray] | None = None
+) -> list[_Bracket]:
     """Locate the posterior mass of tau for each prior on one wide pilot grid.
 
     The pilot grid is uniform in asinh(tau / c0) from tau = 0 to 10^4 times the largest scale in
     the problem, with c0 a thousandth of the smallest; the marginal likelihood on it is computed
-    once, whatever the number of priors.
+    once, whatever the number of priors (and once for designs that share ``sums_cache``, see
+    :func:`_conditional`).
     """
     sd = np.sqrt(d.s2)
     pts = np.array([_prior_points(p) for p in priors])  # (n, 4): lo, median, q999, hi
@@ -476,7 +522,7 @@ def _pilot(d: _Design, priors: Sequence[PriorSpec]) -> list[_Bracket]:
     c0 = 1e-3 * small
     u = np.linspace(0.0, math.asinh(1e4 * big / c0), PILOT_POINTS)
     tau = c0 * np.sinh(u)
-    base = _conditional(d, tau).loglik + np.log(c0 * np.cosh(u))
+    base = _conditional(d, tau, sums_cache).loglik + np.log(c0 * np.cosh(u))
     out = []
     for prior, (s_lo, _, _, s_hi) in zip(priors, pts, strict=True):
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -632,7 +678,10 @@ class ExactPosterior:
         B = s2[None, :] / (s2[None, :] + t2)
         fitted = self.cond.b_mean @ X.T
         means = (1.0 - B) * y[None, :] + B * fitted
-        xcx = np.einsum("ki,gij,kj->gk", X, self.cond.b_cov, X)
+        # x_i' Cov x_i = sum over a <= b of (2 - [a = b]) Cov_ab x_ia x_ib: one matrix product
+        ia, ib = np.triu_indices(X.shape[1])
+        cov_pairs = self.cond.b_cov[:, ia, ib] * np.where(ia == ib, 1.0, 2.0)
+        xcx = cov_pairs @ d.features[studies, : ia.size].T
         var = (1.0 - B) * s2[None, :] + B * B * xcx
         return means, np.sqrt(np.maximum(var, 1e-300))
 
@@ -895,6 +944,7 @@ def _fit_result(
 def _study_effects(data: ModelData, study_quant: np.ndarray) -> list[StudyEffect]:
     """Each study's observed HR with its interval beside its shrunken HR (quantiles (k, 3))."""
     y, se = np.asarray(data.y, dtype=float), np.asarray(data.se, dtype=float)
+    hr = np.exp(study_quant).tolist()  # (k, 3): median, q025, q975
     return [
         StudyEffect(
             study=data.studies[i],
@@ -902,9 +952,9 @@ def _study_effects(data: ModelData, study_quant: np.ndarray) -> list[StudyEffect
             observed_hr=float(math.exp(y[i])),
             observed_lower=float(math.exp(y[i] - _Z * se[i])),
             observed_upper=float(math.exp(y[i] + _Z * se[i])),
-            hr=_ratio(study_quant[i]),
+            hr=RatioSummary(median=med, q025=lo, q975=hi),
         )
-        for i in range(data.k)
+        for i, (med, lo, hi) in enumerate(hr)
     ]
 
 
@@ -1027,6 +1077,7 @@ def sweep_tau_priors(
     else:
         specs = [spec]
     out: list[FitResult] = []
+    pilot_sums: dict[bytes, np.ndarray] = {}  # the specs differ in the delta prior only
     for base in specs:
         t0 = time.perf_counter()
         _check(base, data)
@@ -1034,7 +1085,7 @@ def sweep_tau_priors(
         for sp in tau_specs:
             _check(sp, data)
         d = _design(data, base)
-        brackets = _pilot(d, list(tau_priors))
+        brackets = _pilot(d, list(tau_priors), pilot_sums)
         lo, hi = min(b.lo for b in brackets), max(b.hi for b in brackets)
         # a prior whose support ends inside the shared range gets its own grid (no quadrature
         # interval may straddle its density's jump)
