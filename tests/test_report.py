@@ -458,3 +458,49 @@ def test_console_table_fits_in_100_columns(tmp_path):
         assert f"  at {COVARIATE}=0.5" in text and "Bias-adjusted meta-reg., mean" in text
         assert "12.50 (10.25-15.75)" in text and "P<0.75" in text
         assert "A model whose label" in text and "..." in text
+
+
+# --------------------------------------------------------------------------------------------
+# many studies: the pages list the most precise, the CSV files hold every study (issue #9)
+# --------------------------------------------------------------------------------------------
+def test_large_report_caps_study_tables_and_writes_every_study_to_csv(tmp_path):
+    from synthesis.analysis import run_analysis
+    from synthesis.report.tables import LEAVE_ONE_OUT_CSV, REPORT_MAX_STUDY_ROWS
+
+    k = 3000
+    rng = np.random.default_rng(9)
+    se = rng.uniform(0.05, 0.5, k)
+    log_hr = rng.normal(-0.2, np.sqrt(se**2 + 0.04))
+    frame = pd.DataFrame({
+        "study": [f"S{i:05d}" for i in range(k)],
+        "hr": np.exp(log_hr).round(6),
+        "ci_lower": np.exp(log_hr - 1.959964 * se).round(6),
+        "ci_upper": np.exp(log_hr + 1.959964 * se).round(6),
+        "design": rng.choice(["rct", "prospective", "retrospective"], size=k),
+        "year": rng.integers(1990, 2024, size=k),
+    })
+    path = tmp_path / "many.csv"
+    frame.to_csv(path, index=False)
+    table = load_studies(path, covariates=("year",))
+    result = run_analysis(table, name="many", covariate="year", progress=False,
+                          tau_priors=["halfnormal(0.5)", "halfcauchy(0.5)"], bias_priors=["normal(0, 0.5)"])
+    out = report.write_report(result, tmp_path / "many", figures=tiny_figures())
+
+    loo = pd.read_csv(out / LEAVE_ONE_OUT_CSV)  # every study
+    assert len(loo) == k and set(loo["study"]) == set(frame["study"])
+    page, md = (out / "report.html").read_text(encoding="utf-8"), (out / "report.md").read_text(encoding="utf-8")
+    note = f"the {REPORT_MAX_STUDY_ROWS} most precise of {k:,} studies"
+    assert note in page and note in md and LEAVE_ONE_OUT_CSV in md
+    listed = set(re.findall(r"^\| (S\d{5}) \|", md, re.M))
+    assert len(listed) == REPORT_MAX_STUDY_ROWS
+    by_se = table.frame.sort_values("se")["study"].tolist()
+    assert listed == set(by_se[:REPORT_MAX_STUDY_ROWS])  # the most precise, none of the others
+    assert len(set(re.findall(r"<td>(S\d{5})</td>", page))) == REPORT_MAX_STUDY_ROWS
+
+    for key, fit in result.fits.items():  # per-study posterior summaries: CSV, named by the JSON
+        assert len(fit.study_effects) > REPORT_MAX_STUDY_ROWS  # RCTs only: a subset
+        doc = json.loads((out / "posteriors" / f"{key}_summary.json").read_text())
+        assert "study_hr" not in doc and doc["study_hr_csv"] == f"{key}_studies.csv"
+        studies = pd.read_csv(out / "posteriors" / doc["study_hr_csv"])
+        assert len(studies) == len(fit.study_effects) and studies["hr_median"].notna().all()
+        assert studies["study"].tolist() == [s.study for s in fit.study_effects]

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 Table = tuple[list[str], list[list[str]]]
 #: How the decision table shows a fit's convergence (``DecisionRow.converged``).
 CONVERGED_TEXT: dict[bool | None, str] = {True: "yes", False: "NO", None: "n/a (exact engine)"}
+#: Per-study tables of report.html and report.md list at most this many studies (the most
+#: precise, by their standard error); the full tables are CSV files of the report folder, and above
+#: it the fits' per-study posterior summaries go to CSV files rather than into their JSON.
+REPORT_MAX_STUDY_ROWS = 500
+#: The report folder's full leave-one-out table, written when the pages list only part of it.
+LEAVE_ONE_OUT_CSV = "leave_one_out.csv"
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
@@ -169,6 +175,13 @@ def pubbias_blocks(result: AnalysisResult) -> tuple[list[str], Table | None, lis
     if not d:
         return [], None, ["no publication-bias diagnostics in this analysis"]
     loo = d.get("leave_one_out") or []
+    notes = [str(n) for n in d.get("notes") or []]
+    if len(loo) > REPORT_MAX_STUDY_ROWS:
+        notes.append(
+            f"the leave-one-out table lists the {REPORT_MAX_STUDY_ROWS} most precise of {len(loo):,} "
+            f"studies (smallest standard error); every study is in {LEAVE_ONE_OUT_CSV}"
+        )
+        loo = [loo[i] for i in most_precise(result, [str(r.get("study")) for r in loo])]
     table = None
     if loo:
         header = ["Study left out", f"HR [{INTERVAL_LABEL} CI]", "τ²", "I² (%)"]
@@ -178,7 +191,17 @@ def pubbias_blocks(result: AnalysisResult) -> tuple[list[str], Table | None, lis
             for r in loo
         ]
         table = (header, body)
-    return _pubbias_lines(d), table, [str(n) for n in d.get("notes") or []]
+    return _pubbias_lines(d), table, notes
+
+
+def most_precise(result: AnalysisResult, studies: Sequence[str]) -> list[int]:
+    """Positions in ``studies`` of the :data:`REPORT_MAX_STUDY_ROWS` studies with the smallest
+    standard error in the analysis table (ties in their given order, studies missing from the table
+    last), in their given order."""
+    frame = result.table.frame
+    se = dict(zip(frame["study"].astype(str), frame["se"].astype(float), strict=True))
+    order = sorted(range(len(studies)), key=lambda i: se.get(studies[i], float("inf")))
+    return sorted(order[:REPORT_MAX_STUDY_ROWS])
 
 
 def metareg_blocks(result: AnalysisResult) -> tuple[list[str], Table | None]:

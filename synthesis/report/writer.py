@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from synthesis.report.captions import figure_caption
 from synthesis.report.formats import safe_name
 from synthesis.report.provenance import run_record
 from synthesis.report.render import render_report
-from synthesis.report.tables import pool_records
+from synthesis.report.tables import LEAVE_ONE_OUT_CSV, REPORT_MAX_STUDY_ROWS, pool_records
 from synthesis.spreadsheets import write_csv
 
 if TYPE_CHECKING:
@@ -34,12 +35,16 @@ PAGE_FILES: tuple[str, ...] = ("report.html", "report.md", "run.json")
 
 
 def _write_tables(result: AnalysisResult, root: Path) -> None:
-    """decision.csv, sweep_<model>.csv, studies.csv and pools.csv."""
+    """decision.csv, sweep_<model>.csv, studies.csv and pools.csv; leave_one_out.csv when the
+    pages list only part of that table (more than :data:`REPORT_MAX_STUDY_ROWS` studies)."""
     write_csv(result.decision.to_frame(), root / "decision.csv")
     for key, sweep in result.sweeps.items():
         write_csv(sweep.to_frame(), root / f"sweep_{safe_name(key)}.csv")
     write_csv(result.table.frame, root / "studies.csv")
     write_csv(pd.DataFrame.from_records(pool_records(result)), root / "pools.csv")
+    loo = getattr(result.pubbias, "leave_one_out", None) or []
+    if len(loo) > REPORT_MAX_STUDY_ROWS:
+        write_csv(result.pubbias.to_frame(), root / LEAVE_ONE_OUT_CSV)
 
 
 def _write_tau_density(fit: FitResult, path: Path) -> None:
@@ -51,8 +56,22 @@ def _write_tau_density(fit: FitResult, path: Path) -> None:
         write_csv(pd.DataFrame({"tau": np.asarray(grid), "density": np.asarray(density)}), path)
 
 
+def _summary_json(fit: FitResult, studies_csv: Path) -> dict[str, Any]:
+    """The fit's summary document; with more than :data:`REPORT_MAX_STUDY_ROWS` study effects
+    they are written to ``studies_csv`` (one row per study) and the document names that file
+    (``study_hr_csv``) instead of listing them (``study_hr``)."""
+    if len(fit.study_effects) <= REPORT_MAX_STUDY_ROWS:
+        return fit.to_json()
+    write_csv(fit.to_frame("studies").reset_index(), studies_csv)
+    doc = replace(fit, study_effects=[]).to_json()
+    doc.pop("study_hr", None)
+    doc["study_hr_csv"] = studies_csv.name
+    return doc
+
+
 def _write_posteriors(result: AnalysisResult, folder: Path) -> None:
-    """Per fit: the DataTree of draws (<key>.nc) or the tau density, and the fit summary JSON."""
+    """Per fit: the DataTree of draws (<key>.nc) or the tau density, and the fit summary JSON
+    (its study effects in <key>_studies.csv above :data:`REPORT_MAX_STUDY_ROWS` studies)."""
     folder.mkdir(exist_ok=True)
     for key, fit in result.fits.items():
         name = safe_name(key)
@@ -60,8 +79,9 @@ def _write_posteriors(result: AnalysisResult, folder: Path) -> None:
             write_posterior(fit.posterior, folder / f"{name}.nc")
         else:
             _write_tau_density(fit, folder / f"{name}_tau_density.csv")
+        summary = _summary_json(fit, folder / f"{name}_studies.csv")
         (folder / f"{name}_summary.json").write_text(
-            json.dumps(jsonable(fit.to_json()), indent=2, allow_nan=False) + "\n"
+            json.dumps(jsonable(summary), indent=2, allow_nan=False) + "\n"
         )
 
 
