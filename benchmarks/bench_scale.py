@@ -56,6 +56,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fit exact bias-metareg", ("fit", "{csv}", "--engine", "exact", "--model", "bias-metareg",
                                 "--covariate", "year", "--json")),
     ("fit pymc re", ("fit", "{csv}", "--engine", "pymc", "--model", "re", "--json")),
+    ("fit pymc bias", ("fit", "{csv}", "--engine", "pymc", "--model", "bias", "--json")),
     ("fit pymc bias-metareg", ("fit", "{csv}", "--engine", "pymc", "--model", "bias-metareg",
                                "--covariate", "x", "--json")),
     ("sweep bias", ("sweep", "{csv}", "--model", "bias", "--engine", "auto", "--quiet",

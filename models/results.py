@@ -235,7 +235,9 @@ class FitResult:
 
         The exact engine draws ``n`` iid samples from its exact posterior (tau by inverse CDF of
         its grid posterior, then the coefficients and study effects from their conditional
-        normals at that tau); a PyMC fit returns its own draws (``n`` and ``seed`` unused).
+        normals at that tau); a PyMC fit returns its own draws (``n`` and ``seed`` unused), without
+        ``theta`` when it has k >= ``MARGINAL_MIN_STUDIES`` studies (study effects integrated out:
+        :func:`synthesis.models.pymc_models.build_marginal_model`).
 
         Examples
         --------

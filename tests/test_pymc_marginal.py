@@ -21,9 +21,15 @@ from scipy.stats import norm
 from test_pymc_models import FAST, det_names, free_names, make_data, mock_posterior, spec_of
 
 from synthesis.models.pymc_fit import (
+    STUDY_EFFECT_CELLS,
     STUDY_EFFECT_DRAWS,
+    STUDY_EFFECT_MIN_DRAWS,
+    TARGET_ACCEPT_HARD,
+    TARGET_ACCEPT_MARGINAL,
     SummaryOptions,
+    default_target_accept,
     marginal_study_effects,
+    study_effect_draws,
     summarise,
 )
 from synthesis.models.pymc_models import (
@@ -32,7 +38,7 @@ from synthesis.models.pymc_models import (
     marginal_study_moments,
     uses_marginal_form,
 )
-from synthesis.models.sampling import Sampled, SamplerSettings
+from synthesis.models.sampling import DEFAULT_TARGET_ACCEPT, Sampled, SamplerSettings
 from synthesis.models.spec import ModelData, ModelSpec
 
 K = MARGINAL_MIN_STUDIES
@@ -157,3 +163,23 @@ def test_summary_of_a_marginal_fit():
         assert 0 < e.hr.q025 < e.hr.median < e.hr.q975 and math.isfinite(e.hr.q975)
     out = fit.to_json()
     assert len(out["study_hr"]) == data.k and out["imputed"] == data.n_missing
+
+
+def test_study_effect_draws_budget():
+    """400 draws up to k = 25,000, then cells / k (100 at k = 100,000), never below the minimum
+    nor above what was sampled."""
+    assert study_effect_draws(300, 8000) == STUDY_EFFECT_DRAWS
+    assert study_effect_draws(100_000, 8000) == STUDY_EFFECT_CELLS // 100_000 == 100
+    assert study_effect_draws(10_000_000, 8000) == STUDY_EFFECT_MIN_DRAWS
+    assert study_effect_draws(300, 40) == 40
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_default_target_accept_of_the_marginal_form(name):
+    """0.8 from the threshold on (no funnel left), except three-level; unchanged below."""
+    data, spec = case(name)
+    below, _ = case(name, K - 1)
+    expected = TARGET_ACCEPT_HARD if name == "three-level" else TARGET_ACCEPT_MARGINAL
+    assert default_target_accept(spec, data) == expected
+    hard = name in ("random", "three-level") or name.endswith("imputed")
+    assert default_target_accept(spec, below) == (TARGET_ACCEPT_HARD if hard else DEFAULT_TARGET_ACCEPT)

@@ -63,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance (default 0.95; 0.99 for the random and three-level bias variants and when covariate values are imputed)")
+    p.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance (default 0.95; 0.99 for the random and three-level bias variants and when covariate values are imputed; 0.8 for many studies, whose effects the model integrates out, except three-level)")
     p.add_argument("--adaptation", choices=ADAPTATION_CHOICES, default=DEFAULT_ADAPTATION, help="nutpie mass-matrix adaptation: auto (default: low_rank, which gives 5-8x the ESS of mu/delta/beta in the bias meta-regressions, resampled with diag if it fails its diagnostics), low_rank or diag")
     p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
     p.add_argument("--strict", action="store_true", help="exit with status 3 if sampling fails its diagnostics")
