@@ -82,10 +82,14 @@ def run_report(args: argparse.Namespace) -> int:
     from synthesis.report import REPORT_COMMAND, console_decision_table, write_report
 
     thresholds = tuple(args.threshold or DECISION_THRESHOLDS)
-    table = load_table(args)
-    covariate = DEFAULT_COVARIATE if args.covariate is None else _check_covariate(args.covariate, table)
-    if args.covariate is not None:
-        table = load_table(args, covariates=(covariate,))  # the loader checks every value
+    if args.covariate is None:
+        table, covariate = load_table(args), DEFAULT_COVARIATE
+    else:  # read once (100,000 rows take seconds); the loader checks every value of the column
+        try:
+            table, covariate = load_table(args, covariates=(args.covariate,)), args.covariate
+        except InputError:
+            _check_covariate(args.covariate, load_table(args))  # no such column: list the numeric ones
+            raise
     print_warnings(table)
     name = DEFAULT_DATASET if args.file is None else Path(args.file).stem
     out = Path(args.out) if args.out else Path("reports") / output_folder_name(name, default="report")
