@@ -150,6 +150,7 @@ def test_study_effects_are_the_conditional_normal_quantiles():
     np.testing.assert_allclose(q[:, 2], mean + norm.ppf(0.975) * sd, atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore:The effect of Potentials:UserWarning")  # mock posterior only
 def test_summary_of_a_marginal_fit():
     data, spec = case("bias-metareg-random-imputed")
     model = build_model(data, spec)
@@ -183,3 +184,21 @@ def test_default_target_accept_of_the_marginal_form(name):
     assert default_target_accept(spec, data) == expected
     hard = name in ("random", "three-level") or name.endswith("imputed")
     assert default_target_accept(spec, below) == (TARGET_ACCEPT_HARD if hard else DEFAULT_TARGET_ACCEPT)
+
+
+def test_observed_covariates_summarised_likelihood():
+    """In the marginal form the observed covariate values enter through their sufficient
+    statistics: the potential equals sum log N(u_ij; m_j, sigma_j^2) of the latent form."""
+    data, spec = case("metareg-imputed")
+    model = build_model(data, spec)
+    point, values = _point_values(model, ["x_mean", "x_sd"])
+    potential = model.replace_rvs_by_values([model["x_observed"]])
+    f = pytensor.function(model.value_vars, potential[0], on_unused_input="ignore", mode=FAST)
+    got = float(f(**{v.name: point[v.name] for v in model.value_vars}))
+    x = data.x
+    expected = 0.0
+    for p, j in enumerate(np.flatnonzero(np.isnan(x).any(axis=0))):
+        obs = x[~np.isnan(x[:, j]), j]
+        u = (obs - data.centres[j]) / np.std(obs, ddof=1)
+        expected += norm.logpdf(u, values["x_mean"][p], values["x_sd"][p]).sum()
+    assert got == pytest.approx(expected, rel=1e-10)
