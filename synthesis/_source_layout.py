@@ -18,7 +18,19 @@ SUBPACKAGES: dict[str, str] = {"models": "models", "bundled": "data"}
 
 
 def map_subpackages(package: str, package_file: str) -> None:
-    """Register each folder of :data:`SUBPACKAGES` as ``package.<name>`` in a source checkout."""
+    """Register each folder of :data:`SUBPACKAGES` as ``package.<name>`` in a source checkout.
+
+    Examples
+    --------
+    Once ``synthesis`` is imported the subpackages are importable under their installed names, and
+    a second call changes nothing:
+
+    >>> import importlib.util
+    >>> import synthesis
+    >>> map_subpackages("synthesis", synthesis.__file__)
+    >>> importlib.util.find_spec("synthesis.bundled") is not None
+    True
+    """
     root = Path(package_file).resolve().parent.parent
     for name, folder in SUBPACKAGES.items():
         full = f"{package}.{name}"

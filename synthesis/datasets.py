@@ -20,7 +20,13 @@ DEFAULT_DATASET = "dnmbc_lrt"
 
 
 def dataset_path(name: str = DEFAULT_DATASET) -> Path:
-    """Filesystem path of a bundled dataset's CSV."""
+    """Filesystem path of a bundled dataset's CSV.
+
+    Examples
+    --------
+    >>> dataset_path("dnmbc_lrt").name
+    'dnmbc_lrt.csv'
+    """
     if name not in DATASETS:
         raise InputError(f"unknown dataset {name!r}; bundled: {', '.join(sorted(DATASETS))}")
     resource = resources.files("synthesis.bundled") / DATASETS[name][0]
@@ -32,6 +38,15 @@ def dataset_path(name: str = DEFAULT_DATASET) -> Path:
 
 def load_dataset(name: str = DEFAULT_DATASET, **kwargs) -> StudyTable:
     """Load a bundled dataset as a validated :class:`StudyTable` (keyword arguments as in
-    :func:`synthesis.studies.load_studies`)."""
+    :func:`synthesis.studies.load_studies`).
+
+    Examples
+    --------
+    >>> t = load_dataset("dnmbc_lrt")
+    >>> t.k, t.excluded, t.studies[0]
+    (17, 42, 'Badwe 2015 (TATA)')
+    >>> load_dataset("dnmbc_lrt", subset="rct").k
+    5
+    """
     kwargs.setdefault("display_name", f"{name} (bundled {DATASETS.get(name, ('?',))[0]})")
     return load_studies(dataset_path(name), **kwargs)

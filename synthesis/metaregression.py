@@ -222,6 +222,14 @@ def metaregression(
         meta-regression).
     hksj
         Knapp-Hartung adjustment (t tests with k - p df, F test for QM).
+
+    Examples
+    --------
+    Effects that rise by exactly 1 per unit of ``x``:
+
+    >>> r = metaregression([0.0, 1.0, 2.0], [0.1, 0.1, 0.1], [0.0, 1.0, 2.0], ["x"], method="FE")
+    >>> round(r.coefficients["x"].estimate, 6), round(r.coefficients["x"].se, 4), r.qe
+    (1.0, 0.2236, 0.0)
     """
     names = tuple(names)
     y, v, Z, dropped = _complete_cases(y, v, covariates, names, method)
@@ -343,7 +351,18 @@ def metaregression_table(
     hksj: bool = False,
     level: float = DEFAULT_LEVEL,
 ) -> MetaRegResult:
-    """:func:`metaregression` on a :class:`~synthesis.studies.StudyTable`'s covariate columns."""
+    """:func:`metaregression` on a :class:`~synthesis.studies.StudyTable`'s covariate columns.
+
+    Examples
+    --------
+    Publication year as a moderator of the dnMBC log hazard ratios (REML):
+
+    >>> from synthesis.datasets import load_dataset
+    >>> r = metaregression_table(load_dataset("dnmbc_lrt"), ["year"])
+    >>> c = r.coefficients["year"]
+    >>> r.k, round(c.estimate, 4), round(c.pvalue, 4)
+    (17, 0.0171, 0.004)
+    """
     names = tuple(dict.fromkeys(covariates))
     result = metaregression(
         table.y,

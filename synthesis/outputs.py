@@ -70,6 +70,13 @@ def output_folder_name(stem: str, default: str) -> str:
         ``stem`` with path separators, spaces and other odd characters replaced by ``_``, and
         leading dots, dashes and underscores removed (so never ``.``, ``..``, a hidden name or
         an option-like name); ``default`` if nothing is left.
+
+    Examples
+    --------
+    >>> output_folder_name("my studies (v2)", "run"), output_folder_name(".hidden", "run")
+    ('my_studies_v2', 'hidden')
+    >>> output_folder_name("..", "run")
+    'run'
     """
     name = re.sub(r"[^\w.+-]+", "_", stem).lstrip("._-").rstrip("._")
     return name[:100] or default
@@ -98,6 +105,18 @@ def check_output_target(target: str | Path, command: str) -> Path:
     InputError
         If ``target`` is the working folder or contains it, is a file, or is a folder that is not
         empty and not an earlier output of ``command`` (marker present, every file listed in it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     new = check_output_target(Path(d) / "out", "fit")
+    ...     _ = (Path(d) / "notes.txt").write_text("mine")
+    ...     check_output_target(d, "fit")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: output folder ... exists and holds 1 file that synthesis did not write (notes.txt)...
     """
     if command not in OUTPUT_COMMANDS:
         raise ValueError(f"unknown output command {command!r}")
@@ -171,6 +190,17 @@ def atomic_directory(target: str | Path, *, command: str) -> Iterator[Path]:
     InputError
         If ``target`` may not be replaced, or the destination cannot be written (read-only,
         full, permission denied); nothing is left behind and an earlier output stays as it was.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     target = Path(d) / "out"
+    ...     with atomic_directory(target, command="fit") as tmp:
+    ...         _ = (tmp / "summary.txt").write_text("done")
+    ...     sorted(p.name for p in target.iterdir())
+    ['.synthesis-output.json', 'summary.txt']
     """
     path = check_output_target(target, command)
     shown = str(target)
@@ -361,7 +391,15 @@ def _names(names: list[str]) -> str:
 
 
 def jsonable(obj: Any) -> Any:
-    """A strict-JSON copy: numpy scalars/arrays to Python, non-finite floats to null, paths to str."""
+    """A strict-JSON copy: numpy scalars/arrays to Python, non-finite floats to null, paths to str.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> jsonable({"k": np.int64(3), "hr": np.array([0.5, np.nan]), "file": Path("a.csv")})
+    {'k': 3, 'hr': [0.5, None], 'file': 'a.csv'}
+    """
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -389,7 +427,23 @@ def _attr(value: Any) -> Any:
 
 def write_posterior(dt: Any, path: str | Path) -> None:
     """Write a posterior DataTree to NetCDF (h5netcdf); object-typed variables (nutpie's
-    divergence messages) are dropped and attributes become strings or numbers."""
+    divergence messages) are dropped and attributes become strings or numbers.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> dt = xr.DataTree.from_dict(
+    ...     {"posterior": xr.Dataset({"mu": ("draw", np.array([0.1, 0.2]))}, attrs={"info": {"a": 1}})}
+    ... )
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_posterior(dt, Path(d) / "posterior.nc")
+    ...     with xr.open_datatree(Path(d) / "posterior.nc", engine="h5netcdf") as back:
+    ...         back["posterior"]["mu"].values.tolist(), back["posterior"].attrs["info"]
+    ([0.1, 0.2], '{"a": 1}')
+    """
     import xarray as xr
 
     groups = {}

@@ -95,6 +95,16 @@ def check_inputs(
     Returns float arrays; ``X`` defaults to a column of ones. Raises
     :class:`~synthesis.errors.InputError` for empty, non-finite or non-positive input and
     :class:`~synthesis.errors.ModelError` for a rank-deficient ``X`` (metafor's ``evtol`` check).
+
+    Examples
+    --------
+    >>> y, v, X = check_inputs([0.1, 0.2], [0.01, 0.02])
+    >>> y, X.ravel()
+    (array([0.1, 0.2]), array([1., 1.]))
+    >>> check_inputs([0.1], [0.0])
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: sampling variances (se^2) must be finite and > 0
     """
     y = np.asarray(y, dtype=float).reshape(-1)
     v = np.asarray(v, dtype=float).reshape(-1)
@@ -197,7 +207,18 @@ def _wls(y: np.ndarray, X: np.ndarray, w: np.ndarray) -> _WLS:
 
 def generalised_q(tau2: float, y: np.ndarray, v: np.ndarray, X: np.ndarray) -> float:
     """The generalised Q statistic ``y'P(tau^2) y = sum w_i (y_i - x_i' beta_w)^2``,
-    ``w_i = 1 / (v_i + tau^2)`` (DerSimonian & Kacker 2007); ``Q`` itself at ``tau^2 = 0``."""
+    ``w_i = 1 / (v_i + tau^2)`` (DerSimonian & Kacker 2007); ``Q`` itself at ``tau^2 = 0``.
+
+    Examples
+    --------
+    Two studies with effects 0 and 2 and variances 0.5: ``Q = 2 (0 - 1)^2 + 2 (2 - 1)^2 = 4``;
+    at ``tau^2 = 1.5`` the weights are 0.5 and the statistic falls to ``k - 1 = 1``.
+
+    >>> import numpy as np
+    >>> y, v, X = np.array([0.0, 2.0]), np.array([0.5, 0.5]), np.ones((2, 1))
+    >>> generalised_q(0.0, y, v, X), generalised_q(1.5, y, v, X)
+    (4.0, 1.0)
+    """
     return _wls(y, X, 1.0 / (v + tau2)).rss
 
 
@@ -397,6 +418,20 @@ def estimate_tau2(
     J R Stat Soc C 54:367-384.
     Viechtbauer W (2005). Bias and efficiency of meta-analytic variance estimators in the
     random-effects model. J Educ Behav Stat 30:261-293.
+
+    Examples
+    --------
+    With ``Q = 4`` on 1 df and ``tr(P0) = 2`` (see :func:`generalised_q`), DerSimonian-Laird
+    gives ``(4 - 1) / 2 = 1.5``, which is also where Paule-Mandel's ``Q(tau^2) = 1`` holds:
+
+    >>> estimate_tau2([0.0, 2.0], [0.5, 0.5], method="DL").tau2
+    1.5
+    >>> round(estimate_tau2([0.0, 2.0], [0.5, 0.5], method="PM").tau2, 10)
+    1.5
+    >>> from synthesis.datasets import load_dataset
+    >>> t = load_dataset("dnmbc_lrt")
+    >>> round(estimate_tau2(t.y, t.v, method="DL").tau2, 5), round(estimate_tau2(t.y, t.v).tau2, 5)
+    (0.01066, 0.02449)
     """
     y, v, X = check_inputs(y, v, X)
     return _estimate_tau2(y, v, X, method, max_iter=max_iter, tol=tol)
@@ -437,6 +472,15 @@ def q_profile_ci(
 
     Viechtbauer W (2007). Confidence intervals for the amount of heterogeneity in
     meta-analysis. Stat Med 26:37-52.
+
+    Examples
+    --------
+    >>> from synthesis.datasets import load_dataset
+    >>> t = load_dataset("dnmbc_lrt")
+    >>> tau2 = estimate_tau2(t.y, t.v, method="REML").tau2
+    >>> lo, hi = q_profile_ci(t.y, t.v, tau2=tau2)
+    >>> round(lo, 5), round(hi, 4)
+    (0.00795, 0.1385)
     """
     y, v, X = check_inputs(y, v, X)
     return _q_profile(y, v, X, tau2, level)
@@ -556,6 +600,24 @@ def fit_model(
 
     Hartung J, Knapp G (2001). On tests of the overall treatment effect in meta-analysis with
     normally distributed responses. Stat Med 20:1771-1782.
+
+    Examples
+    --------
+    A meta-regression on a covariate that explains the effects exactly (slope 1):
+
+    >>> import numpy as np
+    >>> X = np.column_stack([np.ones(3), [0.0, 1.0, 2.0]])
+    >>> fit = fit_model([0.0, 1.0, 2.0], [0.1, 0.1, 0.1], X, method="FE")
+    >>> fit.beta.round(6) + 0.0, fit.q  # + 0.0 shows a rounded -0.0 as 0.0
+    (array([0., 1.]), 0.0)
+
+    The intercept-only DerSimonian-Laird fit of the bundled dnMBC data:
+
+    >>> from synthesis.datasets import load_dataset
+    >>> t = load_dataset("dnmbc_lrt")
+    >>> fit = fit_model(t.y, t.v, method="DL")
+    >>> fit.k, fit.p, round(float(np.exp(fit.beta[0])), 3)
+    (17, 1, 0.682)
     """
     if not 0.0 < level < 1.0:
         raise InputError(f"confidence level must be in (0, 1), got {level}")
@@ -639,18 +701,40 @@ def fit_model(
 
 
 def finite_or_none(x: float | None) -> float | None:
-    """A JSON-ready number: ``None`` for missing or non-finite values."""
+    """A JSON-ready number: ``None`` for missing or non-finite values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> finite_or_none(np.float64(0.5)), finite_or_none(float("inf")), finite_or_none(None)
+    (0.5, None, None)
+    """
     return None if x is None or not math.isfinite(x) else float(x)
 
 
 def exp_or_none(x: float | None) -> float | None:
-    """``exp(x)`` (log HR to HR), ``None`` for missing or non-finite values."""
+    """``exp(x)`` (log HR to HR), ``None`` for missing or non-finite values.
+
+    Examples
+    --------
+    >>> exp_or_none(0.0), exp_or_none(float("nan")), exp_or_none(None)
+    (1.0, None, None)
+    """
     return None if x is None or not math.isfinite(x) else math.exp(x)
 
 
 def estimate_record(estimate: float, se: float, ci_lower: float, ci_upper: float) -> dict[str, float | None]:
     """The JSON fields of a pooled log HR: ``estimate``, ``se``, ``ci_lower``, ``ci_upper`` on the
-    log scale and ``hr``, ``hr_ci_lower``, ``hr_ci_upper`` on the ratio scale."""
+    log scale and ``hr``, ``hr_ci_lower``, ``hr_ci_upper`` on the ratio scale.
+
+    Examples
+    --------
+    >>> rec = estimate_record(0.0, 0.1, -0.2, 0.2)
+    >>> rec["hr"], round(rec["hr_ci_lower"], 4), round(rec["hr_ci_upper"], 4)
+    (1.0, 0.8187, 1.2214)
+    >>> estimate_record(float("nan"), 0.1, -0.2, 0.2)["hr"] is None
+    True
+    """
     return {
         "estimate": finite_or_none(estimate),
         "se": finite_or_none(se),
@@ -855,6 +939,23 @@ def pool(
     ``mu +/- z SE`` or, with ``hksj``, ``mu +/- t_{k-1} SE sqrt(sum w_i (y_i - mu)^2 / (k - 1))``.
     The tau^2 CI (Q-profile) is given for every random-effects method and is ``None`` for FE.
     See the module docstring for the estimators, I^2, H^2 and the prediction interval.
+
+    Examples
+    --------
+    Two studies, log HR 0 and 2 with variance 0.5: DL gives ``tau^2 = 1.5``, weights 0.5 each, so
+    ``mu = 1`` with ``SE = 1``:
+
+    >>> r = pool([0.0, 2.0], [0.5, 0.5], method="DL")
+    >>> r.estimate, r.se, r.tau2
+    (1.0, 1.0, 1.5)
+
+    The bundled dnMBC data (locoregional treatment, overall survival), DerSimonian-Laird:
+
+    >>> from synthesis.datasets import load_dataset
+    >>> t = load_dataset("dnmbc_lrt")
+    >>> r = pool(t.y, t.v, method="DL")
+    >>> r.k, format_hr_ci(r.estimate, r.ci_lower, r.ci_upper)
+    (17, '0.682 (0.631 to 0.736)')
     """
     fit = fit_model(y, v, method=method, knha=hksj, level=level)
     pi_lower, pi_upper = fit.prediction_interval()

@@ -24,7 +24,13 @@ _PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 
 def neutralise_cell(value: Any) -> Any:
-    """``value`` with a leading quote if it is text a spreadsheet would run as a formula."""
+    """``value`` with a leading quote if it is text a spreadsheet would run as a formula.
+
+    Examples
+    --------
+    >>> neutralise_cell("=HYPERLINK(1)"), neutralise_cell("-0.3"), neutralise_cell(-0.3), neutralise_cell("Smith")
+    ("'=HYPERLINK(1)", '-0.3', -0.3, 'Smith')
+    """
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not _PLAIN_NUMBER.match(value):
         return FORMULA_ESCAPE + value
     return value
@@ -43,6 +49,12 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         The neutralised copy.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"study": ["@evil", "Smith"], "log_hr": [-0.3, 0.1]})
+    >>> neutralise_formulas(frame)["study"].tolist(), neutralise_formulas(frame)["log_hr"].tolist()
+    (["'@evil", 'Smith'], [-0.3, 0.1])
     """
     out = frame.copy()
     for column in out.columns:
@@ -68,6 +80,15 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     -------
     Path
         ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = write_csv(pd.DataFrame({"study": ["=1+1"], "hr": [0.7]}), Path(d) / "t.csv")
+    ...     print(path.read_text(encoding="utf-8"), end="")
+    study,hr
+    '=1+1,0.7
     """
     path = Path(path)
     neutralise_formulas(frame).to_csv(path, index=False, encoding="utf-8")

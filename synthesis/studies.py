@@ -232,7 +232,13 @@ class StudyTable:
 
 
 def z_for_level(level: float) -> float:
-    """Normal quantile z with P(|Z| < z) = level (1.959964 for 0.95)."""
+    """Normal quantile z with P(|Z| < z) = level (1.959964 for 0.95).
+
+    Examples
+    --------
+    >>> round(z_for_level(0.95), 6), round(z_for_level(0.90), 6)
+    (1.959964, 1.644854)
+    """
     return float(ndtri(0.5 + level / 2.0))  # norm.ppf without its per-call overhead (100k rows)
 
 
@@ -476,6 +482,23 @@ def load_studies(
         validation of their effect, since excluded rows may have no usable HR).
     min_studies
         Fewer studies than this after selection is an error (pooling needs at least 2).
+
+    Returns
+    -------
+    StudyTable
+        The included studies with ``log_hr`` and ``se`` (``y`` and ``v``) for pooling.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = Path(d) / "studies.csv"
+    ...     frame = pd.DataFrame({"study": ["A", "B"], "log_hr": [-0.2, -0.4], "se": [0.1, 0.2]})
+    ...     frame.to_csv(path, index=False)
+    ...     table = load_studies(path)
+    >>> table.k, table.studies, table.v.round(4).tolist()
+    (2, ['A', 'B'], [0.01, 0.04])
     """
     path = Path(path)
     name = display_name or str(path)

@@ -97,7 +97,17 @@ def subgroup_analysis(
     hksj: bool = False,
     level: float = DEFAULT_LEVEL,
 ) -> SubgroupResult:
-    """Pool each subgroup (labels in order of first appearance) and test their difference."""
+    """Pool each subgroup (labels in order of first appearance) and test their difference.
+
+    Examples
+    --------
+    Two pairs of identical studies, log HR 0 and 1 with SE 0.5 per subgroup: ``Q_between =
+    (0 - 0.5)^2 / 0.25 + (1 - 0.5)^2 / 0.25 = 2`` on 1 df.
+
+    >>> r = subgroup_analysis([0.0, 0.0, 1.0, 1.0], [0.5] * 4, ["a", "a", "b", "b"], method="FE")
+    >>> [g.estimate for g in r.groups.values()], round(r.q_between, 6), r.df, round(r.p, 4)
+    ([0.0, 1.0], 2.0, 1, 0.1573)
+    """
     y, v, _ = check_inputs(y, v)
     labels = [str(x) for x in labels]
     if len(labels) != y.size:
@@ -131,7 +141,17 @@ def pool_by_design(
     hksj: bool = False,
     level: float = DEFAULT_LEVEL,
 ) -> SubgroupResult:
-    """Subgroups ``rct`` and ``nonrandomised`` (prospective and retrospective) of a study table."""
+    """Subgroups ``rct`` and ``nonrandomised`` (prospective and retrospective) of a study table.
+
+    Examples
+    --------
+    >>> from synthesis.datasets import load_dataset
+    >>> print(pool_by_design(load_dataset("dnmbc_lrt"), method="DL"))
+    By design (random effects with a separate tau^2 per subgroup; Q_between of the subgroup estimates):
+      rct            k = 5   HR 0.931 (0.747 to 1.161)  tau^2 = 0.03317, I^2 = 55.2%
+      nonrandomised  k = 12  HR 0.629 (0.609 to 0.649)  tau^2 = 0, I^2 = 0.0%
+      Test for subgroup differences: Q_between = 11.955 on 1 df, p = 0.0005
+    """
     if not table.has_design:
         raise InputError(
             "--by-design needs a 'design' column (rct, prospective or retrospective)",
