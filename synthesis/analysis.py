@@ -218,7 +218,22 @@ class AnalysisResult:
 
 def standard_runs(table: StudyTable, covariate: str = DEFAULT_COVARIATE, priors=None) -> list[ModelRun]:
     """The standard set of models that make sense for this table (bias models need both
-    randomised and non-randomised studies; the meta-regression needs the covariate column)."""
+    randomised and non-randomised studies; the meta-regression needs the covariate column).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import synthesis as syn
+    >>> frame = pd.DataFrame({"study": ["A", "B", "C", "D"],
+    ...                       "design": ["rct", "rct", "retrospective", "prospective"],
+    ...                       "hr": [0.9, 0.8, 0.65, 0.7], "ci_lower": [0.7, 0.6, 0.5, 0.5],
+    ...                       "ci_upper": [1.16, 1.07, 0.85, 0.98], "year": [2001, 2005, 2012, 2020]})
+    >>> table = syn.load_studies(frame, covariates=["year"])
+    >>> [run.key for run in standard_runs(table, "year")]
+    ['re_all', 're_rct', 'bias', 'bias_metareg']
+    >>> [run.key for run in standard_runs(table, "bone_only_fraction")]  # no such column
+    ['re_all', 're_rct', 'bias']
+    """
     priors = priors or resolve_priors()
     runs = [ModelRun("re_all", "Random effects, all studies", "all", ModelSpec("re", priors=priors))]
     nr = table.nonrandomised
@@ -246,6 +261,18 @@ def covariate_points(table: StudyTable, covariate: str) -> tuple[float, ...]:
     :data:`COVARIATE_VALUES` (0, 0.5, 1) when every observed value lies in [0, 1] (a fraction),
     otherwise the :data:`COVARIATE_QUANTILES` of the observed values (e.g. a ``year`` column is
     reported at its quartiles, not at years 0, 0.5 and 1); repeated values are given once.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> covariate_points(syn.load_dataset("dnmbc_lrt"), "bone_only_fraction")  # a fraction
+    (0.0, 0.5, 1.0)
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"study": ["A", "B", "C", "D"], "hr": [0.9, 0.8, 0.65, 0.7],
+    ...                       "ci_lower": [0.7, 0.6, 0.5, 0.5], "ci_upper": [1.16, 1.07, 0.85, 0.98],
+    ...                       "year": [2001, 2005, 2012, 2020]})
+    >>> covariate_points(syn.load_studies(frame, covariates=["year"]), "year")  # its quartiles
+    (2004.0, 2008.5, 2014.0)
     """
     x = np.asarray(table.covariate(covariate), dtype=float)
     observed = x[~np.isnan(x)]
@@ -255,7 +282,17 @@ def covariate_points(table: StudyTable, covariate: str) -> tuple[float, ...]:
 
 
 def frequentist_pools(table: StudyTable) -> dict[str, Any]:
-    """DL, REML and REML + HKSJ pooled results for a table."""
+    """DL, REML and REML + HKSJ pooled results for a table.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> pools = frequentist_pools(syn.load_dataset("dnmbc_lrt"))
+    >>> {method: round(p.to_dict()["hr"], 3) for method, p in pools.items()}
+    {'DL': 0.682, 'REML': 0.693, 'HKSJ': 0.693}
+    >>> pools["HKSJ"].hksj
+    True
+    """
     from synthesis.pooling import pool
 
     return {
@@ -273,7 +310,20 @@ def _freq_triplets(pools: dict[str, Any]) -> dict[str, tuple[float, float, float
 def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], thresholds: Sequence[float]) -> list[DecisionRow]:
     """Decision-table rows of one fitted model: its headline row (:data:`ROW_MODEL`) and, for a
     meta-regression, one :data:`ROW_AT_COVARIATE` row per point of ``run.at`` (other entries
-    of ``fit.hr_at``, such as the bubble plot's curve, make no row)."""
+    of ``fit.hr_at``, such as the bubble plot's curve, make no row).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> run = standard_runs(table)[2]
+    >>> fit = syn.fit(table, model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> [row] = decision_rows(run, fit, frequentist_pools(table), [0.8, 1.0])
+    >>> row.key, row.kind, row.k, round(row.hr.median, 2)
+    ('bias', 'model', 17, 0.91)
+    >>> {t: round(p, 2) for t, p in row.p_hr_below.items()}
+    {'0.8': 0.05, '1.0': 0.9}
+    """
     freq = _freq_triplets(pools)
     conv = fit.diagnostics.converged if fit.diagnostics is not None else None
     note = "frequentist columns: unadjusted (no bias term)" if run.spec.has_bias else ""
@@ -307,11 +357,33 @@ def decision_rows(run: ModelRun, fit: FitResult, pools: dict[str, Any], threshol
 
 
 def model_data(table: StudyTable, run: ModelRun) -> tuple[StudyTable, ModelData]:
+    """The studies of ``run.subset`` and the model data built from them for ``run.spec``.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> run = standard_runs(table)[1]
+    >>> run.key, run.subset
+    ('re_rct', 'rct')
+    >>> sub, data = model_data(table, run)
+    >>> sub.k, data.k
+    (5, 5)
+    """
     sub = table.subset(run.subset)
     return sub, ModelData.from_table(sub, run.spec)
 
 
 def elapsed(start: float) -> float:
+    """Seconds since ``start`` (a :func:`time.perf_counter` reading), to the millisecond.
+
+    Examples
+    --------
+    >>> start = time.perf_counter()
+    >>> seconds = elapsed(start)
+    >>> 0 <= seconds < 1, seconds == round(seconds, 3)
+    (True, True)
+    """
     return round(time.perf_counter() - start, 3)
 
 
@@ -456,6 +528,21 @@ def run_analysis(
     the result says so (the report and the console show it). ``workers`` processes (default 1)
     run the prior sweeps, one model per job. ``source_path`` (default ``table.path``) is the
     input file, recorded in :attr:`AnalysisResult.source_path`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import synthesis as syn
+    >>> frame = pd.DataFrame({
+    ...     "study": ["T1", "T2", "T3", "O1", "O2", "O3"],
+    ...     "design": ["rct", "rct", "rct", "retrospective", "retrospective", "prospective"],
+    ...     "hr": [0.95, 0.85, 1.05, 0.65, 0.6, 0.7],
+    ...     "ci_lower": [0.7, 0.6, 0.8, 0.55, 0.5, 0.5], "ci_upper": [1.29, 1.2, 1.38, 0.77, 0.72, 0.98]})
+    >>> result = run_analysis(syn.load_studies(frame), name="example", thresholds=[0.8, 1.0])
+    >>> [run.key for run in result.runs], sorted(result.sweeps), sorted(result.pools)
+    (['re_all', 're_rct', 'bias'], ['bias', 're_all', 're_rct'], ['all', 'rct'])
+    >>> result.warnings
+    ["no meta-regression: DataFrame has no column 'bone_only_fraction'; name a numeric column with --covariate to fit one"]
     """
     start = time.perf_counter()
     settings = _Settings(

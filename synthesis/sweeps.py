@@ -46,7 +46,14 @@ SCHEDULER_TIMEOUT_S = 5.0
 
 def standard_tau_priors() -> list[str]:
     """The standard tau-prior grid: half-normal and half-Cauchy scales 0.05-2, exponential
-    rates, and the Turner et al. (2015) all-cause-mortality log-normal prior."""
+    rates, and the Turner et al. (2015) all-cause-mortality log-normal prior.
+
+    Examples
+    --------
+    >>> grid = standard_tau_priors()
+    >>> len(grid), grid[:2], grid[-1]
+    (25, ['halfnormal(0.05)', 'halfnormal(0.1)'], 'turner2015-acm-nonpharm')
+    """
     grid = [f"halfnormal({s:g})" for s in TAU_SCALES]
     grid += [f"halfcauchy({s:g})" for s in TAU_SCALES]
     grid += [f"exponential({r:g})" for r in EXPONENTIAL_RATES]
@@ -55,11 +62,28 @@ def standard_tau_priors() -> list[str]:
 
 
 def standard_bias_priors() -> list[str]:
+    """The standard bias-prior grid: normal priors with SDs :data:`BIAS_SDS`, centred at each
+    of :data:`BIAS_MEANS`.
+
+    Examples
+    --------
+    >>> standard_bias_priors()
+    ['normal(0, 0.1)', 'normal(0, 0.25)', 'normal(0, 0.5)', 'normal(0, 1)',
+     'normal(-0.223, 0.1)', 'normal(-0.223, 0.25)', 'normal(-0.223, 0.5)', 'normal(-0.223, 1)']
+    """
     return [f"normal({m:g}, {s:g})" for m in BIAS_MEANS for s in BIAS_SDS]
 
 
 def split_specs(text: str | None, default: list[str], parameter: str) -> list[PriorSpec]:
-    """Parse a ';'-separated list of prior strings (``None`` = the default grid)."""
+    """Parse a ';'-separated list of prior strings (``None`` = the default grid).
+
+    Examples
+    --------
+    >>> [p.label for p in split_specs("halfnormal(0.5); exponential(2)", [], "tau")]
+    ['half-normal(scale=0.5)', 'exponential(rate=2)']
+    >>> [p.label for p in split_specs(None, ["halfcauchy(1)"], "tau")]
+    ['half-Cauchy(scale=1)']
+    """
     items = default if text is None else [t.strip() for t in text.split(";") if t.strip()]
     if not items:
         raise InputError(f"empty list of {parameter} priors")
@@ -67,7 +91,13 @@ def split_specs(text: str | None, default: list[str], parameter: str) -> list[Pr
 
 
 def prior_scale(spec: PriorSpec) -> float:
-    """A single number to put a prior on the x-axis of a sensitivity plot: the prior median."""
+    """A single number to put a prior on the x-axis of a sensitivity plot: the prior median.
+
+    Examples
+    --------
+    >>> round(prior_scale(parse_prior("halfnormal(1)", "tau")), 4)
+    0.6745
+    """
     return float(spec.ppf(0.5))
 
 
@@ -260,6 +290,18 @@ def run_sweep(
     Thresholds must be finite hazard ratios > 0, ``workers`` >= 1 and ``seed`` in
     [0, 2**32 - 1] (:class:`~synthesis.errors.InputError` otherwise); a ``scheduler`` that
     does not answer within ``SCHEDULER_TIMEOUT_S`` seconds is an ``InputError`` too.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt", subset="rct")
+    >>> spec = ModelSpec("re")
+    >>> taus = [parse_prior("halfnormal(0.1)", "tau"), parse_prior("halfnormal(1)", "tau")]
+    >>> result = run_sweep(ModelData.from_table(table, spec), spec, tau_priors=taus, thresholds=[1.0])
+    >>> result.engines
+    {'exact': 2}
+    >>> [(r.tau_prior, round(r.hr_median, 2), round(r.p_hr_below["1.0"], 2)) for r in result.rows]
+    [('half-normal(scale=0.1)', 0.92, 0.83), ('half-normal(scale=1)', 0.93, 0.69)]
     """
     from synthesis.models.exact import exact_unsupported_reason, sweep_tau_priors
 
@@ -323,6 +365,11 @@ def run_parallel(func: Callable, jobs: list, *, workers: int | None, scheduler: 
 
     ``func`` must be a top-level function (it is pickled). Results are in the order of ``jobs``;
     the progress bar (``show``) advances as each job finishes, in whatever order.
+
+    Examples
+    --------
+    >>> run_parallel(abs, [-1, 2, -3], workers=1, scheduler=None, show=False, desc="abs")
+    [1, 2, 3]
     """
     with _progress_bar(len(jobs), show, desc) as bar:
         if scheduler:
@@ -364,4 +411,11 @@ def _connect(client_class: type, scheduler: str) -> Any:
 
 
 def threshold_columns(thresholds: Sequence[float]) -> list[str]:
+    """The ``p_hr_below`` keys (and sweep-frame column suffixes) of ``thresholds``.
+
+    Examples
+    --------
+    >>> threshold_columns([0.8, 1])
+    ['0.8', '1.0']
+    """
     return [threshold_key(t) for t in thresholds]

@@ -34,7 +34,20 @@ CURVE_COLOUR = "#1b4f8a"
 
 def hr_curve(fit: FitResult, covariate: str) -> list[tuple[float, RatioSummary]]:
     """The ``fit.hr_at`` summaries at points that set ``covariate`` alone (read from each
-    summary's structured ``point``), as (value, summary) sorted by value."""
+    summary's structured ``point``), as (value, summary) sorted by value.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import synthesis as syn
+    >>> frame = pd.DataFrame({"study": ["A", "B", "C", "D"], "hr": [0.95, 0.85, 0.7, 0.6],
+    ...                       "ci_lower": [0.7, 0.6, 0.5, 0.45], "ci_upper": [1.29, 1.2, 0.98, 0.8],
+    ...                       "x": [0.0, 0.3, 0.7, 1.0]})
+    >>> table = syn.load_studies(frame, covariates=["x"])
+    >>> fit = syn.fit(table, model="metareg", covariates=["x"], engine="exact", at=["x=1", "x=0"])
+    >>> [(x, round(summary.median, 2)) for x, summary in hr_curve(fit, "x")]
+    [(0.0, 0.95), (1.0, 0.62)]
+    """
     out = [
         (float(summary.point[covariate]), summary)
         for summary in fit.hr_at.values()

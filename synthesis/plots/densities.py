@@ -23,7 +23,19 @@ PRIOR_COLOUR = "#c25e00"
 
 
 def posterior_densities(fit: FitResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Parameter -> (grid, posterior density) that ``fit`` holds (tau also from its tau grid)."""
+    """Parameter -> (grid, posterior density) that ``fit`` holds (tau also from its tau grid).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> densities = posterior_densities(fit)
+    >>> sorted(densities)
+    ['delta', 'mu', 'tau']
+    >>> grid, density = densities["tau"]
+    >>> len(grid) == len(density), bool((density >= 0).all())
+    (True, True)
+    """
     densities = dict(fit.densities)
     if "tau" not in densities and fit.tau_grid is not None and fit.tau_density is not None:
         densities["tau"] = (fit.tau_grid, fit.tau_density)

@@ -74,6 +74,17 @@ def styled[**P, R](func: Callable[P, R]) -> Callable[P, R]:
 
     The texts made plain are those of the axes passed as ``ax=`` when one is given (the rest of
     the caller's figure is left alone), else those of the returned figure.
+
+    Examples
+    --------
+    >>> @styled
+    ... def draw(title):
+    ...     fig = new_figure(3, 2)
+    ...     fig.subplots().set_title(title)
+    ...     return fig
+    >>> fig = draw("Trial $x^2$ arm")
+    >>> fig.axes[0].title.get_text(), fig.axes[0].title.get_parse_math()
+    ('Trial $x^2$ arm', False)
     """
 
     @functools.wraps(func)
@@ -96,6 +107,16 @@ def plain_text(target: FigureBase | Axes) -> None:
 
     Tick labels are made here (under ``text.parse_math: False``) rather than lazily at the
     first draw, which may happen under another style.
+
+    Examples
+    --------
+    >>> fig = new_figure(3, 2)
+    >>> title = fig.subplots().set_title("Trial $x^2$ arm")
+    >>> title.get_parse_math()
+    True
+    >>> plain_text(fig)
+    >>> title.get_parse_math()
+    False
     """
     for ax in target.findobj(Axes):
         for axis in (ax.xaxis, ax.yaxis):
@@ -106,7 +127,14 @@ def plain_text(target: FigureBase | Axes) -> None:
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A figure outside pyplot's registry (nothing to close; garbage-collected like any object)."""
+    """A figure outside pyplot's registry (nothing to close; garbage-collected like any object).
+
+    Examples
+    --------
+    >>> fig = new_figure(4, 3)
+    >>> fig.get_size_inches().tolist(), fig.axes
+    ([4.0, 3.0], [])
+    """
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -114,6 +142,19 @@ def target_figure(fig: Figure | None, width: float, height: float, *, plot: str)
     """``fig`` when given (it must hold no axes yet), else a new ``width`` x ``height`` figure.
 
     A given figure keeps its size and layout; a :class:`~matplotlib.figure.SubFigure` works too.
+
+    Examples
+    --------
+    >>> target_figure(None, 5, 2, plot="forest").get_size_inches().tolist()
+    [5.0, 2.0]
+    >>> fig = new_figure(4, 3)
+    >>> target_figure(fig, 5, 2, plot="forest") is fig
+    True
+    >>> _ = fig.subplots()
+    >>> target_figure(fig, 5, 2, plot="forest")
+    Traceback (most recent call last):
+    ...
+    ValueError: forest: fig= must be an empty figure (it has 1 axes)
     """
     if fig is None:
         return new_figure(width, height)
@@ -126,6 +167,14 @@ def target_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, A
     """The figure and axes to draw into, and whether the figure is the plot's own.
 
     With ``ax`` the figure is ``ax.figure`` (the caller's); without, a new one with one axes.
+
+    Examples
+    --------
+    >>> fig, ax, own = target_axes(None, 4, 3)
+    >>> own, len(fig.axes)
+    (True, 1)
+    >>> target_axes(ax, 4, 3) == (fig, ax, False)
+    True
     """
     if ax is not None:
         return ax.figure, ax, False
@@ -134,18 +183,42 @@ def target_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, A
 
 
 def legend_below(fig: FigureBase, handles: Sequence[Any], labels: Sequence[str] | None = None) -> None:
-    """A two-column legend under the figure's axes, without a frame."""
+    """A two-column legend under the figure's axes, without a frame.
+
+    Examples
+    --------
+    >>> fig = new_figure(4, 3)
+    >>> lines = fig.subplots().plot([1, 2], [1, 2])
+    >>> legend_below(fig, lines, ["posterior median"])
+    >>> [t.get_text() for t in fig.legends[0].get_texts()]
+    ['posterior median']
+    """
     extra = {} if labels is None else {"labels": labels}
     fig.legend(handles=handles, **extra, loc="outside lower center", ncols=2, frameon=False, fontsize=FONT_SIZE)
 
 
 def wrap_label(text: str, width: int = LABEL_WIDTH) -> str:
-    """Break a long label at spaces (never inside 'half-normal' and the like)."""
+    """Break a long label at spaces (never inside 'half-normal' and the like).
+
+    Examples
+    --------
+    >>> print(wrap_label("Design-bias adjusted random effects, half-normal(scale=0.5) prior", 40))
+    Design-bias adjusted random effects,
+    half-normal(scale=0.5) prior
+    """
     return textwrap.fill(text, width, break_on_hyphens=False, break_long_words=False)
 
 
 def hr_axis(ax: Axes, lower: float, upper: float, *, axis: str = "x") -> None:
-    """Log scale labelled in HR units, spanning [lower, upper] (clipped to ``HR_AXIS_LIMITS``)."""
+    """Log scale labelled in HR units, spanning [lower, upper] (clipped to ``HR_AXIS_LIMITS``).
+
+    Examples
+    --------
+    >>> fig, ax, _ = target_axes(None, 4, 3)
+    >>> hr_axis(ax, 0.6, 1.3)
+    >>> ax.get_xscale(), [float(t) for t in ax.get_xticks()]
+    ('log', [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25])
+    """
     lo = max(min(lower, 0.9), HR_AXIS_LIMITS[0])
     hi = min(max(upper, 1.1), HR_AXIS_LIMITS[1])
     ticks: list[float] = []
@@ -157,7 +230,15 @@ def hr_axis(ax: Axes, lower: float, upper: float, *, axis: str = "x") -> None:
 
 
 def log_axis(ax: Axes, lo: float, hi: float, ticks: Sequence[float], *, axis: str = "x") -> None:
-    """Log scale on [lo, hi] with major ticks at ``ticks`` labelled ``%g``, no minor ticks."""
+    """Log scale on [lo, hi] with major ticks at ``ticks`` labelled ``%g``, no minor ticks.
+
+    Examples
+    --------
+    >>> fig, ax, _ = target_axes(None, 4, 3)
+    >>> log_axis(ax, 0.1, 10, [0.1, 1, 10], axis="y")
+    >>> ax.get_yscale(), [float(t) for t in ax.get_yticks()], [float(v) for v in ax.get_ylim()]
+    ('log', [0.1, 1.0, 10.0], [0.1, 10.0])
+    """
     if axis == "x":
         ax.set_xscale("log")
         ax.set_xlim(lo, hi)
@@ -172,15 +253,33 @@ def log_axis(ax: Axes, lo: float, hi: float, ticks: Sequence[float], *, axis: st
 
 
 def format_interval(median: float, lower: float, upper: float) -> str:
-    """``"0.75 [0.60, 0.93]"``."""
+    """``"0.75 [0.60, 0.93]"``.
+
+    Examples
+    --------
+    >>> format_interval(0.7512, 0.6, 0.934)
+    '0.75 [0.60, 0.93]'
+    """
     return f"{median:.2f} [{lower:.2f}, {upper:.2f}]"
 
 
 def finite_positive(values: Sequence[float | None]) -> list[float]:
-    """The finite positive values (the ones a log axis can show)."""
+    """The finite positive values (the ones a log axis can show).
+
+    Examples
+    --------
+    >>> finite_positive([0.5, None, float("nan"), -1.0, 0.0, 2])
+    [0.5, 2.0]
+    """
     return [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
 
 
 def design_name(design: str | None) -> str:
-    """Legend name of a design's markers."""
+    """Legend name of a design's markers.
+
+    Examples
+    --------
+    >>> design_name("rct"), design_name("cohort"), design_name(None)
+    ('Randomised trials', 'cohort', 'studies')
+    """
     return DESIGN_HEADINGS.get(design, str(design)) if design is not None else "studies"

@@ -63,6 +63,19 @@ def figure_caption(name: str, fig: Figure, result: AnalysisResult) -> str:
     -------
     str
         One paragraph.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import standard_runs
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> result = SimpleNamespace(runs=standard_runs(syn.load_dataset("dnmbc_lrt")), covariate="year")
+    >>> print(figure_caption("sensitivity_bias", None, result))
+    Prior sensitivity of 'Design-bias adjusted (additive)': posterior median HR with its 95%
+    equal-tailed credible interval (band) and P(HR < T), ...
+    >>> figure_caption("bubble", None, result)
+    'Meta-regression on year: ...'
     """
     labels = model_labels(result)
     if name == "forest":

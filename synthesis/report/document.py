@@ -46,7 +46,13 @@ _MD_HTML_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
 
 
 def escape(text: Any) -> str:
-    """``str(text)`` escaped for HTML text and attribute values."""
+    """``str(text)`` escaped for HTML text and attribute values.
+
+    Examples
+    --------
+    >>> escape('<b>"A & B"</b>')
+    '&lt;b&gt;&quot;A &amp; B&quot;&lt;/b&gt;'
+    """
     return html.escape(str(text), quote=True)
 
 
@@ -55,17 +61,37 @@ def md(text: Any) -> str:
 
     Every "<" that could open a tag, comment or autolink becomes ``&lt;`` (which Markdown shows
     as "<"); other text, e.g. "P(HR < 0.8)", stays as written.
+
+    Examples
+    --------
+    >>> md("<script>alert(1)</script> P(HR < 0.8)")
+    '&lt;script>alert(1)&lt;/script> P(HR < 0.8)'
     """
     return _MD_HTML_OPEN.sub("&lt;", str(text))
 
 
 def md_line(text: Any) -> str:
-    """:func:`md` on one line (a list item, heading or caption: a line break would end it)."""
+    """:func:`md` on one line (a list item, heading or caption: a line break would end it).
+
+    Examples
+    --------
+    >>> md_line("Trial A\\n<b>arm</b>")
+    'Trial A &lt;b>arm&lt;/b>'
+    """
     return " ".join(md(text).splitlines())
 
 
 def md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    """A Markdown pipe table ("|" in cells escaped, line breaks as spaces)."""
+    """A Markdown pipe table ("|" in cells escaped, line breaks as spaces).
+
+    Examples
+    --------
+    >>> print(md_table(["Study", "HR"], [["A|B", "0.80"], ["C", "1.10"]]))
+    | Study | HR |
+    |---|---|
+    | A\\|B | 0.80 |
+    | C | 1.10 |
+    """
 
     def cell(c: Any) -> str:
         return md(c).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
@@ -108,6 +134,15 @@ def html_table(header: Sequence[str], body: Sequence[Sequence[str]], *, table_id
     -------
     str
         The HTML.
+
+    Examples
+    --------
+    >>> print(html_table(["Study", "HR"], [["A", "0.80"]], table_id="hrs", caption="Hazard ratios"))
+    <p class="caption">Hazard ratios</p>
+    <div class="scroll"><table id="hrs">
+    <thead><tr><th>Study</th><th>HR</th></tr></thead><tbody>
+    <tr><td>A</td><td class="num">0.80</td></tr>
+    </tbody></table></div>
     """
     multi = set(multiline_cols)
     attrs = f' id="{escape(table_id)}"' if table_id else ""

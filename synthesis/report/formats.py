@@ -52,7 +52,13 @@ def num(x: Any, digits: int = 2) -> str:
 
 
 def interval(median: Any, lower: Any, upper: Any) -> str:
-    """A point estimate with its interval, as "0.69 [0.62, 0.79]"."""
+    """A point estimate with its interval, as "0.69 [0.62, 0.79]".
+
+    Examples
+    --------
+    >>> interval(0.6912, 0.62, 0.79), interval(0.7, None, 1.2)
+    ('0.69 [0.62, 0.79]', '0.70 [n/a, 1.20]')
+    """
     return f"{num(median)} [{num(lower)}, {num(upper)}]"
 
 
@@ -76,13 +82,25 @@ def prob(p: Any) -> str:
 
 
 def prob_relation(p: Any) -> str:
-    """"= 0.42", "< 0.01" or "> 0.99" (to follow "P(HR < T)" in a sentence)."""
+    """"= 0.42", "< 0.01" or "> 0.99" (to follow "P(HR < T)" in a sentence).
+
+    Examples
+    --------
+    >>> prob_relation(0.4213), prob_relation(0.001), prob_relation(0.9999)
+    ('= 0.42', '< 0.01', '> 0.99')
+    """
     text = prob(p)
     return text if text[0] in "<>" else f"= {text}"
 
 
 def pvalue(p: Any) -> str:
-    """A test's p-value: three decimals, or "< 0.001"."""
+    """A test's p-value: three decimals, or "< 0.001".
+
+    Examples
+    --------
+    >>> pvalue(0.04321), pvalue(0.0004), pvalue(None)
+    ('0.043', '< 0.001', 'n/a')
+    """
     try:
         if 0 <= float(p) < 0.001:
             return "< 0.001"
@@ -92,24 +110,59 @@ def pvalue(p: Any) -> str:
 
 
 def safe_name(key: str) -> str:
-    """A model key as a file stem: anything but letters, digits, "_", "." and "-" becomes "_"."""
+    """A model key as a file stem: anything but letters, digits, "_", "." and "-" becomes "_".
+
+    Examples
+    --------
+    >>> safe_name("bias_metareg@bone_only_fraction=0.5"), safe_name("re all / rct")
+    ('bias_metareg_bone_only_fraction_0.5', 're_all_rct')
+    """
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
 
 
 def priors_of(fit: FitResult | None) -> dict[str, str]:
-    """Parameter name -> prior label of a fit's parameters (empty without a fit)."""
+    """Parameter name -> prior label of a fit's parameters (empty without a fit).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> priors_of(fit)
+    {'mu': 'normal(mean=0, sd=1)', 'tau': 'half-normal(scale=0.5)', 'delta': 'normal(mean=0, sd=0.5)'}
+    >>> priors_of(None)
+    {}
+    """
     if fit is None:
         return {}
     return fit.spec.priors.labels(fit.spec.parameters)
 
 
 def prior_lines(fit: FitResult | None) -> list[str]:
-    """The priors of a fit as "τ ~ halfnormal(0.5)", one per parameter."""
+    """The priors of a fit as "τ ~ halfnormal(0.5)", one per parameter.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> fit = syn.fit(syn.load_dataset("dnmbc_lrt"), model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> prior_lines(fit)
+    ['μ ~ normal(mean=0, sd=1)', 'τ ~ half-normal(scale=0.5)', 'δ ~ normal(mean=0, sd=0.5)']
+    """
     return [f"{PARAMETER_SYMBOLS.get(n, n)} ~ {label}" for n, label in priors_of(fit).items()]
 
 
 def prior_sources(fit: FitResult | None) -> list[str]:
-    """The citations of a fit's empirical priors, as "τ: Turner et al. 2015 ..."."""
+    """The citations of a fit's empirical priors, as "τ: Turner et al. 2015 ...".
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> fit = syn.fit(table, model="re", tau_prior="turner2015-acm-nonpharm", engine="exact")
+    >>> prior_sources(fit)
+    ['τ: Turner et al. 2015, Stat Med 34:984-998 (doi:10.1002/sim.6381), Table IV, ...']
+    >>> prior_sources(syn.fit(table, model="re", tau_prior="halfnormal(0.5)", engine="exact"))
+    []
+    """
     if fit is None:
         return []
     specs = {n: getattr(fit.spec.priors, n) for n in fit.spec.parameters}

@@ -32,12 +32,31 @@ PRIOR_CAVEAT = (
 
 
 def dedupe(items: Iterable[str]) -> list[str]:
-    """``items`` without repeats, in their first order."""
+    """``items`` without repeats, in their first order.
+
+    Examples
+    --------
+    >>> dedupe(["low k", "wide CI", "low k"])
+    ['low k', 'wide CI']
+    """
     return list(dict.fromkeys(items))
 
 
 def model_labels(result: AnalysisResult) -> dict[str, str]:
-    """Model key -> label of every model of the analysis."""
+    """Model key -> label of every model of the analysis.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import standard_runs
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> result = SimpleNamespace(runs=standard_runs(syn.load_dataset("dnmbc_lrt")))
+    >>> model_labels(result)
+    {'re_all': 'Random effects, all studies', 're_rct': 'Random effects, RCTs only',
+     'bias': 'Design-bias adjusted (additive)',
+     'bias_metareg': 'Bias-adjusted meta-regression on bone_only_fraction'}
+    """
     return {run.key: run.label for run in result.runs}
 
 
@@ -53,6 +72,19 @@ def convergence_problems(result: AnalysisResult) -> list[tuple[str, list[str]]]:
     -------
     list of (str, list of str)
         (model label, diagnostic messages) for every fit with ``diagnostics.converged`` false.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> fit = syn.fit(table, model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> fit.diagnostics is None  # the exact engine has no MCMC diagnostics to fail
+    True
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> convergence_problems(SimpleNamespace(runs=standard_runs(table), fits={"bias": fit}))
+    []
     """
     labels = model_labels(result)
     out = []
@@ -71,6 +103,17 @@ def warning_groups(result: AnalysisResult) -> tuple[list[str], list[str]]:
     tuple of (list of str, list of str)
         Data-validation warnings (from reading the input), and the other warnings that the
         convergence block does not already say.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> result = SimpleNamespace(table=table, runs=[], fits={},
+    ...                          warnings=["no meta-regression", "no meta-regression"])
+    >>> warning_groups(result)
+    ([], ['no meta-regression'])
     """
     validation = dedupe(result.table.warnings)
     failed = [label for label, _ in convergence_problems(result)]
@@ -87,6 +130,17 @@ def question(result: AnalysisResult) -> str:
 
     ``provenance['question']`` when the analysis gives one; otherwise the bundled dataset's
     question, or a question about the studies of the input file.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> # stand-ins for an AnalysisResult: only the attributes this function reads
+    >>> mine = SimpleNamespace(provenance=None, name="mine", source="mine.csv", thresholds=(0.8, 1.0))
+    >>> print(question(mine))
+    For the studies in mine.csv: what is the hazard ratio (HR) of a randomised comparison, and how
+    probable is a benefit beyond each decision threshold (HR below 0.8, 1)?
+    >>> question(SimpleNamespace(provenance={"question": "Does surgery help?"}))
+    'Does surgery help?'
     """
     given = result.provenance.get("question") if result.provenance else None
     if given:
@@ -123,6 +177,22 @@ def answer(result: AnalysisResult) -> str:
 
     The headline models are the decision rows not evaluated at a covariate value, in the order
     of :data:`ANSWER_PHRASES`; the answer closes with :data:`PRIOR_CAVEAT`.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import decision_rows, frequentist_pools, standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> run = standard_runs(table)[2]
+    >>> fit = syn.fit(table, model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> rows = decision_rows(run, fit, frequentist_pools(table), [0.8, 1.0])
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> print(answer(SimpleNamespace(decision=SimpleNamespace(rows=rows), covariate="bone_only_fraction")))
+    Using all 17 studies with the non-randomised ones adjusted for design bias, the posterior median
+    HR is 0.91 (95% equal-tailed credible interval 0.78 to 1.06); P(HR < 0.8) = 0.05; P(HR < 1) =
+    0.90. The HR of a new randomised trial is predicted to lie between 0.74 and 1.12 (95% prediction
+    interval). Each result depends on the priors listed beside it in the decision table; ...
     """
     rows = [r for r in result.decision.rows if r.kind == ROW_MODEL]
     order = {key: i for i, key in enumerate(ANSWER_PHRASES)}
@@ -135,7 +205,19 @@ def answer(result: AnalysisResult) -> str:
 
 def sweep_summary(result: AnalysisResult, key: str) -> str:
     """One sentence on the sweep of model ``key``: the smallest and largest posterior median HR
-    and P(HR < T) among its rows, the engines and the time it took."""
+    and P(HR < T) among its rows, the engines and the time it took.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> sweep = syn.sweep(syn.load_dataset("dnmbc_lrt"), model="bias", thresholds=[0.8],
+    ...                   tau_priors=["halfnormal(0.1)", "halfcauchy(1)"], bias_priors=["normal(0, 0.5)"])
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> print(sweep_summary(SimpleNamespace(sweeps={"bias": sweep}), "bias"))
+    Across 2 prior settings the posterior median HR ranges from 0.91 to 0.91; P(HR < 0.8) from 0.05
+    to 0.05 (2 exact fits, ... s).
+    """
     sweep = result.sweeps[key]
     if not sweep.rows:
         return "The sweep has no rows."

@@ -42,7 +42,26 @@ DISTRIBUTION = "dnmbc-synthesis"
 
 def source_path(result: AnalysisResult) -> Path | None:
     """The input file of an analysis (:attr:`AnalysisResult.source_path`, else the path its
-    table was read from), or ``None`` when it is not on disk."""
+    table was read from), or ``None`` when it is not on disk.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from types import SimpleNamespace
+    >>> import pandas as pd
+    >>> import synthesis as syn
+    >>> frame = pd.DataFrame({"study": ["A", "B", "C"], "hr": [0.8, 0.7, 1.1],
+    ...                       "ci_lower": [0.6, 0.5, 0.8], "ci_upper": [1.07, 0.98, 1.51]})
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "studies.csv"
+    ...     frame.to_csv(path, index=False)
+    ...     # a stand-in for an AnalysisResult: only the attributes this function reads
+    ...     result = SimpleNamespace(source_path=None, table=syn.load_studies(path))
+    ...     source_path(result) == path.resolve()
+    True
+    >>> print(source_path(result))  # the file is gone
+    None
+    """
     for given in (result.source_path, result.table.path):
         if given is not None and Path(given).is_file():
             return Path(given).resolve()
@@ -50,7 +69,17 @@ def source_path(result: AnalysisResult) -> Path | None:
 
 
 def sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes, in hex."""
+    """The SHA-256 of a file's bytes, in hex.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "studies.csv"
+    ...     _ = path.write_bytes(b"abc")
+    ...     sha256(path)
+    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
+    """
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -68,6 +97,12 @@ def package_versions() -> dict[str, str | None]:
     -------
     dict
         Name -> version (``None`` for a package that is not installed).
+
+    Examples
+    --------
+    >>> versions = package_versions()
+    >>> list(versions)[:3], versions["python"].count(".")
+    (['python', 'numpy', 'scipy'], 2)
     """
     out: dict[str, str | None] = {"python": platform.python_version()}
     out |= {name: _version(name) for name in PACKAGES}
@@ -121,6 +156,21 @@ def run_record(result: AnalysisResult, *, files: Sequence[str] = ()) -> dict[str
     dict
         Inputs, priors, seeds, package versions, diagnostics, thresholds, timing and warnings,
         JSON-ready (:func:`synthesis.outputs.jsonable`).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import synthesis as syn
+    >>> frame = pd.DataFrame({
+    ...     "study": ["T1", "T2", "T3", "O1", "O2", "O3"],
+    ...     "design": ["rct", "rct", "rct", "retrospective", "retrospective", "prospective"],
+    ...     "hr": [0.95, 0.85, 1.05, 0.65, 0.6, 0.7],
+    ...     "ci_lower": [0.7, 0.6, 0.8, 0.55, 0.5, 0.5], "ci_upper": [1.29, 1.2, 1.38, 0.77, 0.72, 0.98]})
+    >>> record = run_record(syn.analyse(frame, name="example"), files=["report.md", "report.html"])
+    >>> record["name"], record["inputs"]["k"], [m["key"] for m in record["models"]]
+    ('example', 6, ['re_all', 're_rct', 'bias'])
+    >>> record["priors"]["bias"]["tau"], record["files"], record["convergence_problems"]
+    ('half-normal(scale=0.5)', ['report.html', 'report.md'], [])
     """
     labels = model_labels(result)
     validation, other = warning_groups(result)

@@ -57,7 +57,13 @@ class _Figures:
 
 
 def figure_groups(names: Sequence[str]) -> dict[str, list[str]]:
-    """Figure stems by the section that shows them: ``main``, ``sweeps`` and ``pubbias``."""
+    """Figure stems by the section that shows them: ``main``, ``sweeps`` and ``pubbias``.
+
+    Examples
+    --------
+    >>> figure_groups(["funnel", "sensitivity_bias", "bubble", "forest", "bias_sensitivity_bias"])
+    {'main': ['forest', 'bubble'], 'sweeps': ['sensitivity_bias', 'bias_sensitivity_bias'], 'pubbias': ['funnel']}
+    """
     groups: dict[str, list[str]] = {"main": [], "sweeps": [], "pubbias": []}
     for n in names:
         if n.startswith(("sensitivity_", "bias_sensitivity_")):

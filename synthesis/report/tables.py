@@ -33,7 +33,16 @@ LEAVE_ONE_OUT_CSV = "leave_one_out.csv"
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
-    """A result object as a dict: its ``to_dict()``, a dataclass's fields, or a mapping."""
+    """A result object as a dict: its ``to_dict()``, a dataclass's fields, or a mapping.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> as_dict(syn.pool(syn.load_dataset("dnmbc_lrt"), method="REML"))["k"]
+    17
+    >>> as_dict({"a": 1}), as_dict(None), as_dict(3)
+    ({'a': 1}, {}, {'value': '3'})
+    """
     if obj is None:
         return {}
     if hasattr(obj, "to_dict"):
@@ -46,18 +55,56 @@ def as_dict(obj: Any) -> dict[str, Any]:
 
 
 def threshold_keys(thresholds: Sequence[float]) -> list[str]:
-    """The keys of ``p_hr_below`` for ``thresholds`` ("0.8", "1.0")."""
+    """The keys of ``p_hr_below`` for ``thresholds`` ("0.8", "1.0").
+
+    Examples
+    --------
+    >>> threshold_keys([0.8, 1])
+    ['0.8', '1.0']
+    """
     return [threshold_key(t) for t in thresholds]
 
 
 def frequentist_methods(rows: Sequence[DecisionRow]) -> list[str]:
-    """The frequentist methods of the decision rows, in first-seen order."""
+    """The frequentist methods of the decision rows, in first-seen order.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import decision_rows, frequentist_pools, standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> fit = syn.fit(table, model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> rows = decision_rows(standard_runs(table)[2], fit, frequentist_pools(table), [1.0])
+    >>> frequentist_methods(rows)
+    ['dl', 'reml', 'hksj']
+    """
     return list(dict.fromkeys(m for r in rows for m in r.frequentist))
 
 
 def decision_cells(result: AnalysisResult) -> Table:
     """The decision table: one row per model (and covariate value), priors as "; "-joined
-    labels in column 1."""
+    labels in column 1.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import decision_rows, frequentist_pools, standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> fit = syn.fit(table, model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> rows = decision_rows(standard_runs(table)[2], fit, frequentist_pools(table), [1.0])
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> result = SimpleNamespace(decision=SimpleNamespace(rows=rows), thresholds=(1.0,), fits={"bias": fit})
+    >>> header, body = decision_cells(result)
+    >>> dict(zip(header, body[0]))
+    {'Model': 'Design-bias adjusted (additive)',
+     'Priors': 'μ ~ normal(mean=0, sd=1); τ ~ half-normal(scale=0.5); δ ~ normal(mean=0, sd=0.5)',
+     'Engine': 'exact', 'k': '17', 'Posterior HR [95% CrI]': '0.91 [0.78, 1.06]',
+     'Predictive HR, new RCT [95% PrI]': '0.91 [0.74, 1.12]', 'P(HR < 1)': '0.90',
+     'DL HR [95% CI]': '0.68 [...]', 'REML HR [95% CI]': '0.69 [0.63, 0.77]',
+     'HKSJ HR [95% CI]': '0.69 [...]', 'Converged': 'n/a (exact engine)',
+     'Note': 'frequentist columns: unadjusted (no bias term)'}
+    """
     rows = result.decision.rows
     methods = frequentist_methods(rows)
     keys = threshold_keys(result.thresholds)
@@ -85,7 +132,21 @@ def decision_cells(result: AnalysisResult) -> Table:
 
 
 def sweep_cells(result: AnalysisResult, key: str) -> Table:
-    """Every fit of the prior sweep of model ``key``."""
+    """Every fit of the prior sweep of model ``key``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> sweep = syn.sweep(syn.load_dataset("dnmbc_lrt"), model="bias", thresholds=[0.8],
+    ...                   tau_priors=["halfnormal(0.1)", "halfcauchy(1)"], bias_priors=["normal(0, 0.5)"])
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> header, body = sweep_cells(SimpleNamespace(sweeps={"bias": sweep}), "bias")
+    >>> header
+    ['τ prior', 'δ prior', 'Posterior HR [95% CrI]', 'P(HR < 0.8)', 'Posterior median τ', 'Engine']
+    >>> body[0]
+    ['half-normal(scale=0.1)', 'normal(mean=0, sd=0.5)', '0.91 [0.78, 1.05]', '0.05', '0.039', 'exact']
+    """
     sweep = result.sweeps[key]
     has_bias = any(r.bias_prior is not None for r in sweep.rows)
     keys = threshold_keys(sweep.thresholds)
@@ -106,6 +167,16 @@ def pool_records(result: AnalysisResult) -> list[dict[str, Any]]:
 
     List values are joined with "; " and a result's own ``method`` field is renamed
     ``estimator``, so that ``method`` names the pool.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> pooled = syn.pool(syn.load_dataset("dnmbc_lrt"), method="REML")
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> [record] = pool_records(SimpleNamespace(pools={"all": {"REML": pooled}}))
+    >>> record["subset"], record["method"], record["estimator"], record["k"], round(record["hr"], 3)
+    ('all', 'REML', 'REML', 17, 0.693)
     """
     records = []
     for subset, methods in result.pools.items():
@@ -120,7 +191,19 @@ def pool_records(result: AnalysisResult) -> list[dict[str, Any]]:
 
 
 def pool_cells(result: AnalysisResult) -> Table:
-    """The frequentist pools: HR with CI, prediction interval, τ², I² and Q."""
+    """The frequentist pools: HR with CI, prediction interval, τ², I² and Q.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> pooled = syn.pool(syn.load_dataset("dnmbc_lrt"), method="REML")
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> header, body = pool_cells(SimpleNamespace(pools={"all": {"REML": pooled}}))
+    >>> dict(zip(header, body[0]))
+    {'Studies': 'all', 'Method': 'REML', 'k': '17', 'HR [95% CI]': '0.69 [0.63, 0.77]',
+     '95% prediction interval': '0.50 to 0.96', 'τ²': '0.0245', 'I² (%)': '81.0', 'Q (p)': '45.66 (< 0.001)'}
+    """
     header = ["Studies", "Method", "k", f"HR [{INTERVAL_LABEL} CI]", f"{INTERVAL_LABEL} prediction interval",
               "τ²", "I² (%)", "Q (p)"]
     body = [
@@ -170,6 +253,21 @@ def pubbias_blocks(result: AnalysisResult) -> tuple[list[str], Table | None, lis
     -------
     tuple
         (one sentence per test, the leave-one-out table or ``None``, notes).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> result = SimpleNamespace(pubbias=syn.bias_diagnostics(table), table=table)
+    >>> lines, (header, body), notes = pubbias_blocks(result)
+    >>> lines[0]
+    "Egger's regression test (DL model): z = 1.90, p = 0.057."
+    >>> header, body[0], notes
+    (['Study left out', 'HR [95% CI]', 'τ²', 'I² (%)'], ['Badwe 2015 (TATA)', '0.66 [0.62, 0.70]', '0.0060', '51.9'], [])
+    >>> pubbias_blocks(SimpleNamespace(pubbias=None))
+    ([], None, ['no publication-bias diagnostics in this analysis'])
     """
     d = as_dict(result.pubbias)
     if not d:
@@ -197,7 +295,20 @@ def pubbias_blocks(result: AnalysisResult) -> tuple[list[str], Table | None, lis
 def most_precise(result: AnalysisResult, studies: Sequence[str]) -> list[int]:
     """Positions in ``studies`` of the :data:`REPORT_MAX_STUDY_ROWS` studies with the smallest
     standard error in the analysis table (ties in their given order, studies missing from the table
-    last), in their given order."""
+    last), in their given order.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import pandas as pd
+    >>> import synthesis as syn
+    >>> frame = pd.DataFrame({"study": ["A", "B", "C"], "hr": [0.8, 0.7, 1.1],
+    ...                       "ci_lower": [0.6, 0.5, 0.8], "ci_upper": [1.07, 0.98, 1.51]})
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> result = SimpleNamespace(table=syn.load_studies(frame))
+    >>> most_precise(result, ["C", "not in the table", "A"])  # all fit under REPORT_MAX_STUDY_ROWS
+    [0, 1, 2]
+    """
     frame = result.table.frame
     se = dict(zip(frame["study"].astype(str), frame["se"].astype(float), strict=True))
     order = sorted(range(len(studies)), key=lambda i: se.get(studies[i], float("inf")))
@@ -212,6 +323,21 @@ def metareg_blocks(result: AnalysisResult) -> tuple[list[str], Table | None]:
     tuple
         (a summary sentence followed by the notes, the coefficient table or ``None``); empty
         lines without a meta-regression.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> fitted = syn.metareg(syn.load_dataset("dnmbc_lrt"), covariates=["bone_only_fraction"])
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> lines, (header, body) = metareg_blocks(SimpleNamespace(metareg=fitted))
+    >>> print(lines[0])
+    Frequentist mixed-effects meta-regression (REML; k = 3, 14 studies without the covariate dropped):
+    residual τ² = 0.1442, QM p = 0.463, R² = 0.0%.
+    >>> body
+    [['intercept', '0.813', '-1.545 to 3.171', '0.499'], ['bone_only_fraction', '-2.325', '-8.541 to 3.890', '0.463']]
+    >>> metareg_blocks(SimpleNamespace(metareg=None))
+    ([], None)
     """
     d = as_dict(result.metareg)
     if not d:
@@ -235,7 +361,21 @@ def metareg_blocks(result: AnalysisResult) -> tuple[list[str], Table | None]:
 
 
 def prior_cells(result: AnalysisResult) -> Table:
-    """The priors of every model with the sources of its empirical priors."""
+    """The priors of every model with the sources of its empirical priors.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> fit = syn.fit(table, model="bias", tau_prior="halfnormal(0.5)", engine="exact")
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> prior_cells(SimpleNamespace(runs=standard_runs(table), fits={"bias": fit}))
+    (['Model', 'Priors', 'Sources of empirical priors'],
+     [['Design-bias adjusted (additive)',
+       'μ ~ normal(mean=0, sd=1); τ ~ half-normal(scale=0.5); δ ~ normal(mean=0, sd=0.5)', 'none']])
+    """
     labels = model_labels(result)
     body = [
         [labels.get(k, k), "; ".join(prior_lines(f)), "; ".join(prior_sources(f)) or "none"]
