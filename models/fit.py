@@ -33,6 +33,11 @@ def at_label(values: Mapping[str, float]) -> str:
 
     Distinct points have distinct labels: ``{"year": 2001.5}`` and ``{"year": 2001.5000001}``
     print as ``year=2001.5`` and ``year=2001.5000001``.
+
+    Examples
+    --------
+    >>> at_label({"bone_only_fraction": 0.5, "year": 2010})
+    'bone_only_fraction=0.5,year=2010'
     """
     return ",".join(f"{c}={_number(float(v))}" for c, v in values.items())
 
@@ -45,6 +50,15 @@ def parse_at(
 
     Every point names covariates of the model; those not named stay at their centres.
     Raises :class:`InputError` naming the parameter ``at`` for anything else.
+
+    Examples
+    --------
+    >>> parse_at(["year=2010", "year=2015,frac=0.5"], ["year", "frac"])
+    {'year=2010': {'year': 2010.0}, 'year=2015,frac=0.5': {'year': 2015.0, 'frac': 0.5}}
+    >>> parse_at(["age=60"], ["year"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: at 'age=60': 'age' is not a covariate of the model; ...
     """
     if not items:
         return {}
@@ -125,6 +139,17 @@ def fit(
         NUTS settings (PyMC engine only; ``target_accept=None`` takes the model's default,
         0.95 or 0.99 (:func:`synthesis.models.pymc_fit.default_target_accept`); ``adaptation`` is nutpie's
         mass-matrix adaptation).
+
+    Examples
+    --------
+    The exact engine (no sampling) on the bundled studies, with the design-bias model:
+
+    >>> import synthesis as syn
+    >>> result = fit(syn.load_dataset("dnmbc_lrt"), ModelSpec("bias"), engine="exact")
+    >>> result.engine, result.k
+    ('exact', 17)
+    >>> round(result.hr.median, 2), round(result.p_hr_below["1.0"], 2)
+    (0.91, 0.9)
     """
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", parameter="engine")

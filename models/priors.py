@@ -375,7 +375,15 @@ def _label(family: str, params: tuple[float, ...]) -> str:
 
 
 def accepted_forms(kind: str) -> str:
-    """A one-line list of the accepted prior forms for a parameter kind."""
+    """A one-line list of the accepted prior forms for a parameter kind.
+
+    Examples
+    --------
+    >>> accepted_forms("location")  # doctest: +ELLIPSIS
+    'normal(mean, sd), ...'
+    >>> accepted_forms("scale").split(";")[0]  # doctest: +ELLIPSIS
+    'halfnormal(scale), halfcauchy(scale), halft(nu, scale), exponential(rate), ...'
+    """
     fams = SCALE_FAMILIES if kind == "scale" else LOCATION_FAMILIES
     forms = [f"{f}({', '.join(p)})" for f, p in fams.items()]
     presets = [n for n, roles in PRESETS.items() if kind in roles]
@@ -383,7 +391,16 @@ def accepted_forms(kind: str) -> str:
 
 
 def prior_help(parameter: str) -> str:
-    """Help text for a parameter's prior option: accepted forms and presets with citations."""
+    """Help text for a parameter's prior option: accepted forms and presets with citations.
+
+    Examples
+    --------
+    >>> text = prior_help("tau")
+    >>> text.startswith("Accepted: halfnormal(scale), halfcauchy(scale)")
+    True
+    >>> "turner2015-acm-nonpharm: Turner et al. 2015" in text
+    True
+    """
     kind = ROLES[parameter]
     text = f"Accepted: {accepted_forms(kind)}."
     cites = [f"{n}: {roles[kind][2]}" for n, roles in PRESETS.items() if kind in roles]
@@ -443,6 +460,20 @@ def parse_prior(text: str, parameter: str) -> PriorSpec:
     """Parse a prior string for a named parameter (``mu``, ``tau``, ``delta``, ``beta``, ``kappa``).
 
     Raises :class:`InputError` listing the accepted forms when the string is not one of them.
+
+    Examples
+    --------
+    >>> p = parse_prior("halfnormal(0.5)", "tau")
+    >>> p.label
+    'half-normal(scale=0.5)'
+    >>> round(float(p.ppf(0.5)), 3)  # median of a half-normal: 0.5 * 0.6745
+    0.337
+    >>> parse_prior("normal(0, 2)", "mu").params
+    (0.0, 2.0)
+    >>> parse_prior("cauchy(0, 1)", "tau")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: prior family 'cauchy' is not available for tau; accepted forms: ...
     """
     if parameter not in ROLES:
         raise InputError(f"unknown model parameter {parameter!r}; priors exist for {', '.join(ROLES)}")
@@ -505,7 +536,14 @@ class PriorConfig:
 
 
 def resolve_priors(overrides: Mapping[str, str | None] | None = None) -> PriorConfig:
-    """Parse the default priors merged with the user's (``None`` values keep the default)."""
+    """Parse the default priors merged with the user's (``None`` values keep the default).
+
+    Examples
+    --------
+    >>> config = resolve_priors({"tau": "halfcauchy(0.25)", "mu": None})
+    >>> config.tau.label, config.mu.label
+    ('half-Cauchy(scale=0.25)', 'normal(mean=0, sd=1)')
+    """
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = set(given) - set(ROLES)
     if unknown:

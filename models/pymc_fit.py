@@ -104,7 +104,16 @@ class SummaryOptions:
 
 
 def data_hash(data: ModelData) -> str:
-    """SHA-256 of the numbers a model is fitted to (studies, log HRs, SEs, designs, covariates)."""
+    """SHA-256 of the numbers a model is fitted to (studies, log HRs, SEs, designs, covariates).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> spec = ModelSpec("re")
+    >>> h = data_hash(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec))
+    >>> len(h), h == data_hash(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec))
+    (64, True)
+    """
     h = hashlib.sha256()
     h.update(json.dumps([list(data.studies), list(data.designs), list(data.covariates)]).encode())
     for arr in (data.y, data.se, np.asarray(data.nonrandomised, dtype=float), data.x, data.centres):
@@ -121,7 +130,17 @@ def _flat(da: xr.DataArray) -> np.ndarray:
 
 
 def summarise_parameter(da: xr.DataArray) -> ParamSummary:
-    """Posterior summary and MCMC diagnostics of one scalar parameter (dims chain, draw)."""
+    """Posterior summary and MCMC diagnostics of one scalar parameter (dims chain, draw).
+
+    Examples
+    --------
+    Draws made up for the example (2 chains of 1000 from N(-0.1, 0.05^2); no sampling):
+
+    >>> rng = np.random.default_rng(4)
+    >>> s = summarise_parameter(xr.DataArray(rng.normal(-0.1, 0.05, (2, 1000)), dims=("chain", "draw")))
+    >>> round(s.mean, 2), round(s.sd, 2), s.r_hat < MAX_R_HAT, s.ess_bulk > MIN_ESS_BULK
+    (-0.1, 0.05, True, True)
+    """
     x = _flat(da)
     q025, median, q975 = np.quantile(x, [_LOWER, 0.5, _UPPER])
 
@@ -152,7 +171,14 @@ def summarise_parameter(da: xr.DataArray) -> ParamSummary:
 
 
 def ratio_summary(log_draws: np.ndarray, thresholds: Sequence[float] | None = None) -> RatioSummary:
-    """Median and equal-tailed interval of exp(draws), and P(exp(draws) < T) per threshold."""
+    """Median and equal-tailed interval of exp(draws), and P(exp(draws) < T) per threshold.
+
+    Examples
+    --------
+    >>> r = ratio_summary(np.log([0.5, 0.8, 0.9, 1.1, 1.2]), thresholds=[1.0])
+    >>> round(r.median, 3), r.p_below
+    (0.9, {'1.0': 0.6})
+    """
     x = np.asarray(log_draws, dtype=float).reshape(-1)
     q025, median, q975 = np.exp(np.quantile(x, [_LOWER, 0.5, _UPPER]))
     p_below = None
@@ -168,7 +194,13 @@ def _density(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def study_effect_draws(k: int, total: int) -> int:
     """How many of ``total`` posterior draws :func:`marginal_study_effects` mixes over for k
-    studies: cells / k, between :data:`STUDY_EFFECT_MIN_DRAWS` and :data:`STUDY_EFFECT_DRAWS`."""
+    studies: cells / k, between :data:`STUDY_EFFECT_MIN_DRAWS` and :data:`STUDY_EFFECT_DRAWS`.
+
+    Examples
+    --------
+    >>> study_effect_draws(17, 8000), study_effect_draws(100_000, 8000), study_effect_draws(17, 10)
+    (400, 100, 10)
+    """
     wanted = min(STUDY_EFFECT_DRAWS, max(STUDY_EFFECT_MIN_DRAWS, STUDY_EFFECT_CELLS // max(k, 1)))
     return max(1, min(total, wanted))
 
@@ -185,6 +217,21 @@ def marginal_study_effects(dt: xr.DataTree, data: ModelData, spec: ModelSpec) ->
     Smith 1990, doi:10.1080/01621459.1990.10476213) whose quantiles are solved exactly
     (:func:`synthesis.models.exact.mixture_quantiles`), in blocks of studies so that no
     k x draws array is held. Returns a (k, 3) array: median, 2.5% and 97.5% quantiles.
+
+    Examples
+    --------
+    Draws made up for the example (2 chains of 1000; no sampling):
+
+    >>> import synthesis as syn
+    >>> rng = np.random.default_rng(4)
+    >>> mu = xr.DataArray(rng.normal(-0.1, 0.05, (2, 1000)), dims=("chain", "draw"))
+    >>> tau = xr.DataArray(np.abs(rng.normal(0.0, 0.1, (2, 1000))), dims=("chain", "draw"))
+    >>> dt = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": mu, "tau": tau})})
+    >>> spec = ModelSpec("re")
+    >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
+    >>> q = marginal_study_effects(dt, data, spec)
+    >>> q.shape, bool(np.all((q[:, 1] < q[:, 0]) & (q[:, 0] < q[:, 2])))
+    ((17, 3), True)
     """
     post = dt.posterior
     total = post.sizes["chain"] * post.sizes["draw"]
@@ -212,7 +259,23 @@ def linear_predictor_at(
     dt: xr.DataTree, data: ModelData, values: Mapping[str, float]
 ) -> np.ndarray:
     """Draws of mu + sum_j beta_j (v_j - c_j): the randomised log HR at covariate values
-    ``values`` (covariates not named stay at their centres c_j)."""
+    ``values`` (covariates not named stay at their centres c_j).
+
+    Examples
+    --------
+    Made-up draws of mu and of the slope of ``year`` (no sampling):
+
+    >>> import synthesis as syn
+    >>> spec = ModelSpec("metareg", covariates=("year",))
+    >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt", covariates=["year"]), spec)
+    >>> mu = xr.DataArray(np.full((1, 4), -0.1), dims=("chain", "draw"))
+    >>> beta = xr.DataArray(np.full((1, 4, 1), 0.02), dims=("chain", "draw", "covariate"),
+    ...                     coords={"covariate": ["year"]})
+    >>> dt = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": mu, "beta": beta})})
+    >>> at = float(data.centres[0]) + 5  # five years after the centre: -0.1 + 5 * 0.02
+    >>> np.round(linear_predictor_at(dt, data, {"year": at}), 6).tolist()
+    [0.0, 0.0, 0.0, 0.0]
+    """
     mu = _flat(_draws(dt, "mu"))
     if not values:
         return mu
@@ -231,7 +294,22 @@ def linear_predictor_at(
 def diagnose(
     dt: xr.DataTree, parameters: Mapping[str, ParamSummary], beta: Mapping[str, ParamSummary]
 ) -> Diagnostics:
-    """Divergences, the worst R-hat and bulk ESS over the headline parameters, in words."""
+    """Divergences, the worst R-hat and bulk ESS over the headline parameters, in words.
+
+    Examples
+    --------
+    Draws made up for the example (2 chains of 1000; no sampling):
+
+    >>> import synthesis as syn
+    >>> rng = np.random.default_rng(4)
+    >>> mu = xr.DataArray(rng.normal(-0.1, 0.05, (2, 1000)), dims=("chain", "draw"))
+    >>> tau = xr.DataArray(np.abs(rng.normal(0.0, 0.1, (2, 1000))), dims=("chain", "draw"))
+    >>> dt = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": mu, "tau": tau})})
+    >>> summaries = {"mu": summarise_parameter(dt.posterior["mu"])}
+    >>> d = diagnose(dt, summaries, {})
+    >>> d.divergences, d.converged, d.messages
+    (0, True, ())
+    """
     divergences = 0
     if "sample_stats" in dt.children and "diverging" in dt.sample_stats:
         divergences = int(np.asarray(dt.sample_stats["diverging"].values, dtype=bool).sum())
@@ -364,7 +442,23 @@ def summarise(
 
 def study_effects(dt: xr.DataTree, data: ModelData, spec: ModelSpec) -> list[StudyEffect]:
     """Each study's observed HR and CI beside its posterior HR: from the draws of ``theta``, or,
-    for a model in the marginal form (no ``theta``), from :func:`marginal_study_effects`."""
+    for a model in the marginal form (no ``theta``), from :func:`marginal_study_effects`.
+
+    Examples
+    --------
+    Draws made up for the example (2 chains of 1000; no sampling):
+
+    >>> import synthesis as syn
+    >>> rng = np.random.default_rng(4)
+    >>> mu = xr.DataArray(rng.normal(-0.1, 0.05, (2, 1000)), dims=("chain", "draw"))
+    >>> tau = xr.DataArray(np.abs(rng.normal(0.0, 0.1, (2, 1000))), dims=("chain", "draw"))
+    >>> dt = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": mu, "tau": tau})})
+    >>> spec = ModelSpec("re")
+    >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
+    >>> effects = study_effects(dt, data, spec)  # no theta draws: the marginal-form summary
+    >>> len(effects), effects[0].study, effects[0].observed_hr
+    (17, 'Badwe 2015 (TATA)', 1.04)
+    """
     z = float(norm.ppf(_UPPER))
     if "theta" in dt.posterior:
         theta = _draws(dt, "theta")
@@ -416,7 +510,20 @@ def _stamp(
 
 def prior_updates(spec: ModelSpec, compiled: CompiledModel) -> dict[str, float]:
     """Data-container values that give ``compiled`` the priors of ``spec`` (and its
-    down-weighting factor alpha)."""
+    down-weighting factor alpha).
+
+    Examples
+    --------
+    An uncompiled stand-in for a compiled model is enough to list the swaps (no compile):
+
+    >>> import synthesis as syn
+    >>> from synthesis.models.priors import resolve_priors
+    >>> spec = ModelSpec("re")
+    >>> model = build_model(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec)
+    >>> other = ModelSpec("re", priors=resolve_priors({"tau": "halfnormal(0.25)"}))
+    >>> prior_updates(other, CompiledModel(model, None, 0.0))
+    {'mu_prior_mean': 0.0, 'mu_prior_sd': 1.0, 'tau_prior_scale': 0.25}
+    """
     names = set(compiled.data_names)
     updates: dict[str, float] = {}
     for parameter in spec.parameters:
@@ -429,7 +536,17 @@ def prior_updates(spec: ModelSpec, compiled: CompiledModel) -> dict[str, float]:
 
 
 def structure_key(spec: ModelSpec) -> tuple:
-    """Specs with equal keys share one compiled model (they differ in hyperparameters only)."""
+    """Specs with equal keys share one compiled model (they differ in hyperparameters only).
+
+    Examples
+    --------
+    >>> from synthesis.models.priors import resolve_priors
+    >>> a = ModelSpec("re")
+    >>> structure_key(a)
+    ('re', None, (), (('mu', 'normal'), ('tau', 'halfnormal')))
+    >>> structure_key(a) == structure_key(ModelSpec("re", priors=resolve_priors({"tau": "halfnormal(1)"})))
+    True
+    """
     families = tuple((p, getattr(spec.priors, p).family) for p in spec.parameters)
     return (spec.model, spec.bias_variant if spec.has_bias else None, tuple(spec.covariates), families)
 
@@ -445,7 +562,17 @@ def default_target_accept(spec: ModelSpec, data: ModelData) -> float:
     """0.99 for the random and three-level bias variants and when covariates are imputed,
     0.95 otherwise (see :data:`TARGET_ACCEPT_HARD`); for a model in the marginal form
     (k >= MARGINAL_MIN_STUDIES) 0.8, except the three-level variant (see
-    :data:`TARGET_ACCEPT_MARGINAL`)."""
+    :data:`TARGET_ACCEPT_MARGINAL`).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> def target(spec):
+    ...     return default_target_accept(spec, ModelData.from_table(table, spec))
+    >>> target(ModelSpec("bias")), target(ModelSpec("bias", bias_variant="random"))
+    (0.95, 0.99)
+    """
     three_level = spec.has_bias and spec.bias_variant == "three-level"
     if uses_marginal_form(data) and not three_level:
         return TARGET_ACCEPT_MARGINAL

@@ -108,7 +108,13 @@ STANDARD_NORMAL: tuple[float, float] = (0.0, 1.0)
 
 def prior_data_name(parameter: str, hyperparameter: str) -> str:
     """Name of the :func:`pymc.Data` container holding one prior hyperparameter,
-    e.g. ``("tau", "scale") -> "tau_prior_scale"``."""
+    e.g. ``("tau", "scale") -> "tau_prior_scale"``.
+
+    Examples
+    --------
+    >>> prior_data_name("tau", "scale")
+    'tau_prior_scale'
+    """
     return f"{parameter}_prior_{hyperparameter}"
 
 
@@ -117,6 +123,14 @@ def prior_data(parameter: str, prior: PriorSpec) -> dict[str, float]:
 
     Used to re-sample a compiled model with another prior of the same family
     (``CompiledModel.with_data(**prior_data("tau", new))``).
+
+    Examples
+    --------
+    >>> from synthesis.models.priors import parse_prior
+    >>> prior_data("tau", parse_prior("halfnormal(0.5)", "tau"))
+    {'tau_prior_scale': 0.5}
+    >>> prior_data("mu", parse_prior("normal(0, 2)", "mu"))
+    {'mu_prior_mean': 0.0, 'mu_prior_sd': 2.0}
     """
     return {
         prior_data_name(parameter, n): float(v)
@@ -139,6 +153,14 @@ def prior_rv(
     The distribution of each family is the ``pymc`` constructor of its row in
     :data:`synthesis.models.priors.FAMILIES` (``pymc_form`` says which, in words; e.g.
     ``lognormal_tau2(m, s)`` is ``tau ~ LogNormal(m / 2, s / 2)``).
+
+    Examples
+    --------
+    >>> from synthesis.models.priors import parse_prior
+    >>> with pm.Model() as model:
+    ...     tau = prior_rv("tau", parse_prior("halfnormal(0.5)", "tau"))
+    >>> [v.name for v in model.free_RVs], [v.name for v in model.data_vars]
+    (['tau'], ['tau_prior_scale'])
     """
     key = parameter or name
     h = [pm.Data(prior_data_name(key, n), float(v)) for n, v in zip(prior.param_names, prior.params, strict=True)]
@@ -149,7 +171,16 @@ def prior_rv(
 
 
 def model_coords(data: ModelData) -> dict[str, list[str]]:
-    """Coordinates of the dims every model uses (``study``; ``covariate`` when there are any)."""
+    """Coordinates of the dims every model uses (``study``; ``covariate`` when there are any).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> coords = model_coords(ModelData.from_table(table, ModelSpec("re")))
+    >>> list(coords), len(coords["study"]), coords["study"][0]
+    (['study'], 17, 'Badwe 2015 (TATA)')
+    """
     coords: dict[str, list[str]] = {"study": list(data.studies)}
     if data.covariates:
         coords["covariate"] = list(data.covariates)
@@ -157,7 +188,15 @@ def model_coords(data: ModelData) -> dict[str, list[str]]:
 
 
 def designs_present(data: ModelData) -> list[str]:
-    """The designs of :data:`synthesis.base.DESIGNS` present in the data, rct first."""
+    """The designs of :data:`synthesis.base.DESIGNS` present in the data, rct first.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> designs_present(ModelData.from_table(table, ModelSpec("re")))
+    ['rct', 'retrospective']
+    """
     return [d for d in DESIGNS if d in set(data.designs)]
 
 
@@ -227,7 +266,16 @@ def _three_level(data: ModelData, spec: ModelSpec) -> TensorVariable:
 
 def imputation_scales(x: np.ndarray) -> tuple[list[int], np.ndarray]:
     """The covariates with missing values (column indices) and the scales s_j of all columns:
-    the SD of the observed values of an imputed covariate, 1 for a complete one."""
+    the SD of the observed values of an imputed covariate, 1 for a complete one.
+
+    Examples
+    --------
+    The first column has a missing value (its scale is the SD of 1 and 3), the second is complete:
+
+    >>> imputed, scales = imputation_scales(np.array([[1.0, 0.0], [np.nan, 1.0], [3.0, 2.0]]))
+    >>> imputed, np.round(scales, 4).tolist()
+    ([0], [1.4142, 1.0])
+    """
     missing = np.isnan(x)
     imputed = [j for j in range(x.shape[1]) if missing[:, j].any()]
     scales = np.ones(x.shape[1])
@@ -299,6 +347,17 @@ def build_model(data: ModelData, spec: ModelSpec) -> pm.Model:
 
     See the module docstring for the model equations. Raises :class:`ModelError` when the data
     cannot identify the model (e.g. a bias model without randomised studies).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = ModelSpec("bias")
+    >>> model = build_model(ModelData.from_table(table, spec), spec)
+    >>> [v.name for v in model.free_RVs]
+    ['mu', 'tau', 'delta', 'z', 'z_new']
+    >>> [v.name for v in model.observed_RVs]
+    ['y']
     """
     _check(data, spec)
     if uses_marginal_form(data):
@@ -347,7 +406,15 @@ MARGINAL_MIN_STUDIES = 200
 
 
 def uses_marginal_form(data: ModelData) -> bool:
-    """True when ``data`` has at least :data:`MARGINAL_MIN_STUDIES` studies (see there)."""
+    """True when ``data`` has at least :data:`MARGINAL_MIN_STUDIES` studies (see there).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> uses_marginal_form(ModelData.from_table(table, ModelSpec("re")))  # 17 < 200 studies
+    False
+    """
     return data.k >= MARGINAL_MIN_STUDIES
 
 
@@ -413,6 +480,16 @@ def build_marginal_model(data: ModelData, spec: ModelSpec) -> pm.Model:
     then normal given g and y_i (:func:`marginal_study_moments`); the model holds no ``theta``,
     ``z``, ``w_bias``, ``delta_study``, ``e_missing`` or ``x_imputed``. ``theta_new`` is as in
     the latent form.
+
+    Examples
+    --------
+    The bundled 17 studies in the marginal form: no per-study latent variables remain.
+
+    >>> import synthesis as syn
+    >>> spec = ModelSpec("bias")
+    >>> model = build_marginal_model(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec)
+    >>> [v.name for v in model.free_RVs]
+    ['mu', 'tau', 'delta', 'z_new']
     """
     _check(data, spec)
     coords = model_coords(data)
@@ -458,6 +535,20 @@ def marginal_study_moments(
 
         \theta_i \mid g, y_i \sim N\!\left(m_i + B_i (y_i - m_i),\; B_i s_i^2\right),
         \qquad B_i = V_i / (V_i + s_i^2).
+
+    Examples
+    --------
+    One draw (mu = -0.1, tau = 0.2) of the random-effects model: every study's prior mean is mu and
+    its prior variance tau^2 = 0.04.
+
+    >>> import synthesis as syn
+    >>> spec = ModelSpec("re")
+    >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
+    >>> m, v, s2 = marginal_study_moments({"mu": np.array([-0.1]), "tau": np.array([0.2])}, data, spec)
+    >>> m.shape, v.shape, s2.shape
+    ((1, 17), (1, 17), (17,))
+    >>> float(m[0, 0]), round(float(v[0, 0]), 6), bool(np.allclose(s2, data.se**2))
+    (-0.1, 0.04, True)
     """
     nr = np.asarray(data.nonrandomised, dtype=float)[studies]
     s2 = np.asarray(data.se, dtype=float)[studies] ** 2
@@ -493,25 +584,63 @@ def marginal_study_moments(
 
 
 def build_random_effects(data: ModelData, spec: ModelSpec) -> pm.Model:
-    """The random-effects model (``re``): y_i ~ N(mu + tau z_i, se_i^2), z_i ~ N(0, 1)."""
+    """The random-effects model (``re``): y_i ~ N(mu + tau z_i, se_i^2), z_i ~ N(0, 1).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = ModelSpec("re")
+    >>> [v.name for v in build_random_effects(ModelData.from_table(table, spec), spec).free_RVs]
+    ['mu', 'tau', 'z', 'z_new']
+    """
     _require(spec, "re")
     return build_model(data, spec)
 
 
 def build_bias(data: ModelData, spec: ModelSpec) -> pm.Model:
-    """The design-bias model (``bias``) in the variant ``spec.bias_variant``."""
+    """The design-bias model (``bias``) in the variant ``spec.bias_variant``.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = ModelSpec("bias", bias_variant="random")
+    >>> [v.name for v in build_bias(ModelData.from_table(table, spec), spec).free_RVs]
+    ['mu', 'tau', 'delta', 'kappa', 'w_bias', 'z', 'z_new']
+    """
     _require(spec, "bias")
     return build_model(data, spec)
 
 
 def build_metareg(data: ModelData, spec: ModelSpec) -> pm.Model:
-    """The meta-regression (``metareg``) with missing covariates imputed."""
+    """The meta-regression (``metareg``) with missing covariates imputed.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = ModelSpec("metareg", covariates=("year",))
+    >>> table = syn.load_dataset("dnmbc_lrt", covariates=["year"])
+    >>> [v.name for v in build_metareg(ModelData.from_table(table, spec), spec).free_RVs]
+    ['mu', 'tau', 'beta', 'z', 'z_new']
+    """
     _require(spec, "metareg")
     return build_model(data, spec)
 
 
 def build_bias_metareg(data: ModelData, spec: ModelSpec) -> pm.Model:
-    """Bias adjustment and meta-regression together (``bias-metareg``)."""
+    """Bias adjustment and meta-regression together (``bias-metareg``).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = ModelSpec("bias-metareg", covariates=("year",))
+    >>> table = syn.load_dataset("dnmbc_lrt", covariates=["year"])
+    >>> [v.name for v in build_bias_metareg(ModelData.from_table(table, spec), spec).free_RVs]
+    ['mu', 'tau', 'delta', 'beta', 'z', 'z_new']
+    """
     _require(spec, "bias-metareg")
     return build_model(data, spec)
 
@@ -529,7 +658,16 @@ SWAPPABLE_DATA: tuple[str, ...] = ("log_hr", "se", "alpha")
 
 def structural_data(model: pm.Model) -> list[str]:
     """Names of the model's data containers that no refit changes (safe to compile in as
-    constants: measured ~20% less nutpie compile time, see ``benchmarks/bench_bayes.py``)."""
+    constants: measured ~20% less nutpie compile time, see ``benchmarks/bench_bayes.py``).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = ModelSpec("bias")
+    >>> structural_data(build_model(ModelData.from_table(table, spec), spec))
+    ['nonrandomised']
+    """
     return [
         v.name for v in model.data_vars if "_prior_" not in v.name and v.name not in SWAPPABLE_DATA
     ]
@@ -540,7 +678,15 @@ HEADLINE: tuple[str, ...] = ("mu", "tau", "delta", "beta")
 
 
 def reported_parameters(spec: ModelSpec) -> tuple[str, ...]:
-    """Scalar parameters reported for ``spec`` (``delta`` is derived in the three-level model)."""
+    """Scalar parameters reported for ``spec`` (``delta`` is derived in the three-level model).
+
+    Examples
+    --------
+    >>> reported_parameters(ModelSpec("re"))
+    ('mu', 'tau')
+    >>> reported_parameters(ModelSpec("bias", bias_variant="random"))
+    ('mu', 'tau', 'delta', 'kappa')
+    """
     names = ["mu", "tau"]
     if spec.has_bias and spec.bias_variant != "downweight":
         names.append("delta")

@@ -28,7 +28,17 @@ _PLOTTING: list[Callable[[], ModuleType]] = []
 
 
 def register_plotting(loader: Callable[[], ModuleType]) -> None:
-    """Tell fit results where their plot methods find the figures (a loader of the module)."""
+    """Tell fit results where their plot methods find the figures (a loader of the module).
+
+    Examples
+    --------
+    The package registers :mod:`synthesis.plots` on import; registering a loader replaces it:
+
+    >>> import importlib
+    >>> register_plotting(lambda: importlib.import_module("synthesis.plots"))
+    >>> _plotting().__name__
+    'synthesis.plots'
+    """
     _PLOTTING[:] = [loader]
 
 

@@ -197,7 +197,13 @@ class ModelData:
 
 
 def threshold_key(t: float) -> str:
-    """JSON key of a threshold: ``0.8 -> "0.8"``, ``1 -> "1.0"``."""
+    """JSON key of a threshold: ``0.8 -> "0.8"``, ``1 -> "1.0"``.
+
+    Examples
+    --------
+    >>> threshold_key(0.8), threshold_key(1)
+    ('0.8', '1.0')
+    """
     return repr(float(t))
 
 
@@ -215,6 +221,15 @@ def check_seed(seed: int | None, name: str = "seed") -> int | None:
     ------
     InputError
         For anything else (negative, too large, a bool, a float, text).
+
+    Examples
+    --------
+    >>> check_seed(42), check_seed(None)
+    (42, None)
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: seed must be an integer from 0 to 4294967295 (2**32 - 1), got -1
     """
     if seed is None:
         return None
@@ -230,6 +245,15 @@ def check_thresholds(thresholds: Iterable[float], name: str = "thresholds") -> t
     ------
     InputError
         Naming ``name`` and the offending value (0, negative, infinite, NaN or not a number).
+
+    Examples
+    --------
+    >>> check_thresholds([0.8, "1"])
+    (0.8, 1.0)
+    >>> check_thresholds([0])
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: thresholds must be a finite hazard ratio > 0, got 0
     """
     out = []
     for t in thresholds:
