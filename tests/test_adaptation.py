@@ -3,11 +3,14 @@ diagnostics (same compiled model), and the result says so."""
 
 from __future__ import annotations
 
+import pytest
+
 import synthesis.models.pymc_fit as pf
 from synthesis.datasets import load_dataset
 from synthesis.models.spec import ModelData, ModelSpec
 
 
+@pytest.mark.slow
 def test_auto_adaptation_falls_back_to_diag(monkeypatch):
     used = []
     original = pf.CompiledModel.sample
