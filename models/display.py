@@ -40,15 +40,16 @@ PARAMETER_LABELS: dict[str, str] = {
 }
 
 
-def fmt(x: float | None, digits: int = 3) -> str:
-    """A number with ``digits`` decimals, ``"NA"`` for ``None``, NaN and infinities.
+def fmt(x: float | None, digits: int = 3, *, missing: str = "NA") -> str:
+    """A number with ``digits`` decimals, ``missing`` for ``None``, NaN and infinities (the one
+    number format of printed results and of the report).
 
     Examples
     --------
-    >>> fmt(1.23456), fmt(1234.5, 0), fmt(None)
-    ('1.235', '1234', 'NA')
+    >>> fmt(1.23456), fmt(1234.5, 0), fmt(None), fmt(float("inf"), missing="n/a")
+    ('1.235', '1234', 'NA', 'n/a')
     """
-    return "NA" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+    return missing if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 def ratio_text(r: RatioSummary) -> str:

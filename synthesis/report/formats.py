@@ -7,11 +7,11 @@ computes a statistic.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, Any
 
 from synthesis.base import INTERVAL_LABEL, PARAMETER_SYMBOLS
+from synthesis.models.display import fmt
 
 if TYPE_CHECKING:
     from synthesis.models.results import FitResult
@@ -41,14 +41,12 @@ def num(x: Any, digits: int = 2) -> str:
     ('0.69', 'n/a', 'n/a', '1.235')
     """
     if x is None:
-        return "n/a"
+        return fmt(None, missing="n/a")
     try:
         value = float(x)
     except (TypeError, ValueError):
         return str(x)
-    if not math.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}f}"
+    return fmt(value, digits, missing="n/a")
 
 
 def interval(median: Any, lower: Any, upper: Any) -> str:
