@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
 
 import pytest
@@ -68,12 +69,25 @@ def test_sweep_refuses_an_unknown_engine(table, monkeypatch):
         run_sweep(data, spec, tau_priors=split_specs("halfnormal(0.5)", [], "tau"), engine="exakt", progress=False)
 
 
-def test_progress_bar_advances_as_jobs_finish(monkeypatch):
-    """The bar moves when the first job finishes, not after the last one (it used to wrap a
-    finished ``list(pool.map(...))``)."""
-    sweep = importlib.import_module("synthesis.sweeps")  # the package exports a function of that name
+def _wait_for_flag(flag: str) -> bool:
+    """Job for the progress test: "" returns at once; a path waits (up to 30 s) for that file,
+    which the parent's progress bar creates when it counts the first finished job."""
+    if not flag:
+        return False
+    for _ in range(3000):
+        if os.path.exists(flag):
+            return True
+        time.sleep(0.01)
+    return False
 
-    updates: list[float] = []
+
+def test_progress_bar_advances_as_jobs_finish(monkeypatch, tmp_path):
+    """The bar moves when the first job finishes, not after the last one (it used to wrap a
+    finished ``list(pool.map(...))``): the slow job finishes only after it sees the file the
+    bar writes on its first update, so it returns True only if the bar advanced mid-run."""
+    sweep = importlib.import_module("synthesis.sweeps")
+    flag = tmp_path / "first-update"
+    updates: list[int] = []
 
     class Bar:
         def __enter__(self):
@@ -83,15 +97,12 @@ def test_progress_bar_advances_as_jobs_finish(monkeypatch):
             return False
 
         def update(self, n: int = 1) -> None:
-            updates.append(time.perf_counter())
+            updates.append(n)
+            flag.touch()
 
     monkeypatch.setattr(sweep, "_progress_bar", lambda total, show, desc: Bar())
-    start = time.perf_counter()
-    results = sweep.run_parallel(time.sleep, [0.0, 2.0], workers=2, scheduler=None, show=True, desc="test")
-    end = time.perf_counter()
-    assert results == [None, None] and len(updates) == 2
-    assert updates[0] < end - 1.0  # the quick job was counted while the slow one still ran
-    assert updates[1] - start >= 2.0
+    results = sweep.run_parallel(_wait_for_flag, ["", str(flag)], workers=2, scheduler=None, show=True, desc="test")
+    assert results == [False, True] and updates == [1, 1]
 
 
 def test_sweep_rows_equal_single_exact_fits(table):
