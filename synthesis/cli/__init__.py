@@ -24,7 +24,17 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from synthesis.cli import fit, frequentist, report, sweep, validate
+    from synthesis.cli import (
+        average,
+        compare,
+        fit,
+        frequentist,
+        psense,
+        report,
+        sweep,
+        tipping,
+        validate,
+    )
 
     parser = argparse.ArgumentParser(
         prog="synthesis",
@@ -43,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_parser(sub)
     sweep.add_parser(sub)
     report.add_parsers(sub)
+    average.add_parser(sub)
+    compare.add_parser(sub)
+    tipping.add_parser(sub)
+    psense.add_parser(sub)
     return parser
 
 

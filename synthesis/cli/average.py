@@ -1,0 +1,16 @@
+"""``synthesis average``: placeholder registered while issue #11 is built (being implemented in this session)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("average", help="(in development)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("synthesis average: not available yet", file=sys.stderr)
+    return 2
