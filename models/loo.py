@@ -1,0 +1,700 @@
+r"""Leave-one-study-out cross-validation, stacking of the bias variants, the stacked HR.
+
+The quantity every model here is scored by is the expected log pointwise predictive density of
+a left-out study (Vehtari, Gelman & Gabry 2017, Stat Comput 27:1413-1432,
+doi:10.1007/s11222-016-9696-4),
+
+.. math::
+
+    \mathrm{elpd}_{loo} = \sum_i \log p(y_i \mid y_{-i}), \qquad
+    p(y_i \mid y_{-i}) = \int N\!\left(y_i;\; m_i(g),\; s_i^2 + V_i(g)\right)\, p(g \mid y_{-i})\, dg,
+
+where g are the global parameters and m_i, V_i the mean and variance of study i's true effect
+given g: the study's own effect (and any of its missing covariate values) is integrated out,
+because leaving a study out leaves its random effect out too ("integrated LOO").
+
+Two estimators:
+
+* :func:`psis_loo` — Pareto-smoothed importance sampling (``arviz_stats.loo``) on the draws of a
+  PyMC fit that stored the integrated pointwise log-likelihood
+  (``fit_pymc(..., log_likelihood=True)``, see
+  :func:`synthesis.models.pymc_fit.integrated_log_likelihood`). Each study gets a Pareto
+  shape k; above ``good_k = min(1 - 1/log10(S), 0.7)`` (S draws) the estimate for that study is
+  unreliable (Vehtari et al. 2024, JMLR 25(72)).
+* :func:`exact_loo` — for the models of the exact engine (``re``, ``bias`` additive and
+  downweight, meta-regressions without missing values): k refits without study i, each exact
+  (:func:`synthesis.models.exact.exact_posterior`), and ``p(y_i | y_-i)`` the normal mixture
+  ``sum_g w_g N(y_i; x_i' b_g, x_i' C_g x_i + tau_g^2 + s_i^2)`` over the refit's tau grid,
+  evaluated in closed form. It is exact up to the quadrature (no Monte Carlo error) and checks
+  PSIS-LOO.
+
+Stacking (Yao, Vehtari, Simpson & Gelman 2018, Bayesian Analysis 13(3):917-1007,
+doi:10.1214/17-BA1091) chooses the weights w on the simplex that maximise
+``sum_i log sum_m w_m exp(elpd_{i,m})`` (``arviz_stats.compare(method="stacking")``); the stacked
+posterior of the HR is the mixture ``sum_m w_m p_m(HR | y)``, so ``P(HR < T) = sum_m w_m
+P_m(HR < T)`` and its quantiles solve ``sum_m w_m F_m(x) = p`` (:func:`stacked_ratio`).
+:func:`compare_variants` fits the bias variants and puts all of this together.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy.special import logsumexp
+
+from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
+from synthesis.errors import InputError, ModelError
+from synthesis.models.results import FitResult, RatioSummary
+from synthesis.models.spec import (
+    BIAS_VARIANTS,
+    ModelData,
+    ModelSpec,
+    StudySource,
+    check_thresholds,
+    threshold_key,
+)
+
+#: Pareto k above which a PSIS-LOO estimate is unreliable whatever the number of draws
+#: (Vehtari et al. 2024); ``arviz_stats`` lowers it to ``1 - 1/log10(S)`` for S < 2,200 draws.
+HIGH_PARETO_K = 0.7
+#: :func:`exact_loo` refits the model k times, each O(k): above this many studies it refuses
+#: (use PSIS-LOO from a PyMC fit).
+EXACT_LOO_MAX_STUDIES = 2000
+#: Bisection steps of :func:`stacked_ratio`'s quantiles (the bracket shrinks by 2^-100).
+_BISECTION_STEPS = 100
+_LOWER = (1.0 - INTERVAL_PROB) / 2.0
+_UPPER = 1.0 - _LOWER
+_NORM_CONST = 0.5 * math.log(2.0 * math.pi)
+
+
+# --------------------------------------------------------------------------------------------
+# One model's LOO
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LooResult:
+    """Leave-one-study-out estimate of one model.
+
+    ``method`` is ``"psis"`` (importance sampling from the posterior draws, with a Pareto k per
+    study) or ``"exact"`` (k exact refits; no Pareto k). ``elpd = sum(elpd_i)``,
+    ``se = sqrt(k var(elpd_i))``, ``p_loo = lppd - elpd`` (effective number of parameters).
+    """
+
+    method: str
+    studies: tuple[str, ...]
+    elpd_i: np.ndarray
+    p_loo: float
+    pareto_k: np.ndarray | None = None
+    good_k: float | None = None
+    n_samples: int = 0
+
+    @property
+    def k(self) -> int:
+        return int(self.elpd_i.size)
+
+    @property
+    def elpd(self) -> float:
+        return float(np.sum(self.elpd_i))
+
+    @property
+    def se(self) -> float:
+        return float(math.sqrt(self.k * np.var(self.elpd_i))) if self.k > 1 else math.nan
+
+    @property
+    def pareto_k_max(self) -> float | None:
+        return None if self.pareto_k is None else float(np.max(self.pareto_k))
+
+    @property
+    def high_k_threshold(self) -> float:
+        """The threshold k is compared with: arviz-stats' ``good_k`` (<= 0.7)."""
+        return HIGH_PARETO_K if self.good_k is None else min(float(self.good_k), HIGH_PARETO_K)
+
+    @property
+    def high_k_studies(self) -> tuple[str, ...]:
+        """Studies whose Pareto k exceeds :attr:`high_k_threshold` (none for exact LOO)."""
+        if self.pareto_k is None:
+            return ()
+        return tuple(s for s, kk in zip(self.studies, self.pareto_k, strict=True) if kk > self.high_k_threshold)
+
+    @property
+    def n_high_k(self) -> int | None:
+        return None if self.pareto_k is None else len(self.high_k_studies)
+
+    def flag(self) -> str:
+        """The Pareto k diagnostic in plain words ('' when every k is fine or LOO is exact)."""
+        n = self.n_high_k
+        if not n:
+            return ""
+        return (
+            f"{n} of {self.k} studies have Pareto k > {self.high_k_threshold:.2f} "
+            f"(max {self.pareto_k_max:.2f}): the importance-sampling estimate is unreliable for "
+            f"{'it' if n == 1 else 'them'} ({', '.join(self.high_k_studies[:5])}"
+            f"{', ...' if n > 5 else ''}); draw more, or use exact LOO where the model allows it"
+        )
+
+    def to_elpd_data(self) -> Any:
+        """The ``arviz_stats`` container (``ELPDDataLOO``) that ``arviz_stats.compare`` reads."""
+        from arviz_stats.utils import ELPDDataLOO
+
+        coords = {"study": list(self.studies)}
+        k_da = None if self.pareto_k is None else xr.DataArray(self.pareto_k, dims="study", coords=coords)
+        return ELPDDataLOO(
+            elpd=self.elpd,
+            se=self.se,
+            p=self.p_loo,
+            n_samples=self.n_samples,
+            n_data_points=self.k,
+            scale="log",
+            warning=bool(self.n_high_k),
+            good_k=self.good_k,
+            elpd_i=xr.DataArray(self.elpd_i, dims="study", coords=coords),
+            pareto_k=k_da,
+        )
+
+
+def psis_loo(fit: FitResult | xr.DataTree) -> LooResult:
+    """PSIS-LOO of a PyMC fit from its ``log_likelihood`` group (``arviz_stats.loo``).
+
+    The fit must have been made with ``fit_pymc(..., log_likelihood=True)``, whose pointwise
+    log-likelihood integrates each study's effect out
+    (:func:`synthesis.models.pymc_fit.integrated_log_likelihood`; with the conditional
+    likelihood given theta_i nearly every Pareto k exceeds 0.7). Returns elpd_loo, its SE,
+    p_loo, the pointwise elpd and Pareto k, and ``good_k``, arviz-stats' threshold for the
+    number of draws S, ``min(1 - 1/log10(S), 0.7)``.
+
+    Examples
+    --------
+    Made-up log-likelihood draws (1 chain x 2000, 3 studies; no sampling) that barely vary:
+    every Pareto k is small and elpd_i is close to the log-likelihood itself.
+
+    >>> rng = np.random.default_rng(1)
+    >>> ll = xr.DataArray(rng.normal(-1.0, 0.01, (1, 2000, 3)), dims=("chain", "draw", "study"))
+    >>> dt = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("chain", "draw"), np.zeros((1, 2000)))}),
+    ...                             "log_likelihood": xr.Dataset({"y": ll})})
+    >>> res = psis_loo(dt)
+    >>> res.method, round(res.elpd, 2), round(res.p_loo, 2), res.n_high_k
+    ('psis', -3.0, 0.0, 0)
+    """
+    import arviz_stats as azs
+
+    dt = fit.posterior if isinstance(fit, FitResult) else fit
+    if dt is None or "log_likelihood" not in dt.children:
+        raise ModelError(
+            "PSIS-LOO needs the pointwise log-likelihood: fit with fit_pymc(..., log_likelihood=True)"
+        )
+    with warnings.catch_warnings():
+        # arviz-stats warns about high Pareto k; LooResult.flag() says it in words instead.
+        warnings.simplefilter("ignore", UserWarning)
+        res = azs.loo(dt, pointwise=True, var_name="y")
+    studies = tuple(str(s) for s in res.elpd_i.coords["study"].values) if "study" in res.elpd_i.coords else ()
+    return LooResult(
+        method="psis",
+        studies=studies or tuple(str(i) for i in range(res.elpd_i.size)),
+        elpd_i=np.asarray(res.elpd_i.values, dtype=float).reshape(-1),
+        p_loo=float(res.p),
+        pareto_k=np.asarray(res.pareto_k.values, dtype=float).reshape(-1),
+        good_k=float(res.good_k),
+        n_samples=int(res.n_samples),
+    )
+
+
+def within_variance(data: ModelData, spec: ModelSpec) -> np.ndarray:
+    """s_i^2: se_i^2, or se_i^2 / alpha for a non-randomised study under ``downweight``.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> spec = ModelSpec("bias", bias_variant="downweight", alpha=0.5)
+    >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
+    >>> s2 = within_variance(data, spec)
+    >>> bool(np.allclose(s2[data.nonrandomised], 2 * data.se[data.nonrandomised] ** 2))
+    True
+    """
+    s2 = np.asarray(data.se, dtype=float) ** 2
+    if spec.has_bias and spec.bias_variant == "downweight":
+        nr = np.asarray(data.nonrandomised, dtype=bool)
+        s2 = np.where(nr, s2 / float(spec.alpha), s2)
+    return s2
+
+
+def _leave_out(data: ModelData, i: int) -> ModelData:
+    """``data`` without study i; covariate centres kept (the same parameterisation of mu)."""
+    keep = np.arange(data.k) != i
+    return replace(
+        data,
+        studies=tuple(s for j, s in enumerate(data.studies) if j != i),
+        y=np.asarray(data.y)[keep],
+        se=np.asarray(data.se)[keep],
+        nonrandomised=np.asarray(data.nonrandomised)[keep],
+        designs=tuple(d for j, d in enumerate(data.designs) if j != i),
+        x=np.asarray(data.x)[keep],
+    )
+
+
+def _log_predictive(post: Any, data: ModelData, spec: ModelSpec, i: int, s2_i: float) -> float:
+    """log p(y_i | posterior ``post``) = log sum_g w_g N(y_i; x_i'b_g, x_i'C_g x_i + tau_g^2 + s_i^2),
+    from the public mixture :meth:`ExactPosterior.linear` (``predictive=True`` adds tau_g^2)."""
+    values = {c: float(data.x[i, j]) for j, c in enumerate(data.covariates)}
+    row = post.at(values) if values else post.contrast("mu")
+    if spec.has_bias and spec.bias_variant == "additive" and bool(data.nonrandomised[i]):
+        row = row + post.contrast("delta")
+    mix = post.linear(row, predictive=True)
+    var = mix.sds**2 + s2_i
+    y = float(data.y[i])
+    with np.errstate(divide="ignore"):
+        terms = np.log(mix.weights) - _NORM_CONST - 0.5 * np.log(var) - 0.5 * (y - mix.means) ** 2 / var
+    return float(logsumexp(terms))
+
+
+def exact_loo(data: ModelData | StudySource, spec: ModelSpec, *, n_grid: int | None = None) -> LooResult:
+    r"""Exact leave-one-study-out predictive densities of a model of the exact engine.
+
+    For each study i the model is refitted to the other k - 1 studies by the exact engine
+    (:func:`synthesis.models.exact.exact_posterior`; the covariate centres of the full data are
+    kept, so mu and its prior mean the same thing in every refit), and
+
+    .. math::
+
+        \log p(y_i \mid y_{-i}) = \log \sum_g w_g\,
+            N\!\left(y_i;\; x_i^\top \hat b_g,\; x_i^\top C_g x_i + \tau_g^2 + s_i^2\right)
+
+    over the refit's tau grid (weights w_g, conditional mean and covariance of the coefficients
+    b at tau_g), with x_i study i's design row and s_i^2 its within-study variance
+    (:func:`within_variance`). ``p_loo = lppd - elpd_loo`` with ``lppd`` the same mixture
+    under the full-data posterior. There is no Monte Carlo error; the quadrature error is
+    that of the exact engine (< 1e-6 relative).
+
+    Raises :class:`ModelError` for models the exact engine cannot fit (the reason) and above
+    :data:`EXACT_LOO_MAX_STUDIES` studies.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> spec = ModelSpec("bias")
+    >>> res = exact_loo(syn.load_dataset("dnmbc_lrt"), spec)
+    >>> res.method, res.k, res.pareto_k is None
+    ('exact', 17, True)
+    >>> round(res.elpd, 2), round(res.p_loo, 2)
+    (5.39, 2.83)
+    """
+    from synthesis.models.exact import DEFAULT_GRID, exact_posterior, exact_unsupported_reason
+
+    if not isinstance(data, ModelData):
+        data = ModelData.from_table(data, spec)
+    reason = exact_unsupported_reason(spec, data)
+    if reason is not None:
+        raise ModelError(f"exact LOO: {reason}", parameter="engine")
+    if data.k > EXACT_LOO_MAX_STUDIES:
+        raise ModelError(
+            f"exact LOO refits the model once per study: {data.k} studies is more than "
+            f"{EXACT_LOO_MAX_STUDIES}; use PSIS-LOO from a PyMC fit (engine='pymc')",
+            parameter="engine",
+        )
+    if data.k < 2:
+        raise ModelError("leave-one-out needs at least 2 studies")
+    grid = DEFAULT_GRID if n_grid is None else int(n_grid)
+    s2 = within_variance(data, spec)
+    full = exact_posterior(data, spec, n_grid=grid)
+    lppd_i = np.array([_log_predictive(full, data, spec, i, s2[i]) for i in range(data.k)])
+    elpd_i = np.empty(data.k)
+    for i in range(data.k):
+        post = exact_posterior(_leave_out(data, i), spec, n_grid=grid)
+        elpd_i[i] = _log_predictive(post, data, spec, i, s2[i])
+    return LooResult(
+        method="exact",
+        studies=tuple(data.studies),
+        elpd_i=elpd_i,
+        p_loo=float(np.sum(lppd_i) - np.sum(elpd_i)),
+        n_samples=int(full.tau.size),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing models: elpd differences and stacking weights
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LooComparison:
+    """One model's row of :func:`compare_loo`: elpd difference to the best model (<= 0), its
+    SE (from the pointwise differences) and the stacking weight."""
+
+    elpd_diff: float
+    dse: float
+    weight: float
+
+
+def compare_loo(results: Mapping[str, LooResult]) -> dict[str, LooComparison]:
+    """Differences to the best model and stacking weights (``arviz_stats.compare``,
+    ``method="stacking"``; Yao et al. 2018, doi:10.1214/17-BA1091).
+
+    ``dse = sqrt(k var(elpd_i,m - elpd_i,best))``. The weights maximise
+    ``sum_i log sum_m w_m exp(elpd_i,m)`` over the simplex.
+
+    Examples
+    --------
+    >>> a = LooResult("exact", ("s1", "s2"), np.array([-1.0, -1.0]), 1.0)
+    >>> b = LooResult("exact", ("s1", "s2"), np.array([-1.5, -0.8]), 1.0)
+    >>> out = compare_loo({"a": a, "b": b})
+    >>> round(out["a"].elpd_diff, 6), round(out["b"].elpd_diff, 6), round(out["b"].dse, 6)  # sqrt(2 var(-0.5, 0.2))
+    (0.0, -0.3, 0.494975)
+    >>> round(out["a"].weight + out["b"].weight, 6)
+    1.0
+    """
+    import arviz_stats as azs
+
+    names = list(results)
+    if len(names) == 1:
+        return {names[0]: LooComparison(0.0, 0.0, 1.0)}
+    studies = {r.studies for r in results.values()}
+    if len(studies) > 1:
+        raise ModelError("the models were cross-validated on different studies; compare needs the same studies")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        table = azs.compare({n: r.to_elpd_data() for n, r in results.items()}, method="stacking", round_to="none")
+    weights = np.clip(np.asarray([float(table.loc[n, "weight"]) for n in names]), 0.0, None)
+    weights = weights / weights.sum()
+    return {
+        n: LooComparison(float(table.loc[n, "elpd_diff"]), float(table.loc[n, "dse"]), float(w))
+        for n, w in zip(names, weights, strict=True)
+    }
+
+
+def stacking_weights(elpd_i: np.ndarray) -> np.ndarray:
+    """Stacking weights of M models from their pointwise elpd (an (n, M) array), by
+    ``arviz_stats.compare(method="stacking")`` (see :func:`compare_loo`).
+
+    Examples
+    --------
+    Two models, each better on half of the points, symmetric: equal weights.
+
+    >>> w = stacking_weights(np.array([[-1.0, -2.0], [-2.0, -1.0]]))
+    >>> np.round(w, 4).tolist()
+    [0.5, 0.5]
+    """
+    e = np.asarray(elpd_i, dtype=float)
+    if e.ndim != 2:
+        raise InputError(f"elpd_i must be an (n, M) array, got shape {e.shape}")
+    studies = tuple(f"i{j}" for j in range(e.shape[0]))
+    res = {f"m{m}": LooResult("exact", studies, e[:, m], 0.0) for m in range(e.shape[1])}
+    out = compare_loo(res)
+    return np.array([out[f"m{m}"].weight for m in range(e.shape[1])])
+
+
+# --------------------------------------------------------------------------------------------
+# The stacked posterior of the HR
+# --------------------------------------------------------------------------------------------
+def _log_hr_cdf(fit: FitResult) -> Callable[[float], float]:
+    """The posterior CDF of mu (log HR of a randomised comparison) of one fit: the exact
+    engine's normal mixture, or the empirical CDF of the PyMC draws."""
+    post = getattr(fit, "exact_posterior", None)
+    if post is not None:
+        mix = post.linear(post.contrast("mu"))
+        return lambda x: float(mix.cdf(x))
+    if fit.posterior is None or "mu" not in fit.posterior.posterior:
+        raise ModelError(f"the {fit.engine} fit holds no posterior of mu to stack")
+    draws = np.sort(np.asarray(fit.posterior.posterior["mu"].values, dtype=float).reshape(-1))
+    return lambda x: float(np.searchsorted(draws, x, side="right")) / draws.size
+
+
+def _mixture_quantile(cdfs: Sequence[Callable[[float], float]], weights: np.ndarray, p: float, lo: float, hi: float) -> float:
+    """inf{x : sum_m w_m F_m(x) >= p} by bisection from a bracket widened until it holds p."""
+
+    def cdf(x: float) -> float:
+        return float(sum(w * f(x) for w, f in zip(weights, cdfs, strict=True) if w > 0))
+
+    width = max(hi - lo, 1.0)
+    while cdf(lo) >= p:
+        lo -= width
+        width *= 2.0
+    width = max(hi - lo, 1.0)
+    while cdf(hi) < p:
+        hi += width
+        width *= 2.0
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        if cdf(mid) >= p:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+            break
+    return hi
+
+
+def stacked_ratio(
+    fits: Sequence[FitResult], weights: Sequence[float], thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+) -> RatioSummary:
+    r"""The HR of a randomised comparison under the stacked posterior ``sum_m w_m p_m(mu | y)``.
+
+    ``P(HR < T) = sum_m w_m P_m(HR < T)`` (each fit's own probability); the median and the
+    equal-tailed 95% interval are the quantiles of the mixture, solved by bisection on
+    ``sum_m w_m F_m(log HR)`` with F_m the exact engine's mixture CDF or the empirical CDF of a
+    PyMC fit's draws (quantile = the smallest x with CDF >= p).
+
+    Examples
+    --------
+    Two exact fits stacked half and half: P(HR < 1) is the average of theirs.
+
+    >>> import synthesis as syn
+    >>> from synthesis.models.exact import fit_exact
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> specs = [ModelSpec("bias"), ModelSpec("bias", bias_variant="downweight")]
+    >>> fits = [fit_exact(ModelData.from_table(table, s), s) for s in specs]
+    >>> r = stacked_ratio(fits, [0.5, 0.5], thresholds=[1.0])
+    >>> bool(np.isclose(r.p_below["1.0"], (fits[0].p_hr_below["1.0"] + fits[1].p_hr_below["1.0"]) / 2))
+    True
+    >>> bool(min(f.hr.median for f in fits) <= r.median <= max(f.hr.median for f in fits))
+    True
+    """
+    w = np.asarray(weights, dtype=float)
+    if len(fits) == 0 or w.shape != (len(fits),) or np.any(w < 0) or not np.isclose(w.sum(), 1.0):
+        raise InputError("stacking needs one non-negative weight per fit, summing to 1")
+    thresholds = check_thresholds(thresholds)
+    cdfs = [_log_hr_cdf(f) for f in fits]
+    lo = min(math.log(f.hr.q025) for f in fits)
+    hi = max(math.log(f.hr.q975) for f in fits)
+    q = [_mixture_quantile(cdfs, w, p, lo, hi) for p in (0.5, _LOWER, _UPPER)]
+    p_below = {}
+    for t in thresholds:
+        key = threshold_key(t)
+        probs = [f.p_hr_below.get(key) for f in fits]
+        if any(p is None for p in probs):  # a threshold the fits were not summarised at
+            probs = [cdf(math.log(t)) for cdf in cdfs]
+        p_below[key] = float(np.dot(w, probs))
+    return RatioSummary(median=math.exp(q[0]), q025=math.exp(q[1]), q975=math.exp(q[2]), p_below=p_below)
+
+
+# --------------------------------------------------------------------------------------------
+# The bias variants compared
+# --------------------------------------------------------------------------------------------
+@dataclass
+class VariantFit:
+    """One bias variant of :func:`compare_variants`: its fit, its LOO and its comparison row."""
+
+    variant: str
+    fit: FitResult
+    loo: LooResult
+    comparison: LooComparison
+    exact_check: LooResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def converged(self) -> bool:
+        d = self.fit.diagnostics
+        return d is None or d.converged
+
+
+@dataclass
+class VariantComparison:
+    """The bias variants' LOO table, stacking weights and stacked HR (``synthesis compare``)."""
+
+    engine: str
+    spec: ModelSpec
+    variants: list[VariantFit]
+    stacked: RatioSummary
+    thresholds: tuple[float, ...]
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def converged(self) -> bool:
+        return all(v.converged for v in self.variants)
+
+    def warnings(self) -> list[str]:
+        """Non-convergence and high Pareto k, one sentence each."""
+        out = []
+        for v in self.variants:
+            if not v.converged:
+                out.append(
+                    f"{v.variant}: the sampler did not converge - do not use its numbers as they are: "
+                    + "; ".join(v.fit.diagnostics.messages)
+                )
+            if v.loo.flag():
+                out.append(f"{v.variant}: {v.loo.flag()}")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``synthesis compare --json`` document."""
+        models = []
+        for v in self.variants:
+            row: dict[str, Any] = {
+                "bias_variant": v.variant,
+                "engine": v.fit.engine,
+                "loo_method": v.loo.method,
+                "elpd_loo": v.loo.elpd,
+                "se": v.loo.se,
+                "p_loo": v.loo.p_loo,
+                "elpd_diff": v.comparison.elpd_diff,
+                "dse": v.comparison.dse,
+                "weight": v.comparison.weight,
+                "pareto_k_max": v.loo.pareto_k_max,
+                "n_high_k": v.loo.n_high_k,
+                "good_k": v.loo.good_k,
+                "hr_median": v.fit.hr.median,
+                "hr_q025": v.fit.hr.q025,
+                "hr_q975": v.fit.hr.q975,
+                "p_hr_below": dict(v.fit.p_hr_below),
+                "converged": v.converged,
+            }
+            if v.exact_check is not None:
+                row["elpd_loo_exact"] = v.exact_check.elpd
+            if v.notes:
+                row["notes"] = list(v.notes)
+            models.append(row)
+        return {
+            "engine": self.engine,
+            "model": self.spec.model,
+            "k": self.variants[0].loo.k if self.variants else 0,
+            "priors": self.spec.priors.labels(self.spec.parameters),
+            "models": models,
+            "stacked": {
+                "hr_median": self.stacked.median,
+                "hr_q025": self.stacked.q025,
+                "hr_q975": self.stacked.q975,
+                "p_hr_below": dict(self.stacked.p_below or {}),
+            },
+            "converged": self.converged,
+            "warnings": self.warnings(),
+            "notes": list(self.notes),
+        }
+
+    def __str__(self) -> str:
+        from synthesis.models.display import fmt
+
+        header = ["variant", "engine", "LOO", "elpd_loo", "SE", "p_loo", "diff", "SE(diff)", "weight", "max k", "high k", "HR (95% CrI)"]
+        rows = []
+        for v in self.variants:
+            k_max = "-" if v.loo.pareto_k_max is None else f"{v.loo.pareto_k_max:.2f}"
+            n_high = "-" if v.loo.n_high_k is None else str(v.loo.n_high_k)
+            flag = "" if v.converged else " NOT CONVERGED"
+            rows.append([
+                v.variant + flag, v.fit.engine, v.loo.method, f"{v.loo.elpd:.2f}", f"{v.loo.se:.2f}",
+                f"{v.loo.p_loo:.2f}", f"{v.comparison.elpd_diff:.2f}", f"{v.comparison.dse:.2f}",
+                f"{v.comparison.weight:.3f}", k_max, n_high,
+                f"{fmt(v.fit.hr.median, 2)} ({fmt(v.fit.hr.q025, 2)}-{fmt(v.fit.hr.q975, 2)})",
+            ])
+        s = self.stacked
+        rows.append(["stacked", "", "", "", "", "", "", "", "1.000", "", "", f"{fmt(s.median, 2)} ({fmt(s.q025, 2)}-{fmt(s.q975, 2)})"])
+        widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+        lines = [
+            f"Bias variants of model {self.spec.model!r} compared by leave-one-study-out "
+            f"cross-validation ({self.source}, k = {self.variants[0].loo.k})",
+            "elpd_loo: sum of log p(y_i | other studies), study effects integrated out; diff: to the best "
+            "variant; weight: stacking (Yao et al. 2018); HR: posterior median (95% equal-tailed CrI) "
+            "of a randomised comparison",
+            "",
+            "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+        ]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        keys = list((s.p_below or {}).keys())
+        lines.append("")
+        lines.append("P(HR < T)  " + "  ".join(f"T={k}".rjust(8) for k in keys))
+        for v in self.variants:
+            lines.append(f"{v.variant:<11}" + "".join(f"{fmt(v.fit.p_hr_below.get(k), 3):>10}" for k in keys))
+        lines.append(f"{'stacked':<11}" + "".join(f"{fmt((s.p_below or {})[k], 3):>10}" for k in keys))
+        for v in self.variants:
+            if v.exact_check is not None:
+                lines.append(
+                    f"check: {v.variant} exact LOO elpd {v.exact_check.elpd:.2f} vs PSIS-LOO {v.loo.elpd:.2f}"
+                )
+        for w in self.warnings():
+            lines.append(f"WARNING: {w}")
+        for n in self.notes:
+            lines.append(f"note: {n}")
+        return "\n".join(lines)
+
+
+def compare_variants(
+    table: StudySource,
+    spec: ModelSpec,
+    *,
+    variants: Sequence[str] = BIAS_VARIANTS,
+    engine: str = "pymc",
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    chains: int = 4,
+    draws: int = 2000,
+    tune: int = 1000,
+    seed: int | None = None,
+    exact_check: bool = True,
+) -> VariantComparison:
+    """Fit each bias variant of ``spec`` (a ``bias`` or ``bias-metareg`` model), cross-validate
+    it, weight the variants by stacking and summarise the stacked HR.
+
+    ``engine="exact"``: variants the exact engine can fit (additive, downweight) are fitted
+    exactly and scored by :func:`exact_loo`; the others (random, three-level: a second
+    variance parameter) are sampled with PyMC and scored by PSIS-LOO, with a note saying so.
+    ``engine="pymc"``: every variant is sampled (``fit_pymc(..., log_likelihood=True)``) and
+    scored by :func:`psis_loo`; with ``exact_check`` the variants the exact engine supports are
+    also scored by :func:`exact_loo` (``elpd_loo_exact``), which checks PSIS-LOO.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> res = compare_variants(table, ModelSpec("bias"), variants=["additive", "downweight"], engine="exact")
+    >>> [v.variant for v in res.variants], round(sum(v.comparison.weight for v in res.variants), 6)
+    (['additive', 'downweight'], 1.0)
+    """
+    from synthesis.models.exact import exact_unsupported_reason, fit_exact
+    from synthesis.models.fit import ENGINES
+
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", parameter="engine")
+    if not spec.has_bias:
+        raise InputError(
+            f"compare weighs the bias variants of the bias models (bias, bias-metareg); model is {spec.model!r}",
+            parameter="model",
+        )
+    variants = list(dict.fromkeys(variants))
+    unknown = [v for v in variants if v not in BIAS_VARIANTS]
+    if unknown or not variants:
+        raise InputError(
+            f"bias variants must be among {', '.join(BIAS_VARIANTS)}; got {', '.join(unknown) or 'none'}",
+            parameter="bias_variants",
+        )
+    thresholds = check_thresholds(thresholds)
+    fitted: list[tuple[str, FitResult, LooResult, LooResult | None, list[str]]] = []
+    notes: list[str] = []
+    source = ""
+    for variant in variants:
+        s = replace(spec, bias_variant=variant)
+        data = ModelData.from_table(table, s)
+        source = data.source
+        reason = exact_unsupported_reason(s, data)
+        exact_ok = reason is None and data.k <= EXACT_LOO_MAX_STUDIES
+        v_notes: list[str] = []
+        if engine == "exact" and exact_ok:
+            fit = fit_exact(data, s, thresholds=thresholds)
+            loo = exact_loo(data, s)
+            check = None
+        else:
+            from synthesis.models.pymc_fit import fit_pymc
+
+            if engine == "exact":
+                why = reason or f"exact LOO is limited to {EXACT_LOO_MAX_STUDIES} studies"
+                v_notes.append(f"not computable exactly ({why.split(':')[0]}): sampled with PyMC, scored by PSIS-LOO")
+            fit = fit_pymc(
+                data, s, thresholds=thresholds, chains=chains, draws=draws, tune=tune, seed=seed,
+                log_likelihood=True,
+            )
+            loo = psis_loo(fit)
+            check = exact_loo(data, s) if exact_check and exact_ok else None
+        fitted.append((variant, fit, loo, check, v_notes))
+    comparison = compare_loo({v: loo for v, _, loo, _, _ in fitted})
+    weights = [comparison[v].weight for v, *_ in fitted]
+    stacked = stacked_ratio([f for _, f, *_ in fitted], weights, thresholds)
+    if len({loo.method for _, _, loo, _, _ in fitted}) > 1:
+        notes.append("exact and PSIS-LOO estimates are compared side by side (both estimate the same elpd_loo)")
+    return VariantComparison(
+        engine=engine,
+        spec=spec,
+        variants=[VariantFit(v, f, loo, comparison[v], check, n) for v, f, loo, check, n in fitted],
+        stacked=stacked,
+        thresholds=thresholds,
+        source=source,
+        notes=notes,
+    )
