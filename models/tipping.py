@@ -162,6 +162,12 @@ def _check_data(data: ModelData) -> None:
 
 
 def _check_priors(priors: PriorConfig, data: ModelData) -> None:
+    if not priors.mu.is_normal:
+        raise ModelError(
+            f"a tipping-point analysis is computed exactly and needs a normal prior on mu; got "
+            f"{priors.mu.label} (give normal(m, s))",
+            parameter="mu_prior",
+        )
     spec = ModelSpec("bias", priors=priors)
     reason = exact_unsupported_reason(spec, data)
     if reason is not None:
