@@ -68,6 +68,8 @@ HIGH_PARETO_K = 0.7
 EXACT_LOO_MAX_STUDIES = 2000
 #: Bisection steps of :func:`stacked_ratio`'s quantiles (the bracket shrinks by 2^-100).
 _BISECTION_STEPS = 100
+#: Allowance for rounding in a weighted sum of CDF values (a few ulps of 1).
+_CDF_ROUNDING = 1e-12
 _LOWER = (1.0 - INTERVAL_PROB) / 2.0
 _UPPER = 1.0 - _LOWER
 _NORM_CONST = 0.5 * math.log(2.0 * math.pi)
@@ -401,10 +403,12 @@ def _log_hr_cdf(fit: FitResult) -> Callable[[float], float]:
 
 
 def _mixture_quantile(cdfs: Sequence[Callable[[float], float]], weights: np.ndarray, p: float, lo: float, hi: float) -> float:
-    """inf{x : sum_m w_m F_m(x) >= p} by bisection from a bracket widened until it holds p."""
+    """inf{x : sum_m w_m F_m(x) >= p} by bisection from a bracket widened until it holds p
+    (the weighted sum is compared with p less :data:`_CDF_ROUNDING`, so that rounding in the
+    sum cannot move the quantile of an empirical CDF to the next draw)."""
 
     def cdf(x: float) -> float:
-        return float(sum(w * f(x) for w, f in zip(weights, cdfs, strict=True) if w > 0))
+        return float(sum(w * f(x) for w, f in zip(weights, cdfs, strict=True) if w > 0)) + _CDF_ROUNDING
 
     width = max(hi - lo, 1.0)
     while cdf(lo) >= p:
