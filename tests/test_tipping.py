@@ -1,0 +1,300 @@
+"""The tipping-point analysis (models/tipping.py, ``synthesis tipping``).
+
+References: the vectorised grid is checked against :func:`fit_exact` (one fit per bias prior,
+the exact engine's matrix path); its limits against independent models (the ``re`` model on all
+studies as the bias prior's SD goes to 0 at bias mean 1; a brute-force quadrature of the model
+with a flat bias prior as the SD grows); the contour against bisection with ``fit_exact``; the
+down-weighting curve's ends against the ``re`` model on the randomised studies and on all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+from scipy import integrate, special
+
+matplotlib.use("Agg")
+
+from synthesis import outputs  # noqa: E402
+from synthesis.cli import main  # noqa: E402
+from synthesis.datasets import load_dataset  # noqa: E402
+from synthesis.errors import InputError, ModelError  # noqa: E402
+from synthesis.models import tipping as tp  # noqa: E402
+from synthesis.models.exact import fit_exact  # noqa: E402
+from synthesis.models.priors import resolve_priors  # noqa: E402
+from synthesis.models.spec import ModelData, ModelSpec  # noqa: E402
+
+#: Two quadratures of the same integral (shared vs per-point tau grids), each converged to
+#: ~1e-7 relative (tests/test_exact.py): agreement well inside 1e-6.
+EXACT_TOL = 1e-6
+#: Brute-force Simpson quadrature (401 tau x 801 mu nodes) of the flat-bias model: halving
+#: the mu spacing changes it by < 1e-7; the bias prior at SD 1e3 differs from flat by
+#: ~(0.1 / 1e3)^2 relative.
+BRUTE_TOL = 1e-6
+#: Bisection with fit_exact to a log(sd) bracket of 2e-7: the crossing SD to ~1e-7 relative.
+CONTOUR_TOL = 1e-6
+T = 0.8
+
+
+@pytest.fixture(scope="module")
+def data() -> ModelData:
+    spec = ModelSpec("bias")
+    return ModelData.from_table(load_dataset("dnmbc_lrt"), spec)
+
+
+@pytest.fixture(scope="module")
+def small(data):
+    return tp.tipping_analysis(data, grid=(5, 4), alpha_points=5)
+
+
+def _exact(data, priors, bias_mean, bias_sd):
+    fit = fit_exact(data, tp.bias_spec(priors, bias_mean, bias_sd), thresholds=(T,))
+    return fit.p_hr_below["0.8"], fit.hr.median
+
+
+@pytest.mark.parametrize("tau_prior", ["halfnormal(0.5)", "halfcauchy(1)", "uniform(0, 2)"])
+def test_grid_matches_fit_exact(data, tau_prior):
+    priors = resolve_priors({"tau": tau_prior, "mu": "normal(0.1, 2)"})
+    means, sds = tp.grid_axes((6, 5))
+    M, S = np.meshgrid(means, sds, indexing="ij")
+    out = tp.bias_prior_summaries(data, priors, M, S, T)
+    for i, j in [(0, 0), (0, 4), (5, 0), (5, 4), (3, 2), (4, 1)]:  # corners and inside
+        p, med = _exact(data, priors, means[i], sds[j])
+        assert out.p_hr_below[i, j] == pytest.approx(p, abs=EXACT_TOL)
+        assert out.hr_median[i, j] == pytest.approx(med, rel=EXACT_TOL)
+
+
+def test_narrow_bias_prior_at_one_is_the_re_model_on_all(data):
+    """delta ~ N(0, sd^2) -> delta = 0, the re model on every study; the gap shrinks as sd^2."""
+    priors = resolve_priors()
+    p_re = fit_exact(data, ModelSpec("re", priors=priors), thresholds=(T,)).p_hr_below["0.8"]
+    sds = np.array([1e-2, 1e-3, 1e-4])
+    gap = tp.bias_prior_summaries(data, priors, 1.0, sds, T, median=False).p_hr_below - p_re
+    assert abs(gap[-1]) < 1e-6
+    ratios = gap[:-1] / gap[1:]
+    assert np.all((ratios > 80) & (ratios < 125)), ratios  # O(sd^2): x100 per decade
+
+
+def _log_normal(y: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return -0.5 * (y - m) ** 2 / v - 0.5 * np.log(2.0 * np.pi * v)
+
+
+def _flat_bias_brute_force(data, priors) -> float:
+    """P(mu < log T) with a flat prior on delta, by brute-force quadrature on (mu, tau) grids:
+    integrating delta out over the whole line leaves the non-randomised studies a factor
+    g(tau) = int prod_NR N(y_i; e, s_i^2 + tau^2) de (e = mu + delta), computed here by
+    Simpson's rule on a dense e grid; mu then sees the randomised studies only. Simpson's rule
+    in tau and in mu (log T a node). The half-normal(0.5) prior puts 6e-7 above tau = 2.5."""
+    y, se, nr = np.asarray(data.y), np.asarray(data.se), np.asarray(data.nonrandomised, bool)
+    tau = np.linspace(0.0, 2.5, 401)
+    v = se[None, :] ** 2 + tau[:, None] ** 2
+    e = np.linspace(-3.0, 2.0, 801)
+    log_nr = _log_normal(y[nr][None, None, :], e[None, :, None], v[:, None, nr]).sum(axis=2)
+    g = integrate.simpson(np.exp(log_nr - log_nr.max()), x=e, axis=1)  # up to a constant
+    cut = math.log(T)
+    mu = np.concatenate([np.linspace(-2.0, cut, 401), np.linspace(cut, 1.5, 401)[1:]])
+    m0, s0 = priors.mu.params
+    log_rct = _log_normal(y[~nr][None, None, :], mu[None, :, None], v[:, None, ~nr]).sum(axis=2)
+    logp = log_rct + _log_normal(mu, m0, s0**2)[None, :] + priors.tau.logpdf(tau)[:, None] + np.log(g)[:, None]
+    joint = integrate.simpson(np.exp(logp - logp.max()), x=tau, axis=0)
+    return float(integrate.simpson(joint[:401], x=mu[:401]) / integrate.simpson(joint, x=mu))
+
+
+def test_wide_bias_prior_is_the_flat_bias_model(data):
+    priors = resolve_priors()
+    p_flat = _flat_bias_brute_force(data, priors)
+    p_wide = float(tp.bias_prior_summaries(data, priors, 1.0, 1e3, T, median=False).p_hr_below)
+    assert p_wide == pytest.approx(p_flat, abs=BRUTE_TOL)
+    # and the grid's widest SD (1) is already near it, far from the pooled answer
+    p_grid_edge = float(tp.bias_prior_summaries(data, priors, 1.0, tp.BIAS_SD_RANGE[1], T, median=False).p_hr_below)
+    assert abs(p_grid_edge - p_flat) < 0.02
+
+
+def _bisect_fit_exact(data, priors, bias_mean, lo, hi, level):
+    f_lo = _exact(data, priors, bias_mean, lo)[0] - level
+    a, b = math.log(lo), math.log(hi)
+    while b - a > 2e-7:
+        m = 0.5 * (a + b)
+        f_m = _exact(data, priors, bias_mean, math.exp(m))[0] - level
+        if (f_m > 0) == (f_lo > 0):
+            a, f_lo = m, f_m
+        else:
+            b = m
+    return math.exp(0.5 * (a + b))
+
+
+def test_contour_matches_bisection_with_fit_exact(data, small):
+    assert small.contour, "the bundled data cross P = 0.5 on the grid"
+    c = small.contour[len(small.contour) // 2]
+    j = int(np.searchsorted(small.bias_sds, c.bias_sd))
+    sd = _bisect_fit_exact(data, resolve_priors(), c.bias_mean, small.bias_sds[j - 1], small.bias_sds[j], 0.5)
+    assert c.bias_sd == pytest.approx(sd, rel=CONTOUR_TOL)
+    # the crossing the sentence reads, at bias mean 1
+    (u,) = small.unbiased_crossings
+    assert not u.rising
+    j = int(np.searchsorted(small.bias_sds, u.bias_sd))
+    sd1 = _bisect_fit_exact(data, resolve_priors(), 1.0, small.bias_sds[j - 1], small.bias_sds[j], 0.5)
+    assert u.bias_sd == pytest.approx(sd1, rel=CONTOUR_TOL)
+    pct = f"±{tp.within_percent(sd1):.0f}%"
+    assert small.sentence.startswith(f"P(HR < 0.8) > 0.5 only if the non-randomised studies are believed unbiased to within {pct}")
+    assert tp.within_percent(sd1) == pytest.approx(100 * (math.exp(special.ndtri(0.975) * sd1) - 1))
+
+
+def test_alpha_curve_ends_are_the_re_models(data, small):
+    priors = resolve_priors()
+    rct = ModelData.from_table(load_dataset("dnmbc_lrt", subset="rct"), ModelSpec("re"))
+    ends = [fit_exact(d, ModelSpec("re", priors=priors), thresholds=(T,)) for d in (rct, data)]
+    for point, ref in zip((small.alpha_curve[0], small.alpha_curve[-1]), ends, strict=True):
+        assert point.p_hr_below == pytest.approx(ref.p_hr_below["0.8"], abs=1e-12)
+        assert (point.hr_median, point.hr_q025, point.hr_q975) == pytest.approx((ref.hr.median, ref.hr.q025, ref.hr.q975), rel=1e-12)
+    assert [a.alpha for a in small.alpha_curve] == [0.0, 0.0625, 0.25, 0.5625, 1.0]
+    # alpha -> 0 is continuous: the down-weighted model at alpha = 1e-7 is the RCT-only answer
+    tiny = fit_exact(data, ModelSpec("bias", bias_variant="downweight", alpha=1e-7, priors=priors), thresholds=(T,))
+    assert tiny.p_hr_below["0.8"] == pytest.approx(ends[0].p_hr_below["0.8"], abs=1e-4)
+    # the issue's numbers: RCT-only ~0.11, pooled-as-one ~0.98
+    assert round(small.alpha_curve[0].p_hr_below, 2) == 0.11 and round(small.alpha_curve[-1].p_hr_below, 2) == 0.98
+    (cross,) = small.alpha_crossings
+    assert cross.rising and 0.0 < cross.alpha < 0.0625
+    p = fit_exact(data, ModelSpec("bias", bias_variant="downweight", alpha=cross.alpha, priors=priors), thresholds=(T,))
+    assert p.p_hr_below["0.8"] == pytest.approx(0.5, abs=1e-8)
+
+
+def _synthetic(y_rct, y_nr, se=0.1) -> ModelData:
+    y = np.array(list(y_rct) + list(y_nr))
+    nr = np.array([False] * len(y_rct) + [True] * len(y_nr))
+    return ModelData(
+        studies=tuple(f"s{i}" for i in range(y.size)), y=y, se=np.full(y.size, se), nonrandomised=nr,
+        designs=tuple("retrospective" if n else "rct" for n in nr), covariates=(), x=np.zeros((y.size, 0)),
+        centres=np.zeros(0), source="synthetic",
+    )
+
+
+def test_sentence_in_every_direction():
+    # RCTs favour treatment (HR ~0.7), non-randomised studies do not: trusting them pulls the
+    # answer towards 1, so P(HR < 0.8) > 0.5 needs a *wide* bias prior (a rising crossing)
+    d = _synthetic([-0.36, -0.34, -0.35], [0.0, 0.02, -0.02, 0.01, 0.0, -0.01])
+    res = tp.tipping_analysis(d, grid=(3, 8), alpha_points=2)
+    (c,) = res.unbiased_crossings
+    assert c.rising
+    assert res.unbiased_p[0] < 0.5 < res.unbiased_p[-1]
+    assert res.sentence.startswith("P(HR < 0.8) > 0.5 only if the non-randomised studies are not believed unbiased to within")
+    assert "to or below 0.5" in res.sentence  # down-weighting: more weight, lower P
+    # always / never
+    always = tp.tipping_analysis(d, threshold=5.0, grid=(2, 3), alpha_points=2)
+    assert not always.unbiased_crossings and always.sentence.startswith("P(HR < 5) > 0.5 for every bias prior")
+    assert "stays above 0.5" in always.sentence
+    never = tp.tipping_analysis(d, threshold=0.2, grid=(2, 3), alpha_points=2)
+    assert not never.unbiased_crossings and never.sentence.startswith("P(HR < 0.2) <= 0.5 for every bias prior")
+    assert not never.contour and "stays at or below 0.5" in never.sentence
+
+
+def test_bad_inputs(data):
+    with pytest.raises(InputError, match="level"):
+        tp.tipping_analysis(data, level=1.0)
+    with pytest.raises(InputError, match="grid"):
+        tp.tipping_analysis(data, grid=(1, 5))
+    with pytest.raises(InputError, match="hazard ratio"):
+        tp.tipping_analysis(data, threshold=0.0)
+    with pytest.raises(ModelError, match="both randomised and non-randomised"):
+        tp.tipping_analysis(_synthetic([-0.3, -0.2], []), grid=2)
+    with pytest.raises(ModelError, match="normal prior on mu"):
+        tp.tipping_analysis(data, resolve_priors({"mu": "studentt(3, 0, 1)"}), grid=2)
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------
+def test_cli_json_contract(capsys):
+    assert main(["tipping", "--threshold", "0.8", "--level", "0.5", "--grid", "3x2", "--alpha-points", "3", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"threshold", "level", "grid", "contour", "alpha_curve"} <= set(doc)
+    assert doc["threshold"] == 0.8 and doc["level"] == 0.5
+    assert len(doc["grid"]) == 6 and set(doc["grid"][0]) == {"bias_mean", "bias_sd", "hr_median", "p_hr_below"}
+    assert all(set(c) == {"bias_mean", "bias_sd"} for c in doc["contour"])
+    assert len(doc["alpha_curve"]) == 3
+    assert set(doc["alpha_curve"][0]) == {"alpha", "hr_median", "hr_q025", "hr_q975", "p_hr_below"}
+    assert [g["bias_mean"] for g in doc["grid"][::2]] == pytest.approx([0.5, math.sqrt(0.5 * 1.25), 1.25])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--threshold", "0"], "--threshold"),
+        (["--threshold", "-1"], "--threshold"),
+        (["--level", "1"], "--level"),
+        (["--level", "0"], "--level"),
+        (["--grid", "1"], "--grid"),
+        (["--grid", "4x1"], "--grid"),
+        (["--subset", "rct"], "both randomised and non-randomised"),
+    ],
+)
+def test_cli_bad_options_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) if message.startswith("--") else _no_raise():
+        assert main(["tipping", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_cli_without_designs_exit_2(tmp_path, capsys):
+    csv = tmp_path / "plain.csv"
+    csv.write_text("study,log_hr,se\na,-0.2,0.1\nb,-0.3,0.2\nc,0.1,0.15\n")
+    assert main(["tipping", str(csv), "--grid", "2"]) == 2
+    assert "design" in capsys.readouterr().err
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """Until synthesis.outputs lists the command (the coordinator wires it), register it here."""
+    if "tipping" not in outputs.OUTPUT_COMMANDS:
+        monkeypatch.setattr(outputs, "OUTPUT_COMMANDS", (*outputs.OUTPUT_COMMANDS, "tipping"))
+
+
+def test_cli_out_refuses_a_users_folder(tmp_path, capsys, registered):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["tipping", "--grid", "2", "--alpha-points", "2", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "notes.txt" in captured.err and captured.out == ""  # refused before any computation
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_figures_draw_the_result(small):
+    from synthesis.plots.tipping import plot_alpha_curve, plot_tipping_map
+
+    fig = plot_tipping_map(small)
+    ax = fig.axes[0]
+    assert ax.collections[0].get_array().shape == small.p_hr_below.T.shape
+    contour = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert sum(len(line.get_xdata()) for line in contour) == len(small.contour)
+    curve = plot_alpha_curve(small)
+    assert list(curve.axes[1].get_lines()[0].get_ydata()) == [a.p_hr_below for a in small.alpha_curve]
+    assert [line.get_xdata()[0] for line in curve.axes[1].get_lines()[2:]] == [c.alpha for c in small.alpha_crossings]
+
+
+@pytest.mark.slow
+def test_cli_out_writes_files(tmp_path, capsys, registered):
+    out = tmp_path / "tip"
+    assert main(["tipping", "--grid", "3", "--alpha-points", "2", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    expected = {"tipping.csv", "alpha_curve.csv", "contour.csv", "tipping.json", "tipping_map.png", "tipping_map.svg",
+                "alpha_curve.png", "alpha_curve.svg", outputs.MARKER_NAME}
+    assert names == expected
+    assert (out / "tipping_map.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "tipping.csv").read_text().splitlines()[0] == "bias_mean,bias_sd,hr_median,p_hr_below"
+    assert len((out / "tipping.csv").read_text().splitlines()) == 10
+    doc = json.loads((out / "tipping.json").read_text())
+    assert doc["level"] == 0.5 and len(doc["grid"]) == 9
+    # an earlier output of the command is replaced
+    assert main(["tipping", "--grid", "2", "--alpha-points", "2", "--out", str(out)]) == 0
+    assert len((out / "tipping.csv").read_text().splitlines()) == 5
