@@ -164,8 +164,8 @@ def psis_loo(fit: FitResult | xr.DataTree) -> LooResult:
 
     The fit must have been made with ``fit_pymc(..., log_likelihood=True)``, whose pointwise
     log-likelihood integrates each study's effect out
-    (:func:`synthesis.models.pymc_fit.integrated_log_likelihood`; with the conditional
-    likelihood given theta_i nearly every Pareto k exceeds 0.7). Returns elpd_loo, its SE,
+    (:func:`synthesis.models.pymc_fit.integrated_log_likelihood`; the conditional likelihood
+    given theta_i gives heavy-tailed importance ratios and a biased elpd). Returns elpd_loo, its SE,
     p_loo, the pointwise elpd and Pareto k, and ``good_k``, arviz-stats' threshold for the
     number of draws S, ``min(1 - 1/log10(S), 0.7)``.
 

@@ -389,9 +389,12 @@ def integrated_log_likelihood(dt: xr.DataTree, data: ModelData, spec: ModelSpec)
     study i out leaves its own effect theta_i (and its imputed covariate values) out too, and
     ``p(y_i | y_-i) = E[p(y_i | g) | y_-i]``. The conditional log-likelihood
     log N(y_i; theta_i, s_i^2) given the drawn theta_i makes the importance ratios of PSIS-LOO
-    heavy-tailed (Pareto k > 0.7 for almost every study: theta_i is informed mostly by y_i
-    itself); the integrated one does not (Vehtari, Gelman & Gabry 2017, Stat Comput
-    27:1413-1432, doi:10.1007/s11222-016-9696-4, section 4.1; "integrated LOO").
+    heavy-tailed, because theta_i is informed mostly by y_i itself, and estimates another
+    quantity (measured on the dnMBC additive bias model, 4 x 2000 draws: conditional max
+    Pareto k 0.77, 2 of 17 studies above 0.7, elpd_loo 6.24; integrated max k 0.50, none above
+    0.7, elpd_loo 5.41; exact LOO by refits 5.39). See Vehtari, Gelman & Gabry 2017, Stat
+    Comput 27:1413-1432, doi:10.1007/s11222-016-9696-4 ("integrated" LOO of hierarchical
+    models); :func:`synthesis.models.loo.psis_loo` uses this group.
 
     Returns a DataArray named ``y`` with dims (chain, draw, study), as ``arviz_stats.loo``
     expects in the ``log_likelihood`` group. Computed in blocks of studies; the result itself
