@@ -333,7 +333,8 @@ def test_psis_loo_of_a_pymc_fit_agrees_with_exact_loo() -> None:
     ll = fit.posterior["log_likelihood"]["y"].stack(sample=("chain", "draw")).transpose("sample", "study")
     res = azs.loo(fit.posterior, pointwise=True)
     lw = res.log_weights.stack(sample=("chain", "draw")).transpose("sample", "study").values
-    r_eff = float(np.mean(azs.ess(fit.posterior.posterior[["mu", "tau", "delta"]], method="mean").to_array())) / lw.shape[0]
+    globals_ = fit.posterior.posterior.to_dataset()[["mu", "tau", "delta"]]
+    r_eff = float(np.mean(azs.ess(globals_, method="mean").to_array())) / lw.shape[0]
     mcse = _psis_mcse(ll.values, lw, r_eff)
     np.testing.assert_array_less(np.abs(psis.elpd_i - exact.elpd_i), 4 * mcse + 0.01)
     total_mcse = math.sqrt(np.sum(mcse**2))
