@@ -573,6 +573,24 @@ class TippingResult:
     def __str__(self) -> str:
         return format_tipping(self)
 
+    def _repr_html_(self) -> str:
+        """The sentence, the contour and the down-weighting curve as HTML (Jupyter)."""
+        import html
+
+        from synthesis.models.display import html_block, html_table
+
+        contour = html_table(
+            ["bias mean (HR scale)", "bias SD (log scale)"],
+            [[f"{c.bias_mean:.3f}", f"{c.bias_sd:.4f}"] for c in self.contour],
+            caption=f"Contour P(HR < {self.threshold:g}) = {self.level:g}",
+        )
+        curve = html_table(
+            ["alpha", "HR (95% CrI)", f"P(HR < {self.threshold:g})"],
+            [[f"{a.alpha:.3f}", f"{fmt(a.hr_median)} ({fmt(a.hr_q025)} to {fmt(a.hr_q975)})", fmt(a.p_hr_below)] for a in self.alpha_curve],
+            caption="Down-weighting the non-randomised studies (alpha = 0: randomised only)",
+        )
+        return html_block("Tipping-point analysis", [f"<p>{html.escape(self.sentence)}</p>", contour, curve], self.notes)
+
 
 # --------------------------------------------------------------------------------------------
 # Contour and sentence

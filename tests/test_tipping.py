@@ -298,3 +298,13 @@ def test_cli_out_writes_files(tmp_path, capsys, registered):
     # an earlier output of the command is replaced
     assert main(["tipping", "--grid", "2", "--alpha-points", "2", "--out", str(out)]) == 0
     assert len((out / "tipping.csv").read_text().splitlines()) == 5
+
+
+def test_result_prints_and_renders(small):
+    text = str(small)
+    assert small.sentence in text and "Contour P(HR < 0.8) = 0.5" in text and "alpha" in text
+    page = small._repr_html_()
+    assert page.count("<table") == 2 and "P(HR &lt; 0.8) &gt; 0.5 only if" in page
+    assert small.to_frame("contour").shape == (len(small.contour), 2)
+    with pytest.raises(InputError, match="what must be"):
+        small.to_frame("nonsense")
