@@ -66,6 +66,10 @@ HIGH_PARETO_K = 0.7
 #: :func:`exact_loo` refits the model k times, each O(k): above this many studies it refuses
 #: (use PSIS-LOO from a PyMC fit).
 EXACT_LOO_MAX_STUDIES = 2000
+#: Largest pointwise log-likelihood (chains x draws x k float64 numbers) :func:`compare_variants`
+#: stores per PyMC fit: 1 GB (k = 100,000 with 4 x 2000 draws would be 6.4 GB); above it the
+#: user is asked for fewer draws before anything is sampled.
+LOG_LIK_MAX_BYTES = 1_000_000_000
 #: Bisection steps of :func:`stacked_ratio`'s quantiles (the bracket shrinks by 2^-100).
 _BISECTION_STEPS = 100
 #: Allowance for rounding in a weighted sum of CDF values (a few ulps of 1).
@@ -661,6 +665,15 @@ def compare_variants(
             parameter="bias_variants",
         )
     thresholds = check_thresholds(thresholds)
+    k = table.k
+    needs_pymc = engine == "pymc" or any(v in ("random", "three-level") for v in variants) or k > EXACT_LOO_MAX_STUDIES
+    if needs_pymc and chains * draws * k * 8 > LOG_LIK_MAX_BYTES:
+        most = max(1, LOG_LIK_MAX_BYTES // (8 * chains * k))
+        raise InputError(
+            f"PSIS-LOO keeps the pointwise log-likelihood of every draw: {chains} chains x {draws} draws x "
+            f"{k} studies is {chains * draws * k * 8 / 1e9:.1f} GB; use at most {most} draws per chain",
+            parameter="draws",
+        )
     fitted: list[tuple[str, FitResult, LooResult, LooResult | None, list[str]]] = []
     notes: list[str] = []
     source = ""

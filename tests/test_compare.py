@@ -352,3 +352,13 @@ def test_cli_compare_pymc_reports_pareto_k_and_exact_check(capsys: pytest.Captur
         assert m["loo_method"] == "psis" and m["pareto_k_max"] is not None and m["n_high_k"] is not None
     assert "elpd_loo_exact" in rows["additive"] and "elpd_loo_exact" not in rows["random"]
     assert abs(rows["additive"]["elpd_loo"] - rows["additive"]["elpd_loo_exact"]) < 0.5
+
+
+def test_compare_refuses_a_log_likelihood_too_large_to_hold() -> None:
+    """4 chains x 2000 draws x 100,000 studies = 6.4 GB of pointwise log-likelihood: refused
+    before any sampling, with the number of draws that would fit."""
+    from synthesis.errors import InputError
+    from synthesis.models.loo import compare_variants
+
+    with pytest.raises(InputError, match=r"6\.4 GB; use at most 312 draws"):
+        compare_variants(SimpleNamespace(k=100_000), ModelSpec("bias"), engine="pymc")
