@@ -60,9 +60,18 @@ whose study effects are integrated out; :func:`psense_draws` says so in a note).
 
 On draws (PyMC fits, or iid draws of the exact posterior) :func:`with_log_densities` adds the
 ``log_prior`` (each prior of ``spec.parameters`` at its draws: the top-level priors, not the
-study effects' hierarchical distribution) and ``log_likelihood`` (``N(y_i; theta_i, s_i^2)``
-per study) groups that arviz-stats reads, and :func:`psense_draws` runs ``arviz_stats.psense``
-on them. Only the outcome likelihood is scaled (not an imputation model's covariate likelihood).
+study effects' hierarchical distribution; the same numbers as
+``synthesis.models.pymc_fit.log_prior_dataset``, computed here without importing PyMC) and
+``log_likelihood`` (``N(y_i; theta_i, s_i^2)`` per study, given the drawn study effects) groups
+that arviz-stats reads, and :func:`psense_draws` runs ``arviz_stats.psense`` on them. Only the
+outcome likelihood is scaled (not an imputation model's covariate likelihood).
+
+The PyMC engine's own opt-in ``log_likelihood`` group (``fit_pymc(log_likelihood=True)``) holds
+the likelihood with the study effects integrated out, made for leave-one-out; power-scaling
+that is the other perturbation named above, and gives larger likelihood sensitivities (dnMBC
+bias model, iid exact draws, 3 x 8000: mu 0.10 instead of 0.06, tau 0.40 instead of 0.27,
+delta 0.11 instead of 0.05; prior sensitivities identical). It is used only when the fit has no
+study-effect draws (k >= ``MARGINAL_MIN_STUDIES``), with a note.
 
 Diagnosis (the words of arviz-stats ``psense_summary`` and Kallioinen et al., section 5): both
 sensitivities at or above the threshold (0.05): prior-data conflict; prior above and likelihood
@@ -129,6 +138,8 @@ _TAIL_NOTE = 1e-9
 _LN2 = math.log(2.0)
 #: Mixture components lighter than this fraction of the heaviest are left out of the CDFs.
 _PRUNE = 1e-14
+#: The note that starts the notes of a PyMC fit that failed its diagnostics.
+NOT_CONVERGED = "THE SAMPLER DID NOT CONVERGE"
 REFERENCE = (
     "Kallioinen N, Paananen T, Bürkner P-C, Vehtari A (2024). Detecting and diagnosing prior and "
     "likelihood sensitivity with power-scaling. Stat Comput 34:57, doi:10.1007/s11222-023-10366-5"
@@ -1050,8 +1061,13 @@ def power_scale(
     from synthesis.models.fit import fit
 
     result = fit(table, spec, engine="pymc", thresholds=thresholds, **dict(fit_options or {}))
+    if "theta" not in result.posterior["posterior"] and "log_likelihood" not in result.posterior.children:
+        # the marginal form (k >= MARGINAL_MIN_STUDIES): only the integrated likelihood exists
+        from synthesis.models.pymc_fit import add_log_density
+
+        add_log_density(result.posterior, data, spec, log_prior=False)
     notes = []
     d = result.diagnostics
     if d is not None and not d.converged:
-        notes.append("THE SAMPLER DID NOT CONVERGE: these sensitivities are not reliable (" + "; ".join(d.messages) + ")")
+        notes.append(f"{NOT_CONVERGED}: these sensitivities are not reliable (" + "; ".join(d.messages) + ")")
     return psense_draws(result.posterior, data, spec, engine="pymc", thresholds=thresholds, threshold=threshold, notes=notes)

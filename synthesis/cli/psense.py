@@ -23,6 +23,7 @@ from synthesis.cli.common import (
     seed_arg,
 )
 from synthesis.cli.fit import add_model_arguments, build_spec
+from synthesis.models.powerscale import NOT_CONVERGED
 
 #: The model fitted when ``--model`` is not given (and the data have both designs).
 DEFAULT_MODEL = "bias"
@@ -106,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     result.notes[:0] = notes
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    for note in result.notes:
+        if note.startswith(NOT_CONVERGED):
+            bar = "!" * 78
+            print(f"{bar}\nWARNING: {note}\n{bar}", file=sys.stderr)
     if args.json:
         print_json(result.to_json())
     else:
