@@ -35,7 +35,8 @@ EXACT_TOL = 1e-6
 #: the mu spacing changes it by < 1e-7; the bias prior at SD 1e3 differs from flat by
 #: ~(0.1 / 1e3)^2 relative.
 BRUTE_TOL = 1e-6
-#: Bisection with fit_exact to a log(sd) bracket of 2e-7: the crossing SD to ~1e-7 relative.
+#: A reported crossing SD must be within this relative distance of fit_exact's root (the
+#: refinement stops at 1e-10 in log(sd); P moves by ~1e-6 over it, far above quadrature error).
 CONTOUR_TOL = 1e-6
 T = 0.8
 
@@ -114,34 +115,28 @@ def test_wide_bias_prior_is_the_flat_bias_model(data):
     assert abs(p_grid_edge - p_flat) < 0.02
 
 
-def _bisect_fit_exact(data, priors, bias_mean, lo, hi, level):
-    f_lo = _exact(data, priors, bias_mean, lo)[0] - level
-    a, b = math.log(lo), math.log(hi)
-    while b - a > 2e-7:
-        m = 0.5 * (a + b)
-        f_m = _exact(data, priors, bias_mean, math.exp(m))[0] - level
-        if (f_m > 0) == (f_lo > 0):
-            a, f_lo = m, f_m
-        else:
-            b = m
-    return math.exp(0.5 * (a + b))
+def _brackets_with_fit_exact(data, priors, crossing, level, rel=CONTOUR_TOL) -> bool:
+    """fit_exact puts P(HR < T) on opposite sides of ``level`` at bias_sd x (1 -/+ rel): the
+    root lies within ``rel`` (relative) of the reported crossing."""
+    lo = _exact(data, priors, crossing.bias_mean, crossing.bias_sd * (1 - rel))[0] - level
+    hi = _exact(data, priors, crossing.bias_mean, crossing.bias_sd * (1 + rel))[0] - level
+    return (lo > 0) != (hi > 0) and (hi > lo) == crossing.rising
 
 
-def test_contour_matches_bisection_with_fit_exact(data, small):
-    assert small.contour, "the bundled data cross P = 0.5 on the grid"
-    c = small.contour[len(small.contour) // 2]
-    j = int(np.searchsorted(small.bias_sds, c.bias_sd))
-    sd = _bisect_fit_exact(data, resolve_priors(), c.bias_mean, small.bias_sds[j - 1], small.bias_sds[j], 0.5)
-    assert c.bias_sd == pytest.approx(sd, rel=CONTOUR_TOL)
+def test_contour_is_where_fit_exact_crosses_the_level(data, small):
+    priors = resolve_priors()
+    assert len(small.contour) == 2, "the bundled data cross P = 0.5 at the 2 largest of 5 bias means"
+    for c in small.contour:
+        assert _brackets_with_fit_exact(data, priors, c, 0.5)
     # the crossing the sentence reads, at bias mean 1
     (u,) = small.unbiased_crossings
-    assert not u.rising
-    j = int(np.searchsorted(small.bias_sds, u.bias_sd))
-    sd1 = _bisect_fit_exact(data, resolve_priors(), 1.0, small.bias_sds[j - 1], small.bias_sds[j], 0.5)
-    assert u.bias_sd == pytest.approx(sd1, rel=CONTOUR_TOL)
-    pct = f"±{tp.within_percent(sd1):.0f}%"
+    assert u.bias_mean == 1.0 and not u.rising
+    assert _brackets_with_fit_exact(data, priors, u, 0.5)
+    pct = f"±{tp.within_percent(u.bias_sd):.0f}%"
     assert small.sentence.startswith(f"P(HR < 0.8) > 0.5 only if the non-randomised studies are believed unbiased to within {pct}")
-    assert tp.within_percent(sd1) == pytest.approx(100 * (math.exp(special.ndtri(0.975) * sd1) - 1))
+    assert tp.within_percent(u.bias_sd) == pytest.approx(100 * (math.exp(special.ndtri(0.975) * u.bias_sd) - 1))
+    # a wrong crossing fails the check
+    assert not _brackets_with_fit_exact(data, priors, tp.Crossing(1.0, u.bias_sd * 1.01, False), 0.5)
 
 
 def test_alpha_curve_ends_are_the_re_models(data, small):
