@@ -75,7 +75,7 @@ from scipy import special
 
 from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
 from synthesis.errors import InputError, ModelError
-from synthesis.models.display import fmt
+from synthesis.models.display import fmt, html_block, html_table
 from synthesis.models.exact import exact_posterior, exact_unsupported_reason, mixture_quantiles
 from synthesis.models.spec import (
     BIAS_VARIANTS,
@@ -383,6 +383,42 @@ class AveragingResult:
 
     def __str__(self) -> str:
         return format_averaging(self)
+
+    def _repr_html_(self) -> str:
+        """The models table, the inclusion Bayes factors and the averaged HRs as HTML tables."""
+        pct = f"{100 * self.interval_prob:g}%"
+        models = html_table(
+            ["model", "log ML", "prior", "posterior", f"HR given the model ({pct} CrI)"],
+            [
+                [m.label, f"{m.log_marginal_likelihood:.3f}", f"{m.prior_prob:.3f}",
+                 _prob_text(m.posterior_prob), _hr_text(m.hr) if m.effect else "1 (fixed)"]
+                for m in self.models
+            ],
+            caption="Models",
+        )
+        bfs = html_table(
+            ["component", "inclusion BF", "P(included | data)", "evidence"],
+            [
+                [n, _bf_text(self.inclusion_bf[n]), _prob_text(self.posterior_inclusion[n]),
+                 evidence_words(self.inclusion_bf[n])]
+                for n in self.components
+            ],
+            caption="Inclusion Bayes factors (Jeffreys 1961; Lee & Wagenmakers 2013)",
+        )
+        rows = [("averaged over all models (spike at HR = 1 included)", self.averaged)]
+        if self.averaged_given_effect is not None:
+            rows.append(("conditional on an effect", self.averaged_given_effect))
+        keys = list(self.averaged.p_below)
+        hrs = html_table(
+            ["", f"HR ({pct} CrI)", *[f"P(HR < {k})" for k in keys]],
+            [[label, _hr_text(r), *[fmt(r.p_below[k]) for k in keys]] for label, r in rows],
+            caption="Model-averaged HR of a randomised comparison",
+        )
+        return html_block(
+            f"Bayesian model averaging, {len(self.models)} models; k = {self.k} ({self.source})",
+            [models, bfs, hrs],
+            self.notes,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The ``synthesis average --json`` document (non-finite numbers become ``None``)."""

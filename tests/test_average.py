@@ -80,20 +80,21 @@ def _columns(effect: bool, bias: bool) -> tuple[np.ndarray, np.ndarray]:
     return X, np.array(sds)
 
 
-def _loglik_given_tau(tau: float, effect: bool, bias: bool, shift: float = 0.0) -> float:
+def _loglik_given_tau(tau: float, effect: bool, bias: bool, shift: float = 0.0, se: np.ndarray = SE) -> float:
     """log p(y - shift | tau) with the model's free location parameters integrated out (prior
     means 0), dense covariance form."""
     X, sds = _columns(effect, bias)
-    cov = np.diag(SE**2 + tau**2) + (X * sds**2) @ X.T
+    cov = np.diag(se**2 + tau**2) + (X * sds**2) @ X.T
     return _mvn_logpdf(Y - shift, cov)
 
 
-def brute_log_ml(effect: bool, bias: bool, het: bool) -> float:
+def brute_log_ml(effect: bool, bias: bool, het: bool, se: np.ndarray = SE) -> float:
     if not het:
-        return _loglik_given_tau(0.0, effect, bias)
-    ref = _loglik_given_tau(0.1, effect, bias)
+        return _loglik_given_tau(0.0, effect, bias, se=se)
+    ref = _loglik_given_tau(0.1, effect, bias, se=se)
     value, _ = integrate.quad(
-        lambda t: TAU.pdf(t) * math.exp(_loglik_given_tau(t, effect, bias) - ref), 0, np.inf, epsabs=0, epsrel=1e-11
+        lambda t: TAU.pdf(t) * math.exp(_loglik_given_tau(t, effect, bias, se=se) - ref),
+        0, np.inf, epsabs=0, epsrel=1e-11,
     )
     return ref + math.log(value)
 
@@ -175,6 +176,31 @@ def test_log_marginal_likelihoods_and_posterior_probabilities(result, reference)
         assert m.posterior_prob == pytest.approx(post[key], abs=TOL_PROB), key
         assert m.prior_prob == pytest.approx(1 / 8)
         assert m.bias_variant == ("additive" if m.bias else None)
+
+
+def test_downweight_and_several_variants(small_table, reference):
+    """The downweight variant (non-randomised variances / alpha, no delta) against the reference,
+    averaged with the additive one: the bias inclusion probability is split between them."""
+    log_ml, _ = reference
+    alpha = 0.4
+    res = average_models(
+        small_table, ModelSpec(bias_variant="downweight", alpha=alpha), bias_variants="additive,downweight"
+    )
+    assert len(res.models) == 12
+    se_dw = np.where(NR > 0, SE / math.sqrt(alpha), SE)
+    for m in res.models:
+        if m.bias_variant == "downweight":
+            expected = brute_log_ml(m.effect, False, m.heterogeneity, se=se_dw)
+            assert m.prior_prob == pytest.approx(1 / 16)
+        else:
+            expected = log_ml[(m.effect, m.bias, m.heterogeneity)]
+            assert m.prior_prob == pytest.approx(1 / 16 if m.bias else 1 / 8)
+        assert m.log_marginal_likelihood == pytest.approx(expected, abs=TOL_LOGML), m.label
+
+
+def test_html(small_table):
+    html = average_models(small_table)._repr_html_()
+    assert html.count("<table") == 3 and "Inclusion Bayes factors" in html
 
 
 def test_inclusion_bayes_factors(result, reference):
