@@ -248,14 +248,7 @@ def test_cli_without_designs_exit_2(tmp_path, capsys):
     assert "design" in capsys.readouterr().err
 
 
-@pytest.fixture
-def registered(monkeypatch):
-    """Until synthesis.outputs lists the command (the coordinator wires it), register it here."""
-    if "tipping" not in outputs.OUTPUT_COMMANDS:
-        monkeypatch.setattr(outputs, "OUTPUT_COMMANDS", (*outputs.OUTPUT_COMMANDS, "tipping"))
-
-
-def test_cli_out_refuses_a_users_folder(tmp_path, capsys, registered):
+def test_cli_out_refuses_a_users_folder(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["tipping", "--grid", "2", "--alpha-points", "2", "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
@@ -278,7 +271,7 @@ def test_figures_draw_the_result(small):
 
 
 @pytest.mark.slow
-def test_cli_out_writes_files(tmp_path, capsys, registered):
+def test_cli_out_writes_files(tmp_path, capsys):
     out = tmp_path / "tip"
     assert main(["tipping", "--grid", "3", "--alpha-points", "2", "--out", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
