@@ -549,7 +549,7 @@ def average_models(
         dimension is dropped (4 models).
     spec
         Supplies the priors (mu, delta, tau, kappa), the bias variant and ``alpha``; its ``model``
-        and covariates are ignored. Default: the default priors, additive bias.
+        is ignored and it may not have covariates. Default: the default priors, additive bias.
     prior_prob
         Prior inclusion probability per component (:func:`parse_prior_prob`); the prior
         probability of a model is the product over components, the bias part split equally
@@ -582,6 +582,12 @@ def average_models(
     """
     t0 = time.perf_counter()
     base = spec if spec is not None else ModelSpec()
+    if base.covariates:
+        raise InputError(
+            "model averaging is over the effect, bias and heterogeneity terms only; it takes no "
+            f"covariates (got {', '.join(base.covariates)})",
+            parameter="covariates",
+        )
     probs = parse_prior_prob(prior_prob)
     thresholds = check_thresholds(thresholds)
     with_bias = has_bias_dimension(table)
@@ -594,6 +600,11 @@ def average_models(
             else "all studies have the same design (randomised or not)"
         )
         notes.append(f"no design-bias dimension: {why}; 4 models (effect x heterogeneity)")
+        if table.has_design and np.asarray(table.nonrandomised, dtype=bool).all():
+            notes.append(
+                "no randomised study: mu (and the averaged HR) is the effect the non-randomised "
+                "studies estimate, design bias included"
+            )
         if prior_prob is not None and "bias" in (
             prior_prob if isinstance(prior_prob, Mapping) else str(prior_prob)
         ):
