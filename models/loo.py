@@ -64,8 +64,9 @@ from synthesis.models.spec import (
 #: (Vehtari et al. 2024); ``arviz_stats`` lowers it to ``1 - 1/log10(S)`` for S < 2,200 draws.
 HIGH_PARETO_K = 0.7
 #: :func:`exact_loo` refits the model k times, each O(k): above this many studies it refuses
-#: (use PSIS-LOO from a PyMC fit).
-EXACT_LOO_MAX_STUDIES = 2000
+#: (use PSIS-LOO from a PyMC fit). Measured (benchmarks/bench_compare.py, additive bias, 2 shared
+#: cores): k = 100 0.9 s, k = 500 20 s, k = 2000 205 s.
+EXACT_LOO_MAX_STUDIES = 500
 #: Largest pointwise log-likelihood (chains x draws x k float64 numbers) :func:`compare_variants`
 #: stores per PyMC fit: 1 GB (k = 100,000 with 4 x 2000 draws would be 6.4 GB); above it the
 #: user is asked for fewer draws before anything is sampled.
