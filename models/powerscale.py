@@ -918,7 +918,7 @@ def psense_draws(
     >>> import synthesis as syn
     >>> table = syn.load_dataset("dnmbc_lrt")
     >>> fit = syn.fit(table, model="bias", engine="exact")
-    >>> res = psense_draws(fit.to_datatree(draws=500, seed=2), ModelData.from_table(table, fit.spec), fit.spec, engine="exact-draws")
+    >>> res = psense_draws(fit.to_datatree(draws=100, seed=2), ModelData.from_table(table, fit.spec), fit.spec, engine="exact-draws")
     >>> res.rows[0].parameter, res.engine
     ('mu', 'exact-draws')
     """
