@@ -112,12 +112,17 @@ _BLOCK_CELLS = 1_000_000
 #: Largest (tau nodes x studies) block of the conditional model's weighted sums (2 MB per
 #: array: a few nodes per matrix product at k = 100,000, which is faster than larger blocks).
 _CONDITIONAL_BLOCK_CELLS = 250_000
+#: A note reports the share of the marginal likelihood outside the tau grid above this.
+NEGLECTED_MASS_NOTE = 1e-6
 #: Mixture components lighter than this fraction of the heaviest are dropped from sums.
 _PRUNE = 1e-14
 _LOG_2PI = math.log(2.0 * math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _Z = float(special.ndtri(0.5 + INTERVAL_PROB / 2.0))  # 1.959964
 _PROBS = np.array([0.5, (1.0 - INTERVAL_PROB) / 2.0, (1.0 + INTERVAL_PROB) / 2.0])
+#: The summary of a parameter fixed at 0 (mu with ``effect=False``, tau with
+#: ``heterogeneity=False``).
+_POINT_ZERO = ParamSummary(mean=0.0, median=0.0, sd=0.0, q025=0.0, q975=0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,6 +355,7 @@ class _Design:
     s2: np.ndarray  # (k,) within-study variances used in the likelihood
     m0: np.ndarray  # (p,)
     s0: np.ndarray  # (p,)
+    mu_index: int | None  # None: mu fixed at 0 (spec.effect False)
     delta_index: int | None
     beta_index: dict[str, int]
     b_ref: np.ndarray  # (p,) unweighted least-squares coefficients (the centring of the sums)
@@ -372,8 +378,8 @@ def _sufficient_columns(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _design(data: ModelData, spec: ModelSpec) -> _Design:
     k = data.k
-    cols = [np.ones(k)]
-    priors: list[PriorSpec] = [spec.priors.mu]
+    cols = [np.ones(k)] if spec.effect else []
+    priors: list[PriorSpec] = [spec.priors.mu] if spec.effect else []
     delta_index = None
     nr = np.asarray(data.nonrandomised, dtype=bool)
     if spec.has_bias and spec.bias_variant == "additive":
@@ -390,7 +396,7 @@ def _design(data: ModelData, spec: ModelSpec) -> _Design:
     s2 = se**2
     if spec.has_bias and spec.bias_variant == "downweight":
         s2 = np.where(nr, s2 / spec.alpha, s2)
-    X = np.column_stack(cols)
+    X = np.column_stack(cols) if cols else np.zeros((k, 0))
     y = np.asarray(data.y, dtype=float)
     b_ref, features = _sufficient_columns(X, y)
     return _Design(
@@ -399,6 +405,7 @@ def _design(data: ModelData, spec: ModelSpec) -> _Design:
         s2=s2,
         m0=np.array([p.params[0] for p in priors]),
         s0=np.array([p.params[1] for p in priors]),
+        mu_index=0 if spec.effect else None,
         delta_index=delta_index,
         beta_index=beta_index,
         b_ref=b_ref,
@@ -566,6 +573,10 @@ def _pilot(
     return out
 
 
+#: The "grid" of a model with tau fixed at 0 (``spec.heterogeneity`` False): one node, weight 1.
+_TAU_ZERO = _Grid(tau=np.zeros(1), u=np.zeros(1), c=1.0, qweights=np.ones(1))
+
+
 def _grid_for(brackets: Sequence[_Bracket], n_grid: int) -> _Grid:
     """One grid covering every bracket, fine enough for the narrowest (in u) of them."""
     lo = min(b.lo for b in brackets)
@@ -592,6 +603,10 @@ class ExactPosterior:
 
     ``weights`` are the normalised quadrature weights ``q_g p(tau_g | y)`` (they sum to one), so
     any posterior expectation is ``sum_g weights_g E[. | tau_g, y]``.
+
+    ``log_marginal_likelihood`` is ``log p(y) = log int p(tau) p(y | tau) dtau`` (see
+    :func:`_posterior`); ``neglected_mass`` bounds the share of ``p(y)`` outside the grid.
+    With tau fixed at 0 the grid is the single node tau = 0 and ``p(y) = p(y | tau = 0)``.
     """
 
     spec: ModelSpec
@@ -601,6 +616,8 @@ class ExactPosterior:
     weights: np.ndarray
     density: np.ndarray  # p(tau_g | y), normalised in tau
     centres: np.ndarray  # covariate centres c_j
+    log_marginal_likelihood: float = math.nan
+    neglected_mass: float = 0.0
     _tau_cdf: object = field(default=None, repr=False)
 
     @property
@@ -614,6 +631,8 @@ class ExactPosterior:
 
     def tau_cdf(self, t: np.ndarray | float) -> np.ndarray:
         """Posterior CDF of tau (the density's cubic spline in u, integrated exactly)."""
+        if not self.spec.heterogeneity:  # a point mass at 0
+            return np.where(np.asarray(t, dtype=float) >= 0.0, 1.0, 0.0)
         if self._tau_cdf is None:
             self._tau_cdf = CubicSpline(self.grid.u, self.density_u()).antiderivative()
         anti = self._tau_cdf
@@ -624,6 +643,8 @@ class ExactPosterior:
     def tau_ppf(self, q: Sequence[float] | np.ndarray) -> np.ndarray:
         """Posterior quantiles of tau (see :func:`_spline_quantiles`)."""
         p = np.atleast_1d(np.asarray(q, dtype=float))
+        if not self.spec.heterogeneity:
+            return np.zeros(p.shape)
         x = _spline_quantiles(self.grid.u, self.density_u()[:, None], p)[0]
         return self.grid.c * np.sinh(x)
 
@@ -635,6 +656,8 @@ class ExactPosterior:
         return float(math.sqrt(max(self.weights @ (self.tau - m) ** 2, 0.0)))
 
     def tau_summary(self) -> ParamSummary:
+        if not self.spec.heterogeneity:
+            return _POINT_ZERO
         med, lo, hi = self.tau_ppf(_PROBS)
         return ParamSummary(
             mean=self.tau_mean(), median=float(med), sd=self.tau_sd(), q025=float(lo), q975=float(hi)
@@ -658,8 +681,9 @@ class ExactPosterior:
     def contrast(self, name: str) -> np.ndarray:
         """The coefficient vector picking ``mu``, ``delta`` or a covariate's beta."""
         c = np.zeros(self.design.X.shape[1])
-        if name == "mu":
-            c[0] = 1.0
+        if name == "mu":  # all zeros when mu is fixed at 0: a point mass
+            if self.design.mu_index is not None:
+                c[self.design.mu_index] = 1.0
         elif name == "delta" and self.design.delta_index is not None:
             c[self.design.delta_index] = 1.0
         elif name in self.design.beta_index:
@@ -732,7 +756,8 @@ class ExactPosterior:
         cond = _conditional(d, tau)
         chol = np.linalg.cholesky(cond.b_cov)  # (n, p, p)
         b = cond.b_mean + np.einsum("nij,nj->ni", chol, rng.standard_normal(cond.b_mean.shape))
-        out: dict[str, np.ndarray] = {"mu": b[:, 0], "tau": tau}
+        mu = b[:, d.mu_index] if d.mu_index is not None else np.zeros(n)
+        out: dict[str, np.ndarray] = {"mu": mu, "tau": tau}
         if d.delta_index is not None:
             out["delta"] = b[:, d.delta_index]
         if d.beta_index:
@@ -742,7 +767,7 @@ class ExactPosterior:
         mean = (t2 * d.y[None, :] + s2 * (b @ d.X.T)) / (s2 + t2)
         sd = np.sqrt(s2 * t2 / (s2 + t2))
         out["theta"] = mean + sd * rng.standard_normal(mean.shape)
-        out["theta_new"] = b[:, 0] + tau * rng.standard_normal(n)
+        out["theta_new"] = mu + tau * rng.standard_normal(n)
         return out
 
 
@@ -754,14 +779,44 @@ def _posterior(
     cond: _Conditional,
     tau_prior: PriorSpec,
 ) -> ExactPosterior:
+    r"""The grid posterior and the log marginal likelihood.
+
+    .. math::
+
+        p(y) = \int_0^\infty p(\tau)\, p(y \mid \tau)\, d\tau
+             \approx \sum_g q_g\, p(\tau_g)\, p(y \mid \tau_g),
+
+    with ``p(tau)`` the prior's own normalised density (``PriorSpec.logpdf``), ``p(y | tau)`` the
+    full normal density of the k log HRs (:func:`_conditional`) and ``q_g`` the Simpson weights
+    in ``u = asinh(tau / c)`` times the Jacobian ``dtau/du = c cosh(u)``. The grid spans
+    ``[lo, hi]``, where the integrand is within ``exp(-LOG_CUTOFF)`` of its maximum; the prior
+    mass outside contributes at most ``F(lo) max(p(y | 0), p(y | lo)) + (1 - F(hi)) p(y | hi)``
+    (``p(y | tau)`` being monotone in the tails), which is reported relative to ``p(y)`` as
+    ``neglected_mass`` (a note when it exceeds ``NEGLECTED_MASS_NOTE``; about 1e-17 normally).
+    With tau fixed at 0 there is no prior: ``p(y) = p(y | tau = 0)`` in closed form.
+    """
+    if not spec.heterogeneity:
+        return ExactPosterior(
+            spec=spec, design=d, grid=grid, cond=cond, weights=np.ones(1), density=np.ones(1),
+            centres=np.asarray(data.centres, dtype=float),
+            log_marginal_likelihood=float(cond.loglik[0]),
+        )
     with np.errstate(divide="ignore"):
         logpost = cond.loglik + tau_prior.logpdf(grid.tau)
     top = np.max(logpost[np.isfinite(logpost)])
     unnorm = np.exp(logpost - top)
     z = float(grid.qweights @ unnorm)
+    log_ml = top + math.log(z)
     density = unnorm / z
     weights = grid.qweights * density
     weights = weights / weights.sum()
+    lo, hi = float(grid.tau[0]), float(grid.tau[-1])
+    tail = float(1.0 - tau_prior.cdf(np.array([hi]))[0]) * math.exp(min(cond.loglik[-1] - log_ml, 700.0))
+    if lo > 0.0:
+        below = float(tau_prior.cdf(np.array([lo]))[0])
+        if below > 0.0:
+            top_ll = max(float(cond.loglik[0]), float(_conditional(d, np.zeros(1)).loglik[0]))
+            tail += below * math.exp(min(top_ll - log_ml, 700.0))
     return ExactPosterior(
         spec=spec,
         design=d,
@@ -770,6 +825,8 @@ def _posterior(
         weights=weights,
         density=density,
         centres=np.asarray(data.centres, dtype=float),
+        log_marginal_likelihood=log_ml,
+        neglected_mass=tail,
     )
 
 
@@ -792,7 +849,7 @@ def exact_posterior(data: ModelData, spec: ModelSpec, *, n_grid: int = DEFAULT_G
     """
     _check(spec, data)
     d = _design(data, spec)
-    grid = _grid_for(_pilot(d, [spec.priors.tau]), n_grid)
+    grid = _grid_for(_pilot(d, [spec.priors.tau]), n_grid) if spec.heterogeneity else _TAU_ZERO
     cond = _conditional(d, grid.tau)
     return _posterior(spec, data, d, grid, cond, spec.priors.tau)
 
@@ -866,7 +923,12 @@ def _batch(
     rows.extend(first.at(values) for values in at.values())
     pred = np.zeros(len(rows))
     pred[jp] = 1.0
-    means, sds = first._moments(np.array(rows), pred)
+    C = np.array(rows).reshape(len(rows), d.X.shape[1])
+    # rows that are the constant 0 (mu fixed at 0; the predictive effect too when tau is): a
+    # point mass, summarised exactly below (HR 1; P(HR < T) = 1 for T > 1, else 0)
+    point = ~C.any(axis=1) & ~((pred > 0) & first.spec.heterogeneity)
+    means, sds = first._moments(C, pred)
+    sds[:, point] = 1.0
     W = np.column_stack([p.weights for p in posts])  # (G, P)
     keep = (W > _PRUNE * W.max(axis=0)).any(axis=1)
     W = W[keep] / W[keep].sum(axis=0)
@@ -887,21 +949,28 @@ def _batch(
             block = slice(start, min(start + step, data.k))
             s_means, s_sds = first.study_moments(block)
             study_quant[:, block] = quantiles(s_means[keep], s_sds[keep])
+    quant = quantiles(m, s)
+    quant[:, point] = 0.0
     mix_mean = W.T @ m
     mix_sd = np.sqrt(np.maximum(W.T @ (s * s + m * m) - mix_mean**2, 0.0))
+    mix_sd[:, point] = 0.0
     # P(c'b < log T) for mu, the predictive effect and every ``at`` row: (P, rows, T)
     sel = [0, jp] + [jp + 1 + i for i in range(len(at))]
     log_t = np.log(np.asarray(thresholds, dtype=float))
     z = (log_t[None, None, :] - m[:, sel, None]) / s[:, sel, None]
     p_low = np.einsum("gp,grt->prt", W, special.ndtr(z))
+    p_low[:, point[sel]] = (log_t > 0.0).astype(float)
     tau = first.tau
-    dens_u = np.column_stack([p.density_u() for p in posts])
-    tau_q = first.grid.c * np.sinh(_spline_quantiles(first.grid.u, dens_u, _PROBS))
+    if first.spec.heterogeneity:
+        dens_u = np.column_stack([p.density_u() for p in posts])
+        tau_q = first.grid.c * np.sinh(_spline_quantiles(first.grid.u, dens_u, _PROBS))
+    else:
+        tau_q = np.zeros((len(posts), _PROBS.size))
     Wt = np.column_stack([p.weights for p in posts])
     tau_mean = Wt.T @ tau
     tau_sd = np.sqrt(np.maximum(Wt.T @ tau**2 - tau_mean**2, 0.0))
     return _Batch(
-        jp=jp, quant=quantiles(m, s), mix_mean=mix_mean, mix_sd=mix_sd, p_low=p_low,
+        jp=jp, quant=quant, mix_mean=mix_mean, mix_sd=mix_sd, p_low=p_low,
         study_quant=study_quant, tau_q=tau_q, tau_mean=tau_mean, tau_sd=tau_sd,
     )
 
@@ -931,7 +1000,7 @@ def _fit_result(
         return {threshold_key(t): float(v) for t, v in zip(thresholds, batch.p_low[ip, r], strict=True)}
 
     parameters = {"mu": param(0)}
-    parameters["tau"] = ParamSummary(
+    parameters["tau"] = _POINT_ZERO if not spec.heterogeneity else ParamSummary(
         mean=float(batch.tau_mean[ip]),
         median=float(batch.tau_q[ip, 0]),
         sd=float(batch.tau_sd[ip]),
@@ -964,10 +1033,11 @@ def _fit_result(
         diagnostics=None,
         imputed=0,
         posterior=None,
-        tau_grid=post.tau.copy(),
-        tau_density=post.density.copy(),
+        tau_grid=post.tau.copy() if spec.heterogeneity else None,
+        tau_density=post.density.copy() if spec.heterogeneity else None,
         source=data.source,
         notes=_notes(post),
+        log_marginal_likelihood=post.log_marginal_likelihood,
     )
 
 
@@ -989,8 +1059,16 @@ def _study_effects(data: ModelData, study_quant: np.ndarray) -> list[StudyEffect
 
 
 def _notes(post: ExactPosterior) -> list[str]:
-    """Notes of an exact fit: the down-weighting, and a tau posterior truncated by the grid."""
+    """Notes of an exact fit: fixed parameters, the down-weighting, a tau posterior truncated by
+    the grid and any marginal-likelihood mass outside it."""
     spec, notes = post.spec, []
+    if not spec.effect:
+        notes.append(
+            "effect=False: mu is fixed at 0 (HR = 1 in a randomised comparison), so the HR "
+            "summary is 1 (1 to 1) and P(HR < T) is 1 for T > 1 and 0 otherwise"
+        )
+    if not spec.heterogeneity:
+        notes.append("heterogeneity=False: tau is fixed at 0 (a common-effect model)")
     if spec.has_bias and spec.bias_variant == "downweight":
         notes.append(
             "downweight: within-study variances of non-randomised studies divided by alpha = "
@@ -1000,6 +1078,12 @@ def _notes(post: ExactPosterior) -> list[str]:
         notes.append(
             "exact engine: the posterior of tau still had mass at the end of the grid "
             f"(tau = {post.tau[-1]:.3g}); its upper tail may be truncated"
+        )
+    if post.neglected_mass > NEGLECTED_MASS_NOTE:
+        notes.append(
+            "exact engine: up to a fraction "
+            f"{post.neglected_mass:.2g} of the marginal likelihood lies outside the tau grid "
+            f"[{post.tau[0]:.3g}, {post.tau[-1]:.3g}] and is not included"
         )
     return notes
 
@@ -1069,8 +1153,10 @@ def marginal_densities(post: ExactPosterior) -> dict[str, tuple[np.ndarray, np.n
     >>> sorted(dens), dens["mu"][0].size
     (['delta', 'mu', 'tau'], 241)
     """
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {"tau": (post.tau.copy(), post.density.copy())}
-    names = ["mu"] + (["delta"] if "delta" in post.spec.parameters else [])
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if post.spec.heterogeneity:
+        out["tau"] = (post.tau.copy(), post.density.copy())
+    names = [n for n in ("mu", "delta") if n in post.spec.parameters]
     for name in names:
         mix = post.linear(post.contrast(name))
         centre, sd = mix.mean(), mix.sd()
@@ -1134,6 +1220,8 @@ def sweep_tau_priors(
     >>> [r.spec.priors.tau.label for r in sweep_tau_priors(data, spec, priors)]
     ['half-normal(scale=0.5)', 'half-Cauchy(scale=0.5)']
     """
+    if not spec.heterogeneity:
+        raise ModelError("a tau-prior sweep needs a model with heterogeneity (tau is fixed at 0)")
     if delta_priors is not None:
         if not (spec.has_bias and spec.bias_variant == "additive"):
             raise ModelError("a delta-prior sweep needs a bias model with the additive variant")

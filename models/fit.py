@@ -164,6 +164,17 @@ def fit(
         if reason is not None:
             raise ModelError(f"engine='exact': {reason}", parameter="engine")
         return fit_exact(data, spec, thresholds=thresholds, at=points)
+    fixed = [
+        f"{name}=False ({what})"
+        for name, what in (("effect", "mu fixed at 0"), ("heterogeneity", "tau fixed at 0"))
+        if not getattr(spec, name)
+    ]
+    if fixed:
+        raise ModelError(
+            f"engine='pymc' does not fit models with {' and '.join(fixed)}; use engine='exact' "
+            "(it computes them, and their marginal likelihood, in closed form or by quadrature)",
+            parameter="engine",
+        )
     from synthesis.models.pymc_fit import fit_pymc
 
     return fit_pymc(

@@ -177,7 +177,15 @@ class FitResult:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     interval_prob: float = INTERVAL_PROB
-    #: Exact engine: the grid posterior itself (:class:`synthesis.models.exact.ExactPosterior`),
+    #: Exact engine: log p(y | model), the log marginal likelihood of the observed log HRs with
+    #: every normalising constant (comparable across models fitted to the same data: Bayes
+    #: factors, model weights); ``None`` for the PyMC engine.
+    log_marginal_likelihood: float | None = None
+    #: Exact engine: the marginal posterior of kappa (the second variance parameter of the
+    #: ``random`` and ``three-level`` bias variants) on its quadrature grid, for plots.
+    kappa_grid: np.ndarray | None = None
+    kappa_density: np.ndarray | None = None
+    #: Exact engine: the grid posterior itself posterior itself (:class:`synthesis.models.exact.ExactPosterior`),
     #: from which :meth:`draws` and :meth:`to_datatree` draw iid samples; ``None`` otherwise.
     exact_posterior: Any = field(default=None, repr=False, compare=False)
 
@@ -335,6 +343,9 @@ class FitResult:
             "priors": self.spec.priors.labels(self.spec.parameters),
             "priors_detail": self.spec.priors.to_dict(self.spec.parameters),
         }
+        for name in ("effect", "heterogeneity"):  # a fixed mu / tau (exact engine only)
+            if not getattr(self.spec, name):
+                out[name] = False
         if self.spec.has_bias:
             out["bias_variant"] = self.spec.bias_variant
             if self.spec.bias_variant == "downweight":
@@ -359,6 +370,8 @@ class FitResult:
         out["interval"] = {"prob": self.interval_prob, "kind": "equal-tailed"}
         out["seed"] = self.seed
         out["timing"] = dict(self.timing)
+        if self.log_marginal_likelihood is not None:
+            out["log_marginal_likelihood"] = self.log_marginal_likelihood
         if self.notes:
             out["notes"] = list(self.notes)
         return out

@@ -7,6 +7,10 @@ Models (theta_i is the true log HR of study i, y_i ~ N(theta_i, se_i^2)):
 * ``metareg``:      theta_i = mu + sum_j beta_j (x_ij - c_j) + u_i
 * ``bias-metareg``: both terms.
 
+Two switches restrict any of these (engine ``exact`` only): ``effect=False`` fixes mu = 0 (HR = 1
+in a randomised comparison: the null model of a Bayes factor for an effect; bias and beta terms
+stay), ``heterogeneity=False`` fixes tau = 0 (the common-effect model, u_i = 0).
+
 ``mu`` is the effect in a randomised comparison (at the covariate centres c_j for the
 meta-regressions): the estimand the decision outputs are about.
 """
@@ -75,6 +79,10 @@ class ModelSpec:
     alpha: float = 0.5
     covariates: tuple[str, ...] = ()
     priors: PriorConfig = field(default_factory=resolve_priors)
+    #: False: mu fixed at 0 (HR = 1 for a randomised comparison; the null model).
+    effect: bool = True
+    #: False: tau fixed at 0 (a common-effect model: no between-study heterogeneity).
+    heterogeneity: bool = True
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -85,6 +93,9 @@ class ModelSpec:
             )
         if self.has_bias and self.bias_variant == "downweight" and not 0.0 < self.alpha <= 1.0:
             raise InputError(f"alpha must be in (0, 1], got {self.alpha:g}", parameter="alpha")
+        for name in ("effect", "heterogeneity"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}", parameter=name)
         if self.has_covariates and not self.covariates:
             raise InputError(f"model {self.model!r} needs at least one covariate", parameter="covariates")
         if not self.has_covariates and self.covariates:
@@ -102,8 +113,16 @@ class ModelSpec:
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        """Names of the parameters with priors in this model."""
-        names = ["mu", "tau"]
+        """Names of the parameters with priors in this model (``mu``/``tau`` only when not fixed).
+
+        Examples
+        --------
+        >>> ModelSpec("bias").parameters
+        ('mu', 'tau', 'delta')
+        >>> ModelSpec("bias", effect=False, heterogeneity=False).parameters
+        ('delta',)
+        """
+        names = (["mu"] if self.effect else []) + (["tau"] if self.heterogeneity else [])
         if self.has_bias and self.bias_variant in ("additive", "random"):
             names.append("delta")
         if self.has_bias and self.bias_variant in ("random", "three-level"):
@@ -115,7 +134,13 @@ class ModelSpec:
         return tuple(names)
 
     def describe(self) -> dict:
-        """A JSON-ready description (model, variant, covariates, priors with labels)."""
+        """A JSON-ready description (model, variant, covariates, fixed parameters, priors with labels).
+
+        Examples
+        --------
+        >>> ModelSpec("re", heterogeneity=False).describe()
+        {'model': 're', 'heterogeneity': False, 'tau': 'fixed at 0 (common effect)', 'priors': {'mu': 'normal(mean=0, sd=1)'}}
+        """
         out: dict = {"model": self.model}
         if self.has_bias:
             out["bias_variant"] = self.bias_variant
@@ -123,6 +148,12 @@ class ModelSpec:
                 out["alpha"] = self.alpha
         if self.has_covariates:
             out["covariates"] = list(self.covariates)
+        if not self.effect:
+            out["effect"] = False
+            out["mu"] = "fixed at 0 (HR = 1)"
+        if not self.heterogeneity:
+            out["heterogeneity"] = False
+            out["tau"] = "fixed at 0 (common effect)"
         out["priors"] = self.priors.labels(self.parameters)
         return out
 
