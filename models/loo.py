@@ -595,10 +595,12 @@ class VariantComparison:
             "notes": list(self.notes),
         }
 
-    def __str__(self) -> str:
+    _HEADER = ("variant", "engine", "LOO", "elpd_loo", "SE", "p_loo", "diff", "SE(diff)", "weight", "max k", "high k", "HR (95% CrI)")
+
+    def _rows(self) -> list[list[str]]:
+        """The LOO table as printed: one row per variant, then the stacked row."""
         from synthesis.models.display import fmt
 
-        header = ["variant", "engine", "LOO", "elpd_loo", "SE", "p_loo", "diff", "SE(diff)", "weight", "max k", "high k", "HR (95% CrI)"]
         rows = []
         for v in self.variants:
             k_max = "-" if v.loo.pareto_k_max is None else f"{v.loo.pareto_k_max:.2f}"
@@ -612,6 +614,42 @@ class VariantComparison:
             ])
         s = self.stacked
         rows.append(["stacked", "", "", "", "", "", "", "", "1.000", "", "", f"{fmt(s.median, 2)} ({fmt(s.q025, 2)}-{fmt(s.q975, 2)})"])
+        return rows
+
+    def to_frame(self) -> Any:
+        """One row per variant (the ``models`` entries of :meth:`to_json`, P(HR < T) as
+        ``p_hr_below_T`` columns) and a last row ``stacked``.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> res = compare_variants(syn.load_dataset("dnmbc_lrt"), ModelSpec("bias"),
+        ...                        variants=["additive", "downweight"], engine="exact")
+        >>> list(res.to_frame().index), "weight" in res.to_frame().columns
+        (['additive', 'downweight', 'stacked'], True)
+        """
+        import pandas as pd
+
+        doc = self.to_json()
+        records = []
+        for m in [*doc["models"], {"bias_variant": "stacked", "weight": 1.0, **doc["stacked"]}]:
+            row = {k: v for k, v in m.items() if k not in ("p_hr_below", "notes")}
+            row |= {f"p_hr_below_{t}": p for t, p in m["p_hr_below"].items()}
+            records.append(row)
+        return pd.DataFrame.from_records(records).set_index("bias_variant")
+
+    def _repr_html_(self) -> str:
+        from synthesis.models.display import html_block, html_table
+
+        table = html_table(self._HEADER, self._rows(), caption="Bias variants by leave-one-study-out cross-validation")
+        return html_block(f"synthesis compare ({self.source})", [table], [*self.warnings(), *self.notes])
+
+    def __str__(self) -> str:
+        from synthesis.models.display import fmt
+
+        header = list(self._HEADER)
+        rows = self._rows()
+        s = self.stacked
         widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
         lines = [
             f"Bias variants of model {self.spec.model!r} compared by leave-one-study-out "
