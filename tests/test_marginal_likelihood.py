@@ -279,3 +279,56 @@ def test_pymc_engine_refuses_fixed_parameters(option: str) -> None:
     with pytest.raises(ModelError, match=rf"{option}=False.*engine='exact'"):
         fit(_Table(model_data(Y6, SE6)), spec, engine="pymc")
     assert fit(_Table(model_data(Y6, SE6)), spec, engine="exact").log_marginal_likelihood is not None
+
+
+# bayesmeta data/Rubin1981.R (eight schools): "effect" and "stderr" of schools A-H.
+SCHOOLS_Y = [28.39, 7.94, -2.75, 6.82, -0.64, 0.63, 18.01, 12.16]
+SCHOOLS_SE = [14.9, 10.2, 16.3, 11.0, 9.4, 11.4, 10.4, 17.6]
+
+
+def bayesmeta_log_likelihood_tau(y, sigma, tau: float, mu_mean: float, mu_sd: float) -> float:
+    """bayesmeta's ``likelihood(tau=t, log=TRUE)`` with a normal mu prior, transcribed from
+    R/bayesmeta.R (``logmarglikeli``; JSS paper equation 15): the prior mean is treated as one
+    more observation with variance mu_sd^2."""
+    y_term = np.concatenate([[mu_mean], y])
+    var_term = np.concatenate([[mu_sd**2], np.asarray(sigma) ** 2 + tau**2])
+    cm = np.sum(y_term / var_term) / np.sum(1.0 / var_term)
+    return float(-0.5 * ((y_term.size - 1) * math.log(2 * math.pi) + np.log(var_term).sum()
+                         + np.sum((y_term - cm) ** 2 / var_term) + math.log(np.sum(1.0 / var_term))))
+
+
+def test_bayesmeta_marginal_likelihood_and_bayes_factors_eight_schools() -> None:
+    """bayesmeta's ``$marginal.likelihood`` and ``$bayesfactor["actual", c("tau=0", "mu=0")]``
+    for its eight-schools example 1 (mu ~ N(0, 50^2), tau ~ half-Cauchy(25); vignette
+    "An introduction to meta-analysis using the bayesmeta package").
+
+    bayesmeta prints no marginal likelihood or Bayes factor in its documentation (man pages,
+    vignette, JSS paper and the bmr paper of version 3.4 were searched: ``print()`` omits
+    them and no ``summary()`` output is shown), so the reference here is its code: the
+    marginal likelihood as ``integrate(likelihood(tau) * dprior(tau), 0, Inf)`` (R's integrate
+    = QUADPACK, here scipy's), ``BF(tau = 0) = likelihood(tau = 0) / marglik`` and
+    ``BF(mu = 0) = likelihood(mu = 0) / marglik`` with ``likelihood(mu = 0)`` the tau integral of
+    the joint likelihood at mu = 0. bayesmeta defines the marginal likelihood only for proper
+    priors (its uniform/improper mu prior gives none), which is the set-up here; its definition
+    is then ours, log p(y) with every normalising constant.
+    """
+    y, se = np.array(SCHOOLS_Y), np.array(SCHOOLS_SE)
+    data = model_data(y, se)
+    spec = spec_of("re", "halfcauchy(25)", mu="normal(0, 50)")
+    pdf = stats.halfcauchy(scale=25.0).pdf
+    marglik = integrate.quad(
+        lambda t: math.exp(bayesmeta_log_likelihood_tau(y, se, t, 0.0, 50.0)) * pdf(t), 0.0, np.inf,
+        epsrel=1e-12, epsabs=0.0, limit=400,
+    )[0]
+    bf_tau0 = math.exp(bayesmeta_log_likelihood_tau(y, se, 0.0, 0.0, 50.0)) / marglik
+    lik_mu0 = integrate.quad(
+        lambda t: math.exp(stats.norm.logpdf(y, 0.0, np.sqrt(se**2 + t * t)).sum()) * pdf(t), 0.0, np.inf,
+        epsrel=1e-12, epsabs=0.0, limit=400,
+    )[0]
+    bf_mu0 = lik_mu0 / marglik
+    full = fit_exact(data, spec).log_marginal_likelihood
+    assert full == pytest.approx(math.log(marglik), abs=LOG_ML_TOL)
+    tau0 = fit_exact(data, replace(spec, heterogeneity=False)).log_marginal_likelihood
+    mu0 = fit_exact(data, replace(spec, effect=False)).log_marginal_likelihood
+    assert math.exp(tau0 - full) == pytest.approx(bf_tau0, rel=LOG_ML_TOL)
+    assert math.exp(mu0 - full) == pytest.approx(bf_mu0, rel=LOG_ML_TOL)
