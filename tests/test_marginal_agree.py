@@ -56,3 +56,62 @@ def test_marginal_model_agrees_with_exact(case):
                          "diff": diff, "mcse": math.nan, "tolerance": STUDY_TOL, "ok": abs(diff) <= STUDY_TOL})
     print(f"\nmarginal {case} (k = {data.k})\n{report(rows)}")
     assert all(r["ok"] for r in rows), report(rows)
+
+
+#: Missing covariate values in the imputed case: every fourth study's x (25%).
+IMPUTED_K = 120
+MISSING_EVERY = 4
+#: Quantiles of the covariate model's hyperparameters compared as well (marginal form: x_mean
+#: and x_sd are still sampled; only the missing values themselves are integrated out).
+IMPUTED_PARAMETERS = ("mu", "tau", "delta", "beta", "x_mean", "x_sd")
+
+
+def data_with_missing_covariate() -> ModelData:
+    data = simulated(k=IMPUTED_K, seed=12)
+    x = data.x.copy()
+    x[::MISSING_EVERY, 0] = np.nan
+    centres = np.nanmean(x, axis=0)
+    return ModelData(**{**data.__dict__, "x": x, "centres": centres})
+
+
+def _flat(fit, name):
+    return np.asarray(fit.posterior.posterior[name].values, dtype=float).reshape(-1)
+
+
+def test_marginal_imputed_model_agrees_with_the_latent_model():
+    """The missing covariate values integrated out (marginal form) vs imputed as parameters
+    (latent form, e_missing and the study effects sampled): the same model, so the posteriors
+    of the global parameters agree; both are MCMC, so each quantile must agree within
+    MCSE_FACTOR x the combined MCSE of the two runs + ABS_SLACK."""
+    import arviz_stats as azs
+    from test_engines_agree import ABS_SLACK, DRAWS, MCSE_FACTOR, SEED, TUNE
+
+    from synthesis.models.pymc_fit import fit_pymc
+    from synthesis.models.pymc_models import build_marginal_model, build_model, structural_data
+    from synthesis.models.sampling import CompiledModel
+
+    data = data_with_missing_covariate()
+    assert data.k < MARGINAL_MIN_STUDIES and data.n_missing == IMPUTED_K // MISSING_EVERY
+    spec = ModelSpec(model="bias-metareg", covariates=("x",))
+    latent_model = build_model(data, spec)
+    assert "e_missing" in {v.name for v in latent_model.free_RVs}
+    marginal_model = build_marginal_model(data, spec)
+    assert "e_missing" not in {v.name for v in marginal_model.free_RVs}
+    fits = {}
+    for form, model in (("latent", latent_model), ("marginal", marginal_model)):
+        compiled = CompiledModel.compile(model, freeze=structural_data(model))
+        fits[form] = fit_pymc(data, spec, compiled=compiled, draws=DRAWS, tune=TUNE, seed=SEED)
+        assert fits[form].diagnostics.converged, fits[form].diagnostics.messages
+    rows = []
+    probs = {"q025": 0.025, "median": 0.5, "q975": 0.975}
+    for name in IMPUTED_PARAMETERS:
+        a, b = fits["latent"].posterior.posterior[name], fits["marginal"].posterior.posterior[name]
+        for q, p in probs.items():
+            qa, qb = np.quantile(_flat(fits["latent"], name), p), np.quantile(_flat(fits["marginal"], name), p)
+            method = {"method": "median"} if q == "median" else {"method": "quantile", "prob": p}
+            mcse = math.hypot(float(np.asarray(azs.mcse(a, **method)).max()), float(np.asarray(azs.mcse(b, **method)).max()))
+            tol = MCSE_FACTOR * mcse + ABS_SLACK
+            rows.append({"what": f"{name} {q}", "pymc": qb, "exact": qa, "diff": qb - qa, "mcse": mcse,
+                         "tolerance": tol, "ok": abs(qb - qa) <= tol})
+    print(f"\nmarginal (pymc column) vs latent (exact column) bias-metareg, {data.n_missing} of {data.k} x missing\n{report(rows)}")
+    assert all(r["ok"] for r in rows), report(rows)
