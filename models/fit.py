@@ -119,6 +119,8 @@ def fit(
     seed: int | None = None,
     target_accept: float | None = None,
     adaptation: str = "auto",
+    log_likelihood: bool = False,
+    log_prior: bool = False,
 ) -> FitResult:
     """Fit ``spec`` to the studies of ``table`` with the chosen engine.
 
@@ -139,6 +141,10 @@ def fit(
         NUTS settings (PyMC engine only; ``target_accept=None`` takes the model's default,
         0.95 or 0.99 (:func:`synthesis.models.pymc_fit.default_target_accept`); ``adaptation`` is nutpie's
         mass-matrix adaptation).
+    log_likelihood, log_prior
+        PyMC engine: also store the pointwise log-likelihood (study effects integrated out, for
+        PSIS-LOO) and the log prior densities as DataTree groups of ``result.posterior``
+        (:func:`synthesis.models.pymc_fit.fit_pymc`); opt-in because at large k they are big.
 
     Examples
     --------
@@ -188,4 +194,6 @@ def fit(
         seed=seed,
         target_accept=target_accept,
         adaptation=adaptation,
+        log_likelihood=log_likelihood,
+        log_prior=log_prior,
     )
