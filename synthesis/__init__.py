@@ -24,13 +24,17 @@ map_subpackages(__name__, __file__)
 
 from synthesis.api import (  # noqa: E402
     analyse,
+    average,
     bias_diagnostics,
+    compare,
     fit,
     load_dataset,
     load_studies,
     metareg,
     pool,
+    psense,
     sweep,
+    tipping,
     write_report,
 )
 from synthesis.errors import ConvergenceError, InputError, ModelError, SynthesisError  # noqa: E402
@@ -49,14 +53,18 @@ __all__ = [
     "StudyTable",
     "SynthesisError",
     "analyse",
+    "average",
     "bias_diagnostics",
+    "compare",
     "fit",
     "load_dataset",
     "load_studies",
     "metareg",
     "parse_prior",
     "pool",
+    "psense",
     "sweep",
+    "tipping",
     "write_report",
 ]
 __version__ = "0.1.0"

@@ -38,20 +38,28 @@ from synthesis.studies import load_studies as _load_csv
 if TYPE_CHECKING:
     from synthesis.analysis import AnalysisResult
     from synthesis.metaregression import MetaRegResult
+    from synthesis.models.averaging import AveragingResult
+    from synthesis.models.loo import VariantComparison
+    from synthesis.models.powerscale import PowerScaleResult
     from synthesis.models.results import FitResult
+    from synthesis.models.tipping import TippingResult
     from synthesis.pooling import PoolResult
     from synthesis.pubbias import BiasResult
     from synthesis.sweeps import SweepResult
 
 __all__ = [
     "analyse",
+    "average",
     "bias_diagnostics",
+    "compare",
     "fit",
     "load_dataset",
     "load_studies",
     "metareg",
     "pool",
+    "psense",
     "sweep",
+    "tipping",
     "write_report",
 ]
 
@@ -593,3 +601,182 @@ def write_report(result: AnalysisResult, path: str | Path) -> Path:
     out = Path(path)
     check_output_target(out, REPORT_COMMAND)
     return _write(result, out)
+
+
+# --------------------------------------------------------------------------------------------
+# which model the data support, and where the answer flips (issue #11)
+# --------------------------------------------------------------------------------------------
+def average(
+    data: Studies,
+    *,
+    bias_variant: str = "additive",
+    bias_variants: str | Iterable[str] | None = None,
+    alpha: float = 0.5,
+    prior_prob: str | Mapping[str, float] | None = None,
+    mu_prior: Prior | None = None,
+    tau_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
+    kappa_prior: Prior | None = None,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> AveragingResult:
+    """Bayesian model averaging over effect x design bias x heterogeneity (``synthesis average``).
+
+    Every model is fitted by the exact engine, and its exact log marginal likelihood gives the
+    posterior model probabilities, the inclusion Bayes factors and the model-averaged HR
+    (:func:`synthesis.models.averaging.average_models`).
+
+    Parameters
+    ----------
+    data
+        The studies (table, DataFrame or CSV path).
+    bias_variant, alpha
+        The bias variant of the bias models (and ``alpha`` of ``"downweight"``).
+    bias_variants
+        ``"all"`` (or a list) to average over bias variants as well.
+    prior_prob
+        Prior inclusion probabilities, ``"effect=0.5,bias=0.5,heterogeneity=0.5"`` or a mapping;
+        default equal prior model probabilities.
+    mu_prior, tau_prior, bias_prior, kappa_prior
+        Priors as in :func:`fit` (normal priors on mu and delta: the exact engine needs them).
+    thresholds
+        Report P(HR < T) for each T.
+
+    Returns
+    -------
+    AveragingResult
+        Prints as ``synthesis average``; ``to_json()`` is ``synthesis average --json``.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> result = syn.average(syn.load_dataset("dnmbc_lrt"))
+    >>> len(result.models), round(sum(m.posterior_prob for m in result.models), 12)
+    (8, 1.0)
+    """
+    from synthesis.models.averaging import average_models
+
+    spec = _spec(
+        "bias", bias_variant=bias_variant, alpha=alpha, covariates=(),
+        priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior},
+    )
+    return average_models(
+        load_studies(data), spec, prior_prob=prior_prob, bias_variants=bias_variants, thresholds=thresholds
+    )
+
+
+def compare(
+    data: Studies,
+    *,
+    bias_variants: Sequence[str] | None = None,
+    engine: str = "exact",
+    alpha: float = 0.5,
+    mu_prior: Prior | None = None,
+    tau_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
+    kappa_prior: Prior | None = None,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    chains: int = 4,
+    draws: int = 2000,
+    tune: int = 1000,
+    seed: int | None = DEFAULT_SEED,
+) -> VariantComparison:
+    """Compare the bias variants by leave-one-study-out cross-validation and stack them
+    (``synthesis compare``; :func:`synthesis.models.loo.compare_variants`).
+
+    ``engine="exact"`` scores the variants the exact engine can refit by exact LOO and samples
+    the others with PyMC (PSIS-LOO); ``engine="pymc"`` samples every variant.
+
+    Returns
+    -------
+    VariantComparison
+        The LOO table, stacking weights and the stacked HR and P(HR < T).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> result = syn.compare(syn.load_dataset("dnmbc_lrt"), bias_variants=["additive", "downweight"])
+    >>> round(sum(v.comparison.weight for v in result.variants), 6)
+    1.0
+    """
+    from synthesis.models.loo import BIAS_VARIANTS, compare_variants
+
+    spec = _spec(
+        "bias", bias_variant="additive", alpha=alpha, covariates=(),
+        priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior},
+    )
+    return compare_variants(
+        load_studies(data), spec, variants=tuple(bias_variants or BIAS_VARIANTS), engine=engine,
+        thresholds=thresholds, chains=chains, draws=draws, tune=tune, seed=seed,
+    )
+
+
+def tipping(
+    data: Studies,
+    *,
+    threshold: float = 0.8,
+    level: float = 0.5,
+    mu_prior: Prior | None = None,
+    tau_prior: Prior | None = None,
+    grid: int | Sequence[int] = 40,
+    alpha_points: int = 21,
+) -> TippingResult:
+    """Where the answer flips (``synthesis tipping``): P(HR < T) over a grid of design-bias
+    priors, the contour where it crosses ``level``, the down-weighting curve and a sentence
+    (:func:`synthesis.models.tipping.tipping_analysis`).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> result = syn.tipping(syn.load_dataset("dnmbc_lrt"), grid=8, alpha_points=5)
+    >>> result.to_json()["threshold"], len(result.to_json()["grid"])
+    (0.8, 64)
+    """
+    from synthesis.models.spec import ModelData
+    from synthesis.models.tipping import tipping_analysis
+
+    spec = _spec("re", bias_variant="additive", alpha=0.5, covariates=(), priors={"mu": mu_prior, "tau": tau_prior})
+    table = load_studies(data)
+    if not table.has_design:
+        raise InputError(f"{table.source}: a tipping-point analysis needs a 'design' column")
+    return tipping_analysis(
+        ModelData.from_table(table, spec), spec.priors, threshold=threshold, level=level,
+        grid=grid, alpha_points=alpha_points,
+    )
+
+
+def psense(
+    data: Studies,
+    *,
+    model: str = "bias",
+    bias_variant: str = "additive",
+    alpha: float = 0.5,
+    mu_prior: Prior | None = None,
+    tau_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
+    kappa_prior: Prior | None = None,
+    engine: str = "exact",
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    sensitivity_threshold: float = 0.05,
+    fit_options: Mapping[str, Any] | None = None,
+) -> PowerScaleResult:
+    """Power-scaling sensitivity (``synthesis psense``; Kallioinen et al. 2024): how far the
+    posterior moves when the prior, the likelihood, or the non-randomised studies' likelihood
+    alone is raised to a power near 1 (:func:`synthesis.models.powerscale.power_scale`).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> result = syn.psense(syn.load_dataset("dnmbc_lrt"))
+    >>> result.conflict
+    False
+    """
+    from synthesis.models.powerscale import power_scale
+
+    spec = _spec(
+        model, bias_variant=bias_variant, alpha=alpha, covariates=(),
+        priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior},
+    )
+    return power_scale(
+        load_studies(data), spec, engine=engine, thresholds=thresholds,
+        threshold=sensitivity_threshold, fit_options=fit_options,
+    )
