@@ -87,9 +87,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import special
-from scipy.interpolate import CubicSpline
+from scipy.interpolate import BarycentricInterpolator, CubicSpline
 
-from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
+from synthesis.base import DEFAULT_THRESHOLDS, DESIGNS, INTERVAL_PROB, REFERENCE_DESIGN
 from synthesis.errors import InputError, ModelError
 from synthesis.models.priors import PriorSpec
 from synthesis.models.results import FitResult, ParamSummary, RatioSummary, StudyEffect
@@ -116,6 +116,8 @@ _CONDITIONAL_BLOCK_CELLS = 250_000
 NEGLECTED_MASS_NOTE = 1e-6
 #: Mixture components lighter than this fraction of the heaviest are dropped from sums.
 _PRUNE = 1e-14
+#: ... and so are the lightest components whose weights total less than this.
+_PRUNE_MASS = 1e-12
 _LOG_2PI = math.log(2.0 * math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _Z = float(special.ndtri(0.5 + INTERVAL_PROB / 2.0))  # 1.959964
@@ -131,33 +133,31 @@ _POINT_ZERO = ParamSummary(mean=0.0, median=0.0, sd=0.0, q025=0.0, q975=0.0)
 def exact_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None:
     """Why the exact engine cannot fit ``spec`` to ``data``, or ``None`` when it can.
 
-    The exact engine needs a model that is linear-Gaussian given tau (``re``, ``bias`` with the
-    ``additive`` or ``downweight`` variant, ``metareg``, ``bias-metareg``), normal priors on mu,
-    delta and beta, and no missing covariate values.
+    The exact engine needs a model that is linear-Gaussian given its variance parameters
+    (every model and bias variant: tau alone, or tau and kappa for the ``random`` and
+    ``three-level`` variants), normal priors on mu, delta and beta, and no missing covariate
+    values. The three-level model needs at least two designs and a free mu (``effect=True``).
 
     Examples
     --------
     >>> import synthesis as syn
     >>> table = syn.load_dataset("dnmbc_lrt")
-    >>> spec = ModelSpec("bias")
+    >>> spec = ModelSpec("bias", bias_variant="random")
     >>> print(exact_unsupported_reason(spec, ModelData.from_table(table, spec)))
     None
-    >>> spec = ModelSpec("bias", bias_variant="random")
-    >>> exact_unsupported_reason(spec, ModelData.from_table(table, spec))  # doctest: +ELLIPSIS
-    "bias variant 'random' has study-specific biases ... use engine='pymc'"
+    >>> spec = ModelSpec("bias", bias_variant="three-level", effect=False)
+    >>> print(exact_unsupported_reason(spec, ModelData.from_table(table, spec)))  # doctest: +ELLIPSIS
+    effect=False is not defined for the three-level variant ...
     """
-    if spec.has_bias and spec.bias_variant == "random":
-        return (
-            "bias variant 'random' has study-specific biases whose SD kappa is a second variance "
-            "parameter: the model is not linear-Gaussian given tau alone, so the exact engine "
-            "cannot integrate it — use engine='pymc'"
-        )
     if spec.has_bias and spec.bias_variant == "three-level":
-        return (
-            "bias variant 'three-level' has a design-level random effect with its own variance: the "
-            "model is not linear-Gaussian given tau alone, so the exact engine cannot integrate "
-            "it — use engine='pymc'"
-        )
+        if not spec.effect:
+            return (
+                "effect=False is not defined for the three-level variant (mu is the rct design "
+                "mean m + kappa e_rct, not a coefficient that can be fixed); use the random or "
+                "additive variant for a null model"
+            )
+        if len(designs_present(data)) < 2 or REFERENCE_DESIGN not in designs_present(data):
+            return "the three-level model needs an rct design and at least one other design"
     location = [n for n in ("mu", "delta", "beta") if n in spec.parameters]
     bad = [n for n in location if not getattr(spec.priors, n).is_normal]
     if bad:
@@ -360,6 +360,41 @@ class _Design:
     beta_index: dict[str, int]
     b_ref: np.ndarray  # (p,) unweighted least-squares coefficients (the centring of the sums)
     features: np.ndarray  # (k, p(p+1)/2 + p + 1) columns whose weighted sums make the model
+    #: Models with a second variance parameter kappa: where tau and kappa enter (else None).
+    layout: _Layout | None = None
+    #: Reported quantities that are combinations of several coefficients (three-level: mu, delta).
+    contrasts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def has_delta(self) -> bool:
+        return self.delta_index is not None or "delta" in self.contrasts
+
+
+@dataclass(frozen=True)
+class _Layout:
+    r"""Where the two variance parameters enter a linear-Gaussian model.
+
+    .. math::
+
+        V_{ii} = s_i^2 + \tau^2 a_i + \kappa^2 h_i, \qquad
+        \operatorname{Var}(b_j) = s_{0j}^2 \text{ (fixed)}, \ \tau^2 \ [j \in T] \text{ or }
+        \kappa^2 \ [j \in K].
+
+    ``random`` bias: ``a = 1``, ``h = nr`` (the study-specific bias kappa w_i of a non-randomised
+    study adds to its variance). ``three-level``: ``a = 1``, ``h = 0``, ``K`` = the design
+    offsets ``v_d ~ N(0, kappa^2)``. A multilevel model with cluster effects
+    ``u_c ~ N(0, tau^2)`` as coefficients and a within-cluster variance in ``V`` is
+    ``a = 0``/``h = 1``, ``T`` = the cluster coefficients.
+    """
+
+    a: np.ndarray  # (k,) weight of tau^2 in V
+    h: np.ndarray  # (k,) weight of kappa^2 in V
+    tau_coef: np.ndarray  # (p,) bool: prior variance tau^2
+    kappa_coef: np.ndarray  # (p,) bool: prior variance kappa^2
+
+    def random_variance(self, tau: np.ndarray, kappa: np.ndarray, studies: slice = slice(None)) -> np.ndarray:
+        """``tau^2 a_i + kappa^2 h_i`` per node (rows) and study (columns)."""
+        return (tau * tau)[:, None] * self.a[None, studies] + (kappa * kappa)[:, None] * self.h[None, studies]
 
 
 def _sufficient_columns(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -376,16 +411,30 @@ def _sufficient_columns(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
     return b_ref, np.column_stack([X[:, ia] * X[:, ib], X * r[:, None], r * r])
 
 
+def designs_present(data: ModelData) -> list[str]:
+    """The designs of :data:`synthesis.base.DESIGNS` present in the data, rct first (the
+    three-level model's design-level means; as in :mod:`synthesis.models.pymc_models`)."""
+    return [d for d in DESIGNS if d in set(data.designs)]
+
+
 def _design(data: ModelData, spec: ModelSpec) -> _Design:
     k = data.k
+    variant = spec.bias_variant if spec.has_bias else None
     cols = [np.ones(k)] if spec.effect else []
-    priors: list[PriorSpec] = [spec.priors.mu] if spec.effect else []
+    priors: list[PriorSpec | None] = [spec.priors.mu] if spec.effect else []
     delta_index = None
     nr = np.asarray(data.nonrandomised, dtype=bool)
-    if spec.has_bias and spec.bias_variant == "additive":
+    contrasts: dict[str, np.ndarray] = {}
+    if variant in ("additive", "random"):
         delta_index = len(cols)
         cols.append(nr.astype(float))
         priors.append(spec.priors.delta)
+    present: list[str] = []
+    if variant == "three-level":  # b = (m, v_d for each design present), v_d ~ N(0, kappa^2)
+        present = designs_present(data)
+        for name in present:
+            cols.append(np.array([d == name for d in data.designs], dtype=float))
+            priors.append(None)
     beta_index: dict[str, int] = {}
     if spec.has_covariates:
         for j, name in enumerate(spec.covariates):
@@ -398,18 +447,40 @@ def _design(data: ModelData, spec: ModelSpec) -> _Design:
         s2 = np.where(nr, s2 / spec.alpha, s2)
     X = np.column_stack(cols) if cols else np.zeros((k, 0))
     y = np.asarray(data.y, dtype=float)
+    p = X.shape[1]
+    layout = None
+    if variant in ("random", "three-level"):
+        kappa_coef = np.array([q is None for q in priors], dtype=bool)
+        layout = _Layout(
+            a=np.ones(k),
+            h=nr.astype(float) if variant == "random" else np.zeros(k),
+            tau_coef=np.zeros(p, dtype=bool),
+            kappa_coef=kappa_coef,
+        )
+    if variant == "three-level":
+        # reported mu = mu_rct = m + v_rct; delta = mean over the other designs of mu_d - mu_rct
+        first = 1  # column of v_{present[0]}; present[0] is the reference design (rct)
+        mu_c = np.zeros(p)
+        mu_c[0], mu_c[first + present.index(REFERENCE_DESIGN)] = 1.0, 1.0
+        delta_c = np.zeros(p)
+        others = [i for i, name in enumerate(present) if name != REFERENCE_DESIGN]
+        delta_c[[first + i for i in others]] = 1.0 / len(others)
+        delta_c[first + present.index(REFERENCE_DESIGN)] = -1.0
+        contrasts = {"mu": mu_c, "delta": delta_c}
     b_ref, features = _sufficient_columns(X, y)
     return _Design(
         X=X,
         y=y,
         s2=s2,
-        m0=np.array([p.params[0] for p in priors]),
-        s0=np.array([p.params[1] for p in priors]),
+        m0=np.array([q.params[0] if q is not None else 0.0 for q in priors]),
+        s0=np.array([q.params[1] if q is not None else 0.0 for q in priors]),
         mu_index=0 if spec.effect else None,
         delta_index=delta_index,
         beta_index=beta_index,
         b_ref=b_ref,
         features=features,
+        layout=layout,
+        contrasts=contrasts,
     )
 
 
@@ -421,17 +492,22 @@ class _Conditional:
     loglik: np.ndarray  # (G,)
     b_mean: np.ndarray  # (G, p)
     b_cov: np.ndarray  # (G, p, p)
+    kappa: np.ndarray | None = None  # (G,) models with a second variance parameter
 
 
-def _weighted_sums(d: _Design, tau: np.ndarray) -> np.ndarray:
+def _weighted_sums(d: _Design, tau: np.ndarray, kappa: np.ndarray | None = None) -> np.ndarray:
     """Per node (rows): the sums of ``d.features`` weighted by ``w = 1 / (s^2 + tau^2)`` (one
     matrix product per block of nodes of at most ``_CONDITIONAL_BLOCK_CELLS`` node-study cells),
-    then ``log|V_tau|`` in the last column. The only O(k) work of the conditional model."""
+    then ``log|V_tau|`` in the last column. The only O(k) work of the conditional model.
+    With ``kappa`` (one value per node), ``V = s^2 + tau^2 a + kappa^2 h`` (``d.layout``)."""
     out = np.empty((tau.size, d.features.shape[1] + 1))
     step = max(1, _CONDITIONAL_BLOCK_CELLS // max(d.y.size, 1))
     for i in range(0, tau.size, step):
         t = tau[i : i + step]
-        v = d.s2[None, :] + (t * t)[:, None]  # (nodes, k)
+        if kappa is None:
+            v = d.s2[None, :] + (t * t)[:, None]  # (nodes, k)
+        else:
+            v = d.s2[None, :] + d.layout.random_variance(t, kappa[i : i + step])
         out[i : i + step, -1] = np.log(v).sum(axis=1)
         out[i : i + step, :-1] = np.reciprocal(v, out=v) @ d.features
     return out
@@ -479,6 +555,54 @@ def _conditional(d: _Design, tau: np.ndarray, sums_cache: dict[bytes, np.ndarray
     return _Conditional(tau=tau, loglik=loglik, b_mean=b_mean, b_cov=cov)
 
 
+def _conditional_2d(d: _Design, tau: np.ndarray, kappa: np.ndarray) -> _Conditional:
+    r"""The conditional model at nodes ``(tau_g, kappa_g)`` of a two-variance model
+    (``d.layout``): ``V = diag(s^2 + tau^2 a + kappa^2 h)`` and prior variances ``S0`` that may
+    depend on the node (and vanish at kappa = 0).
+
+    With ``D = S0^{1/2}`` (per node), ``A = I + D X'WX D``, ``z = A^{-1} D X'W(y - X m0)``:
+    ``E[b | .] = m0 + D z``, ``Cov[b | .] = D A^{-1} D``, ``log|S0| + log|P| = log|A|`` and
+    ``(b - m0)' S0^{-1} (b - m0) = z'z``, so that a coefficient whose prior variance is 0 is
+    fixed at its prior mean instead of dividing by zero; otherwise as :func:`_conditional`.
+    """
+    tau = np.asarray(tau, dtype=float)
+    kappa = np.asarray(kappa, dtype=float)
+    sums = _weighted_sums(d, tau, kappa)
+    p = d.X.shape[1]
+    G = tau.size
+    ia, ib = np.triu_indices(p)
+    xwx = np.empty((G, p, p))
+    xwx[:, ia, ib] = sums[:, : ia.size]
+    xwx[:, ib, ia] = sums[:, : ia.size]
+    xwr = sums[:, ia.size : ia.size + p]
+    rwr = sums[:, ia.size + p]
+    log_det_v = sums[:, -1]
+    lay = d.layout
+    var0 = np.tile(d.s0**2, (G, 1))
+    var0[:, lay.tau_coef] = (tau * tau)[:, None]
+    var0[:, lay.kappa_coef] = (kappa * kappa)[:, None]
+    D = np.sqrt(var0)
+    g = xwr + np.einsum("gij,j->gi", xwx, d.b_ref - d.m0)  # X'W(y - X m0)
+    A = D[:, :, None] * xwx * D[:, None, :]
+    idx = np.arange(p)
+    A[:, idx, idx] += 1.0
+    chol = np.linalg.cholesky(A)
+    a_inv = np.linalg.inv(A)
+    z = np.einsum("gij,gj->gi", a_inv, D * g)
+    b_mean = d.m0 + D * z
+    cov = D[:, :, None] * a_inv * D[:, None, :]
+    shift = b_mean - d.b_ref
+    quad = (
+        rwr
+        - 2.0 * np.einsum("gi,gi->g", shift, xwr)
+        + np.einsum("gi,gij,gj->g", shift, xwx, shift)
+        + np.einsum("gi,gi->g", z, z)
+    )
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    loglik = -0.5 * (d.y.size * _LOG_2PI + log_det_v + logdet + quad)
+    return _Conditional(tau=tau, loglik=loglik, b_mean=b_mean, b_cov=cov, kappa=kappa)
+
+
 # --------------------------------------------------------------------------------------------
 # The tau grid
 # --------------------------------------------------------------------------------------------
@@ -508,6 +632,27 @@ def _make_grid(t_lo: float, t_hi: float, c: float, n: int, truncated: bool = Fal
     tau = np.clip(c * np.sinh(u), t_lo, t_hi)
     tau[0], tau[-1] = t_lo, t_hi
     q = _simpson(n, (u_hi - u_lo) / (n - 1)) * c * np.cosh(u)
+    return _Grid(tau=tau, u=u, c=c, qweights=q, truncated=truncated)
+
+
+def _lobatto(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Lobatto-Legendre nodes and weights on [-1, 1] (both ends included; exact for
+    polynomials of degree 2n - 3): the interior nodes are the roots of P'_{n-1}, the weights
+    2 / (n (n - 1) P_{n-1}(x)^2)."""
+    leg = np.polynomial.legendre.Legendre.basis(n - 1)
+    x = np.concatenate([[-1.0], np.sort(leg.deriv().roots().real), [1.0]])
+    return x, 2.0 / (n * (n - 1) * leg(x) ** 2)
+
+
+def _make_lobatto_grid(t_lo: float, t_hi: float, c: float, n: int, truncated: bool = False) -> _Grid:
+    """As :func:`_make_grid` with Gauss-Lobatto nodes in u (the 2-D grids: spectral accuracy
+    for the smooth integrand, which does not vanish at tau = 0, from few nodes per axis)."""
+    x, w = _lobatto(max(int(n), 5))
+    u_lo, u_hi = math.asinh(t_lo / c), math.asinh(t_hi / c)
+    u = u_lo + 0.5 * (x + 1.0) * (u_hi - u_lo)
+    tau = np.clip(c * np.sinh(u), t_lo, t_hi)
+    tau[0], tau[-1] = t_lo, t_hi
+    q = 0.5 * (u_hi - u_lo) * w * c * np.cosh(u)
     return _Grid(tau=tau, u=u, c=c, qweights=q, truncated=truncated)
 
 
@@ -577,8 +722,9 @@ def _pilot(
 _TAU_ZERO = _Grid(tau=np.zeros(1), u=np.zeros(1), c=1.0, qweights=np.ones(1))
 
 
-def _grid_for(brackets: Sequence[_Bracket], n_grid: int) -> _Grid:
-    """One grid covering every bracket, fine enough for the narrowest (in u) of them."""
+def _grid_for(brackets: Sequence[_Bracket], n_grid: int, *, lobatto: bool = False) -> _Grid:
+    """One grid covering every bracket, fine enough for the narrowest (in u) of them (Simpson's
+    rule, or Gauss-Lobatto with ``lobatto``)."""
     lo = min(b.lo for b in brackets)
     hi = max(b.hi for b in brackets)
     # c: linear spacing below c, logarithmic above. Half the posterior median when the mass reaches
@@ -590,7 +736,8 @@ def _grid_for(brackets: Sequence[_Bracket], n_grid: int) -> _Grid:
     widths = [math.asinh(b.hi / c) - math.asinh(b.lo / c) for b in brackets]
     narrowest = max(min(widths), 1e-12)
     n = int(min(n_grid * math.ceil((u_hi - u_lo) / narrowest), 16 * n_grid))
-    return _make_grid(lo, hi, c, max(n, n_grid), any(b.truncated for b in brackets))
+    make = _make_lobatto_grid if lobatto else _make_grid
+    return make(lo, hi, c, max(n, n_grid), any(b.truncated for b in brackets))
 
 
 # --------------------------------------------------------------------------------------------
@@ -625,18 +772,26 @@ class ExactPosterior:
         return self.grid.tau
 
     # ---- tau -------------------------------------------------------------------------------
+    def tau_marginal(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tau grid and the marginal posterior density of tau on it."""
+        return self.tau.copy(), self.density.copy()
+
     def density_u(self) -> np.ndarray:
         """Posterior density of u = asinh(tau / c) at the nodes (the grid's integration variable)."""
         return self.density * self.grid.c * np.cosh(self.grid.u)
+
+    def tau_table_u(self) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes in u and the density of u there, from which tau's CDF and quantiles are splined."""
+        return self.grid.u, self.density_u()
 
     def tau_cdf(self, t: np.ndarray | float) -> np.ndarray:
         """Posterior CDF of tau (the density's cubic spline in u, integrated exactly)."""
         if not self.spec.heterogeneity:  # a point mass at 0
             return np.where(np.asarray(t, dtype=float) >= 0.0, 1.0, 0.0)
         if self._tau_cdf is None:
-            self._tau_cdf = CubicSpline(self.grid.u, self.density_u()).antiderivative()
+            self._tau_cdf = CubicSpline(*self.tau_table_u()).antiderivative()
         anti = self._tau_cdf
-        u = self.grid.u
+        u = self.tau_table_u()[0]
         x = np.clip(np.arcsinh(np.asarray(t, dtype=float) / self.grid.c), u[0], u[-1])
         return np.clip(anti(x) / anti(u[-1]), 0.0, 1.0)
 
@@ -645,7 +800,8 @@ class ExactPosterior:
         p = np.atleast_1d(np.asarray(q, dtype=float))
         if not self.spec.heterogeneity:
             return np.zeros(p.shape)
-        x = _spline_quantiles(self.grid.u, self.density_u()[:, None], p)[0]
+        u, dens = self.tau_table_u()
+        x = _spline_quantiles(u, dens[:, None], p)[0]
         return self.grid.c * np.sinh(x)
 
     def tau_mean(self) -> float:
@@ -681,6 +837,8 @@ class ExactPosterior:
     def contrast(self, name: str) -> np.ndarray:
         """The coefficient vector picking ``mu``, ``delta`` or a covariate's beta."""
         c = np.zeros(self.design.X.shape[1])
+        if name in self.design.contrasts:
+            return self.design.contrasts[name].copy()
         if name == "mu":  # all zeros when mu is fixed at 0: a point mass
             if self.design.mu_index is not None:
                 c[self.design.mu_index] = 1.0
@@ -836,8 +994,12 @@ def _check(spec: ModelSpec, data: ModelData) -> None:
         raise ModelError(reason)
 
 
-def exact_posterior(data: ModelData, spec: ModelSpec, *, n_grid: int = DEFAULT_GRID) -> ExactPosterior:
+def exact_posterior(data: ModelData, spec: ModelSpec, *, n_grid: int | None = None) -> ExactPosterior:
     """The exact posterior of a linear-Gaussian model (raises :class:`ModelError` if unsupported).
+
+    ``n_grid``: nodes of the tau grid (default :data:`DEFAULT_GRID`), or per axis of the
+    (tau, kappa) grid of the ``random`` and ``three-level`` bias variants (default
+    :data:`DEFAULT_GRID_2D`; an :class:`ExactPosterior2D`).
 
     Examples
     --------
@@ -849,14 +1011,302 @@ def exact_posterior(data: ModelData, spec: ModelSpec, *, n_grid: int = DEFAULT_G
     """
     _check(spec, data)
     d = _design(data, spec)
+    if d.layout is not None:
+        return _posterior_2d(spec, data, d, n_grid or DEFAULT_GRID_2D)
+    n_grid = n_grid or DEFAULT_GRID
     grid = _grid_for(_pilot(d, [spec.priors.tau]), n_grid) if spec.heterogeneity else _TAU_ZERO
     cond = _conditional(d, grid.tau)
     return _posterior(spec, data, d, grid, cond, spec.priors.tau)
 
 
 # --------------------------------------------------------------------------------------------
+# Two variance parameters (tau, kappa): 2-D quadrature
+# --------------------------------------------------------------------------------------------
+#: Nodes per axis of the final (tau, kappa) product grid (odd: Simpson's rule in each axis).
+#: Doubling it changes no reported number by more than 1e-5 relative (tests/test_exact_2d.py).
+DEFAULT_GRID_2D = 41
+#: Nodes per axis of the two locating grids (wide, then zoomed on the mass) of a 2-D fit.
+PILOT_POINTS_2D = 32
+
+
+def _axis_pilot(d: _Design, prior: PriorSpec) -> np.ndarray:
+    """A wide pilot axis for a variance parameter: uniform in asinh(x / c0) from 0 to 10^4
+    times the largest scale of the problem, c0 a thousandth of the smallest (as :func:`_pilot`)."""
+    sd = np.sqrt(d.s2)
+    _, med, q999, _ = _prior_points(prior)
+    small = min([float(sd.min())] + ([float(med)] if np.isfinite(med) and med > 0 else []))
+    big = max([float(sd.max()), float(np.ptp(d.y))] + ([min(float(q999), PILOT_PRIOR_CAP)] if np.isfinite(q999) else []))
+    c0 = 1e-3 * small
+    u = np.linspace(0.0, math.asinh(1e4 * big / c0), PILOT_POINTS_2D)
+    return c0 * np.sinh(u)
+
+
+def _axis_bracket(x: np.ndarray, keep: np.ndarray, mass: np.ndarray, prior: PriorSpec, wide: bool) -> _Bracket:
+    """The bracket of one axis: the nodes holding kept cells, one node beyond each side."""
+    s_lo, _, _, s_hi = _prior_points(prior)
+    idx = np.flatnonzero(keep)
+    i0, i1 = max(idx[0] - 1, 0), min(idx[-1] + 1, x.size - 1)
+    lo = 0.0 if i0 == 0 and x[0] == 0.0 else float(x[i0])
+    hi = float(x[i1])
+    truncated = bool(wide and idx[-1] == x.size - 1)
+    lo, hi = max(lo, s_lo), min(hi, s_hi)
+    cum = np.cumsum(mass)
+    med = float(x[np.searchsorted(cum, 0.5 * cum[-1])])
+    return _Bracket(lo, hi, min(max(med, lo), hi), truncated, (s_lo, s_hi))
+
+
+def _log_joint(d: _Design, tau: np.ndarray, kappa: np.ndarray, tau_prior: PriorSpec | None,
+               kappa_prior: PriorSpec) -> tuple[_Conditional, np.ndarray]:
+    """The conditional model and ``log p(y | tau, kappa) + log p(tau) + log p(kappa)`` at nodes
+    (no tau prior when tau is fixed at 0)."""
+    cond = _conditional_2d(d, tau, kappa)
+    with np.errstate(divide="ignore"):
+        lp = cond.loglik + kappa_prior.logpdf(kappa)
+        if tau_prior is not None:
+            lp = lp + tau_prior.logpdf(tau)
+    return cond, lp
+
+
+def _locate_2d(d: _Design, tau_prior: PriorSpec | None, kappa_prior: PriorSpec) -> tuple[_Bracket | None, _Bracket]:
+    """Where the posterior mass of (tau, kappa) lies: brackets of both axes from a wide product
+    pilot grid, then again from a grid zoomed on the first brackets (cells whose log density
+    in (asinh tau, asinh kappa) is within ``LOG_CUTOFF`` of the maximum). ``None`` for tau
+    when it is fixed at 0."""
+    t_axis = _axis_pilot(d, tau_prior) if tau_prior is not None else np.zeros(1)
+    k_axis = _axis_pilot(d, kappa_prior)
+    t_br: _Bracket | None = None
+    k_br: _Bracket | None = None
+    for wide in (True, False):
+        T, K = np.repeat(t_axis, k_axis.size), np.tile(k_axis, t_axis.size)
+        _, lp = _log_joint(d, T, K, tau_prior, kappa_prior)
+        lp = lp.reshape(t_axis.size, k_axis.size)
+        # densities in u = asinh(x / c) for any c are proportional to sqrt(c^2 + x^2): the
+        # Jacobian makes cell masses comparable along each axis
+        lp = lp + 0.5 * np.log(t_axis**2 + (t_axis[1] if t_axis.size > 1 else 1.0) ** 2)[:, None]
+        lp = lp + 0.5 * np.log(k_axis**2 + k_axis[1] ** 2)[None, :]
+        finite = np.isfinite(lp)
+        if not finite.any():
+            raise ModelError("the exact engine found no (tau, kappa) with finite posterior density")
+        top = lp[finite].max()
+        keep = lp >= top - LOG_CUTOFF
+        mass = np.where(finite, np.exp(lp - top), 0.0)
+        truncated_k = k_br.truncated if k_br is not None else False
+        truncated_t = t_br.truncated if t_br is not None else False
+        k_br = _axis_bracket(k_axis, keep.any(axis=0), mass.sum(axis=0), kappa_prior, wide)
+        k_br = replace(k_br, truncated=k_br.truncated or truncated_k)
+        if tau_prior is not None:
+            t_br = _axis_bracket(t_axis, keep.any(axis=1), mass.sum(axis=1), tau_prior, wide)
+            t_br = replace(t_br, truncated=t_br.truncated or truncated_t)
+            t_axis = _grid_for([t_br], PILOT_POINTS_2D).tau
+        k_axis = _grid_for([k_br], PILOT_POINTS_2D).tau
+    assert k_br is not None
+    return t_br, k_br
+
+
+#: Points of the uniform u grid on which a 2-D fit's marginal densities of tau and kappa are
+#: splined for their CDFs and quantiles (interpolated from the Lobatto nodes by the
+#: barycentric Lagrange polynomial, which is spectrally accurate there).
+FINE_POINTS = 257
+
+
+def _fine_table(u: np.ndarray, dens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A density tabulated at Gauss-Lobatto nodes ``u``, interpolated onto ``FINE_POINTS``
+    uniform points (the polynomial through the nodes; tiny negative wiggles set to 0)."""
+    fine = np.linspace(u[0], u[-1], FINE_POINTS)
+    vals = BarycentricInterpolator(u, dens)(fine)
+    return fine, np.maximum(vals, 0.0)
+
+
+@dataclass
+class ExactPosterior2D(ExactPosterior):
+    r"""The exact posterior of a model with two variance parameters on a product grid in
+    ``(asinh(tau / c_tau), asinh(kappa / c_kappa))``: ``weights`` and ``density`` are per node
+    (tau-major: node ``g = i n_kappa + j``), the normal ``b | tau, kappa, y`` at each node;
+    ``grid`` is the tau axis and ``kappa_grid`` the kappa axis. The marginals of tau and kappa
+    are the 2-D density integrated over the other axis by its Simpson weights."""
+
+    kappa_grid: _Grid = field(default=_TAU_ZERO)
+    _kappa_cdf: object = field(default=None, repr=False)
+
+    @property
+    def tau(self) -> np.ndarray:
+        """tau at every node (G,)."""
+        return self.cond.tau
+
+    @property
+    def kappa(self) -> np.ndarray:
+        """kappa at every node (G,)."""
+        assert self.cond.kappa is not None
+        return self.cond.kappa
+
+    def _table(self) -> np.ndarray:
+        return self.density.reshape(self.grid.tau.size, self.kappa_grid.tau.size)
+
+    def tau_marginal(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.grid.tau.copy(), self._table() @ self.kappa_grid.qweights
+
+    def kappa_marginal(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kappa axis and the marginal posterior density of kappa on it."""
+        return self.kappa_grid.tau.copy(), self.grid.qweights @ self._table()
+
+    def density_u(self) -> np.ndarray:
+        return self.tau_marginal()[1] * self.grid.c * np.cosh(self.grid.u)
+
+    def kappa_density_u(self) -> np.ndarray:
+        return self.kappa_marginal()[1] * self.kappa_grid.c * np.cosh(self.kappa_grid.u)
+
+    def tau_table_u(self) -> tuple[np.ndarray, np.ndarray]:
+        return _fine_table(self.grid.u, self.density_u())
+
+    def kappa_ppf(self, q: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Posterior quantiles of kappa (its marginal's cubic spline in u, as for tau)."""
+        p = np.atleast_1d(np.asarray(q, dtype=float))
+        x = _spline_quantiles(*self._kappa_table(), p)[0]
+        return self.kappa_grid.c * np.sinh(x)
+
+    def _kappa_table(self) -> tuple[np.ndarray, np.ndarray]:
+        u, dens = _fine_table(self.kappa_grid.u, self.kappa_density_u())
+        return u, dens[:, None]
+
+    def kappa_summary(self) -> ParamSummary:
+        med, lo, hi = self.kappa_ppf(_PROBS)
+        mean = float(self.weights @ self.kappa)
+        sd = float(math.sqrt(max(self.weights @ (self.kappa - mean) ** 2, 0.0)))
+        return ParamSummary(mean=mean, median=float(med), sd=sd, q025=float(lo), q975=float(hi))
+
+    def study_moments(self, studies: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`ExactPosterior.study_moments` with the random part of theta_i having
+        variance ``tau^2 a_i + kappa^2 h_i`` (random bias: the study's bias is part of its
+        true effect)."""
+        d = self.design
+        s2, y, X = d.s2[studies], d.y[studies], d.X[studies]
+        r = d.layout.random_variance(self.tau, self.kappa, studies)
+        B = s2[None, :] / (s2[None, :] + r)
+        means = (1.0 - B) * y[None, :] + B * (self.cond.b_mean @ X.T)
+        ia, ib = np.triu_indices(X.shape[1])
+        cov_pairs = self.cond.b_cov[:, ia, ib] * np.where(ia == ib, 1.0, 2.0)
+        xcx = cov_pairs @ d.features[studies, : ia.size].T
+        var = (1.0 - B) * s2[None, :] + B * B * xcx
+        return means, np.sqrt(np.maximum(var, 1e-300))
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``n`` iid draws: kappa by inverse CDF of its marginal, tau given kappa by inverse CDF
+        of the conditional density (linear in u_kappa between the two neighbouring kappa nodes,
+        trapezoidal CDF in u_tau), then ``b`` from its conditional normal at the drawn
+        (tau, kappa) and each ``theta_i`` from its normal given ``b``, tau and kappa."""
+        n = int(n)
+        if n < 1:
+            raise InputError(f"the number of draws must be >= 1, got {n}")
+        d = self.design
+        kappa = np.asarray(self.kappa_ppf(rng.uniform(size=n)), dtype=float)
+        if self.spec.heterogeneity:
+            uk = np.arcsinh(kappa / self.kappa_grid.c)
+            j = np.clip(np.searchsorted(self.kappa_grid.u, uk) - 1, 0, self.kappa_grid.u.size - 2)
+            w = (uk - self.kappa_grid.u[j]) / (self.kappa_grid.u[j + 1] - self.kappa_grid.u[j])
+            tab = self._table() * (self.grid.c * np.cosh(self.grid.u))[:, None]  # density in u_tau
+            rows = (1.0 - w)[:, None] * tab[:, j].T + w[:, None] * tab[:, j + 1].T  # (n, n_tau)
+            ut = self.grid.u
+            cdf = np.concatenate(
+                [np.zeros((n, 1)), np.cumsum(0.5 * (rows[:, 1:] + rows[:, :-1]) * np.diff(ut), axis=1)], axis=1
+            )
+            target = rng.uniform(size=n) * cdf[:, -1]
+            i = np.clip((cdf < target[:, None]).sum(axis=1) - 1, 0, ut.size - 2)
+            span = cdf[np.arange(n), i + 1] - cdf[np.arange(n), i]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = np.where(span > 0, (target - cdf[np.arange(n), i]) / span, 0.5)
+            tau = self.grid.c * np.sinh(ut[i] + frac * (ut[i + 1] - ut[i]))
+        else:
+            tau = np.zeros(n)
+        cond = _conditional_2d(d, tau, kappa)
+        chol = np.linalg.cholesky(cond.b_cov + 1e-300 * np.eye(d.X.shape[1]))
+        b = cond.b_mean + np.einsum("nij,nj->ni", chol, rng.standard_normal(cond.b_mean.shape))
+        mu = b @ self.contrast("mu")
+        out: dict[str, np.ndarray] = {"mu": mu, "tau": tau}
+        if d.has_delta:
+            out["delta"] = b @ self.contrast("delta")
+        out["kappa"] = kappa
+        if d.beta_index:
+            out["beta"] = b[:, list(d.beta_index.values())]
+        r = d.layout.random_variance(tau, kappa)
+        s2 = d.s2[None, :]
+        mean = (r * d.y[None, :] + s2 * (b @ d.X.T)) / (s2 + r)
+        out["theta"] = mean + np.sqrt(s2 * r / (s2 + r)) * rng.standard_normal(mean.shape)
+        out["theta_new"] = mu + tau * rng.standard_normal(n)
+        return out
+
+
+def _posterior_2d(spec: ModelSpec, data: ModelData, d: _Design, n_grid: int) -> ExactPosterior2D:
+    r"""The 2-D grid posterior and its log marginal likelihood
+
+    .. math::
+
+        p(y) = \iint p(\tau)\, p(\kappa)\, p(y \mid \tau, \kappa)\, d\tau\, d\kappa
+             \approx \sum_{i,j} q^\tau_i q^\kappa_j\, p(\tau_i) p(\kappa_j)\, p(y \mid \tau_i, \kappa_j),
+
+    Simpson weights in ``u = asinh(. / c)`` times each axis's Jacobian; the neglected mass is
+    estimated as in :func:`_posterior`, edge by edge (the prior mass beyond an edge times the
+    likelihood integrated along that edge).
+    """
+    tau_prior = spec.priors.tau if spec.heterogeneity else None
+    kappa_prior = spec.priors.kappa
+    t_br, k_br = _locate_2d(d, tau_prior, kappa_prior)
+    tg = _grid_for([t_br], n_grid, lobatto=True) if t_br is not None else _TAU_ZERO
+    kg = _grid_for([k_br], n_grid, lobatto=True)
+    T, K = np.repeat(tg.tau, kg.tau.size), np.tile(kg.tau, tg.tau.size)
+    Q = np.outer(tg.qweights, kg.qweights).ravel()
+    cond, lp = _log_joint(d, T, K, tau_prior, kappa_prior)
+    top = np.max(lp[np.isfinite(lp)])
+    unnorm = np.exp(lp - top)
+    z = float(Q @ unnorm)
+    log_ml = top + math.log(z)
+    density = unnorm / z
+    weights = Q * density
+    weights = weights / weights.sum()
+    # neglected mass: prior mass beyond each edge x the likelihood integrated along that edge
+    table = np.exp(cond.loglik - log_ml).reshape(tg.tau.size, kg.tau.size)
+    tail = 0.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        kp = np.exp(kappa_prior.logpdf(kg.tau))
+        beyond_k = (1.0 - float(kappa_prior.cdf(np.array([kg.tau[-1]]))[0]), float(kappa_prior.cdf(np.array([kg.tau[0]]))[0]))
+        if tau_prior is not None:
+            tp = np.exp(tau_prior.logpdf(tg.tau))
+            beyond_t = (1.0 - float(tau_prior.cdf(np.array([tg.tau[-1]]))[0]), float(tau_prior.cdf(np.array([tg.tau[0]]))[0]))
+            tail += beyond_t[0] * float(table[-1] * kp @ kg.qweights) + beyond_t[1] * float(table[0] * kp @ kg.qweights)
+            tail += beyond_k[0] * float(tp * table[:, -1] @ tg.qweights) + beyond_k[1] * float(tp * table[:, 0] @ tg.qweights)
+        else:
+            tail += beyond_k[0] * float(table[0, -1]) + beyond_k[1] * float(table[0, 0])
+    tail = float(tail) if math.isfinite(tail) else math.inf
+    truncated = t_br is not None and t_br.truncated
+    return ExactPosterior2D(
+        spec=spec,
+        design=d,
+        grid=replace(tg, truncated=truncated),
+        cond=cond,
+        weights=weights,
+        density=density,
+        centres=np.asarray(data.centres, dtype=float),
+        log_marginal_likelihood=log_ml,
+        neglected_mass=tail,
+        kappa_grid=replace(kg, truncated=k_br.truncated),
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # FitResult
 # --------------------------------------------------------------------------------------------
+def _keep(W: np.ndarray) -> np.ndarray:
+    """Nodes that matter to the mixtures of any column of ``W`` (G, P): weight above ``_PRUNE``
+    of the heaviest, and not among the lightest nodes whose total is below ``_PRUNE_MASS``
+    (a 2-D grid's corners: each summary moves by at most that mass)."""
+    keep = (W > _PRUNE * W.max(axis=0)).any(axis=1)
+    if W.shape[0] > 1:
+        order = np.argsort(W, axis=0)
+        light = np.zeros(W.shape, dtype=bool)
+        np.put_along_axis(light, order, np.cumsum(np.take_along_axis(W, order, axis=0), axis=0) < _PRUNE_MASS, axis=0)
+        keep &= ~light.all(axis=1)
+    return keep
+
+
 def _ratio(q: np.ndarray, p_below: dict[str, float] | None = None) -> RatioSummary:
     med, lo, hi = np.exp(q)
     return RatioSummary(median=float(med), q025=float(lo), q975=float(hi), p_below=p_below)
@@ -916,7 +1366,7 @@ def _batch(
     quantiles and tau's summaries, for every posterior of the batch at once."""
     first = posts[0]
     d = first.design
-    names = ["mu"] + (["delta"] if d.delta_index is not None else []) + list(d.beta_index)
+    names = ["mu"] + (["delta"] if d.has_delta else []) + list(d.beta_index)
     rows = [first.contrast(n) for n in names]
     jp = len(rows)  # the predictive effect of a new randomised study
     rows.append(first.contrast("mu"))
@@ -930,7 +1380,7 @@ def _batch(
     means, sds = first._moments(C, pred)
     sds[:, point] = 1.0
     W = np.column_stack([p.weights for p in posts])  # (G, P)
-    keep = (W > _PRUNE * W.max(axis=0)).any(axis=1)
+    keep = _keep(W)
     W = W[keep] / W[keep].sum(axis=0)
     m, s = means[keep], sds[keep]
     n_post = W.shape[1]
@@ -962,8 +1412,9 @@ def _batch(
     p_low[:, point[sel]] = (log_t > 0.0).astype(float)
     tau = first.tau
     if first.spec.heterogeneity:
-        dens_u = np.column_stack([p.density_u() for p in posts])
-        tau_q = first.grid.c * np.sinh(_spline_quantiles(first.grid.u, dens_u, _PROBS))
+        tables = [p.tau_table_u() for p in posts]
+        dens_u = np.column_stack([t[1] for t in tables])
+        tau_q = first.grid.c * np.sinh(_spline_quantiles(tables[0][0], dens_u, _PROBS))
     else:
         tau_q = np.zeros((len(posts), _PROBS.size))
     Wt = np.column_stack([p.weights for p in posts])
@@ -1007,9 +1458,13 @@ def _fit_result(
         q025=float(batch.tau_q[ip, 1]),
         q975=float(batch.tau_q[ip, 2]),
     )
-    if d.delta_index is not None:
+    if d.has_delta:
         parameters["delta"] = param(1)
-    first_beta = 1 + (d.delta_index is not None)
+    kappa_grid = kappa_density = None
+    if isinstance(post, ExactPosterior2D):
+        parameters["kappa"] = post.kappa_summary()
+        kappa_grid, kappa_density = post.kappa_marginal()
+    first_beta = 1 + d.has_delta
     beta = {name: param(first_beta + i) for i, name in enumerate(d.beta_index)}
     hr_at = {
         label: replace(_ratio(batch.quant[ip, jp + 1 + i], p_below(2 + i)), point=dict(values))
@@ -1033,8 +1488,10 @@ def _fit_result(
         diagnostics=None,
         imputed=0,
         posterior=None,
-        tau_grid=post.tau.copy() if spec.heterogeneity else None,
-        tau_density=post.density.copy() if spec.heterogeneity else None,
+        tau_grid=post.tau_marginal()[0] if spec.heterogeneity else None,
+        tau_density=post.tau_marginal()[1] if spec.heterogeneity else None,
+        kappa_grid=kappa_grid,
+        kappa_density=kappa_density,
         source=data.source,
         notes=_notes(post),
         log_marginal_likelihood=post.log_marginal_likelihood,
@@ -1077,13 +1534,18 @@ def _notes(post: ExactPosterior) -> list[str]:
     if post.grid.truncated:
         notes.append(
             "exact engine: the posterior of tau still had mass at the end of the grid "
-            f"(tau = {post.tau[-1]:.3g}); its upper tail may be truncated"
+            f"(tau = {post.grid.tau[-1]:.3g}); its upper tail may be truncated"
+        )
+    if isinstance(post, ExactPosterior2D) and post.kappa_grid.truncated:
+        notes.append(
+            "exact engine: the posterior of kappa still had mass at the end of the grid "
+            f"(kappa = {post.kappa_grid.tau[-1]:.3g}); its upper tail may be truncated"
         )
     if post.neglected_mass > NEGLECTED_MASS_NOTE:
         notes.append(
             "exact engine: up to a fraction "
             f"{post.neglected_mass:.2g} of the marginal likelihood lies outside the tau grid "
-            f"[{post.tau[0]:.3g}, {post.tau[-1]:.3g}] and is not included"
+            f"[{post.grid.tau[0]:.3g}, {post.grid.tau[-1]:.3g}] and is not included"
         )
     return notes
 
@@ -1094,7 +1556,7 @@ def fit_exact(
     *,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     at: Mapping[str, Mapping[str, float]] | None = None,
-    n_grid: int = DEFAULT_GRID,
+    n_grid: int | None = None,
 ) -> FitResult:
     """Fit a linear-Gaussian model exactly (b integrated analytically, tau by quadrature).
 
@@ -1109,7 +1571,9 @@ def fit_exact(
         ``{label: {covariate: value}}``: the randomised HR ``exp(mu + sum_j beta_j (x_j - c_j))``
         at these covariate values (covariates not named take their centre ``c_j``).
     n_grid
-        Minimum number of tau quadrature nodes.
+        Minimum number of tau quadrature nodes (default :data:`DEFAULT_GRID`), or per axis of
+        the (tau, kappa) grid of the ``random`` and ``three-level`` bias variants (default
+        :data:`DEFAULT_GRID_2D`).
 
     Returns
     -------
@@ -1155,10 +1619,14 @@ def marginal_densities(post: ExactPosterior) -> dict[str, tuple[np.ndarray, np.n
     """
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if post.spec.heterogeneity:
-        out["tau"] = (post.tau.copy(), post.density.copy())
-    names = [n for n in ("mu", "delta") if n in post.spec.parameters]
+        out["tau"] = post.tau_marginal()
+    if isinstance(post, ExactPosterior2D):
+        out["kappa"] = post.kappa_marginal()
+    names = ["mu"] * post.spec.effect + ["delta"] * post.design.has_delta
+    keep = _keep(post.weights[:, None])
     for name in names:
-        mix = post.linear(post.contrast(name))
+        full = post.linear(post.contrast(name))
+        mix = NormalMixture(full.weights[keep] / full.weights[keep].sum(), full.means[keep], full.sds[keep])
         centre, sd = mix.mean(), mix.sd()
         grid = np.linspace(centre - 5 * sd, centre + 5 * sd, DENSITY_POINTS)
         out[name] = (grid, np.asarray(mix.pdf(grid), dtype=float))
@@ -1223,8 +1691,8 @@ def sweep_tau_priors(
     if not spec.heterogeneity:
         raise ModelError("a tau-prior sweep needs a model with heterogeneity (tau is fixed at 0)")
     if delta_priors is not None:
-        if not (spec.has_bias and spec.bias_variant == "additive"):
-            raise ModelError("a delta-prior sweep needs a bias model with the additive variant")
+        if not (spec.has_bias and spec.bias_variant in ("additive", "random")):
+            raise ModelError("a delta-prior sweep needs a bias model with the additive or random variant")
         specs = [_with_priors(spec, delta=p) for p in delta_priors]
     else:
         specs = [spec]
@@ -1237,6 +1705,13 @@ def sweep_tau_priors(
         for sp in tau_specs:
             _check(sp, data)
         d = _design(data, base)
+        if d.layout is not None:  # (tau, kappa) models: one 2-D fit per prior, nothing shared
+            for sp in tau_specs:
+                t1 = time.perf_counter()
+                post = _posterior_2d(sp, data, d, DEFAULT_GRID_2D)
+                out.extend(_summarise([post], data, thresholds, at, study_effects=study_effects,
+                                      shared_s=time.perf_counter() - t1))
+            continue
         brackets = _pilot(d, list(tau_priors), pilot_sums)
         lo, hi = min(b.lo for b in brackets), max(b.hi for b in brackets)
         # a prior whose support ends inside the shared range gets its own grid (no quadrature

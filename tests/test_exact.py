@@ -479,17 +479,20 @@ def test_refuses_student_t_delta_and_beta_priors() -> None:
         fit_exact(data, spec)
 
 
-@pytest.mark.parametrize("variant, words", [("random", "kappa"), ("three-level", "design-level")])
-def test_refuses_bias_variants_that_are_not_linear_gaussian(variant: str, words: str) -> None:
+def test_two_variance_variants_accepted_and_their_refusals() -> None:
+    """random and three-level are fitted by 2-D quadrature (tests/test_exact_2d.py); the
+    three-level model refuses effect=False (mu is not a coefficient there) and a single design."""
     data = bm_data()
     data = replace(data, covariates=(), x=np.zeros((data.k, 0)), centres=np.zeros(0))
-    spec = ModelSpec(model="bias", bias_variant=variant)
-    reason = exact_unsupported_reason(spec, data)
-    assert reason is not None and words in reason and "not linear-Gaussian" in reason
-    with pytest.raises(ModelError, match=f"bias variant '{variant}'"):
+    for variant in ("random", "three-level"):
+        assert exact_unsupported_reason(ModelSpec(model="bias", bias_variant=variant), data) is None
+    spec = ModelSpec(model="bias", bias_variant="three-level", effect=False)
+    with pytest.raises(ModelError, match="effect=False is not defined for the three-level"):
         fit_exact(data, spec)
-    with pytest.raises(ModelError):
-        sweep_tau_priors(data, spec, [parse_prior("halfnormal(0.5)", "tau")])
+    one = replace(data, designs=tuple("rct" for _ in data.designs))
+    assert "at least one other design" in exact_unsupported_reason(
+        ModelSpec(model="bias", bias_variant="three-level"), one
+    )
 
 
 def test_refuses_missing_covariates() -> None:
