@@ -8,7 +8,12 @@ exact values, P(HR < 0.8) within ``P_TOL``; and the study effects (Rao-Blackwell
 their conditional normals) within ``STUDY_TOL`` on the log scale of the exact engine's for a
 spread of studies.
 
-Slow: each case compiles one nutpie model and samples 4 x 5000 draws.
+The imputed case (missing covariate values integrated out in the marginal form) has no exact
+reference: at k = 120 the marginal model is compared with the latent model that samples the
+missing values (and the study effects) as parameters, quantile by quantile within
+``MCSE_FACTOR`` combined MCSEs + ``ABS_SLACK``.
+
+Slow: each case compiles one nutpie model (two for the imputed case) and samples 4 x 5000 draws.
 """
 
 from __future__ import annotations
