@@ -11,7 +11,20 @@ Standard set (all on the default analysis set of the study table):
 
 Each row gives the posterior median HR with its 95% credible interval, the predictive HR of a
 new randomised study and P(HR < T), beside the frequentist DL, REML and REML+HKSJ pooled HRs of
-the same studies. Nothing here draws or prints: plots and the report read :class:`AnalysisResult`.
+the same studies.
+
+Which model the data support (:class:`ModelChoice`, issue #11), all on the exact engine with the
+priors of the standard bias model: Bayesian model averaging over effect x design bias (additive)
+x heterogeneity with equal prior model probabilities
+(:func:`synthesis.models.averaging.average_models`), the bias variants that exact LOO can score
+stacked by their leave-one-study-out predictive densities
+(:func:`synthesis.models.loo.compare_variants`), the tipping-point analysis at the headline
+threshold (:func:`synthesis.models.tipping.tipping_analysis`) and the power-scaling sensitivity
+of the bias model (:func:`synthesis.models.powerscale.power_scale`). The averaged and stacked HRs
+head the decision table (rows of kind :data:`ROW_AVERAGED` and :data:`ROW_STACKED`: no single fit
+behind them, no predictive HR and no frequentist comparator).
+
+Nothing here draws or prints: plots and the report read :class:`AnalysisResult`.
 """
 
 from __future__ import annotations
@@ -19,9 +32,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,17 +44,34 @@ from synthesis.models.fit import at_label
 from synthesis.models.priors import resolve_priors
 from synthesis.models.results import FitResult, RatioSummary
 from synthesis.models.spec import ModelData, ModelSpec, check_seed, check_thresholds, threshold_key
+from synthesis.models.tipping import DEFAULT_LEVEL as TIPPING_LEVEL
+from synthesis.models.tipping import DEFAULT_THRESHOLD as TIPPING_THRESHOLD
 from synthesis.studies import StudyTable
 from synthesis.sweeps import SweepResult
+
+if TYPE_CHECKING:
+    from synthesis.models.averaging import AveragedHR, AveragingResult
+    from synthesis.models.loo import VariantComparison
+    from synthesis.models.powerscale import PowerScaleResult
+    from synthesis.models.tipping import TippingResult
 
 DEFAULT_COVARIATE = "bone_only_fraction"
 #: Where the decision table reports the meta-regression of a fraction (every value in [0, 1]) ...
 COVARIATE_VALUES: tuple[float, ...] = (0.0, 0.5, 1.0)
 #: ... and, for any other covariate, at these quantiles of its observed values (the quartiles).
 COVARIATE_QUANTILES: tuple[float, ...] = (0.25, 0.5, 0.75)
-#: Kinds of decision row: a model's headline HR, and its HR at a covariate point.
+#: Kinds of decision row: a model's headline HR, and its HR at a covariate point ...
 ROW_MODEL = "model"
 ROW_AT_COVARIATE = "at_covariate"
+#: ... the model-averaged HR (with the no-effect spike, and given an effect), and the HR of the
+#: stacked bias variants: rows that combine several models (no fit of their own in ``fits``).
+ROW_AVERAGED = "averaged"
+ROW_STACKED = "stacked"
+COMBINED_ROWS: tuple[str, ...] = (ROW_AVERAGED, ROW_STACKED)
+#: Keys of the combined rows of the decision table.
+AVERAGED_KEY = "averaged"
+AVERAGED_GIVEN_EFFECT_KEY = "averaged_given_effect"
+STACKED_KEY = "stacked"
 
 
 @dataclass(frozen=True)
@@ -69,7 +99,7 @@ class DecisionRow:
     frequentist: dict[str, tuple[float, float, float]]
     converged: bool | None = None
     note: str = ""
-    #: :data:`ROW_MODEL` or :data:`ROW_AT_COVARIATE`.
+    #: :data:`ROW_MODEL`, :data:`ROW_AT_COVARIATE`, :data:`ROW_AVERAGED` or :data:`ROW_STACKED`.
     kind: str = ROW_MODEL
     #: The key of the model the row belongs to (``key`` without the point).
     model_key: str = ""
@@ -84,6 +114,7 @@ class DecisionRow:
         rec: dict[str, Any] = {
             "model": self.label,
             "key": self.key,
+            "kind": self.kind,
             "engine": self.engine,
             "k": self.k,
             "hr_median": self.hr.median,
@@ -110,7 +141,47 @@ class DecisionTable:
     thresholds: tuple[float, ...]
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame.from_records([r.to_record() for r in self.rows])
+        """One record per row (:meth:`DecisionRow.to_record`); rows without frequentist
+        comparators (the combined rows) leave those columns empty, ``converged`` and ``note`` last."""
+        frame = pd.DataFrame.from_records([r.to_record() for r in self.rows])
+        last = ["converged", "note"]
+        return frame[[c for c in frame.columns if c not in last] + [c for c in last if c in frame.columns]]
+
+
+@dataclass
+class ModelChoice:
+    """Which model the data support, and where the answer flips (all exact-engine computations).
+
+    ``None`` for a part that was not computed (the table lacks one of the designs, or the exact
+    engine could not do it; :attr:`AnalysisResult.warnings` says which and why).
+    """
+
+    #: Bayesian model averaging over effect x design bias (additive) x heterogeneity.
+    averaging: AveragingResult | None = None
+    #: The bias variants that exact LOO scores, stacked.
+    stacking: VariantComparison | None = None
+    #: The tipping-point analysis at :attr:`threshold`, level :attr:`level`.
+    tipping: TippingResult | None = None
+    #: Power-scaling sensitivity (exact) of the model :attr:`powerscale_key`.
+    powerscale: PowerScaleResult | None = None
+    #: Key of the standard model whose power-scaling sensitivity :attr:`powerscale` holds.
+    powerscale_key: str = ""
+    #: The threshold T and level of the tipping-point analysis.
+    threshold: float = TIPPING_THRESHOLD
+    level: float = TIPPING_LEVEL
+
+    def to_json(self) -> dict[str, Any]:
+        """Each part's own JSON document (``average``, ``compare``, ``tipping`` and ``psense
+        --json``), ``None`` where not computed."""
+        return {
+            "averaging": self.averaging.to_json() if self.averaging is not None else None,
+            "stacking": self.stacking.to_json() if self.stacking is not None else None,
+            "tipping": self.tipping.to_json() if self.tipping is not None else None,
+            "powerscale": self.powerscale.to_json() if self.powerscale is not None else None,
+            "powerscale_model": self.powerscale_key or None,
+            "tipping_threshold": self.threshold,
+            "tipping_level": self.level,
+        }
 
 
 @dataclass
@@ -135,6 +206,8 @@ class AnalysisResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: The input file (``None`` when the table was not read from a file).
     source_path: Path | None = None
+    #: Model averaging, stacking, tipping point and power-scaling (``None``: not computed).
+    model_choice: ModelChoice | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The decision table: one row per model (and covariate value), the posterior HR,
@@ -150,6 +223,7 @@ class AnalysisResult:
             "decision": [r.to_record() for r in self.decision.rows],
             "fits": {key: f.to_json() for key, f in self.fits.items()},
             "sweeps": {key: s.to_json() for key, s in self.sweeps.items()},
+            "model_choice": self.model_choice.to_json() if self.model_choice is not None else None,
             "warnings": list(self.warnings),
             "seed": self.seed,
         }
@@ -175,8 +249,11 @@ class AnalysisResult:
         >>> print(syn.analyse(frame, name="example"))  # doctest: +ELLIPSIS
         HR: posterior median with its 95% equal-tailed credible interval; P<T: posterior P(HR < T)
         <BLANKLINE>
-        Model                 Engine  k      HR (95% CrI)  P<0.7  P<0.8  P<0.9   P<1
-        Random effects, all   exact   6  0.77 (0.61-1.00)   0.19   0.65   0.91  0.97
+        Model                      Engine  k      HR (95% CrI)   P<0.7   P<0.8  P<0.9   P<1
+        Model-averaged (8 models)  exact   6  1.00 (0.89-1.01)  < 0.01  < 0.01   0.03  0.07
+          given an effect          exact   6  0.95 (0.77-1.13)    0.01    0.05   0.29  0.72
+        Stacked bias variants      exact   6  0.94 (0.75-1.16)    0.01    0.07   0.32  0.72
+        Random effects, all        exact   6  0.77 (0.61-1.00)    0.19    0.65   0.91  0.97
         ...
         """
         from synthesis.report import console_decision_table
@@ -505,6 +582,160 @@ def _frequentist_extras(table: StudyTable, covariate: str, warnings: list[str]) 
     return bias_diag, metareg
 
 
+def tipping_threshold(thresholds: Sequence[float]) -> float:
+    """The threshold T of the tipping-point analysis: :data:`TIPPING_THRESHOLD` (0.8, the
+    project's headline threshold) when it is among ``thresholds``, otherwise the largest
+    threshold below 1, otherwise the smallest.
+
+    Examples
+    --------
+    >>> tipping_threshold((0.7, 0.8, 0.9, 1.0)), tipping_threshold((0.7, 0.9)), tipping_threshold((1.0, 1.2))
+    (0.8, 0.9, 1.0)
+    """
+    ts = sorted(float(t) for t in thresholds)
+    if any(np.isclose(t, TIPPING_THRESHOLD) for t in ts):
+        return TIPPING_THRESHOLD
+    below = [t for t in ts if t < 1.0]
+    return below[-1] if below else ts[0]
+
+
+def _averaged_row(key: str, label: str, summary: AveragedHR, k: int, thresholds: Sequence[float], note: str) -> DecisionRow:
+    return DecisionRow(
+        key=key, label=label, engine="exact", k=k,
+        hr=RatioSummary(summary.median, summary.q025, summary.q975),
+        predictive_hr=None,
+        p_hr_below={threshold_key(t): summary.p_below[threshold_key(t)] for t in thresholds},
+        frequentist={}, converged=None, note=note, kind=ROW_AVERAGED, model_key=key,
+    )
+
+
+def model_choice_rows(choice: ModelChoice, thresholds: Sequence[float]) -> list[DecisionRow]:
+    """The rows that head the decision table: the model-averaged HR (the no-effect models'
+    spike at HR = 1 included), the same given an effect, and the stacked bias variants.
+
+    Each holds the numbers of its result object; predictive HR and frequentist comparators do
+    not apply (``None`` and empty).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> from synthesis.models.averaging import average_models
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> choice = ModelChoice(averaging=average_models(table, thresholds=[0.8, 1.0]))
+    >>> rows = model_choice_rows(choice, [0.8, 1.0])
+    >>> [(r.key, r.kind, r.label) for r in rows]
+    [('averaged', 'averaged', 'Model-averaged (8 models)'),
+     ('averaged_given_effect', 'averaged', 'Model-averaged (8 models), given an effect')]
+    >>> rows[0].hr.median, {t: round(p, 3) for t, p in rows[0].p_hr_below.items()}
+    (1.0, {'0.8': 0.007, '1.0': 0.148})
+    """
+    rows: list[DecisionRow] = []
+    avg = choice.averaging
+    if avg is not None:
+        n = len(avg.models)
+        label = f"Model-averaged ({n} models)"
+        dims = " x ".join(avg.components)
+        rows.append(_averaged_row(
+            AVERAGED_KEY, label, avg.averaged, avg.k, thresholds,
+            f"averaged over {dims} with equal prior model probabilities; includes the spike at HR = 1 "
+            f"of the no-effect models (posterior probability {avg.averaged.spike:.3f})",
+        ))
+        if avg.averaged_given_effect is not None:
+            rows.append(_averaged_row(
+                AVERAGED_GIVEN_EFFECT_KEY, f"{label}, given an effect", avg.averaged_given_effect, avg.k,
+                thresholds, "the effect models only, renormalised (no spike)",
+            ))
+    cmp = choice.stacking
+    if cmp is not None:
+        weights = ", ".join(f"{v.variant} {v.comparison.weight:.3f}" for v in cmp.variants)
+        methods = ", ".join(sorted({v.loo.method for v in cmp.variants}))
+        s = cmp.stacked
+        rows.append(DecisionRow(
+            key=STACKED_KEY, label="Stacked bias variants (LOO)", engine=cmp.engine, k=cmp.variants[0].loo.k,
+            hr=RatioSummary(s.median, s.q025, s.q975), predictive_hr=None,
+            p_hr_below={threshold_key(t): (s.p_below or {})[threshold_key(t)] for t in thresholds},
+            frequentist={}, converged=None if cmp.engine == "exact" else cmp.converged,
+            note=f"stacking weights by {methods} LOO: {weights}", kind=ROW_STACKED, model_key=STACKED_KEY,
+        ))
+    return rows
+
+
+def _choice_spec(runs: Sequence[ModelRun]) -> tuple[ModelSpec, str]:
+    """The spec of the standard bias model (additive; its default priors) and its key, or the
+    random-effects model on all studies when there is no bias model."""
+    by_key = {run.key: run for run in runs}
+    run = by_key.get("bias") or by_key["re_all"]
+    return run.spec, run.key
+
+
+def _model_choice(
+    table: StudyTable, runs: Sequence[ModelRun], thresholds: tuple[float, ...],
+    warnings: list[str], timing: dict[str, float],
+) -> ModelChoice:
+    """Model averaging, stacking, the tipping point and power-scaling on the exact engine; a
+    part that cannot be computed is ``None`` with a warning saying why (never silently)."""
+    from synthesis.errors import SynthesisError
+    from synthesis.models.averaging import average_models, has_bias_dimension
+    from synthesis.models.exact import exact_unsupported_reason
+    from synthesis.models.loo import compare_variants, exact_loo_unsupported_reason
+    from synthesis.models.powerscale import power_scale
+    from synthesis.models.spec import BIAS_VARIANTS
+    from synthesis.models.tipping import tipping_analysis
+
+    spec, key = _choice_spec(runs)
+    choice = ModelChoice(powerscale_key=key, threshold=tipping_threshold(thresholds))
+
+    def attempt(what: str, timer: str, compute: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return compute()
+        except SynthesisError as exc:
+            warnings.append(f"{what} not computed: {exc}")
+            return None
+        finally:
+            timing[timer] = elapsed(t0)
+
+    choice.averaging = attempt(
+        "model averaging", "model_averaging_s",
+        lambda: average_models(table, spec, thresholds=thresholds),
+    )
+    if not has_bias_dimension(table):
+        warnings.append(
+            "model averaging without the design-bias dimension (the table does not have both randomised "
+            "and non-randomised studies); no stacking of bias variants and no tipping-point analysis"
+        )
+        choice.powerscale = attempt(
+            "power-scaling sensitivity", "powerscale_s", lambda: power_scale(table, spec, thresholds=thresholds)
+        )
+        return choice
+    variants = []
+    for variant in BIAS_VARIANTS:
+        s = replace(spec, bias_variant=variant)
+        data = ModelData.from_table(table, s)
+        if exact_loo_unsupported_reason(s, data) is None and exact_unsupported_reason(s, data) is None:
+            variants.append(variant)
+    if len(variants) >= 2:
+        choice.stacking = attempt(
+            "stacking of the bias variants", "stacking_s",
+            lambda: compare_variants(table, spec, variants=variants, engine="exact", thresholds=thresholds),
+        )
+    else:
+        warnings.append(
+            f"no stacking of bias variants: exact LOO scores {len(variants)} of them here "
+            f"({', '.join(variants) or 'none'}; k = {table.k})"
+        )
+    choice.tipping = attempt(
+        "tipping-point analysis", "tipping_s",
+        lambda: tipping_analysis(
+            ModelData.from_table(table, spec), spec.priors, threshold=choice.threshold, level=choice.level
+        ),
+    )
+    choice.powerscale = attempt(
+        "power-scaling sensitivity", "powerscale_s", lambda: power_scale(table, spec, thresholds=thresholds)
+    )
+    return choice
+
+
 def run_analysis(
     table: StudyTable,
     *,
@@ -561,6 +792,7 @@ def run_analysis(
         t0 = time.perf_counter()
         _fit_run(table, run, covariate, settings, fitted)
         timing[f"fit_{run.key}_s"] = elapsed(t0)
+    choice = _model_choice(table, runs, settings.thresholds, fitted.warnings, timing)
 
     t0 = time.perf_counter()
     sweeps = _run_sweeps(
@@ -583,7 +815,7 @@ def run_analysis(
         runs=runs,
         fits=fitted.fits,
         pools=fitted.pools,
-        decision=DecisionTable(fitted.rows, settings.thresholds),
+        decision=DecisionTable(model_choice_rows(choice, settings.thresholds) + fitted.rows, settings.thresholds),
         sweeps=sweeps,
         pubbias=bias_diag,
         metareg=metareg,
@@ -592,4 +824,5 @@ def run_analysis(
         warnings=fitted.warnings,
         provenance={"source_path": str(path)} if path else {},
         source_path=path,
+        model_choice=choice,
     )

@@ -8,7 +8,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from synthesis.analysis import ROW_AT_COVARIATE
+from synthesis.analysis import AVERAGED_GIVEN_EFFECT_KEY, ROW_AT_COVARIATE, STACKED_KEY
 from synthesis.base import INTERVAL_LABEL
 from synthesis.models.fit import at_label
 from synthesis.report.formats import num, prob
@@ -30,6 +30,7 @@ SHORT_LABELS: dict[str, str] = {
     "re_rct": "Random effects, RCTs",
     "bias": "Design-bias adjusted",
     "bias_metareg": "Bias-adjusted meta-reg.",
+    STACKED_KEY: "Stacked bias variants",
 }
 
 
@@ -38,6 +39,8 @@ def _short_label(row: DecisionRow, with_points: set[str]) -> str:
     ``with_points``); "  at x=0.5" for those."""
     if row.kind == ROW_AT_COVARIATE:
         return f"  at {at_label(row.point or {})}"
+    if row.key == AVERAGED_GIVEN_EFFECT_KEY:  # under the model-averaged row
+        return "  given an effect"
     label = SHORT_LABELS.get(row.model_key, row.label)
     return f"{label}, mean" if row.model_key in with_points else label
 
@@ -93,10 +96,13 @@ def console_decision_table(result: AnalysisResult, width: int = CONSOLE_WIDTH) -
     >>> print(text)
     HR: posterior median with its 95% equal-tailed credible interval; P<T: posterior P(HR < T)
     <BLANKLINE>
-    Model                 Engine  k      HR (95% CrI)  P<0.7  P<0.8  P<0.9   P<1
-    Random effects, all   exact   6  0.77 (0.61-1.00)   0.19   0.65   0.91  0.97
-    Random effects, RCTs  exact   3  0.96 (0.68-1.33)   0.03   0.10   0.31  0.63
-    Design-bias adjusted  exact   6  0.94 (0.75-1.16)   0.01   0.07   0.32  0.72
+    Model                      Engine  k      HR (95% CrI)   P<0.7   P<0.8  P<0.9   P<1
+    Model-averaged (8 models)  exact   6  1.00 (0.89-1.01)  < 0.01  < 0.01   0.03  0.07
+      given an effect          exact   6  0.95 (0.77-1.13)    0.01    0.05   0.29  0.72
+    Stacked bias variants      exact   6  0.94 (0.75-1.16)    0.01    0.07   0.32  0.72
+    Random effects, all        exact   6  0.77 (0.61-1.00)    0.19    0.65   0.91  0.97
+    Random effects, RCTs       exact   3  0.96 (0.68-1.33)    0.03    0.10   0.31  0.63
+    Design-bias adjusted       exact   6  0.94 (0.75-1.16)    0.01    0.07   0.32  0.72
     >>> max(len(line) for line in text.splitlines()) <= 100
     True
     """
