@@ -91,6 +91,52 @@ def prob_relation(p: Any) -> str:
     return text if text[0] in "<>" else f"= {text}"
 
 
+def model_prob(p: Any) -> str:
+    """A posterior or prior model probability to three decimals; "< 0.001" / "> 0.999" rather
+    than 0.000 / 1.000 for a probability that is not exactly 0 or 1.
+
+    Examples
+    --------
+    >>> model_prob(0.72204), model_prob(3e-9), model_prob(0.99996), model_prob(0.125), model_prob(None)
+    ('0.722', '< 0.001', '> 0.999', '0.125', 'n/a')
+    """
+    try:
+        value = float(p)
+    except (TypeError, ValueError):
+        return num(p)
+    if 0.0 < value < 0.0005:
+        return "< 0.001"
+    if 0.9995 < value < 1.0:
+        return "> 0.999"
+    return num(value, 3)
+
+
+#: Bayes factors beyond these bounds are written as "> 10,000" / "< 1/10,000".
+BF_DISPLAY_MAX = 1e4
+
+
+def bayes_factor(bf: Any) -> str:
+    """A Bayes factor to three significant digits; "> 10,000" and "< 1/10,000" beyond
+    :data:`BF_DISPLAY_MAX`; "undefined" for ``None`` (a component whose prior inclusion
+    probability is 0 or 1).
+
+    Examples
+    --------
+    >>> bayes_factor(0.19214), bayes_factor(2.5e7), bayes_factor(float("inf")), bayes_factor(1e-6), bayes_factor(None)
+    ('0.192', '> 10,000', '> 10,000', '< 1/10,000', 'undefined')
+    """
+    if bf is None:
+        return "undefined"
+    value = float(bf)
+    if value != value:
+        return "undefined"
+    if value >= BF_DISPLAY_MAX:
+        return f"> {BF_DISPLAY_MAX:,.0f}"
+    if value <= 1.0 / BF_DISPLAY_MAX:
+        return f"< 1/{BF_DISPLAY_MAX:,.0f}"
+    return f"{value:.3g}"
+
+
 def pvalue(p: Any) -> str:
     """A test's p-value: three decimals, or "< 0.001".
 
