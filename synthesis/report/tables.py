@@ -1,5 +1,6 @@
 """The cells of the report's tables as text: the decision table, each prior sweep, the
-frequentist pools, the meta-regression, the publication-bias diagnostics and the priors.
+frequentist pools, the meta-regression, the publication-bias diagnostics, the priors, and the
+model choice (posterior model probabilities, inclusion Bayes factors, stacking, power-scaling).
 
 Each builder returns a :data:`Table`, a header and rows of strings, that
 :mod:`synthesis.report.document` writes as HTML and Markdown. The cells show numbers the result
@@ -12,9 +13,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
-from synthesis.base import INTERVAL_LABEL
+from synthesis.analysis import COMBINED_ROWS, ROW_AVERAGED
+from synthesis.base import INTERVAL_LABEL, PARAMETER_SYMBOLS
 from synthesis.models.spec import threshold_key
-from synthesis.report.formats import interval, num, prior_lines, prior_sources, prob, pvalue
+from synthesis.report.formats import (
+    bayes_factor,
+    interval,
+    model_prob,
+    num,
+    prior_lines,
+    prior_sources,
+    prob,
+    pvalue,
+)
 from synthesis.report.narrative import model_labels
 
 if TYPE_CHECKING:
@@ -118,7 +129,7 @@ def decision_cells(result: AnalysisResult) -> Table:
         pred = r.predictive_hr
         cells = [
             r.label,
-            "; ".join(prior_lines(result.fits.get(r.model_key))),
+            "; ".join(row_prior_lines(result, r)),
             r.engine,
             str(r.k),
             interval(r.hr.median, r.hr.q025, r.hr.q975),
@@ -128,6 +139,192 @@ def decision_cells(result: AnalysisResult) -> Table:
         cells += [interval(*r.frequentist[m]) if m in r.frequentist else "n/a" for m in methods]
         cells += [CONVERGED_TEXT[r.converged], r.note]
         body.append(cells)
+    return header, body
+
+
+def row_prior_lines(result: AnalysisResult, row: DecisionRow) -> list[str]:
+    """The priors of a decision row: its fit's, or for a combined row (model-averaged, stacked)
+    the priors shared by the models it combines.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice, model_choice_rows
+    >>> choice = ModelChoice(averaging=syn.average(syn.load_dataset("dnmbc_lrt"), thresholds=[0.8]))
+    >>> row = model_choice_rows(choice, [0.8])[0]
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> row_prior_lines(SimpleNamespace(model_choice=choice, fits={}), row)
+    ['μ ~ normal(mean=0, sd=1)', 'τ ~ half-normal(scale=0.5)', 'δ ~ normal(mean=0, sd=0.5)']
+    """
+    if row.kind not in COMBINED_ROWS:
+        return prior_lines(result.fits.get(row.model_key))
+    choice = result.model_choice
+    if choice is None:
+        return []
+    if row.kind == ROW_AVERAGED and choice.averaging is not None:
+        labels = dict(choice.averaging.priors)
+    elif choice.stacking is not None:
+        spec = choice.stacking.spec
+        labels = spec.priors.labels(spec.parameters)
+    else:
+        return []
+    return [f"{PARAMETER_SYMBOLS.get(n, n)} ~ {label}" for n, label in labels.items()]
+
+
+def averaging_cells(result: AnalysisResult) -> Table:
+    """The models of the model averaging: components, exact log marginal likelihood, prior and
+    posterior probability, and the HR given the model.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice
+    >>> choice = ModelChoice(averaging=syn.average(syn.load_dataset("dnmbc_lrt"), thresholds=[0.8]))
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> header, body = averaging_cells(SimpleNamespace(model_choice=choice))
+    >>> header
+    ['Model', 'log marginal likelihood', 'Prior probability', 'Posterior probability',
+     'HR given the model [95% CrI]', 'P(HR < 0.8) given the model']
+    >>> body[2], body[6]
+    (['bias (additive)', '4.364', '0.125', '0.722', '1 (no effect)', '0'],
+     ['effect + bias (additive)', '2.723', '0.125', '0.140', '0.90 [0.79, 1.04]', '0.04'])
+    """
+    avg = result.model_choice.averaging
+    keys = threshold_keys(avg.thresholds)
+    header = ["Model", "log marginal likelihood", "Prior probability", "Posterior probability",
+              f"HR given the model [{INTERVAL_LABEL} CrI]"]
+    header += [f"P(HR < {float(t):g}) given the model" for t in keys]
+    body = []
+    for m in avg.models:
+        hr = interval(m.hr.median, m.hr.q025, m.hr.q975) if m.effect else "1 (no effect)"
+        probs = [prob(m.hr.p_below[t]) if m.effect else "0" for t in keys]
+        body.append([m.label, num(m.log_marginal_likelihood, 3), model_prob(m.prior_prob),
+                     model_prob(m.posterior_prob), hr, *probs])
+    return header, body
+
+
+def inclusion_records(result: AnalysisResult) -> list[dict[str, Any]]:
+    """One record per component of the model averaging (the rows of inclusion_bf.csv): prior
+    and posterior inclusion probability, inclusion Bayes factor (and its log) and its words.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice
+    >>> choice = ModelChoice(averaging=syn.average(syn.load_dataset("dnmbc_lrt")))
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> [(r["component"], r["evidence"]) for r in inclusion_records(SimpleNamespace(model_choice=choice))]
+    [('effect', 'moderate evidence against'), ('bias', 'extreme evidence for'),
+     ('heterogeneity', 'moderate evidence against')]
+    """
+    from synthesis.models.averaging import evidence_words
+
+    avg = result.model_choice.averaging
+    return [
+        {
+            "component": n,
+            "prior_inclusion": avg.prior_inclusion[n],
+            "posterior_inclusion": avg.posterior_inclusion[n],
+            "inclusion_bf": avg.inclusion_bf[n],
+            "log_inclusion_bf": avg.log_inclusion_bf[n],
+            "evidence": evidence_words(avg.inclusion_bf[n]),
+        }
+        for n in avg.components
+    ]
+
+
+def inclusion_cells(result: AnalysisResult) -> Table:
+    """The inclusion Bayes factors of the model averaging with their evidence words.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice
+    >>> choice = ModelChoice(averaging=syn.average(syn.load_dataset("dnmbc_lrt")))
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> header, body = inclusion_cells(SimpleNamespace(model_choice=choice))
+    >>> header, body[0]
+    (['Component', 'Prior inclusion probability', 'Posterior inclusion probability', 'Inclusion BF',
+      'Evidence'], ['effect', '0.500', '0.161', '0.192', 'moderate evidence against an effect'])
+    """
+    nouns = {"effect": "an effect", "bias": "design bias", "heterogeneity": "heterogeneity"}
+    header = ["Component", "Prior inclusion probability", "Posterior inclusion probability", "Inclusion BF", "Evidence"]
+    body = [
+        [r["component"], model_prob(r["prior_inclusion"]), model_prob(r["posterior_inclusion"]),
+         bayes_factor(r["inclusion_bf"]),
+         f"{r['evidence']} {nouns.get(r['component'], r['component'])}" if r["inclusion_bf"] is not None else r["evidence"]]
+        for r in inclusion_records(result)
+    ]
+    return header, body
+
+
+def stacking_cells(result: AnalysisResult) -> Table:
+    """The bias variants compared by leave-one-study-out cross-validation: elpd_loo with its SE,
+    the difference to the best variant, the stacking weight, the HR and P(HR < T); a last row
+    for the stacked posterior.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice
+    >>> cmp = syn.compare(syn.load_dataset("dnmbc_lrt"), bias_variants=["additive", "downweight"], thresholds=[0.8])
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> header, body = stacking_cells(SimpleNamespace(model_choice=ModelChoice(stacking=cmp)))
+    >>> header
+    ['Bias variant', 'Engine (LOO)', 'elpd_loo (SE)', 'Difference to best (SE)', 'Stacking weight',
+     'Posterior HR [95% CrI]', 'P(HR < 0.8)']
+    >>> body[0], body[-1]
+    (['additive', 'exact (exact)', '5.39 (3.54)', '0.00 (0.00)', '0.981', '0.91 [0.78, 1.06]', '0.05'],
+     ['stacked', '', '', '', '1.000', '0.90 [0.75, 1.06]', '0.07'])
+    """
+    cmp = result.model_choice.stacking
+    keys = threshold_keys(cmp.thresholds)
+    header = ["Bias variant", "Engine (LOO)", "elpd_loo (SE)", "Difference to best (SE)", "Stacking weight",
+              f"Posterior HR [{INTERVAL_LABEL} CrI]"] + [f"P(HR < {float(t):g})" for t in keys]
+    body = []
+    for v in cmp.variants:
+        flag = "" if v.converged else " NOT CONVERGED"
+        body.append([
+            v.variant + flag, f"{v.fit.engine} ({v.loo.method})", f"{num(v.loo.elpd)} ({num(v.loo.se)})",
+            f"{num(v.comparison.elpd_diff)} ({num(v.comparison.dse)})", num(v.comparison.weight, 3),
+            interval(v.fit.hr.median, v.fit.hr.q025, v.fit.hr.q975),
+            *[prob(v.fit.p_hr_below.get(t)) for t in keys],
+        ])
+    s = cmp.stacked
+    body.append(["stacked", "", "", "", num(1.0, 3), interval(s.median, s.q025, s.q975),
+                 *[prob((s.p_below or {}).get(t)) for t in keys]])
+    return header, body
+
+
+def powerscale_cells(result: AnalysisResult) -> Table:
+    """The power-scaling sensitivities (Kallioinen et al. 2024) of each quantity to the prior, the
+    likelihood and the non-randomised studies' likelihood, with the diagnosis.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice
+    >>> ps = syn.psense(syn.load_dataset("dnmbc_lrt"), thresholds=[0.8])
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> header, body = powerscale_cells(SimpleNamespace(model_choice=ModelChoice(powerscale=ps)))
+    >>> header
+    ['Quantity', 'Prior', 'Likelihood', "Non-randomised studies' likelihood", 'Diagnosis']
+    >>> body[1]
+    ['τ', '0.008', '0.265', '0.085', 'no concern; moves with the non-randomised studies']
+    """
+    ps = result.model_choice.powerscale
+    header = ["Quantity", "Prior", "Likelihood", "Non-randomised studies' likelihood", "Diagnosis"]
+    body = [
+        [PARAMETER_SYMBOLS.get(r.parameter, r.parameter), num(r.prior, 3), num(r.likelihood, 3),
+         num(r.nonrandomised_likelihood, 3), r.diagnosis]
+        for r in ps.rows
+    ]
     return header, body
 
 
