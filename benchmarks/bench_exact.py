@@ -10,7 +10,11 @@ Reports
 * ``sweep_s``: one :func:`synthesis.models.exact.sweep_tau_priors` call over ``--priors`` tau priors
   (half-normal, half-Cauchy, exponential and half-t families over a range of scales); target < 2 s
   for 200 priors;
-* ``sweep_per_prior_ms`` and the shared tau-grid size.
+* ``sweep_per_prior_ms`` and the shared tau-grid size;
+* ``fit_2d_ms``: one 2-D exact fit (``bias`` with the ``random`` variant: tau and kappa by
+  quadrature) of the same table, every study's shrunken HR included; target < 50 ms at k = 60;
+  ``fit_1d_ms`` the additive-bias (1-D) fit of the same table measured in the same run, and
+  ``ratio_2d_1d`` their ratio; ``fit_3level_ms`` the three-level variant.
 
 This is a benchmark, not a test: nothing is asserted. :func:`run_exact_benchmark` returns the
 numbers as a dict (and the simulated data and spec) so that a PyMC timing of the same model can
@@ -23,6 +27,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -89,6 +94,13 @@ def run_exact_benchmark(k: int = 60, n_priors: int = 200, repeat: int = 21) -> d
     priors = sweep_priors(n_priors)
     sweep_s = _median_time(lambda: sweep_tau_priors(data, spec, priors), max(3, repeat // 7))
     grid = _grid_for(_pilot(_design(data, spec), priors), 257)
+    plain = replace(data, covariates=(), x=np.zeros((k, 0)), centres=np.zeros(0))
+    one_d = ModelSpec(model="bias")
+    two_d = ModelSpec(model="bias", bias_variant="random")
+    fit_1d_s = _median_time(lambda: fit_exact(plain, one_d), repeat)
+    fit_2d_s = _median_time(lambda: fit_exact(plain, two_d), repeat)
+    fit_3l_s = _median_time(lambda: fit_exact(plain, ModelSpec(model="bias", bias_variant="three-level")), repeat)
+    fit_2d = fit_exact(plain, two_d)
     return {
         "k": k,
         "model": spec.model,
@@ -100,6 +112,13 @@ def run_exact_benchmark(k: int = 60, n_priors: int = 200, repeat: int = 21) -> d
         "sweep_per_prior_ms": 1000.0 * sweep_s / n_priors,
         "shared_grid_nodes": int(grid.tau.size),
         "fit_grid_nodes": int(fit.tau_grid.size),
+        "fit_1d_ms": 1000.0 * fit_1d_s,
+        "fit_2d_ms": 1000.0 * fit_2d_s,
+        "fit_2d_target_ms": 50.0,
+        "ratio_2d_1d": fit_2d_s / fit_1d_s,
+        "fit_3level_ms": 1000.0 * fit_3l_s,
+        "fit_2d_nodes": int(fit_2d.tau_grid.size * fit_2d.kappa_grid.size),
+        "fit_2d_kappa_median": fit_2d.parameters["kappa"].median,
         "data": data,
         "spec": spec,
         "fit": fit,
@@ -124,6 +143,10 @@ def main() -> int:
     print(f"  sweep, {res['n_priors']} priors: {res['sweep_s']:8.3f} s    (target < "
           f"{res['sweep_target_s']:g} s; {res['sweep_per_prior_ms']:.2f} ms per prior, "
           f"{res['shared_grid_nodes']} shared tau nodes)")
+    print(f"  2-D fit (random):   {res['fit_2d_ms']:8.2f} ms   (target < {res['fit_2d_target_ms']:g} ms; "
+          f"{res['fit_2d_nodes']} (tau, kappa) nodes; {res['ratio_2d_1d']:.1f} x the 1-D additive fit of "
+          f"the same table, {res['fit_1d_ms']:.2f} ms)")
+    print(f"  2-D fit (three-level): {res['fit_3level_ms']:5.2f} ms")
     mu = res["fit"].parameters["mu"]
     print(f"  mu = {mu.median:.4f} [{mu.q025:.4f}, {mu.q975:.4f}], HR = {res['fit'].hr.median:.4f}")
     return 0
