@@ -28,6 +28,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from synthesis.models.spec import ModelSpec
+
 if TYPE_CHECKING:
     from synthesis.models.results import FitResult, RatioSummary
 
@@ -99,6 +101,17 @@ def html_block(title: str, parts: Sequence[str], notes: Sequence[str] = ()) -> s
     return '<div class="synthesis-result">' + "\n".join(body) + "</div>"
 
 
+def fixed_parameters(spec: ModelSpec) -> list[str]:
+    """How a spec's fixed parameters print: ``mu = 0 (no effect)``, ``tau = 0 (common effect)``.
+
+    Examples
+    --------
+    >>> fixed_parameters(ModelSpec("re", effect=False, heterogeneity=False))
+    ['mu = 0 (no effect)', 'tau = 0 (common effect)']
+    """
+    return ["mu = 0 (no effect)"] * (not spec.effect) + ["tau = 0 (common effect)"] * (not spec.heterogeneity)
+
+
 def format_fit(result: FitResult) -> str:
     """A fit as ``synthesis fit`` prints it: every prior labelled, the kind of interval stated.
 
@@ -118,6 +131,7 @@ def format_fit(result: FitResult) -> str:
         what += f", bias variant {spec.bias_variant}" + (f" (alpha = {spec.alpha:g})" if spec.bias_variant == "downweight" else "")
     if spec.has_covariates:
         what += f", covariates {', '.join(spec.covariates)}"
+    what += "".join(f", {fixed}" for fixed in fixed_parameters(spec))
     lines.append(f"Model: {what}; k = {result.k} studies ({result.source})")
     if result.engine == "pymc":
         post = result.posterior
@@ -129,7 +143,8 @@ def format_fit(result: FitResult) -> str:
             f"target_accept {settings.get('target_accept')}, seed {result.seed}"
         )
     else:
-        lines.append("Engine: exact (quadrature over tau; no Monte Carlo error)")
+        over = "tau and kappa" if "kappa" in result.parameters else "tau"
+        lines.append(f"Engine: exact (quadrature over {over}; no Monte Carlo error)")
     lines.append("Priors:")
     for name, label in spec.priors.labels(spec.parameters).items():
         lines.append(f"  {name:<6} {label}")
@@ -174,6 +189,8 @@ def format_fit(result: FitResult) -> str:
             f"min bulk ESS {fmt(d.min_ess_bulk, 0)} (headline parameters)"
         )
         lines += [f"  - {m}" for m in d.messages]
+    if result.log_marginal_likelihood is not None:
+        lines.append(f"Log marginal likelihood log p(y | model): {result.log_marginal_likelihood:.4f}")
     for note in result.notes:
         lines.append(f"Note: {note}")
     t = result.timing
@@ -221,5 +238,8 @@ def fit_html(result: FitResult) -> str:
     if result.diagnostics is not None:
         d = result.diagnostics
         notes.insert(0, ("converged" if d.converged else "NOT CONVERGED: ") + "; ".join(d.messages))
-    title = f"Model {spec.model}, {result.engine} engine; k = {result.k} studies ({result.source})"
+    if result.log_marginal_likelihood is not None:
+        notes.append(f"log marginal likelihood log p(y | model) = {result.log_marginal_likelihood:.4f}")
+    fixed = "".join(f", {f}" for f in fixed_parameters(spec))
+    title = f"Model {spec.model}{fixed}, {result.engine} engine; k = {result.k} studies ({result.source})"
     return html_block(title, [priors, params, ratios, studies], notes)

@@ -20,6 +20,9 @@ with ``b`` and ``X`` per model:
 * ``metareg`` / ``bias-metareg``: extra columns ``x_ij - c_j`` (``c_j`` = ``data.centres``) with
   coefficients ``beta_j``.
 
+``effect=False`` drops the mu column (mu = 0: HR = 1, reported as a point mass);
+``heterogeneity=False`` fixes tau = 0 (a single conjugate update, no quadrature).
+
 For fixed tau the coefficients integrate out in closed form (a conjugate normal update). With
 ``W = V_tau^{-1}``, the conditional posterior of ``b`` is normal with precision and mean
 
@@ -70,12 +73,35 @@ delta prior, sharing the prior-free work), :func:`exact_posterior` (the grid pos
 :class:`NormalMixture` objects for any linear combination, the predictive effect and the study
 effects, tau's CDF and quantiles).
 
+Marginal likelihood. ``p(y) = int p(tau) p(y | tau) dtau`` with the full normal density above
+(``k log 2 pi`` included) and the prior's own normalised density, by the same rule (Jacobian of
+``u = asinh(tau / c)`` included); the prior mass outside the grid is bounded and noted
+(:func:`_posterior`). ``ExactPosterior.log_marginal_likelihood``,
+``FitResult.log_marginal_likelihood``: comparable across models and priors fitted to the same
+data (Bayes factors, model weights; tests/test_marginal_likelihood.py).
+
+Two variance parameters. The ``random`` and ``three-level`` bias variants add kappa, which enters
+either the diagonal of ``V`` (random: ``V_ii = s_i^2 + tau^2 + kappa^2 nr_i``, ``b = (mu,
+delta)``) or the prior variances of coefficients (three-level: ``b = (m, v_d)`` with
+``v_d ~ N(0, kappa^2)``, ``X = [1, onehot(design)]``; mu = m + v_rct and delta = mean over
+the other designs of v_d - v_rct are linear combinations of ``b``). :class:`_Layout` records
+where each variance enters, so a model with cluster coefficients ``u_c ~ N(0, tau^2)`` and a
+within-cluster variance in ``V`` is the same computation. Given (tau, kappa) ``b`` integrates
+out as before, through a scaled update that allows a prior variance of 0
+(:func:`_conditional_2d`); (tau, kappa) by a Gauss-Lobatto product rule in (asinh(tau / c_1),
+asinh(kappa / c_2)) over the cells within exp(-30) of the maximum (located on a wide, then a
+zoomed pilot grid). Every summary is a normal mixture over the 2-D nodes; the marginals of
+tau and kappa integrate the other axis out, and their CDFs and quantiles come from the
+polynomial through the log marginal density (:class:`ExactPosterior2D`).
+
 Accuracy (tests/test_exact.py): with the default 257 nodes, doubling the grid changes no reported
 number by more than 3e-7 relative for any tau prior family tested (k = 3 to 60); the eight-schools
 example reproduces bayesmeta's printed tau summaries to every printed digit, and mu and the
 shrinkage estimates agree with a brute-force 2-D quadrature; a bias-metareg fit agrees with a
 4-D brute-force quadrature of the model's definition and with a dense covariance-form
-computation on a different quadrature rule.
+computation on a different quadrature rule. 2-D (tests/test_exact_2d.py): mu summaries and
+P(HR < 0.8) within 5e-6 of 4-D brute-force quadratures of both variants' definitions, log p(y)
+within 1e-6; doubling the 29-node axes changes nothing by 1e-5 relative; PyMC agrees (slow).
 """
 
 from __future__ import annotations
