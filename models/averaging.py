@@ -755,7 +755,10 @@ def format_averaging(result: AveragingResult) -> str:
     pct = f"{100 * result.interval_prob:g}%"
     dims = " x ".join(result.components)
     lines = [f"Bayesian model averaging over {len(result.models)} models ({dims}); k = {result.k} studies ({result.source})"]
-    lines.append("Engine: exact (marginal likelihoods and posteriors by quadrature over tau; no Monte Carlo error)")
+    lines.append(
+        "Engine: exact (marginal likelihoods and posteriors by quadrature over tau, and kappa where "
+        "the bias variant has it; no Monte Carlo error)"
+    )
     lines.append("Priors of the free parameters:")
     for name, label in result.priors.items():
         lines.append(f"  {name:<6} {label}")
