@@ -11,6 +11,7 @@ from synthesis.plots.densities import plot_prior_posterior, posterior_densities
 from synthesis.plots.forest import plot_forest
 from synthesis.plots.funnel import plot_funnel
 from synthesis.plots.sensitivity import plot_bias_sensitivity, plot_sensitivity
+from synthesis.plots.tipping import plot_alpha_curve, plot_tipping_map
 
 if TYPE_CHECKING:
     from synthesis.analysis import AnalysisResult
@@ -31,8 +32,10 @@ def standard_figures(result: AnalysisResult) -> dict[str, Figure]:
         when there is one), ``sensitivity_<key>`` per sweep with rows and
         ``bias_sensitivity_<key>`` per sweep over bias priors, ``funnel`` (centred on the
         pooled estimate of the bias diagnostics' method, with its trim-and-fill studies),
-        ``bubble`` (when a meta-regression holds an HR curve over the covariate) and
-        ``prior_posterior`` (one row per fit with posterior densities).
+        ``bubble`` (when a meta-regression holds an HR curve over the covariate),
+        ``prior_posterior`` (one row per fit with posterior densities), and ``tipping_map`` (P(HR <
+        T) over the design-bias prior with its contour) and ``tipping_alpha`` (the down-weighting
+        curve) when the analysis holds a tipping-point analysis.
 
     Examples
     --------
@@ -44,7 +47,7 @@ def standard_figures(result: AnalysisResult) -> dict[str, Figure]:
     ...                       bias_priors=["normal(0, 0.5)", "normal(0, 1)"], progress=False)
     >>> sorted(standard_figures(result))  # doctest: +NORMALIZE_WHITESPACE
     ['bias_sensitivity_bias', 'forest', 'funnel', 'prior_posterior', 'sensitivity_bias',
-     'sensitivity_re_all', 'sensitivity_re_rct']
+     'sensitivity_re_all', 'sensitivity_re_rct', 'tipping_alpha', 'tipping_map']
     """
     labels = {run.key: run.label for run in result.runs}
     figures: dict[str, Figure] = {}
@@ -72,4 +75,8 @@ def standard_figures(result: AnalysisResult) -> dict[str, Figure]:
     with_density = {label: fit for label, fit in fits.items() if posterior_densities(fit)}
     if with_density:
         figures["prior_posterior"] = plot_prior_posterior(with_density)
+    tipping = getattr(result.model_choice, "tipping", None)
+    if tipping is not None:
+        figures["tipping_map"] = plot_tipping_map(tipping)
+        figures["tipping_alpha"] = plot_alpha_curve(tipping)
     return figures

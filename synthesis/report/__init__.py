@@ -7,6 +7,11 @@ Layout of ``<out_dir>/``::
     report.md              the same content, figures referenced as figures/<name>.png
     decision.csv           the decision table (DecisionTable.to_frame)
     sweep_<key>.csv        one per prior-sensitivity sweep (SweepResult.to_frame)
+    model_averaging.csv    posterior model probabilities (AveragingResult.to_frame)
+    inclusion_bf.csv       inclusion Bayes factors with their evidence words
+    stacking.csv           the bias variants' LOO and stacking weights (VariantComparison.to_frame)
+    tipping_grid.csv, tipping_contour.csv, tipping_alpha.csv   the tipping-point analysis
+    powerscale.csv, powerscale_alpha.csv                       power-scaling sensitivity
     studies.csv            the normalised analysis table (log_hr, se, design, covariates, ...)
     pools.csv              frequentist pooled results (one row per subset and method)
     figures/<name>.png|svg

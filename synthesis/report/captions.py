@@ -44,6 +44,20 @@ PRIOR_POSTERIOR = (
     "the design bias δ (log HR scale), one row per model; the posterior densities are the engines' own."
 )
 
+TIPPING_MAP = (
+    "Tipping-point map: posterior P(HR < {threshold:g}) of a randomised comparison under the design-bias "
+    "model (additive, exact engine) for each design-bias prior δ ~ normal(log b, sd²): its mean b as the "
+    "factor multiplying a non-randomised study's HR (x, log scale) and its SD on the log-HR scale (y, log "
+    "scale). The white line is the contour P(HR < {threshold:g}) = {level:g}; the star marks where it "
+    "crosses b = 1 (no bias expected)."
+)
+TIPPING_ALPHA = (
+    "Down-weighting the non-randomised studies (their variances divided by alpha; exact engine): "
+    "posterior median HR with its " + INTERVAL_KIND + " (left) and P(HR < {threshold:g}) (right) "
+    "against alpha, from 0 (randomised trials only) to 1 (all studies as equal); dashed lines: where "
+    "P(HR < {threshold:g}) crosses {level:g}."
+)
+
 
 def figure_caption(name: str, fig: Figure, result: AnalysisResult) -> str:
     """The caption of figure ``name`` (a key of :func:`synthesis.plots.standard_figures`).
@@ -52,8 +66,8 @@ def figure_caption(name: str, fig: Figure, result: AnalysisResult) -> str:
     ----------
     name
         The figure's key: ``forest``, ``sensitivity_<model>``, ``bias_sensitivity_<model>``,
-        ``funnel``, ``bubble``, ``prior_posterior...``, or any other (then the figure's own
-        title, or its name).
+        ``funnel``, ``bubble``, ``prior_posterior...``, ``tipping_map``, ``tipping_alpha``, or
+        any other (then the figure's own title, or its name).
     fig
         The figure.
     result
@@ -92,4 +106,8 @@ def figure_caption(name: str, fig: Figure, result: AnalysisResult) -> str:
         return BUBBLE.format(covariate=result.covariate)
     if name.startswith("prior_posterior"):
         return PRIOR_POSTERIOR
+    tipping = getattr(getattr(result, "model_choice", None), "tipping", None)
+    if name in ("tipping_map", "tipping_alpha") and tipping is not None:
+        text = TIPPING_MAP if name == "tipping_map" else TIPPING_ALPHA
+        return text.format(threshold=tipping.threshold, level=tipping.level)
     return fig.get_suptitle() or name

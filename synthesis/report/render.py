@@ -2,7 +2,8 @@
 Markdown of an analysis.
 
 Sections, in order: title and status boxes (convergence, warnings), question, answer, decision
-table, figures, prior sensitivity, frequentist comparisons, publication-bias diagnostics,
+table, which model the data support (model averaging, stacking, tipping point, power-scaling),
+figures, prior sensitivity, frequentist comparisons, publication-bias diagnostics,
 data-validation warnings, provenance. Each is one function below that adds its blocks to a
 :class:`~synthesis.report.document.ReportDocument`.
 """
@@ -18,18 +19,24 @@ from synthesis.report.document import ReportDocument
 from synthesis.report.formats import INTERVAL_KIND, safe_name
 from synthesis.report.narrative import (
     answer,
+    averaging_summary,
     convergence_problems,
     model_labels,
     question,
+    stacking_summary,
     sweep_summary,
     warning_groups,
 )
 from synthesis.report.tables import (
+    averaging_cells,
     decision_cells,
+    inclusion_cells,
     metareg_blocks,
     pool_cells,
+    powerscale_cells,
     prior_cells,
     pubbias_blocks,
+    stacking_cells,
     sweep_cells,
 )
 
@@ -38,9 +45,15 @@ if TYPE_CHECKING:
 
 #: The files a report folder holds, as the provenance section lists them.
 FILES_NOTE = (
-    "Files: decision.csv, studies.csv, pools.csv, sweep_<model>.csv, figures/ (PNG and SVG), "
+    "Files: decision.csv, studies.csv, pools.csv, sweep_<model>.csv, model_averaging.csv, inclusion_bf.csv, "
+    "stacking.csv, tipping_grid.csv, tipping_contour.csv, tipping_alpha.csv, powerscale.csv, "
+    "powerscale_alpha.csv (those of the analyses that were run), figures/ (PNG and SVG), "
     "posteriors/ (NetCDF DataTrees of MCMC fits, tau densities of exact fits, fit summaries), run.json."
 )
+#: The title of the model-choice section (issue #11).
+MODEL_CHOICE_TITLE = "Which model do the data support, and where does the answer flip?"
+#: The figures of the model-choice section, in order.
+MODEL_CHOICE_FIGURES: tuple[str, ...] = ("tipping_map", "tipping_alpha")
 #: Order of the figures in the "Figures" section (others follow).
 MAIN_FIGURE_ORDER: dict[str, int] = {"forest": 0, "bubble": 1}
 
@@ -57,22 +70,27 @@ class _Figures:
 
 
 def figure_groups(names: Sequence[str]) -> dict[str, list[str]]:
-    """Figure stems by the section that shows them: ``main``, ``sweeps`` and ``pubbias``.
+    """Figure stems by the section that shows them: ``main``, ``sweeps``, ``pubbias`` and
+    ``choice`` (the tipping-point figures, in :data:`MODEL_CHOICE_FIGURES` order).
 
     Examples
     --------
-    >>> figure_groups(["funnel", "sensitivity_bias", "bubble", "forest", "bias_sensitivity_bias"])
-    {'main': ['forest', 'bubble'], 'sweeps': ['sensitivity_bias', 'bias_sensitivity_bias'], 'pubbias': ['funnel']}
+    >>> figure_groups(["funnel", "tipping_alpha", "sensitivity_bias", "bubble", "forest", "tipping_map"])
+    {'main': ['forest', 'bubble'], 'sweeps': ['sensitivity_bias'], 'pubbias': ['funnel'],
+     'choice': ['tipping_map', 'tipping_alpha']}
     """
-    groups: dict[str, list[str]] = {"main": [], "sweeps": [], "pubbias": []}
+    groups: dict[str, list[str]] = {"main": [], "sweeps": [], "pubbias": [], "choice": []}
     for n in names:
-        if n.startswith(("sensitivity_", "bias_sensitivity_")):
+        if n in MODEL_CHOICE_FIGURES:
+            groups["choice"].append(n)
+        elif n.startswith(("sensitivity_", "bias_sensitivity_")):
             groups["sweeps"].append(n)
         elif n == "funnel":
             groups["pubbias"].append(n)
         else:
             groups["main"].append(n)
     groups["main"].sort(key=lambda n: MAIN_FIGURE_ORDER.get(n, len(MAIN_FIGURE_ORDER)))
+    groups["choice"].sort(key=MODEL_CHOICE_FIGURES.index)
     return groups
 
 
@@ -107,7 +125,63 @@ def _decision(doc: ReportDocument, result: AnalysisResult) -> None:
         f"Posterior median HR with its {INTERVAL_KIND} (CrI); predictive HR of a new randomised trial with its "
         f"{INTERVAL_LABEL} equal-tailed prediction interval (PrI); P(HR < T): posterior probability; frequentist "
         f"pooled HRs of the same studies with {INTERVAL_LABEL} confidence intervals (DL, REML, REML with "
-        "Hartung-Knapp-Sidik-Jonkman)."))
+        "Hartung-Knapp-Sidik-Jonkman). The model-averaged and stacked rows combine several models (see the "
+        "next section): they have no predictive HR and no frequentist comparator (n/a)."))
+
+
+def _model_choice(doc: ReportDocument, result: AnalysisResult, names: Sequence[str], figures: _Figures) -> None:
+    """Model probabilities and inclusion Bayes factors, the stacked bias variants, the tipping
+    point (sentence and figures) and the power-scaling table, each where it was computed."""
+    doc.heading(2, MODEL_CHOICE_TITLE, "model-choice")
+    choice = result.model_choice
+    if choice is None:
+        doc.para("Not computed in this analysis.")
+        return
+    avg = choice.averaging
+    doc.heading(3, "Model averaging")
+    if avg is None:
+        doc.para("Model averaging was not computed (see the warnings).")
+    else:
+        doc.para(averaging_summary(avg))
+        doc.table(*averaging_cells(result), table_id="model-probabilities", caption=(
+            f"Posterior model probabilities over {' × '.join(avg.components)} (exact marginal likelihoods); "
+            f"HR of a randomised comparison given each model ({INTERVAL_KIND}); file model_averaging.csv."))
+        doc.table(*inclusion_cells(result), table_id="inclusion-bf", caption=(
+            "Inclusion Bayes factors: posterior inclusion odds over prior inclusion odds; evidence words after "
+            "Jeffreys (1961) as labelled by Lee and Wagenmakers (2013); file inclusion_bf.csv."))
+        doc.bullets([f"Note: {n}" for n in avg.notes])
+    doc.heading(3, "Stacking the bias variants")
+    if choice.stacking is None:
+        doc.para("The bias variants were not stacked (see the warnings).")
+    else:
+        doc.para(stacking_summary(result))
+        doc.table(*stacking_cells(result), table_id="stacking", caption=(
+            "Bias variants by leave-one-study-out cross-validation: elpd_loo (sum of log predictive densities "
+            f"of each study given the others), its difference to the best variant, the stacking weight; HR with "
+            f"its {INTERVAL_KIND}; file stacking.csv."))
+        doc.bullets([f"Note: {n}" for n in choice.stacking.notes])
+    doc.heading(3, "Where the answer flips")
+    if choice.tipping is None:
+        doc.para("No tipping-point analysis (see the warnings).")
+    else:
+        doc.para(choice.tipping.sentence)
+        for name in names:
+            figures.add(doc, name)
+        doc.bullets([f"Note: {n}" for n in choice.tipping.notes])
+    doc.heading(3, "Power-scaling sensitivity")
+    ps = choice.powerscale
+    if ps is None:
+        doc.para("No power-scaling sensitivity (see the warnings).")
+    else:
+        labels = model_labels(result)
+        doc.para(ps.summary)
+        doc.table(*powerscale_cells(result), table_id="powerscale", caption=(
+            f"Power-scaling sensitivity of '{labels.get(choice.powerscale_key, choice.powerscale_key)}' "
+            f"(exact; Kallioinen et al. 2024, doi:10.1007/s11222-023-10366-5): how far each posterior moves, "
+            f"as the derivative of the cumulative Jensen-Shannon distance at alpha = 1, when the prior, the "
+            f"likelihood or the non-randomised studies' likelihood alone is raised to the power alpha; "
+            f"{ps.threshold:g} or more is sensitive; files powerscale.csv and powerscale_alpha.csv."))
+        doc.bullets([f"Note: {n}" for n in ps.notes])
 
 
 def _main_figures(doc: ReportDocument, names: Sequence[str], figures: _Figures) -> None:
@@ -215,6 +289,7 @@ def render_report(result: AnalysisResult, figure_png: Mapping[str, bytes], capti
     _status(doc, result, validation, other)
     _question_and_answer(doc, result)
     _decision(doc, result)
+    _model_choice(doc, result, groups["choice"], figures)
     _main_figures(doc, groups["main"], figures)
     _sensitivity(doc, result, groups["sweeps"], figures)
     _frequentist(doc, result)

@@ -19,7 +19,12 @@ from synthesis.report.captions import figure_caption
 from synthesis.report.formats import safe_name
 from synthesis.report.provenance import run_record
 from synthesis.report.render import render_report
-from synthesis.report.tables import LEAVE_ONE_OUT_CSV, REPORT_MAX_STUDY_ROWS, pool_records
+from synthesis.report.tables import (
+    LEAVE_ONE_OUT_CSV,
+    REPORT_MAX_STUDY_ROWS,
+    inclusion_records,
+    pool_records,
+)
 from synthesis.spreadsheets import write_csv
 
 if TYPE_CHECKING:
@@ -45,6 +50,27 @@ def _write_tables(result: AnalysisResult, root: Path) -> None:
     loo = getattr(result.pubbias, "leave_one_out", None) or []
     if len(loo) > REPORT_MAX_STUDY_ROWS:
         write_csv(result.pubbias.to_frame(), root / LEAVE_ONE_OUT_CSV)
+    _write_model_choice(result, root)
+
+
+def _write_model_choice(result: AnalysisResult, root: Path) -> None:
+    """The model-choice tables, each part that was computed: model_averaging.csv and
+    inclusion_bf.csv, stacking.csv, tipping_grid.csv / tipping_contour.csv / tipping_alpha.csv,
+    powerscale.csv and powerscale_alpha.csv."""
+    choice = result.model_choice
+    if choice is None:
+        return
+    if choice.averaging is not None:
+        write_csv(choice.averaging.to_frame(), root / "model_averaging.csv")
+        write_csv(pd.DataFrame.from_records(inclusion_records(result)), root / "inclusion_bf.csv")
+    if choice.stacking is not None:
+        write_csv(choice.stacking.to_frame().reset_index(), root / "stacking.csv")
+    if choice.tipping is not None:
+        for what in ("grid", "contour", "alpha"):
+            write_csv(choice.tipping.to_frame(what), root / f"tipping_{what}.csv")
+    if choice.powerscale is not None:
+        write_csv(choice.powerscale.to_frame("sensitivity").reset_index(), root / "powerscale.csv")
+        write_csv(choice.powerscale.to_frame("alpha"), root / "powerscale_alpha.csv")
 
 
 def _write_tau_density(fit: FitResult, path: Path) -> None:
