@@ -556,8 +556,10 @@ def average_models(
         among the bias variants.
     bias_variants
         ``None`` (the spec's variant), ``"all"`` (additive, random, downweight, three-level) or
-        a list of variants. A variant the exact engine cannot fit is an error naming it (no
-        silent omission).
+        a list of variants. A variant the exact engine cannot fit in every cell of the model
+        space is an error naming it and the variants that can be averaged (no silent omission):
+        the three-level variant has no exact no-effect model (its mu is a design-level mean, not
+        a coefficient that can be fixed at 0), so ``"all"`` is refused with that reason.
     thresholds
         Report ``P(HR < T)`` for each T.
 
