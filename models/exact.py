@@ -990,7 +990,7 @@ def _posterior(
     top = np.max(logpost[np.isfinite(logpost)])
     unnorm = np.exp(logpost - top)
     z = float(grid.qweights @ unnorm)
-    log_ml = top + math.log(z)
+    log_ml = float(top) + math.log(z)
     density = unnorm / z
     weights = grid.qweights * density
     weights = weights / weights.sum()
@@ -1294,7 +1294,7 @@ def _posterior_2d(spec: ModelSpec, data: ModelData, d: _Design, n_grid: int) -> 
     top = np.max(lp[np.isfinite(lp)])
     unnorm = np.exp(lp - top)
     z = float(Q @ unnorm)
-    log_ml = top + math.log(z)
+    log_ml = float(top) + math.log(z)
     density = unnorm / z
     weights = Q * density
     weights = weights / weights.sum()
