@@ -57,9 +57,12 @@ def test_exact_engine_json(capsys):
 
 
 def test_exact_engine_refuses_with_reason(capsys):
-    code, _, err = run_cli(capsys, "--engine", "exact", "--model", "bias", "--bias-variant", "random")
+    """A non-normal location prior is not conjugate given tau: the exact engine refuses it,
+    naming the parameter and its prior (the random bias variant, the earlier example, is now
+    fitted exactly by 2-D quadrature)."""
+    code, _, err = run_cli(capsys, "--engine", "exact", "--model", "bias", "--mu-prior", "studentt(3, 0, 1)")
     assert code == 2
-    assert "--engine exact" in err and "random" in err
+    assert "--engine exact" in err and "mu has Student-t" in err and "Traceback" not in err
 
 
 def test_at_errors_exit_2_before_fitting(capsys):
@@ -153,11 +156,11 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(capsys):
 
     table = syn.load_dataset("dnmbc_lrt")
     with pytest.raises(ModelError) as err:
-        syn.fit(table, model="bias", bias_variant="random", engine="exact")
+        syn.fit(table, model="bias", mu_prior="studentt(3, 0, 1)", engine="exact")
     assert "engine='pymc'" in str(err.value) and "--" not in str(err.value)
     with pytest.raises(InputError) as err:
         syn.fit(table, model="metareg", covariates=["bone_only_fraction"], engine="exact", at=["nope=1"])
     assert str(err.value).startswith("at ") and "--at" not in str(err.value)
-    code = main(["fit", "--model", "bias", "--bias-variant", "random", "--engine", "exact"])
+    code = main(["fit", "--model", "bias", "--mu-prior", "studentt(3, 0, 1)", "--engine", "exact"])
     err_text = capsys.readouterr().err
     assert code == 2 and "--engine exact:" in err_text and "use --engine pymc" in err_text

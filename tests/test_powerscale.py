@@ -401,7 +401,7 @@ def test_cli_falls_back_to_re_without_both_designs(capsys):
     ("args", "message"),
     [
         (["--subset", "rct", "--model", "bias"], "needs at least one non-randomised study"),
-        (["--bias-variant", "random"], "use --engine pymc"),
+        (["--mu-prior", "studentt(3, 0, 1)"], "use --engine pymc"),
     ],
 )
 def test_cli_refuses_with_exit_2(capsys, args, message):
