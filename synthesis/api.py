@@ -206,12 +206,15 @@ def _spec(
     alpha: float,
     covariates: Iterable[str],
     priors: Mapping[str, Prior | None],
+    effect: bool = True,
+    heterogeneity: bool = True,
 ) -> ModelSpec:
     parsed = {name: _prior(value, name) for name, value in priors.items()}
     config = replace(resolve_priors(), **{k: v for k, v in parsed.items() if v is not None})
     return ModelSpec(
         model=model, bias_variant=bias_variant, alpha=alpha,
         covariates=tuple(dict.fromkeys(covariates)), priors=config,
+        effect=effect, heterogeneity=heterogeneity,
     )
 
 
@@ -340,6 +343,8 @@ def fit(
     bias_prior: Prior | None = None,
     kappa_prior: Prior | None = None,
     beta_prior: Prior | None = None,
+    effect: bool = True,
+    heterogeneity: bool = True,
     engine: str = "pymc",
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     at: Iterable[str] | Mapping[str, Mapping[str, float]] | None = None,
@@ -368,6 +373,11 @@ def fit(
     mu_prior, tau_prior, bias_prior, kappa_prior, beta_prior
         Prior strings or :class:`~synthesis.models.priors.PriorSpec`; ``None`` keeps the default
         (mu ~ normal(0, 1), tau ~ halfnormal(0.5), delta ~ normal(0, 0.5), beta ~ normal(0, 1)).
+    effect
+        ``False`` fixes mu = 0 (HR 1 in a randomised comparison: the null model of a Bayes
+        factor for an effect, ``exp(log_marginal_likelihood)`` ratio); exact engine only.
+    heterogeneity
+        ``False`` fixes tau = 0 (the common-effect model); exact engine only.
     engine
         ``"pymc"`` (NUTS via nutpie) or ``"exact"`` (quadrature over tau; linear-Gaussian
         models only).
@@ -393,12 +403,19 @@ def fit(
     >>> b = syn.fit(table, model="bias", tau_prior=parse_prior("halfnormal(0.5)", "tau"), engine="exact")
     >>> a.hr == b.hr, sorted(a.parameters)
     (True, ['delta', 'mu', 'tau'])
+
+    The log Bayes factor for an effect (the null model fixes mu = 0):
+
+    >>> null = syn.fit(table, model="bias", effect=False, engine="exact")
+    >>> null.hr.median, round(a.log_marginal_likelihood - null.log_marginal_likelihood, 2)
+    (1.0, -1.73)
     """
     from synthesis.models.fit import fit as _fit
 
     spec = _spec(
         model, bias_variant=bias_variant, alpha=alpha, covariates=covariates,
         priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior, "beta": beta_prior},
+        effect=effect, heterogeneity=heterogeneity,
     )
     table = load_studies(data, covariates=spec.covariates)
     return _fit(
