@@ -504,3 +504,146 @@ def test_large_report_caps_study_tables_and_writes_every_study_to_csv(tmp_path):
         studies = pd.read_csv(out / "posteriors" / doc["study_hr_csv"])
         assert len(studies) == len(fit.study_effects) and studies["hr_median"].notna().all()
         assert studies["study"].tolist() == [s.study for s in fit.study_effects]
+
+
+# --------------------------------------------------------------------------------------------
+# which model the data support, and where the answer flips (issue #11)
+# --------------------------------------------------------------------------------------------
+CHOICE_TITLE = "Which model do the data support, and where does the answer flip?"
+
+
+@pytest.fixture(scope="module")
+def with_choice(tmp_path_factory) -> tuple[AnalysisResult, Path]:
+    """The synthetic result with a real model choice of its seven studies (exact engine: model
+    averaging, exact-LOO stacking, a small tipping grid, power-scaling) and its rows on top."""
+    from synthesis.analysis import ModelChoice, model_choice_rows
+    from synthesis.models.averaging import average_models
+    from synthesis.models.loo import compare_variants
+    from synthesis.models.powerscale import power_scale
+    from synthesis.models.spec import ModelData
+    from synthesis.models.tipping import tipping_analysis
+    from synthesis.plots.tipping import plot_alpha_curve, plot_tipping_map
+
+    base = tmp_path_factory.mktemp("choice")
+    result = make_result(base)
+    spec = ModelSpec("bias")
+    table = result.table
+    tipping = tipping_analysis(ModelData.from_table(table, spec), spec.priors, grid=(6, 5), alpha_points=5)
+    choice = ModelChoice(
+        averaging=average_models(table, spec, thresholds=THRESHOLDS),
+        stacking=compare_variants(table, spec, variants=("additive", "downweight"), engine="exact", thresholds=THRESHOLDS),
+        tipping=tipping,
+        powerscale=power_scale(table, spec, thresholds=THRESHOLDS),
+        powerscale_key="bias",
+    )
+    result.model_choice = choice
+    result.decision = DecisionTable(model_choice_rows(choice, THRESHOLDS) + result.decision.rows, THRESHOLDS)
+    figures = {"tipping_map": plot_tipping_map(tipping), "tipping_alpha": plot_alpha_curve(tipping)}
+    return result, report.write_report(result, base / "rep", figures=figures)
+
+
+def test_combined_rows_head_the_decision_table_with_the_objects_numbers(with_choice):
+    result, out = with_choice
+    avg, cmp = result.model_choice.averaging, result.model_choice.stacking
+    decision = pd.read_csv(out / "decision.csv")
+    assert decision["key"].tolist()[:4] == ["averaged", "averaged_given_effect", "stacked", "re_all"]
+    assert decision["kind"].tolist()[:3] == ["averaged", "averaged", "stacked"]
+    rows = decision.set_index("key")
+    for key, expected in (("averaged", avg.averaged), ("averaged_given_effect", avg.averaged_given_effect),
+                          ("stacked", cmp.stacked)):
+        got = rows.loc[key]
+        assert (got["hr_median"], got["hr_q025"], got["hr_q975"]) == pytest.approx(
+            (expected.median, expected.q025, expected.q975), rel=1e-12)
+        p_below = expected.p_below
+        for t in THRESHOLDS:
+            assert got[f"p_hr_below_{threshold_key(t)}"] == pytest.approx(p_below[threshold_key(t)], rel=1e-12)
+        # no predictive HR and no frequentist comparator: empty cells in the CSV
+        assert got[["predictive_hr_median", "dl_hr", "reml_ci_upper"]].isna().all()
+        assert got["engine"] == "exact" and got["k"] == result.table.k
+    # independent identities: the averaged P(HR < 0.8) is the posterior-weighted P(HR < 0.8) of
+    # the effect models (the spike at HR = 1 is not below 0.8), the spike carries the rest; the
+    # stacked P(HR < T) is the stacking-weighted P(HR < T) of the variants
+    effect = [m for m in avg.models if m.effect]
+    assert rows.loc["averaged", "p_hr_below_0.8"] == pytest.approx(
+        sum(m.posterior_prob * m.hr.p_below["0.8"] for m in effect), rel=1e-9)
+    assert avg.averaged.spike == pytest.approx(1.0 - sum(m.posterior_prob for m in effect), abs=1e-12)
+    for t in ("0.8", "1.0"):
+        assert rows.loc["stacked", f"p_hr_below_{t}"] == pytest.approx(
+            sum(v.comparison.weight * v.fit.p_hr_below[t] for v in cmp.variants), rel=1e-9)
+    # the pages show them first, with n/a where nothing applies; the forest plot is of fits only
+    page = (out / "report.html").read_text(encoding="utf-8")
+    table = re.search(r'<table id="decision-table">(.*?)</table>', page, re.S).group(1)
+    first = re.findall(r"<tr><td>([^<]+)", table)[:4]
+    assert first == ["Model-averaged (8 models)", "Model-averaged (8 models), given an effect",
+                     "Stacked bias variants (LOO)", "Random effects, all studies"]
+    first_row = table.split("</tr>")[1]  # [0] is the header
+    assert first_row.count(">n/a<") == 3  # the predictive HR, the DL and the REML comparators
+    assert "n/a (exact engine)" in first_row  # no convergence to check
+    console = report.console_decision_table(result)
+    assert console.splitlines()[3].startswith("Model-averaged (8 models)")
+    assert console.splitlines()[4].startswith("  given an effect")
+
+
+def test_model_choice_section_in_both_pages(with_choice):
+    result, out = with_choice
+    choice = result.model_choice
+    page = (out / "report.html").read_text(encoding="utf-8")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert f">{CHOICE_TITLE}</h2>" in page and f"\n## {CHOICE_TITLE}\n" in md
+    # after the decision table, before the figures of the fits
+    assert md.index("## Decision table") < md.index(CHOICE_TITLE) < md.index("## Prior sensitivity")
+    for text in (choice.tipping.sentence, choice.powerscale.summary):
+        assert text in md
+    for ident in ("model-probabilities", "inclusion-bf", "stacking", "powerscale"):
+        assert f'<table id="{ident}">' in page, ident
+    for name in ("tipping_map", "tipping_alpha"):
+        assert f"](figures/{name}.png)" in md and f'id="fig-{name}"' in page
+        assert (out / "figures" / f"{name}.png").is_file() and (out / "figures" / f"{name}.svg").is_file()
+    # model probabilities and the inclusion Bayes factors with their words
+    assert "| effect + bias (additive) + heterogeneity |" in md
+    for component, bf in choice.averaging.inclusion_bf.items():
+        from synthesis.models.averaging import evidence_words
+
+        assert evidence_words(bf) in md, component
+    assert "| stacked |" in md and "downweight" in md
+    assert "exact leave-one-study-out cross-validation" in md and "Not stacked: random and three-level" in md
+    # Markdown: "<" of a probability or a relation stays as written; no HTML entity or tag leaks
+    assert "P(HR < 0.8) given the model" in md and "&lt;" not in md.split(CHOICE_TITLE)[1].split("## ")[0]
+    assert "<td" not in md and "<table" not in md
+
+
+def test_answer_leads_with_the_model_average_and_its_assumption(with_choice):
+    result, out = with_choice
+    avg = result.model_choice.averaging
+    md = (out / "report.md").read_text(encoding="utf-8")
+    answer = md.split("## Answer in plain language\n", 1)[1].strip().split("\n", 1)[0]
+    assert answer.startswith(f"Averaged over 8 models, the posterior median HR of a randomised comparison is "
+                             f"{avg.averaged.median:.2f}")
+    assert "equal prior probabilities for the 8 models" in answer and "the additive design-bias model" in answer
+    assert "τ ~ half-normal(scale=0.5)" in answer and "Given an effect" in answer
+    assert answer.index("Averaged over") < answer.index("Model by model: among the randomised trials alone")
+
+
+def test_model_choice_csvs_hold_the_results(with_choice):
+    result, out = with_choice
+    choice = result.model_choice
+    models = pd.read_csv(out / "model_averaging.csv")
+    np.testing.assert_allclose(models["posterior_prob"], [m.posterior_prob for m in choice.averaging.models], rtol=1e-12)
+    assert models["posterior_prob"].sum() == pytest.approx(1.0, abs=1e-12)
+    bfs = pd.read_csv(out / "inclusion_bf.csv").set_index("component")
+    assert list(bfs.index) == ["effect", "bias", "heterogeneity"]
+    np.testing.assert_allclose(bfs["inclusion_bf"], [choice.averaging.inclusion_bf[c] for c in bfs.index], rtol=1e-12)
+    stacking = pd.read_csv(out / "stacking.csv").set_index("bias_variant")
+    assert list(stacking.index) == ["additive", "downweight", "stacked"]
+    assert stacking.loc[["additive", "downweight"], "weight"].sum() == pytest.approx(1.0, abs=1e-9)
+    grid = pd.read_csv(out / "tipping_grid.csv")
+    assert len(grid) == 6 * 5 and grid["p_hr_below"].between(0, 1).all()
+    assert len(pd.read_csv(out / "tipping_alpha.csv")) == 5
+    assert (out / "tipping_contour.csv").is_file()
+    ps = pd.read_csv(out / "powerscale.csv")
+    assert ps["parameter"].tolist()[:3] == ["mu", "tau", "delta"]
+    assert len(pd.read_csv(out / "powerscale_alpha.csv")) == len(choice.powerscale.alpha_curve)
+    marker = json.loads((out / ".synthesis-output.json").read_text())
+    for name in ("model_averaging.csv", "inclusion_bf.csv", "stacking.csv", "tipping_grid.csv",
+                 "powerscale.csv", "figures/tipping_map.png"):
+        assert name in marker["files"], name
