@@ -88,3 +88,46 @@ def test_workers_run_the_sweeps_in_parallel_with_the_same_numbers(table, monkeyp
 def test_standard_runs_report_a_fraction_at_0_half_and_1(table):
     (metareg,) = [r for r in standard_runs(table, "fraction") if r.key == "bias_metareg"]
     assert list(metareg.at) == ["fraction=0", "fraction=0.5", "fraction=1"]
+
+
+def test_model_choice_is_computed_timed_and_heads_the_decision_table(table):
+    """Both designs: model averaging over 8 models, the two exact-LOO variants stacked, the
+    tipping point at 0.8 / 0.5 and the power-scaling of the bias model; rows of kind
+    averaged/stacked first, then the fits."""
+    from synthesis.analysis import AVERAGED_KEY, ROW_AVERAGED, ROW_STACKED, STACKED_KEY
+    from synthesis.models.spec import ModelSpec
+
+    result = run_analysis(table, name="t", covariate="absent", tau_priors=TAUS[:1], bias_priors=BIASES, progress=False)
+    choice = result.model_choice
+    assert len(choice.averaging.models) == 8 and choice.averaging.components == ("effect", "bias", "heterogeneity")
+    assert choice.averaging.priors == ModelSpec("bias").priors.labels(("mu", "tau", "delta"))  # the defaults
+    assert {m.prior_prob for m in choice.averaging.models} == {0.125}  # equal prior model probabilities
+    assert [v.variant for v in choice.stacking.variants] == ["additive", "downweight"]
+    assert {v.loo.method for v in choice.stacking.variants} == {"exact"}
+    assert (choice.tipping.threshold, choice.tipping.level) == (0.8, 0.5)
+    assert choice.tipping.p_hr_below.shape == (40, 40)
+    assert choice.powerscale_key == "bias" and choice.powerscale.engine == "exact"
+    kinds = [r.kind for r in result.decision.rows]
+    assert kinds[:3] == [ROW_AVERAGED, ROW_AVERAGED, ROW_STACKED] and set(kinds[3:]) == {ROW_MODEL}
+    rows = {r.key: r for r in result.decision.rows}
+    assert rows[AVERAGED_KEY].p_hr_below == {t: choice.averaging.averaged.p_below[t] for t in rows[AVERAGED_KEY].p_hr_below}
+    assert rows[STACKED_KEY].hr.median == choice.stacking.stacked.median
+    assert set(rows[AVERAGED_KEY].p_hr_below) == {"0.7", "0.8", "0.9", "1.0"}  # every decision threshold
+    for key in ("model_averaging_s", "stacking_s", "tipping_s", "powerscale_s"):
+        assert result.timing[key] >= 0, key
+    doc = result.to_json()["model_choice"]
+    assert doc["tipping"]["threshold"] == 0.8 and doc["averaging"]["averaged"] == choice.averaging.to_json()["averaged"]
+    assert doc["stacking"]["stacked"]["hr_median"] == choice.stacking.stacked.median
+
+
+def test_without_both_designs_the_average_has_no_bias_dimension(table):
+    import synthesis as syn
+
+    frame = table.frame[["study", "log_hr", "se"]]
+    result = run_analysis(syn.load_studies(frame), name="t", tau_priors=TAUS[:1], progress=False)
+    choice = result.model_choice
+    assert choice.averaging.components == ("effect", "heterogeneity") and len(choice.averaging.models) == 4
+    assert choice.stacking is None and choice.tipping is None
+    assert choice.powerscale_key == "re_all" and choice.powerscale is not None
+    assert any("without the design-bias dimension" in w and "no tipping-point analysis" in w for w in result.warnings)
+    assert [r.key for r in result.decision.rows] == ["averaged", "averaged_given_effect", "re_all"]
