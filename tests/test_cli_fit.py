@@ -164,3 +164,99 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(capsys):
     code = main(["fit", "--model", "bias", "--mu-prior", "studentt(3, 0, 1)", "--engine", "exact"])
     err_text = capsys.readouterr().err
     assert code == 2 and "--engine exact:" in err_text and "use --engine pymc" in err_text
+
+
+# --------------------------------------------------------------------------------------------
+# --no-effect and --common-effect (exact engine): the null and common-effect models
+# --------------------------------------------------------------------------------------------
+def _brute_force_log_ml(y, se, *, effect: bool) -> float:
+    """log p(y) of the re model with mu ~ N(0, 1) (or mu = 0) and tau ~ halfnormal(0.5), by
+    Gauss-Legendre quadrature of the definition p(y) = int int p(mu) p(tau) prod_i N(y_i; mu,
+    se_i^2 + tau^2) dmu dtau (no conjugate algebra; tau on [0, 4]: the prior mass above is
+    1e-15; mu on [-1.5, 1.5]: the likelihood of the 17 studies is negligible beyond)."""
+    import numpy as np
+    from scipy import special, stats
+
+    def gl(lo, hi, n):
+        x, w = special.roots_legendre(n)
+        return 0.5 * (hi - lo) * x + 0.5 * (hi + lo), 0.5 * (hi - lo) * w
+
+    tau, wt = gl(0.0, 4.0, 300)
+    logp_tau = stats.halfnorm.logpdf(tau, scale=0.5)
+    if effect:
+        mu, wm = gl(-1.5, 1.5, 300)
+    else:
+        mu, wm = np.zeros(1), np.ones(1)
+    M, T = np.meshgrid(mu, tau, indexing="ij")
+    lp = logp_tau[None, :] + (stats.norm.logpdf(M, 0.0, 1.0) if effect else 0.0)
+    for yi, si in zip(y, se, strict=True):
+        lp = lp + stats.norm.logpdf(yi, M, np.sqrt(si**2 + T**2))
+    top = lp.max()
+    return float(top + np.log(np.sum(np.exp(lp - top) * wm[:, None] * wt[None, :])))
+
+
+def test_no_effect_is_the_null_model_and_its_bayes_factor_is_savage_dickey(capsys):
+    """--no-effect: HR exactly 1 and a log marginal likelihood. log p(y | mu = 0) - log p(y)
+    is the log Bayes factor of the null, which for a point null nested in a model whose mu
+    prior is independent of tau is the Savage-Dickey ratio p(mu = 0 | y) / p(mu = 0) (the
+    exact fit's posterior mixture density of mu at 0 over the N(0, 1) density at 0); and both
+    log marginal likelihoods equal brute-force quadratures of their definitions."""
+    from scipy import stats
+
+    import synthesis as syn
+    from synthesis.models.exact import exact_posterior
+    from synthesis.models.spec import ModelData, ModelSpec
+
+    code, out, err = run_cli(capsys, "--engine", "exact", "--no-effect", "--json")
+    assert code == 0, err
+    null = json.loads(out)
+    assert null["effect"] is False
+    assert null["hr"]["median"] == null["hr"]["q025"] == null["hr"]["q975"] == 1.0
+    assert null["mu"]["sd"] == 0.0 and null["p_hr_below"]["1.0"] == 0.0
+    code, out, err = run_cli(capsys, "--engine", "exact", "--json")
+    assert code == 0, err
+    full = json.loads(out)
+    log_bf01 = null["log_marginal_likelihood"] - full["log_marginal_likelihood"]
+
+    table = syn.load_dataset("dnmbc_lrt")
+    spec = ModelSpec("re")
+    data = ModelData.from_table(table, spec)
+    post = exact_posterior(data, spec)
+    density_at_0 = float(post.linear(post.contrast("mu")).pdf(0.0))
+    savage_dickey = math.log(density_at_0) - stats.norm.logpdf(0.0, 0.0, 1.0)
+    # the two routes share only the tau grid; measured agreement 1e-15 (log BF01 = -6.72)
+    assert log_bf01 == pytest.approx(savage_dickey, abs=1e-6)
+    assert abs(log_bf01) > 0.5  # the data do move mu away from 0 (a test that can fail)
+    # brute force: 300-point rules, measured agreement 3e-14
+    assert null["log_marginal_likelihood"] == pytest.approx(_brute_force_log_ml(data.y, data.se, effect=False), abs=1e-6)
+    assert full["log_marginal_likelihood"] == pytest.approx(_brute_force_log_ml(data.y, data.se, effect=True), abs=1e-6)
+
+
+def test_common_effect_is_tau_zero_with_the_closed_form_marginal_likelihood(capsys):
+    """--common-effect: tau = 0, and p(y) = N(y; 0, diag(se^2) + 1 1') for mu ~ N(0, 1)
+    (the multivariate normal density, scipy)."""
+    import numpy as np
+    from scipy import stats
+
+    import synthesis as syn
+    from synthesis.models.spec import ModelData, ModelSpec
+
+    code, out, err = run_cli(capsys, "--engine", "exact", "--common-effect", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["heterogeneity"] is False and doc["tau"]["median"] == doc["tau"]["q975"] == 0.0
+    data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), ModelSpec("re"))
+    cov = np.diag(data.se**2) + np.ones((data.k, data.k))
+    expected = stats.multivariate_normal(np.zeros(data.k), cov).logpdf(data.y)
+    assert doc["log_marginal_likelihood"] == pytest.approx(expected, abs=1e-8)
+    # and the predictive HR of a new study is then the HR itself
+    assert doc["predictive_hr"]["q975"] == pytest.approx(doc["hr"]["q975"], rel=1e-9)
+
+
+@pytest.mark.parametrize("flag", ["--no-effect", "--common-effect"])
+def test_fixed_parameter_flags_are_exact_only(capsys, flag):
+    """With the (default) PyMC engine the model layer refuses; the CLI says so in flags."""
+    code, out, err = run_cli(capsys, flag)
+    assert code == 2 and out == ""
+    assert f"--engine pymc does not fit models with {flag}" in err and "use --engine exact" in err
+    assert "=False" not in err and "Traceback" not in err

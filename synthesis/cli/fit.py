@@ -19,7 +19,7 @@ from synthesis.cli.common import (
     seed_arg,
     threshold_arg,
 )
-from synthesis.errors import ConvergenceError, InputError
+from synthesis.errors import ConvergenceError, InputError, ModelError
 from synthesis.models.fit import ENGINES
 from synthesis.models.spec import ADAPTATION_CHOICES, BIAS_VARIANTS, DEFAULT_ADAPTATION, MODELS
 from synthesis.outputs import atomic_directory, check_output_target, write_posterior
@@ -60,6 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--at", action="append", default=[], metavar="C=X", help="metareg: HR at covariate value(s), e.g. bone_only_fraction=0.5 (repeatable)")
     p.add_argument("--engine", choices=ENGINES, default="pymc", help="pymc (NUTS via nutpie) or exact (quadrature over tau; linear-Gaussian models only)")
+    p.add_argument("--no-effect", action="store_true", help="fix mu = 0 (HR 1 in a randomised comparison): the null model of a Bayes factor for an effect; --engine exact only")
+    p.add_argument("--common-effect", action="store_true", help="fix tau = 0 (no between-study heterogeneity); --engine exact only")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--tune", type=int, default=1000)
@@ -71,8 +73,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+#: Model-layer keyword -> the ``fit`` flag that sets it (in error messages).
+FIXED_FLAGS: dict[str, str] = {"effect=False": "--no-effect", "heterogeneity=False": "--common-effect"}
+
+
 def build_spec(args: argparse.Namespace) -> ModelSpec:
-    """The model specification the arguments describe (priors = defaults | the user's)."""
+    """The model specification the arguments describe (priors = defaults | the user's;
+    ``--no-effect`` / ``--common-effect`` where the command has them)."""
     from synthesis.models.priors import resolve_priors
     from synthesis.models.spec import ModelSpec
 
@@ -91,6 +98,8 @@ def build_spec(args: argparse.Namespace) -> ModelSpec:
         alpha=args.alpha,
         covariates=tuple(dict.fromkeys(args.covariate)),
         priors=priors,
+        effect=not getattr(args, "no_effect", False),
+        heterogeneity=not getattr(args, "common_effect", False),
     )
 
 
@@ -103,19 +112,25 @@ def run(args: argparse.Namespace) -> int:
     print_warnings(table)
     thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
     out_dir = _check_out(args.out) if args.out else None
-    result = fit(
-        table,
-        spec,
-        engine=args.engine,
-        thresholds=thresholds,
-        at=args.at,
-        chains=args.chains,
-        draws=args.draws,
-        tune=args.tune,
-        seed=args.seed,
-        target_accept=args.target_accept,
-        adaptation=args.adaptation,
-    )
+    try:
+        result = fit(
+            table,
+            spec,
+            engine=args.engine,
+            thresholds=thresholds,
+            at=args.at,
+            chains=args.chains,
+            draws=args.draws,
+            tune=args.tune,
+            seed=args.seed,
+            target_accept=args.target_accept,
+            adaptation=args.adaptation,
+        )
+    except ModelError as exc:  # the model layer names keywords (effect=False); say the flags
+        message = str(exc)
+        for keyword, flag in FIXED_FLAGS.items():
+            message = message.replace(keyword, flag)
+        raise ModelError(message, parameter=exc.parameter) from exc
     converged = result.diagnostics is None or result.diagnostics.converged
     if not converged:
         _shout(result)
