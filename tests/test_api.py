@@ -139,6 +139,29 @@ def test_to_json_is_the_cli_json(capsys, table):
     assert json.loads(_cli(capsys, "bias", "--json")) == syn.bias_diagnostics(table).to_json()
 
 
+def test_fit_effect_and_heterogeneity_keywords_are_the_cli_flags(capsys, table):
+    """syn.fit(effect=False) is ``fit --no-effect``, heterogeneity=False ``--common-effect``
+    (exact engine; the log ML of the model with both fixed is the closed form
+    sum_i log N(y_i; 0, se_i^2): nothing left to integrate); the PyMC engine refuses them
+    naming the keyword."""
+    import json
+
+    from scipy import stats
+
+    def no_timing(doc):
+        return {k: v for k, v in doc.items() if k != "timing"}
+
+    for kw, flag in (({"effect": False}, "--no-effect"), ({"heterogeneity": False}, "--common-effect")):
+        cli = json.loads(_cli(capsys, "fit", "--engine", "exact", "--model", "bias", flag, "--json"))
+        ours = syn.fit(table, model="bias", engine="exact", **kw).to_json()
+        assert no_timing(ours) == no_timing(cli)
+    both = syn.fit(table, model="re", engine="exact", effect=False, heterogeneity=False)
+    assert both.log_marginal_likelihood == pytest.approx(float(np.sum(stats.norm.logpdf(table.y, 0.0, table.se))), abs=1e-10)
+    assert both.hr.median == 1.0 and both.parameters["tau"].q975 == 0.0
+    with pytest.raises(syn.ModelError, match="heterogeneity=False"):
+        syn.fit(table, model="re", heterogeneity=False)
+
+
 # --------------------------------------------------------------------------------------------
 # HTML and tables
 # --------------------------------------------------------------------------------------------
