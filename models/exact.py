@@ -20,8 +20,10 @@ with ``b`` and ``X`` per model:
 * ``metareg`` / ``bias-metareg``: extra columns ``x_ij - c_j`` (``c_j`` = ``data.centres``) with
   coefficients ``beta_j``.
 
-``effect=False`` drops the mu column (mu = 0: HR = 1, reported as a point mass);
-``heterogeneity=False`` fixes tau = 0 (a single conjugate update, no quadrature).
+``effect=False`` drops the mu column (mu = 0: HR = 1, reported as a point mass; in the
+three-level model, where mu = mu_rct = m + v_rct is not a coefficient, the whole prior is
+conditioned on mu_rct = 0, see :class:`_Constraint`); ``heterogeneity=False`` fixes tau = 0
+(a single conjugate update, no quadrature).
 
 For fixed tau the coefficients integrate out in closed form (a conjugate normal update). With
 ``W = V_tau^{-1}``, the conditional posterior of ``b`` is normal with precision and mean
@@ -92,7 +94,12 @@ out as before, through a scaled update that allows a prior variance of 0
 asinh(kappa / c_2)) over the cells within exp(-30) of the maximum (located on a wide, then a
 zoomed pilot grid). Every summary is a normal mixture over the 2-D nodes; the marginals of
 tau and kappa integrate the other axis out, and their CDFs and quantiles come from the
-polynomial through the log marginal density (:class:`ExactPosterior2D`).
+polynomial through the log marginal density (:class:`ExactPosterior2D`). The three-level
+no-effect model conditions the prior on mu_rct = m + v_rct = 0: ``m``'s prior mean and variance
+then depend on kappa (:meth:`_Layout.prior_moments`) and kappa's prior is reweighted by the
+prior density of mu_rct at 0 (:class:`_Constraint`), which makes its Bayes factor against the
+effect model the Savage-Dickey ratio. :meth:`ExactPosterior.predictive_for` is the posterior
+predictive of a new study's effect with every variance term (exact leave-one-out uses it).
 
 Accuracy (tests/test_exact.py): with the default 257 nodes, doubling the grid changes no reported
 number by more than 3e-7 relative for any tau prior family tested (k = 3 to 60); the eight-schools
@@ -101,7 +108,10 @@ shrinkage estimates agree with a brute-force 2-D quadrature; a bias-metareg fit 
 4-D brute-force quadrature of the model's definition and with a dense covariance-form
 computation on a different quadrature rule. 2-D (tests/test_exact_2d.py): mu summaries and
 P(HR < 0.8) within 5e-6 of 4-D brute-force quadratures of both variants' definitions, log p(y)
-within 1e-6; doubling the 29-node axes changes nothing by 1e-5 relative; PyMC agrees (slow).
+within 1e-6 of them and within 1e-11 of a dense-covariance computation (the three-level
+no-effect model too, with the Savage-Dickey identity to 1e-8 or better; leave-one-out
+densities likewise); doubling the 29-node axes changes nothing by 1e-5 relative; PyMC agrees
+(slow).
 """
 
 from __future__ import annotations
@@ -112,7 +122,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import special
+from scipy import integrate, special
 from scipy.interpolate import BarycentricInterpolator, CubicSpline
 
 from synthesis.base import DEFAULT_THRESHOLDS, DESIGNS, INTERVAL_PROB, REFERENCE_DESIGN
@@ -156,33 +166,31 @@ _POINT_ZERO = ParamSummary(mean=0.0, median=0.0, sd=0.0, q025=0.0, q975=0.0)
 # --------------------------------------------------------------------------------------------
 # What the engine accepts
 # --------------------------------------------------------------------------------------------
-def exact_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None:
+def exact_unsupported_reason(
+    spec: ModelSpec, data: ModelData, *, designs: Sequence[str] | None = None
+) -> str | None:
     """Why the exact engine cannot fit ``spec`` to ``data``, or ``None`` when it can.
 
     The exact engine needs a model that is linear-Gaussian given its variance parameters
     (every model and bias variant: tau alone, or tau and kappa for the ``random`` and
     ``three-level`` variants), normal priors on mu, delta and beta, and no missing covariate
-    values. The three-level model needs at least two designs and a free mu (``effect=True``).
+    values. The three-level model needs an rct design and at least one other design (among
+    ``designs`` when given: the design levels of :func:`exact_posterior`).
 
     Examples
     --------
     >>> import synthesis as syn
     >>> table = syn.load_dataset("dnmbc_lrt")
-    >>> spec = ModelSpec("bias", bias_variant="random")
+    >>> spec = ModelSpec("bias", bias_variant="three-level", effect=False)
     >>> print(exact_unsupported_reason(spec, ModelData.from_table(table, spec)))
     None
-    >>> spec = ModelSpec("bias", bias_variant="three-level", effect=False)
-    >>> print(exact_unsupported_reason(spec, ModelData.from_table(table, spec)))  # doctest: +ELLIPSIS
-    effect=False is not defined for the three-level variant ...
+    >>> one = ModelData.from_table(table, spec)
+    >>> exact_unsupported_reason(spec, one, designs=["rct"])
+    'the three-level model needs an rct design and at least one other design'
     """
     if spec.has_bias and spec.bias_variant == "three-level":
-        if not spec.effect:
-            return (
-                "effect=False is not defined for the three-level variant (mu is the rct design "
-                "mean m + kappa e_rct, not a coefficient that can be fixed); use the random or "
-                "additive variant for a null model"
-            )
-        if len(designs_present(data)) < 2 or REFERENCE_DESIGN not in designs_present(data):
+        levels = designs_present(data) if designs is None else list(designs)
+        if len(levels) < 2 or REFERENCE_DESIGN not in levels:
             return "the three-level model needs an rct design and at least one other design"
     location = [n for n in ("mu", "delta", "beta") if n in spec.parameters]
     bad = [n for n in location if not getattr(spec.priors, n).is_normal]
@@ -390,10 +398,60 @@ class _Design:
     layout: _Layout | None = None
     #: Reported quantities that are combinations of several coefficients (three-level: mu, delta).
     contrasts: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Three-level: the coefficient vector of each design mean mu_d (all zeros for rct in the
+    #: no-effect model, where mu_rct = 0), and of the mean of a design without a coefficient
+    #: (``m``: its offset v_d ~ N(0, kappa^2) is independent of the data).
+    levels: dict[str, np.ndarray] = field(default_factory=dict)
+    absent_level: np.ndarray | None = None
 
     @property
     def has_delta(self) -> bool:
         return self.delta_index is not None or "delta" in self.contrasts
+
+
+@dataclass(frozen=True)
+class _Constraint:
+    r"""The three-level model conditioned on ``mu_rct = m + v_rct = 0`` (its no-effect model).
+
+    The whole prior of the effect model is conditioned, so that the Bayes factor is the
+    Savage-Dickey density ratio ``p(mu_rct = 0 | y) / p(mu_rct = 0)`` of the effect model
+    (Dickey 1971, Ann Math Stat 42(1):204-223; Wagenmakers et al. 2010, Cogn Psychol 60(3):158-189,
+    doi:10.1016/j.cogpsych.2009.12.001): given kappa, ``(m, v)`` is Gaussian and the constraint
+    eliminates ``v_rct = -m`` (:meth:`_Layout.prior_moments`); and since the prior density of
+    ``mu_rct`` at 0 given kappa is ``N(0; m0, s0^2 + kappa^2)``, kappa's prior becomes
+
+    .. math::
+
+        p_0(\kappa) = \frac{p(\kappa)\, N(0;\ m_0,\ s_0^2 + \kappa^2)}{c}, \qquad
+        c = \int_0^\infty p(\kappa)\, N(0;\ m_0,\ s_0^2 + \kappa^2)\, d\kappa = p(\mu_{rct} = 0),
+
+    (tau's prior is unchanged: mu_rct does not depend on tau). ``c`` by adaptive quadrature
+    (:func:`_null_kappa_norm`).
+    """
+
+    index: int  # the coefficient m
+    m0: float  # mu's prior mean and SD
+    s0: float
+    log_norm: float  # log c
+
+
+def _null_kappa_norm(kappa_prior: PriorSpec, m0: float, s0: float) -> float:
+    """``log c = log int p(kappa) N(0; m0, s0^2 + kappa^2) dkappa`` (:class:`_Constraint`) by
+    adaptive Gauss-Kronrod quadrature in ``u = asinh(kappa / s0)`` over the prior's support
+    (relative error below 1e-12)."""
+    lo, med, _, hi = _prior_points(kappa_prior)
+    u_lo, u_hi = math.asinh(lo / s0), (math.asinh(hi / s0) if np.isfinite(hi) else 60.0)
+
+    def f(u: float) -> float:
+        k = s0 * math.sinh(u)
+        v = s0 * s0 + k * k
+        with np.errstate(divide="ignore"):
+            lp = float(kappa_prior.logpdf(np.array([k]))[0])
+        return math.exp(lp - 0.5 * (_LOG_2PI + math.log(v) + m0 * m0 / v)) * s0 * math.cosh(u)
+
+    breaks = [math.asinh(x / s0) for x in (med, 10.0 * med) if np.isfinite(x) and u_lo < math.asinh(x / s0) < u_hi]
+    value, _ = integrate.quad(f, u_lo, u_hi, points=breaks or None, limit=200, epsabs=0.0, epsrel=1e-13)
+    return math.log(value)
 
 
 @dataclass(frozen=True)
@@ -417,6 +475,47 @@ class _Layout:
     h: np.ndarray  # (k,) weight of kappa^2 in V
     tau_coef: np.ndarray  # (p,) bool: prior variance tau^2
     kappa_coef: np.ndarray  # (p,) bool: prior variance kappa^2
+    #: The three-level no-effect model: the coefficient ``m`` whose prior N(m0, s0^2) is
+    #: conditioned on ``m + v_rct = 0`` with ``v_rct ~ N(0, kappa^2)`` (:meth:`prior_moments`),
+    #: and kappa's prior conditioned on it too (:meth:`kappa_log_factor`). ``None`` otherwise.
+    constrained: _Constraint | None = None
+
+    def prior_moments(self, m0: np.ndarray, s0: np.ndarray, tau: np.ndarray, kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""Prior means and variances (G, p) of the coefficients at nodes (tau_g, kappa_g).
+
+        Fixed ``N(m0_j, s0_j^2)``, or variance tau^2 / kappa^2 (mean 0) for the coefficients in
+        ``tau_coef`` / ``kappa_coef``; the constrained coefficient has
+
+        .. math::
+
+            m \mid m + v_{rct} = 0,\ \kappa \sim N\!\left(\frac{m_0 \kappa^2}{s_0^2 + \kappa^2},\;
+                \frac{s_0^2 \kappa^2}{s_0^2 + \kappa^2}\right)
+
+        (the product N(m; m0, s0^2) N(-m; 0, kappa^2), normalised), which is the point mass
+        m = 0 at kappa = 0.
+        """
+        G = tau.size
+        mean = np.tile(m0, (G, 1))
+        var = np.tile(s0**2, (G, 1))
+        var[:, self.tau_coef] = (tau * tau)[:, None]
+        var[:, self.kappa_coef] = (kappa * kappa)[:, None]
+        if self.constrained is not None:
+            c = self.constrained
+            k2 = kappa * kappa
+            with np.errstate(invalid="ignore", divide="ignore"):
+                shrink = k2 / (c.s0**2 + k2)
+            mean[:, c.index] = c.m0 * shrink
+            var[:, c.index] = c.s0**2 * shrink
+        return mean, var
+
+    def kappa_log_factor(self, kappa: np.ndarray) -> np.ndarray:
+        """What the constraint adds to log p(kappa): ``log N(0; m0, s0^2 + kappa^2) - log c``
+        (0 without a constraint); see :class:`_Constraint`."""
+        if self.constrained is None:
+            return np.zeros(np.shape(kappa))
+        c = self.constrained
+        v = c.s0**2 + np.asarray(kappa, dtype=float) ** 2
+        return -0.5 * (_LOG_2PI + np.log(v) + c.m0**2 / v) - c.log_norm
 
     def random_variance(self, tau: np.ndarray, kappa: np.ndarray, studies: slice = slice(None)) -> np.ndarray:
         """``tau^2 a_i + kappa^2 h_i`` per node (rows) and study (columns)."""
@@ -443,9 +542,13 @@ def designs_present(data: ModelData) -> list[str]:
     return [d for d in DESIGNS if d in set(data.designs)]
 
 
-def _design(data: ModelData, spec: ModelSpec) -> _Design:
+def _design(data: ModelData, spec: ModelSpec, designs: Sequence[str] | None = None) -> _Design:
+    """The linear model of ``spec`` on ``data``. ``designs``: the three-level model's design
+    levels (default: those present in the data); a level without studies keeps its offset's
+    prior (a column of zeros), as in a leave-one-out refit."""
     k = data.k
     variant = spec.bias_variant if spec.has_bias else None
+    null_three_level = variant == "three-level" and not spec.effect
     cols = [np.ones(k)] if spec.effect else []
     priors: list[PriorSpec | None] = [spec.priors.mu] if spec.effect else []
     delta_index = None
@@ -457,7 +560,12 @@ def _design(data: ModelData, spec: ModelSpec) -> _Design:
         priors.append(spec.priors.delta)
     present: list[str] = []
     if variant == "three-level":  # b = (m, v_d for each design present), v_d ~ N(0, kappa^2)
-        present = designs_present(data)
+        present = designs_present(data) if designs is None else list(designs)
+        if null_three_level:
+            # mu_rct = m + v_rct = 0: the rct studies' mean is 0, v_rct = -m is eliminated
+            present = [name for name in present if name != REFERENCE_DESIGN]
+            cols.append(np.array([d != REFERENCE_DESIGN for d in data.designs], dtype=float))
+            priors.append(spec.priors.mu)
         for name in present:
             cols.append(np.array([d == name for d in data.designs], dtype=float))
             priors.append(None)
@@ -477,22 +585,32 @@ def _design(data: ModelData, spec: ModelSpec) -> _Design:
     layout = None
     if variant in ("random", "three-level"):
         kappa_coef = np.array([q is None for q in priors], dtype=bool)
+        constrained = None
+        if null_three_level:
+            m0, s0 = (float(v) for v in spec.priors.mu.params[:2])
+            constrained = _Constraint(0, m0, s0, _null_kappa_norm(spec.priors.kappa, m0, s0))
         layout = _Layout(
             a=np.ones(k),
             h=nr.astype(float) if variant == "random" else np.zeros(k),
             tau_coef=np.zeros(p, dtype=bool),
             kappa_coef=kappa_coef,
+            constrained=constrained,
         )
+    levels: dict[str, np.ndarray] = {}
+    absent_level = None
     if variant == "three-level":
-        # reported mu = mu_rct = m + v_rct; delta = mean over the other designs of mu_d - mu_rct
-        first = 1  # column of v_{present[0]}; present[0] is the reference design (rct)
-        mu_c = np.zeros(p)
-        mu_c[0], mu_c[first + present.index(REFERENCE_DESIGN)] = 1.0, 1.0
-        delta_c = np.zeros(p)
-        others = [i for i, name in enumerate(present) if name != REFERENCE_DESIGN]
-        delta_c[[first + i for i in others]] = 1.0 / len(others)
-        delta_c[first + present.index(REFERENCE_DESIGN)] = -1.0
-        contrasts = {"mu": mu_c, "delta": delta_c}
+        # design means mu_d = m + v_d (coefficient 0 is m, 1 + i is v of present[i]);
+        # reported mu = mu_rct; delta = mean over the other designs of mu_d - mu_rct
+        absent_level = np.zeros(p)
+        absent_level[0] = 1.0
+        for i, name in enumerate(present):
+            levels[name] = absent_level.copy()
+            levels[name][1 + i] = 1.0
+        if null_three_level:
+            levels[REFERENCE_DESIGN] = np.zeros(p)
+        others = [name for name in levels if name != REFERENCE_DESIGN]
+        delta_c = sum(levels[name] for name in others) / len(others) - levels[REFERENCE_DESIGN]
+        contrasts = {"mu": levels[REFERENCE_DESIGN].copy(), "delta": delta_c}
     b_ref, features = _sufficient_columns(X, y)
     return _Design(
         X=X,
@@ -507,6 +625,8 @@ def _design(data: ModelData, spec: ModelSpec) -> _Design:
         features=features,
         layout=layout,
         contrasts=contrasts,
+        levels=levels,
+        absent_level=absent_level,
     )
 
 
@@ -583,8 +703,8 @@ def _conditional(d: _Design, tau: np.ndarray, sums_cache: dict[bytes, np.ndarray
 
 def _conditional_2d(d: _Design, tau: np.ndarray, kappa: np.ndarray) -> _Conditional:
     r"""The conditional model at nodes ``(tau_g, kappa_g)`` of a two-variance model
-    (``d.layout``): ``V = diag(s^2 + tau^2 a + kappa^2 h)`` and prior variances ``S0`` that may
-    depend on the node (and vanish at kappa = 0).
+    (``d.layout``): ``V = diag(s^2 + tau^2 a + kappa^2 h)`` and prior means ``m0`` and variances
+    ``S0`` that may depend on the node (and vanish at kappa = 0; :meth:`_Layout.prior_moments`).
 
     With ``D = S0^{1/2}`` (per node), ``A = I + D X'WX D``, ``z = A^{-1} D X'W(y - X m0)``:
     ``E[b | .] = m0 + D z``, ``Cov[b | .] = D A^{-1} D``, ``log|S0| + log|P| = log|A|`` and
@@ -603,19 +723,16 @@ def _conditional_2d(d: _Design, tau: np.ndarray, kappa: np.ndarray) -> _Conditio
     xwr = sums[:, ia.size : ia.size + p]
     rwr = sums[:, ia.size + p]
     log_det_v = sums[:, -1]
-    lay = d.layout
-    var0 = np.tile(d.s0**2, (G, 1))
-    var0[:, lay.tau_coef] = (tau * tau)[:, None]
-    var0[:, lay.kappa_coef] = (kappa * kappa)[:, None]
+    m0, var0 = d.layout.prior_moments(d.m0, d.s0, tau, kappa)
     D = np.sqrt(var0)
-    g = xwr + np.einsum("gij,j->gi", xwx, d.b_ref - d.m0)  # X'W(y - X m0)
+    g = xwr + np.einsum("gij,gj->gi", xwx, d.b_ref - m0)  # X'W(y - X m0)
     A = D[:, :, None] * xwx * D[:, None, :]
     idx = np.arange(p)
     A[:, idx, idx] += 1.0
     chol = np.linalg.cholesky(A)
     a_inv = np.linalg.inv(A)
     z = np.einsum("gij,gj->gi", a_inv, D * g)
-    b_mean = d.m0 + D * z
+    b_mean = m0 + D * z
     cov = D[:, :, None] * a_inv * D[:, None, :]
     shift = b_mean - d.b_ref
     quad = (
@@ -898,6 +1015,82 @@ class ExactPosterior:
         """Effect ``mu + u_new`` of a new randomised study at the covariate centres."""
         return self.linear(self.contrast("mu"), predictive=True)
 
+    def predictive_for(
+        self,
+        values: Mapping[str, float] | None = None,
+        *,
+        nonrandomised: bool | None = None,
+        design: str | None = None,
+    ) -> NormalMixture:
+        r"""Posterior predictive of the true effect ``theta_new`` of a new study: a normal
+        mixture over the grid nodes (add its within-study variance ``s^2`` to each component's
+        variance for the predictive of its estimate ``y_new``, as leave-one-out does).
+
+        .. math::
+
+            \theta_{new} \mid g, y \sim N\!\left(x^\top \hat b_g,\;
+                x^\top C_g x + \tau_g^2 + \kappa_g^2\, [\text{random bias, non-randomised}]
+                + \kappa_g^2\, [\text{three-level, a design without a level}]\right)
+
+        with ``x`` the study's row: ``mu`` (+ ``delta`` for a non-randomised study under the
+        additive and random variants; the downweight variant changes only the within-study
+        variance), ``beta_j (x_j - c_j)`` at ``values`` (covariates not named at their centres),
+        and in the three-level model the design mean ``mu_d = m + v_d``: a design the model has
+        no level for (no study of it was fitted) has its offset ``v_d ~ N(0, kappa^2)`` from the
+        prior, independent of the data given kappa.
+
+        Parameters
+        ----------
+        values
+            Covariate values of the study.
+        nonrandomised
+            Whether the study is non-randomised (default: ``design`` is given and not rct).
+        design
+            The study's design (three-level model: default rct; it must match
+            ``nonrandomised`` when both are given).
+
+        Examples
+        --------
+        New studies under the three-level model of the bundled data (5 rct and 12
+        retrospective studies): a prospective study's design mean has only its prior offset
+        from the overall mean, so its predictive is much wider.
+
+        >>> import synthesis as syn
+        >>> spec = ModelSpec("bias", bias_variant="three-level")
+        >>> post = exact_posterior(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec)
+        >>> [round(post.predictive_for(design=d).sd(), 2) for d in ("rct", "retrospective", "prospective")]
+        [0.11, 0.08, 0.36]
+        """
+        d = self.design
+        if design is not None and design not in DESIGNS:
+            raise InputError(f"design must be one of {', '.join(DESIGNS)}, got {design!r}", parameter="design")
+        if nonrandomised is None:
+            nonrandomised = design is not None and design != REFERENCE_DESIGN
+        elif design is not None and bool(nonrandomised) != (design != REFERENCE_DESIGN):
+            raise InputError(f"design {design!r} contradicts nonrandomised={bool(nonrandomised)}", parameter="design")
+        c = self.at(values) if values else self.contrast("mu")
+        extra = self.tau**2
+        if d.levels:  # three-level: the study's design mean replaces mu_rct
+            if design is None and nonrandomised:
+                raise InputError("the three-level model needs the design of a non-randomised study", parameter="design")
+            name = REFERENCE_DESIGN if design is None else design
+            c = c - self.contrast("mu")
+            if name in d.levels:
+                c = c + d.levels[name]
+            else:
+                c = c + d.absent_level
+                extra = extra + self._kappa_squared()
+        elif nonrandomised and d.delta_index is not None:
+            c = c + self.contrast("delta")
+            if self.spec.bias_variant == "random":
+                extra = extra + self._kappa_squared()
+        means, sds = self._moments(c[None, :])
+        return NormalMixture(self.weights, means[:, 0], np.sqrt(sds[:, 0] ** 2 + extra))
+
+    def _kappa_squared(self) -> np.ndarray:
+        """kappa^2 at every node (models without kappa have none)."""
+        raise InputError("the model has no kappa")  # pragma: no cover (2-D models override it)
+
     def study_moments(self, studies: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
         """Means and SDs (G, n) of the shrunken study effects theta_i given tau and y, for the
         studies ``studies`` (default all)."""
@@ -1014,18 +1207,22 @@ def _posterior(
     )
 
 
-def _check(spec: ModelSpec, data: ModelData) -> None:
-    reason = exact_unsupported_reason(spec, data)
+def _check(spec: ModelSpec, data: ModelData, designs: Sequence[str] | None = None) -> None:
+    reason = exact_unsupported_reason(spec, data, designs=designs)
     if reason is not None:
         raise ModelError(reason)
 
 
-def exact_posterior(data: ModelData, spec: ModelSpec, *, n_grid: int | None = None) -> ExactPosterior:
+def exact_posterior(
+    data: ModelData, spec: ModelSpec, *, n_grid: int | None = None, designs: Sequence[str] | None = None
+) -> ExactPosterior:
     """The exact posterior of a linear-Gaussian model (raises :class:`ModelError` if unsupported).
 
     ``n_grid``: nodes of the tau grid (default :data:`DEFAULT_GRID`), or per axis of the
     (tau, kappa) grid of the ``random`` and ``three-level`` bias variants (default
-    :data:`DEFAULT_GRID_2D`; an :class:`ExactPosterior2D`).
+    :data:`DEFAULT_GRID_2D`; an :class:`ExactPosterior2D`). ``designs``: the three-level
+    model's design levels (default: the designs in ``data``); a level without studies keeps
+    its offset's prior, so that a leave-one-out refit has the full data's parameters.
 
     Examples
     --------
@@ -1035,8 +1232,8 @@ def exact_posterior(data: ModelData, spec: ModelSpec, *, n_grid: int | None = No
     >>> post.tau.size >= DEFAULT_GRID, round(float(post.weights.sum()), 6)
     (True, 1.0)
     """
-    _check(spec, data)
-    d = _design(data, spec)
+    _check(spec, data, designs)
+    d = _design(data, spec, designs)
     if d.layout is not None:
         return _posterior_2d(spec, data, d, n_grid or DEFAULT_GRID_2D)
     n_grid = n_grid or DEFAULT_GRID
@@ -1089,10 +1286,11 @@ def _axis_bracket(x: np.ndarray, keep: np.ndarray, mass: np.ndarray, prior: Prio
 def _log_joint(d: _Design, tau: np.ndarray, kappa: np.ndarray, tau_prior: PriorSpec | None,
                kappa_prior: PriorSpec) -> tuple[_Conditional, np.ndarray]:
     """The conditional model and ``log p(y | tau, kappa) + log p(tau) + log p(kappa)`` at nodes
-    (no tau prior when tau is fixed at 0)."""
+    (no tau prior when tau is fixed at 0; kappa's prior conditioned on mu_rct = 0 in the
+    three-level no-effect model, :class:`_Constraint`)."""
     cond = _conditional_2d(d, tau, kappa)
     with np.errstate(divide="ignore"):
-        lp = cond.loglik + kappa_prior.logpdf(kappa)
+        lp = cond.loglik + kappa_prior.logpdf(kappa) + d.layout.kappa_log_factor(kappa)
         if tau_prior is not None:
             lp = lp + tau_prior.logpdf(tau)
     return cond, lp
@@ -1174,6 +1372,9 @@ class ExactPosterior2D(ExactPosterior):
         """kappa at every node (G,)."""
         assert self.cond.kappa is not None
         return self.cond.kappa
+
+    def _kappa_squared(self) -> np.ndarray:
+        return self.kappa**2
 
     def _table(self) -> np.ndarray:
         return self.density.reshape(self.grid.tau.size, self.kappa_grid.tau.size)
@@ -1302,8 +1503,12 @@ def _posterior_2d(spec: ModelSpec, data: ModelData, d: _Design, n_grid: int) -> 
     table = np.exp(cond.loglik - log_ml).reshape(tg.tau.size, kg.tau.size)
     tail = 0.0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        kp = np.exp(kappa_prior.logpdf(kg.tau))
+        kp = np.exp(kappa_prior.logpdf(kg.tau) + d.layout.kappa_log_factor(kg.tau))
         beyond_k = (1.0 - float(kappa_prior.cdf(np.array([kg.tau[-1]]))[0]), float(kappa_prior.cdf(np.array([kg.tau[0]]))[0]))
+        if d.layout.constrained is not None:  # the conditioned prior's tail: at most this factor more
+            c = d.layout.constrained
+            bound = math.exp(-0.5 * (_LOG_2PI + math.log(c.s0**2)) - c.log_norm)
+            beyond_k = (beyond_k[0] * bound, beyond_k[1] * bound)
         if tau_prior is not None:
             tp = np.exp(tau_prior.logpdf(tg.tau))
             beyond_t = (1.0 - float(tau_prior.cdf(np.array([tg.tau[-1]]))[0]), float(tau_prior.cdf(np.array([tg.tau[0]]))[0]))
@@ -1559,6 +1764,13 @@ def _notes(post: ExactPosterior) -> list[str]:
         notes.append(
             "effect=False: mu is fixed at 0 (HR = 1 in a randomised comparison), so the HR "
             "summary is 1 (1 to 1) and P(HR < T) is 1 for T > 1 and 0 otherwise"
+        )
+    if not spec.effect and spec.has_bias and spec.bias_variant == "three-level":
+        notes.append(
+            "three-level with effect=False: the three-level prior conditioned on mu_rct = 0 (the "
+            "overall mean m gets N(m0 kappa^2 / (s0^2 + kappa^2), s0^2 kappa^2 / (s0^2 + kappa^2)), "
+            "kappa's prior is reweighted by N(0; m0, s0^2 + kappa^2)), so that the Bayes factor "
+            "against the effect model is the Savage-Dickey ratio p(mu_rct = 0 | y) / p(mu_rct = 0)"
         )
     if not spec.heterogeneity:
         notes.append("heterogeneity=False: tau is fixed at 0 (a common-effect model)")

@@ -67,10 +67,15 @@ HIGH_PARETO_K = 0.7
 #: (use PSIS-LOO from a PyMC fit). Measured (benchmarks/bench_compare.py, additive bias, 2 shared
 #: cores): k = 100 0.9 s, k = 500 20 s, k = 2000 205 s.
 EXACT_LOO_MAX_STUDIES = 500
-#: Bias variants whose exact LOO predictive :func:`exact_loo` knows (one variance, tau^2, beyond
-#: s_i^2). Should the exact engine learn the random and three-level variants, their predictive
-#: needs kappa^2 nr_i or the design-level term too: they stay with PSIS-LOO until it is added.
-EXACT_LOO_VARIANTS: tuple[str, ...] = ("additive", "downweight")
+#: The same for the random and three-level variants (each refit a 2-D quadrature over tau and
+#: kappa). Measured (benchmarks/bench_compare.py, 2 shared cores): see below.
+EXACT_LOO_MAX_STUDIES_2D = 200
+#: The bias variants with a second variance parameter kappa.
+TWO_VARIANCE_VARIANTS: tuple[str, ...] = ("random", "three-level")
+#: Bias variants whose exact LOO predictive :func:`exact_loo` knows: all of them (random and
+#: three-level by the 2-D engine, the predictive with its kappa^2 term,
+#: :meth:`synthesis.models.exact.ExactPosterior.predictive_for`).
+EXACT_LOO_VARIANTS: tuple[str, ...] = BIAS_VARIANTS
 #: Largest pointwise log-likelihood (chains x draws x k float64 numbers) :func:`compare_variants`
 #: stores per PyMC fit: 1 GB (k = 100,000 with 4 x 2000 draws would be 6.4 GB); above it the
 #: user is asked for fewer draws before anything is sampled.
@@ -248,13 +253,15 @@ def _leave_out(data: ModelData, i: int) -> ModelData:
 
 
 def _log_predictive(post: Any, data: ModelData, spec: ModelSpec, i: int, s2_i: float) -> float:
-    """log p(y_i | posterior ``post``) = log sum_g w_g N(y_i; x_i'b_g, x_i'C_g x_i + tau_g^2 + s_i^2),
-    from the public mixture :meth:`ExactPosterior.linear` (``predictive=True`` adds tau_g^2)."""
+    """log p(y_i | posterior ``post``) = log sum_g w_g N(y_i; x_i'b_g, V_ig + s_i^2), from the
+    public mixture :meth:`ExactPosterior.predictive_for` of study i's true effect (V_ig =
+    x_i'C_g x_i + tau_g^2, + kappa_g^2 for a non-randomised study under the random variant, +
+    kappa_g^2 for a three-level design the posterior has no level for)."""
     values = {c: float(data.x[i, j]) for j, c in enumerate(data.covariates)}
-    row = post.at(values) if values else post.contrast("mu")
-    if spec.has_bias and spec.bias_variant == "additive" and bool(data.nonrandomised[i]):
-        row = row + post.contrast("delta")
-    mix = post.linear(row, predictive=True)
+    if spec.has_bias and spec.bias_variant == "three-level":
+        mix = post.predictive_for(values or None, design=data.designs[i])
+    else:
+        mix = post.predictive_for(values or None, nonrandomised=bool(spec.has_bias and data.nonrandomised[i]))
     var = mix.sds**2 + s2_i
     y = float(data.y[i])
     with np.errstate(divide="ignore"):
@@ -264,26 +271,27 @@ def _log_predictive(post: Any, data: ModelData, spec: ModelSpec, i: int, s2_i: f
 
 def exact_loo_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None:
     """Why :func:`exact_loo` cannot score ``spec`` (beyond the exact engine's own reasons), or
-    ``None``: a bias variant outside :data:`EXACT_LOO_VARIANTS`, or more than
-    :data:`EXACT_LOO_MAX_STUDIES` studies.
+    ``None``: a bias variant outside :data:`EXACT_LOO_VARIANTS`, or more studies than
+    :data:`EXACT_LOO_MAX_STUDIES` (:data:`EXACT_LOO_MAX_STUDIES_2D` for the random and
+    three-level variants, whose refits are 2-D quadratures).
 
     Examples
     --------
     >>> import synthesis as syn
     >>> table = syn.load_dataset("dnmbc_lrt")
     >>> spec = ModelSpec("bias", bias_variant="random")
-    >>> exact_loo_unsupported_reason(spec, ModelData.from_table(table, spec))  # doctest: +ELLIPSIS
-    "bias variant 'random': ..."
+    >>> print(exact_loo_unsupported_reason(spec, ModelData.from_table(table, spec)))
+    None
     """
-    if spec.has_bias and spec.bias_variant not in EXACT_LOO_VARIANTS:
+    if spec.has_bias and spec.bias_variant not in EXACT_LOO_VARIANTS:  # pragma: no cover (all are)
+        return f"bias variant {spec.bias_variant!r} has no exact LOO; use PSIS-LOO (engine='pymc')"
+    two_d = spec.has_bias and spec.bias_variant in TWO_VARIANCE_VARIANTS
+    most = EXACT_LOO_MAX_STUDIES_2D if two_d else EXACT_LOO_MAX_STUDIES
+    if data.k > most:
+        what = f" of the {spec.bias_variant} variant (a 2-D quadrature)" if two_d else ""
         return (
-            f"bias variant {spec.bias_variant!r}: its predictive variance has a second variance "
-            "term (kappa) that exact LOO does not integrate; use PSIS-LOO (engine='pymc')"
-        )
-    if data.k > EXACT_LOO_MAX_STUDIES:
-        return (
-            f"exact LOO refits the model once per study: {data.k} studies is more than "
-            f"{EXACT_LOO_MAX_STUDIES}; use PSIS-LOO from a PyMC fit (engine='pymc')"
+            f"exact LOO refits the model{what} once per study: {data.k} studies is more than "
+            f"{most}; use PSIS-LOO from a PyMC fit (engine='pymc')"
         )
     return None
 
@@ -293,18 +301,24 @@ def exact_loo(data: ModelData | StudySource, spec: ModelSpec, *, n_grid: int | N
 
     For each study i the model is refitted to the other k - 1 studies by the exact engine
     (:func:`synthesis.models.exact.exact_posterior`; the covariate centres of the full data are
-    kept, so mu and its prior mean the same thing in every refit), and
+    kept, so mu and its prior mean the same thing in every refit, and so are the three-level
+    model's design levels: a design whose only study is left out keeps its offset
+    ``v_d ~ N(0, kappa^2)`` from the prior), and
 
     .. math::
 
         \log p(y_i \mid y_{-i}) = \log \sum_g w_g\,
-            N\!\left(y_i;\; x_i^\top \hat b_g,\; x_i^\top C_g x_i + \tau_g^2 + s_i^2\right)
+            N\!\left(y_i;\; x_i^\top \hat b_g,\; x_i^\top C_g x_i + \tau_g^2
+            + \kappa_g^2 h_i + s_i^2\right)
 
-    over the refit's tau grid (weights w_g, conditional mean and covariance of the coefficients
-    b at tau_g), with x_i study i's design row and s_i^2 its within-study variance
-    (:func:`within_variance`). ``p_loo = lppd - elpd_loo`` with ``lppd`` the same mixture
-    under the full-data posterior. There is no Monte Carlo error; the quadrature error is
-    that of the exact engine (< 1e-6 relative).
+    over the refit's grid of tau, or of (tau, kappa) for the random and three-level variants
+    (weights w_g, conditional mean and covariance of the coefficients b at node g), with x_i
+    study i's design row (three-level: its design mean m + v_d), ``h_i = 1`` for a
+    non-randomised study under the random variant (its own bias kappa w_i) and s_i^2 its
+    within-study variance (:func:`within_variance`); see
+    :meth:`synthesis.models.exact.ExactPosterior.predictive_for`. ``p_loo = lppd - elpd_loo``
+    with ``lppd`` the same mixture under the full-data posterior. There is no Monte Carlo
+    error; the quadrature error is that of the exact engine (< 1e-6 relative).
 
     Raises :class:`ModelError` for models the exact engine cannot fit (the reason) and above
     :data:`EXACT_LOO_MAX_STUDIES` studies.
@@ -319,7 +333,7 @@ def exact_loo(data: ModelData | StudySource, spec: ModelSpec, *, n_grid: int | N
     >>> round(res.elpd, 2), round(res.p_loo, 2)
     (5.39, 2.83)
     """
-    from synthesis.models.exact import DEFAULT_GRID, exact_posterior, exact_unsupported_reason
+    from synthesis.models.exact import designs_present, exact_posterior, exact_unsupported_reason
 
     if not isinstance(data, ModelData):
         data = ModelData.from_table(data, spec)
@@ -328,13 +342,14 @@ def exact_loo(data: ModelData | StudySource, spec: ModelSpec, *, n_grid: int | N
         raise ModelError(f"exact LOO: {reason}", parameter="engine")
     if data.k < 2:
         raise ModelError("leave-one-out needs at least 2 studies")
-    grid = DEFAULT_GRID if n_grid is None else int(n_grid)
+    grid = None if n_grid is None else int(n_grid)  # None: the engine's default (1-D or 2-D)
+    levels = designs_present(data) if spec.has_bias and spec.bias_variant == "three-level" else None
     s2 = within_variance(data, spec)
     full = exact_posterior(data, spec, n_grid=grid)
     lppd_i = np.array([_log_predictive(full, data, spec, i, s2[i]) for i in range(data.k)])
     elpd_i = np.empty(data.k)
     for i in range(data.k):
-        post = exact_posterior(_leave_out(data, i), spec, n_grid=grid)
+        post = exact_posterior(_leave_out(data, i), spec, n_grid=grid, designs=levels)
         elpd_i[i] = _log_predictive(post, data, spec, i, s2[i])
     return LooResult(
         method="exact",
@@ -695,12 +710,14 @@ def compare_variants(
     """Fit each bias variant of ``spec`` (a ``bias`` or ``bias-metareg`` model), cross-validate
     it, weight the variants by stacking and summarise the stacked HR.
 
-    ``engine="exact"``: variants the exact engine can fit (additive, downweight) are fitted
-    exactly and scored by :func:`exact_loo`; the others (random, three-level: a second
-    variance parameter) are sampled with PyMC and scored by PSIS-LOO, with a note saying so.
+    ``engine="exact"``: every variant is fitted exactly (random and three-level by 2-D
+    quadrature over tau and kappa) and scored by :func:`exact_loo`, with no sampling; a variant
+    exact LOO refuses (more studies than :data:`EXACT_LOO_MAX_STUDIES`, or
+    :data:`EXACT_LOO_MAX_STUDIES_2D` for random and three-level; a prior the exact engine
+    cannot integrate) is sampled with PyMC and scored by PSIS-LOO, with a note saying so.
     ``engine="pymc"``: every variant is sampled (``fit_pymc(..., log_likelihood=True)``) and
-    scored by :func:`psis_loo`; with ``exact_check`` the variants the exact engine supports are
-    also scored by :func:`exact_loo` (``elpd_loo_exact``), which checks PSIS-LOO.
+    scored by :func:`psis_loo`; with ``exact_check`` the variants exact LOO supports are also
+    scored by :func:`exact_loo` (``elpd_loo_exact``), which checks PSIS-LOO.
 
     Examples
     --------
@@ -729,7 +746,9 @@ def compare_variants(
         )
     thresholds = check_thresholds(thresholds)
     k = table.k
-    needs_pymc = engine == "pymc" or any(v in ("random", "three-level") for v in variants) or k > EXACT_LOO_MAX_STUDIES
+    needs_pymc = engine == "pymc" or k > min(
+        EXACT_LOO_MAX_STUDIES_2D if v in TWO_VARIANCE_VARIANTS else EXACT_LOO_MAX_STUDIES for v in variants
+    )
     if needs_pymc and chains * draws * k * 8 > LOG_LIK_MAX_BYTES:
         most = max(1, LOG_LIK_MAX_BYTES // (8 * chains * k))
         raise InputError(
