@@ -4,7 +4,10 @@ likelihoods.
 The model space is the product of three yes/no questions (a component is *included* when its
 parameter is free):
 
-* effect: ``mu = 0`` or ``mu ~`` its prior;
+* effect: ``mu = 0`` or ``mu ~`` its prior (three-level bias: ``mu = mu_rct`` is a design
+  mean, and its no-effect model is the three-level prior conditioned on ``mu_rct = 0``, kappa's
+  prior included: the null whose Bayes factor is the Savage-Dickey ratio
+  ``p(mu_rct = 0 | y) / p(mu_rct = 0)``, see :mod:`synthesis.models.exact`);
 * design bias: ``delta = 0`` (all studies estimate ``mu``) or the bias model of
   :mod:`synthesis.models.spec` (variant ``additive``, ``downweight``, ``random`` or
   ``three-level``); this dimension exists only when the table has both randomised and
@@ -555,11 +558,13 @@ def average_models(
         probability of a model is the product over components, the bias part split equally
         among the bias variants.
     bias_variants
-        ``None`` (the spec's variant), ``"all"`` (additive, random, downweight, three-level) or
-        a list of variants. A variant the exact engine cannot fit in every cell of the model
-        space is an error naming it and the variants that can be averaged (no silent omission):
-        the three-level variant has no exact no-effect model (its mu is a design-level mean, not
-        a coefficient that can be fixed at 0), so ``"all"`` is refused with that reason.
+        ``None`` (the spec's variant), ``"all"`` (additive, random, downweight, three-level:
+        2 x (1 + 4) x 2 = 20 models) or a list of variants. The three-level variant's no-effect
+        model is its prior conditioned on mu_rct = 0 (the Savage-Dickey-consistent null,
+        see above; a note says so). A variant the exact
+        engine cannot fit in every cell of the model space (e.g. three-level on a table whose
+        non-randomised studies have no design the model knows) is an error naming it and the
+        variants that can be averaged (no silent omission).
     thresholds
         Report ``P(HR < T)`` for each T.
 
@@ -697,6 +702,12 @@ def average_models(
     priors = base.priors.labels(("mu", "tau") + (("delta",) if with_bias else ()))
     if with_bias and any(v in ("random", "three-level") for v in variants):
         priors["kappa"] = base.priors.kappa.label
+    if with_bias and "three-level" in variants:
+        notes.append(
+            "three-level: its no-effect models condition the three-level prior on mu_rct = 0 (kappa's "
+            "prior reweighted by the prior density of mu_rct at 0), so that their Bayes factor "
+            "against the effect model is the Savage-Dickey ratio p(mu_rct = 0 | y) / p(mu_rct = 0)"
+        )
     if with_bias and "downweight" in variants:
         notes.append(f"downweight: within-study variances of non-randomised studies divided by alpha = {base.alpha:g}")
     return AveragingResult(

@@ -22,7 +22,7 @@ from scipy import integrate, special, stats
 
 import synthesis as syn
 from synthesis.cli import main
-from synthesis.errors import InputError, ModelError
+from synthesis.errors import InputError
 from synthesis.models import averaging
 from synthesis.models.averaging import (
     SpikeMixture,
@@ -30,7 +30,7 @@ from synthesis.models.averaging import (
     evidence_words,
     parse_prior_prob,
 )
-from synthesis.models.exact import exact_unsupported_reason, fit_exact
+from synthesis.models.exact import fit_exact
 from synthesis.models.spec import ModelData, ModelSpec
 
 #: The exact engine's quadrature changes no reported number by more than ~3e-7 relative
@@ -379,33 +379,84 @@ def test_cli_bad_prior_prob_exits_2(capsys, value):
 
 
 def test_cli_bias_variants_all(capsys):
-    """Every variant is averaged, or the command stops (exit 2) naming the ones the exact engine
-    cannot fit in some cell of the model space; the others then average (exit 0)."""
-    table = syn.load_dataset("dnmbc_lrt")
-    missing = []
-    for v in ("additive", "random", "downweight", "three-level"):
-        for effect in (False, True):
-            for het in (False, True):
-                spec = ModelSpec("bias", bias_variant=v, effect=effect, heterogeneity=het)
-                if exact_unsupported_reason(spec, ModelData.from_table(table, spec)) is not None:
-                    missing.append(v)
-    missing = list(dict.fromkeys(missing))
+    """Every variant is averaged (20 models: effect x (no bias + 4 variants) x heterogeneity,
+    the three-level no-effect models included); a variant the exact engine cannot fit in some
+    cell (here a Student-t delta prior: additive and random) stops the command (exit 2) naming
+    it and the variants that can be averaged, which then average (exit 0)."""
+    variants = ("additive", "random", "downweight", "three-level")
     code = main(["average", "--bias-variants", "all", "--json"])
     out, err = capsys.readouterr()
-    if missing:
-        assert code == 2
-        assert all(repr(v) in err for v in missing), err
-        with pytest.raises(ModelError):
-            average_models(table, bias_variants="all")
-        ok = [v for v in ("additive", "random", "downweight", "three-level") if v not in missing]
-        assert f"--bias-variants {','.join(ok)}" in err
-        code = main(["average", "--bias-variants", ",".join(ok), "--json"])
-        out, err = capsys.readouterr()
-    else:
-        ok = ["additive", "random", "downweight", "three-level"]
     assert code == 0, err
     doc = json.loads(out)
-    assert len(doc["models"]) == 4 * (1 + len(ok))
-    assert {m["bias_variant"] for m in doc["models"]} == {None, *ok}
-    assert "kappa" in doc["priors"] or not {"random", "three-level"} & set(ok)
+    assert len(doc["models"]) == 20
+    assert {m["bias_variant"] for m in doc["models"]} == {None, *variants}
+    assert "kappa" in doc["priors"]
     assert sum(m["prior_prob"] for m in doc["models"] if m["bias"]) == pytest.approx(0.5)
+    assert sum(m["posterior_prob"] for m in doc["models"]) == pytest.approx(1.0, abs=1e-12)
+    code = main(["average", "--bias-variants", "all", "--bias-prior", "studentt(3, 0, 0.5)", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+    assert "'additive'" in err and "'random'" in err and "--bias-variants downweight,three-level" in err
+    code = main(["average", "--bias-variants", "downweight,three-level", "--bias-prior", "studentt(3, 0, 0.5)", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert len(json.loads(out)["models"]) == 4 * 3
+
+
+KAPPA = stats.halfnorm(scale=0.25)  # the default kappa prior
+
+
+def _kappa_log_ml(variant: str, effect: bool) -> float:
+    """log p(y) of a random or three-level model with tau = 0 (heterogeneity=False): the dense
+    normal density of y given kappa (mu, delta, the design offsets and the study biases
+    integrated out), kappa by ``scipy.integrate.quad``. The three-level null is the effect model
+    conditioned on mu_rct = 0 through the joint density of (y, mu_rct):
+    p(y | M0) = int p(kappa) N((y, 0); joint | kappa) dkappa / int p(kappa) N(0; 0, 1 + kappa^2) dkappa."""
+    rct = 1.0 - NR
+
+    def log_dens(kappa: float) -> float:
+        if variant == "random":
+            cov = np.diag(SE**2 + kappa**2 * NR) + DELTA_SD**2 * np.outer(NR, NR) + effect * MU_SD**2
+            return _mvn_logpdf(Y, cov)
+        same = np.equal.outer(NR, NR).astype(float)
+        cov = np.diag(SE**2) + MU_SD**2 + kappa**2 * same
+        if effect:
+            return _mvn_logpdf(Y, cov)
+        full = np.empty((Y.size + 1, Y.size + 1))
+        full[:-1, :-1] = cov
+        full[:-1, -1] = full[-1, :-1] = MU_SD**2 + kappa**2 * rct  # Cov(y_i, mu_rct)
+        full[-1, -1] = MU_SD**2 + kappa**2
+        return _mvn_logpdf(np.append(Y, 0.0), full)
+
+    ref = log_dens(0.2)
+    value = integrate.quad(lambda k: KAPPA.pdf(k) * math.exp(log_dens(k) - ref), 0, np.inf, epsabs=0, epsrel=1e-11)[0]
+    log_ml = ref + math.log(value)
+    if variant == "three-level" and not effect:
+        prior0 = integrate.quad(lambda k: KAPPA.pdf(k) * stats.norm.pdf(0.0, 0.0, math.sqrt(MU_SD**2 + k * k)),
+                                0, np.inf, epsabs=0, epsrel=1e-12)[0]
+        log_ml -= math.log(prior0)
+    return log_ml
+
+
+def test_all_variants_against_the_reference(small_table, reference):
+    """bias_variants='all': 20 models, prior probabilities (the bias half split four ways), and
+    the common-effect models of the random and three-level variants (with and without an effect)
+    against the dense reference; the others against :func:`brute_log_ml` where it applies."""
+    log_ml, _ = reference
+    res = average_models(small_table, bias_variants="all")
+    assert len(res.models) == 20
+    checked = 0
+    for m in res.models:
+        assert m.prior_prob == pytest.approx(1 / 32 if m.bias else 1 / 8)
+        if m.bias_variant in ("random", "three-level") and not m.heterogeneity:
+            expected = _kappa_log_ml(m.bias_variant, m.effect)
+        elif m.bias_variant in (None, "additive"):
+            expected = log_ml[(m.effect, m.bias, m.heterogeneity)]
+        else:
+            continue
+        checked += 1
+        assert m.log_marginal_likelihood == pytest.approx(expected, abs=TOL_LOGML), m.label
+    assert checked == 12
+    v = np.array([m.log_marginal_likelihood + math.log(m.prior_prob) for m in res.models])
+    np.testing.assert_allclose([m.posterior_prob for m in res.models], np.exp(v - special.logsumexp(v)), atol=1e-12)
+    assert any("Savage-Dickey" in n for n in res.notes)
