@@ -167,6 +167,8 @@ class ModelChoice:
     averaging: AveragingResult | None = None
     #: The bias variants that exact LOO scores, stacked.
     stacking: VariantComparison | None = None
+    #: The bias variants left out of the stacking, with the reason (exact LOO cannot score them).
+    unstacked: dict[str, str] = field(default_factory=dict)
     #: The tipping-point analysis at :attr:`threshold`, level :attr:`level`.
     tipping: TippingResult | None = None
     #: Power-scaling sensitivity (exact) of the model :attr:`powerscale_key`.
@@ -185,6 +187,7 @@ class ModelChoice:
             "stacking": self.stacking.to_json() if self.stacking is not None else None,
             "tipping": self.tipping.to_json() if self.tipping is not None else None,
             "powerscale": self.powerscale.to_json() if self.powerscale is not None else None,
+            "unstacked": dict(self.unstacked),
             "powerscale_model": self.powerscale_key or None,
             "tipping_threshold": self.threshold,
             "tipping_level": self.level,
@@ -724,7 +727,7 @@ def _model_choice(
         )
         choice.powerscale = powerscale()
         return choice
-    variants, reasons = [], []
+    variants = []
     for variant in BIAS_VARIANTS:
         s = replace(spec, bias_variant=variant)
         data = ModelData.from_table(table, s)
@@ -732,7 +735,7 @@ def _model_choice(
         if reason is None:
             variants.append(variant)
         else:
-            reasons.append(reason)
+            choice.unstacked[variant] = reason
     if len(variants) >= 2:
         choice.stacking = attempt(
             "stacking of the bias variants", "stacking_s",
@@ -741,7 +744,7 @@ def _model_choice(
     else:
         warnings.append(
             f"no stacking of bias variants: exact LOO scores {len(variants)} of them here "
-            f"({'; '.join(dict.fromkeys(reasons))}); synthesis compare --engine pymc samples them"
+            f"({'; '.join(dict.fromkeys(choice.unstacked.values()))}); synthesis compare --engine pymc samples them"
         )
     if table.k > TIPPING_MAX_STUDIES:
         warnings.append(

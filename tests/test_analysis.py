@@ -95,14 +95,22 @@ def test_model_choice_is_computed_timed_and_heads_the_decision_table(table):
     tipping point at 0.8 / 0.5 and the power-scaling of the bias model; rows of kind
     averaged/stacked first, then the fits."""
     from synthesis.analysis import AVERAGED_KEY, ROW_AVERAGED, ROW_STACKED, STACKED_KEY
-    from synthesis.models.spec import ModelSpec
+    from synthesis.models.loo import exact_loo_unsupported_reason
+    from synthesis.models.spec import BIAS_VARIANTS, ModelData, ModelSpec
 
     result = run_analysis(table, name="t", covariate="absent", tau_priors=TAUS[:1], bias_priors=BIASES, progress=False)
     choice = result.model_choice
     assert len(choice.averaging.models) == 8 and choice.averaging.components == ("effect", "bias", "heterogeneity")
     assert choice.averaging.priors == ModelSpec("bias").priors.labels(("mu", "tau", "delta"))  # the defaults
     assert {m.prior_prob for m in choice.averaging.models} == {0.125}  # equal prior model probabilities
-    assert [v.variant for v in choice.stacking.variants] == ["additive", "downweight"]
+    # every variant that exact LOO scores is stacked (additive and downweight at least); the others
+    # are listed with the reason
+    stacked = [v.variant for v in choice.stacking.variants]
+    assert {"additive", "downweight"} <= set(stacked)
+    assert sorted(stacked + list(choice.unstacked)) == sorted(BIAS_VARIANTS)
+    for variant in stacked:
+        spec = ModelSpec("bias", bias_variant=variant)
+        assert exact_loo_unsupported_reason(spec, ModelData.from_table(table, spec)) is None
     assert {v.loo.method for v in choice.stacking.variants} == {"exact"}
     assert (choice.tipping.threshold, choice.tipping.level) == (0.8, 0.5)
     assert choice.tipping.p_hr_below.shape == (40, 40)

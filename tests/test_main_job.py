@@ -37,9 +37,10 @@ def test_report_on_a_file_without_design(tmp_path, capsys):
     out = tmp_path / "rep"
     assert main(["report", str(csv), "--out", str(out), "--quiet"]) == 0
     decision = pd.read_csv(out / "decision.csv")
-    # Without a design column only the all-studies random-effects model applies.
-    assert decision["key"].tolist() == ["re_all"]
-    assert decision.loc[0, "engine"] == "exact"
+    # Without a design column only the all-studies random-effects model applies, beside the
+    # model average over effect x heterogeneity (no bias dimension, no stacking).
+    assert decision["key"].tolist() == ["averaged", "averaged_given_effect", "re_all"]
+    assert set(decision["engine"]) == {"exact"}
     run = json.loads((out / "run.json").read_text())
     assert run["seeds"]["analysis"] == 20261123
     html = (out / "report.html").read_text()

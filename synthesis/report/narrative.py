@@ -293,12 +293,10 @@ def stacking_summary(result: AnalysisResult) -> str:
     by exact leave-one-study-out cross-validation (LOO: the predictive density of each study given
     the others); stacking weights (Yao et al. 2018, doi:10.1214/17-BA1091) additive 0.981,
     downweight 0.019. The stacked posterior median HR is 0.90 (95% CrI 0.75 to 1.06); P(HR < 0.8) =
-    0.07. Not stacked: random and three-level (exact LOO does not integrate their second variance
-    term κ; sampled with PyMC they would take tens of seconds: synthesis compare --engine pymc).
+    0.07.
     """
-    from synthesis.models.spec import BIAS_VARIANTS
-
-    cmp = result.model_choice.stacking
+    choice = result.model_choice
+    cmp = choice.stacking
     names = [v.variant for v in cmp.variants]
     how = {(v.fit.engine, v.loo.method) for v in cmp.variants}
     scored = (
@@ -310,17 +308,17 @@ def stacking_summary(result: AnalysisResult) -> str:
     weights = ", ".join(f"{v.variant} {v.comparison.weight:.3f}" for v in cmp.variants)
     st = cmp.stacked
     s = (
-        f"Stacked: the {' and '.join(names)} bias variants, {scored}; stacking weights (Yao et al. 2018, "
+        f"Stacked: the {_and(names)} bias variants, {scored}; stacking weights (Yao et al. 2018, "
         f"doi:10.1214/17-BA1091) {weights}. The stacked posterior median HR is {num(st.median)} "
         f"({INTERVAL_LABEL} CrI {num(st.q025)} to {num(st.q975)}); {_probs_text(st.p_below or {})}."
     )
-    left = [v for v in BIAS_VARIANTS if v not in names]
-    if left:
-        s += (
-            f" Not stacked: {' and '.join(left)} (exact LOO does not integrate their second variance term κ; "
-            "sampled with PyMC they would take tens of seconds: synthesis compare --engine pymc)."
-        )
+    if choice.unstacked:
+        s += " Not stacked: " + "; ".join(f"{v} ({why})" for v, why in choice.unstacked.items()) + "."
     return s
+
+
+def _and(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def answer(result: AnalysisResult) -> str:
