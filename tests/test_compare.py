@@ -132,9 +132,18 @@ def test_exact_loo_matches_brute_force_quadrature(spec: ModelSpec) -> None:
 
 
 def test_exact_loo_refuses_what_the_exact_engine_cannot_fit() -> None:
-    spec = ModelSpec("bias", bias_variant="random")
-    with pytest.raises(ModelError, match="random"):
+    from synthesis.models.loo import EXACT_LOO_MAX_STUDIES_2D, exact_loo_unsupported_reason
+    from synthesis.models.priors import resolve_priors
+
+    spec = ModelSpec("bias", bias_variant="random", priors=resolve_priors({"delta": "studentt(3, 0, 0.5)"}))
+    with pytest.raises(ModelError, match="delta has Student-t"):
         exact_loo(made_up(spec), spec)
+    for variant in ("random", "three-level"):
+        spec = ModelSpec("bias", bias_variant=variant)
+        assert exact_loo_unsupported_reason(spec, made_up(spec)) is None
+        many = SimpleNamespace(k=EXACT_LOO_MAX_STUDIES_2D + 1)
+        assert "2-D quadrature" in exact_loo_unsupported_reason(spec, many)
+    assert exact_loo_unsupported_reason(ModelSpec("bias"), many) is None
 
 
 def test_integrated_log_likelihood_random_and_downweight() -> None:
@@ -264,13 +273,16 @@ STACKED_KEYS = {"hr_median", "hr_q025", "hr_q975", "p_hr_below"}
 
 
 def test_cli_compare_exact_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["compare", "--engine", "exact", "--bias-variants", "additive,downweight", "--threshold", "0.9", "--json"])
+    """All four variants exact (random and three-level by 2-D quadrature), no sampling."""
+    code = main(["compare", "--engine", "exact", "--threshold", "0.9", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["engine"] == "exact" and {"models", "stacked"} <= set(out)
-    assert [m["bias_variant"] for m in out["models"]] == ["additive", "downweight"]
+    assert [m["bias_variant"] for m in out["models"]] == ["additive", "random", "downweight", "three-level"]
     for m in out["models"]:
         assert MODEL_KEYS <= set(m) and m["loo_method"] == "exact" and set(m["p_hr_below"]) == {"0.9"}
+        assert m["engine"] == "exact" and m["pareto_k_max"] is None and "notes" not in m
+    assert not out["notes"] and out["converged"]
     assert STACKED_KEYS <= set(out["stacked"])
     assert sum(m["weight"] for m in out["models"]) == pytest.approx(1.0)
     best = max(out["models"], key=lambda m: m["elpd_loo"])
@@ -313,15 +325,17 @@ def _psis_mcse(log_lik: np.ndarray, log_weights: np.ndarray, r_eff: float) -> np
 
 
 @pytest.mark.slow
-def test_psis_loo_of_a_pymc_fit_agrees_with_exact_loo() -> None:
-    """dnMBC, additive bias model: PSIS-LOO from 4 x 2000 NUTS draws vs the exact refits, each
-    study within 4 Monte Carlo SE (+ 0.01 for the bias of PSIS with k < 0.5); the conditional
-    log-likelihood would give k > 0.7 for most studies, the integrated one none."""
+@pytest.mark.parametrize("variant", ["additive", "random", "three-level"])
+def test_psis_loo_of_a_pymc_fit_agrees_with_exact_loo(variant: str) -> None:
+    """dnMBC, bias model: PSIS-LOO from 4 x 2000 NUTS draws vs the exact refits (2-D quadrature
+    for random and three-level), each study within 4 Monte Carlo SE (+ 0.01 for the bias of
+    PSIS with k < 0.5); the conditional log-likelihood would give k > 0.7 for most studies, the
+    integrated one none."""
     import synthesis as syn
     from synthesis.models.pymc_fit import fit_pymc
 
     table = syn.load_dataset("dnmbc_lrt")
-    spec = ModelSpec("bias")
+    spec = ModelSpec("bias", bias_variant=variant)
     data = ModelData.from_table(table, spec)
     fit = fit_pymc(data, spec, seed=20261203, log_likelihood=True)
     assert fit.diagnostics.converged
@@ -333,7 +347,8 @@ def test_psis_loo_of_a_pymc_fit_agrees_with_exact_loo() -> None:
     ll = fit.posterior["log_likelihood"]["y"].stack(sample=("chain", "draw")).transpose("sample", "study")
     res = azs.loo(fit.posterior, pointwise=True)
     lw = res.log_weights.stack(sample=("chain", "draw")).transpose("sample", "study").values
-    globals_ = fit.posterior.posterior.to_dataset()[["mu", "tau", "delta"]]
+    posterior = fit.posterior.posterior.to_dataset()
+    globals_ = posterior[[n for n in ("mu", "tau", "delta", "kappa") if n in posterior]]
     r_eff = float(np.mean(azs.ess(globals_, method="mean").to_array())) / lw.shape[0]
     mcse = _psis_mcse(ll.values, lw, r_eff)
     np.testing.assert_array_less(np.abs(psis.elpd_i - exact.elpd_i), 4 * mcse + 0.01)
@@ -350,8 +365,8 @@ def test_cli_compare_pymc_reports_pareto_k_and_exact_check(capsys: pytest.Captur
     rows = {m["bias_variant"]: m for m in out["models"]}
     for m in rows.values():
         assert m["loo_method"] == "psis" and m["pareto_k_max"] is not None and m["n_high_k"] is not None
-    assert "elpd_loo_exact" in rows["additive"] and "elpd_loo_exact" not in rows["random"]
-    assert abs(rows["additive"]["elpd_loo"] - rows["additive"]["elpd_loo_exact"]) < 0.5
+    for v in ("additive", "random"):  # exact LOO checks PSIS for every variant now
+        assert abs(rows[v]["elpd_loo"] - rows[v]["elpd_loo_exact"]) < 0.5
 
 
 def test_compare_refuses_a_log_likelihood_too_large_to_hold() -> None:
