@@ -61,6 +61,10 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                "--covariate", "x", "--json")),
     ("sweep bias", ("sweep", "{csv}", "--model", "bias", "--engine", "auto", "--quiet",
                     "--json")),
+    ("tipping", ("tipping", "{csv}", "--json")),
+    ("average", ("average", "{csv}", "--json")),
+    ("compare exact", ("compare", "{csv}", "--engine", "exact", "--json")),
+    ("psense exact", ("psense", "{csv}", "--engine", "exact", "--json")),
     ("report", ("report", "{csv}", "--covariate", "year", "--quiet", "--out", "{out}")),
     ("report imputed", ("report", "{csv}", "--covariate", "x", "--quiet", "--out", "{out}")),
 )

@@ -74,12 +74,14 @@ from scipy import optimize, special
 from synthesis.base import INTERVAL_PROB
 from synthesis.errors import InputError, ModelError
 from synthesis.models.display import fmt
-from synthesis.models.exact import exact_unsupported_reason, fit_exact
+from synthesis.models.exact import exact_unsupported_reason, sweep_tau_priors
 from synthesis.models.priors import PriorConfig, PriorSpec, parse_prior, resolve_priors
 from synthesis.models.spec import ModelData, ModelSpec, check_thresholds, threshold_key
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from synthesis.models.results import FitResult
 
 #: Range of the bias prior's mean on the hazard-ratio scale (the bias factor of non-randomised HRs).
 BIAS_MEAN_RANGE: tuple[float, float] = (0.5, 1.25)
@@ -103,6 +105,8 @@ PILOT_POINTS = 256
 LOG_CUTOFF = 40.0
 #: Largest (tau nodes x grid points) block held at once (8 MB per array).
 BLOCK_CELLS = 1_000_000
+#: Largest (tau nodes x studies) block of the per-node sums (2 MB per array: cache-sized).
+SUM_BLOCK_CELLS = 250_000
 #: Brent's method stops when the crossing's log(bias_sd) is known to this absolute tolerance.
 CONTOUR_XTOL = 1e-10
 _Z = float(special.ndtri(0.5 + INTERVAL_PROB / 2.0))  # 1.959964
@@ -230,10 +234,17 @@ class _Sums:
 
 
 def _sums(y: np.ndarray, s2: np.ndarray, nr: np.ndarray, tau: np.ndarray) -> _Sums:
-    w = 1.0 / (s2[None, :] + (tau * tau)[:, None])  # (G, k)
+    """The sums at every node, in blocks of at most :data:`SUM_BLOCK_CELLS` node-study cells
+    (memory flat in k); the only O(k) work of the analysis besides the down-weighting curve."""
     cols = np.stack([np.ones_like(y), nr, y, nr * y, y * y], axis=1)  # (k, 5)
-    S = w @ cols
-    logdet = np.log(s2[None, :] + (tau * tau)[:, None]).sum(axis=1)
+    S = np.empty((tau.size, 5))
+    logdet = np.empty(tau.size)
+    step = max(1, SUM_BLOCK_CELLS // max(y.size, 1))
+    for i in range(0, tau.size, step):
+        t = tau[i : i + step]
+        v = s2[None, :] + (t * t)[:, None]  # (nodes, k)
+        logdet[i : i + step] = np.log(v).sum(axis=1)
+        S[i : i + step] = np.reciprocal(v, out=v) @ cols
     return _Sums(tau, S[:, 0], S[:, 1], S[:, 2], S[:, 3], S[:, 4], logdet)
 
 
@@ -290,19 +301,30 @@ def _blocks(n_points: int, n_nodes: int) -> list[slice]:
     return [slice(i, min(i + step, n_points)) for i in range(0, n_points, step)]
 
 
-def _tau_nodes(p: _Problem, d0: np.ndarray, h: np.ndarray, n_grid: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Simpson nodes in u = asinh(tau / c) covering every point's posterior mass of tau, with
-    their weights for integrals over tau, and whether some posterior reached the pilot's end."""
-    s_lo, med, q999, s_hi = _prior_support(p.tau_prior)
+def _pilot_sums(p: _Problem) -> tuple[_Sums, np.ndarray]:
+    """The sums on the wide pilot grid (uniform in asinh(tau / c0) from 0 to 10^4 times the
+    largest scale, c0 a thousandth of the smallest) and the log of prior density x Jacobian."""
+    _, med, q999, _ = _prior_support(p.tau_prior)
     sd = np.sqrt(p.s2)
     small = min(float(sd.min()), med if math.isfinite(med) and med > 0 else math.inf)
     big = max(float(sd.max()), float(np.ptp(p.y)), min(q999, 1e8) if math.isfinite(q999) else 0.0)
     c0 = 1e-3 * small
     u = np.linspace(0.0, math.asinh(1e4 * big / c0), PILOT_POINTS)
     tau = c0 * np.sinh(u)
-    sums = _sums(p.y, p.s2, p.nr, tau)
     with np.errstate(divide="ignore", invalid="ignore"):
         base = p.tau_prior.logpdf(tau) + np.log(c0 * np.cosh(u))
+    return _sums(p.y, p.s2, p.nr, tau), base
+
+
+def _tau_nodes(
+    p: _Problem, d0: np.ndarray, h: np.ndarray, n_grid: int, pilot: tuple[_Sums, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Simpson nodes in u = asinh(tau / c) covering every point's posterior mass of tau, with
+    their weights for integrals over tau, and whether some posterior reached the pilot's end
+    (``pilot``: :func:`_pilot_sums`)."""
+    s_lo, _, _, s_hi = _prior_support(p.tau_prior)
+    sums, base = pilot
+    tau = sums.tau
     los, his, meds, truncated = [], [], [], False
     for sl in _blocks(d0.size, tau.size):
         loglik, _, _ = _conditional(sums, p, d0[sl], h[sl])
@@ -425,24 +447,54 @@ def bias_prior_summaries(
         raise InputError("bias means and bias SDs must be finite and > 0")
     shape = bm.shape
     d0, h = np.log(bm.ravel()), 1.0 / bs.ravel() ** 2
-    p = _Problem.make(data, priors)
-    nodes, q, truncated = _tau_nodes(p, d0, h, n_grid)
-    sums = _sums(p.y, p.s2, p.nr, nodes)
-    with np.errstate(divide="ignore"):
-        log_q = np.log(q) + p.tau_prior.logpdf(nodes)
-    x = math.log(t) - p.centre
-    prob = np.empty(d0.size)
-    med = np.full(d0.size, np.nan)
-    for sl in _blocks(d0.size, nodes.size):
-        loglik, mean, sd = _conditional(sums, p, d0[sl], h[sl])
-        lw = loglik + log_q[:, None]
-        lw = np.where(np.isfinite(lw), lw, -np.inf)
-        W = np.exp(lw - lw.max(axis=0))
-        W /= W.sum(axis=0)
-        prob[sl] = np.sum(W * special.ndtr((x - mean) / sd), axis=0)
-        if median:
-            med[sl] = np.exp(_mixture_quantile(W, mean, sd, 0.5) + p.centre)
-    return BiasPointSummaries(prob.reshape(shape), med.reshape(shape), int(nodes.size), truncated)
+    return _Quadrature.make(data, priors, d0, h, n_grid).summaries(d0, h, t, median=median, shape=shape)
+
+
+@dataclass(frozen=True)
+class _Quadrature:
+    """One tau quadrature (nodes, weights x prior density, the sums at the nodes) serving any
+    bias prior whose posterior mass of tau it covers: evaluating a bias prior costs O(nodes),
+    not O(k). Built once for all the points an analysis needs (the grid, the profile at bias
+    mean 1 and the points between grid neighbours where the contour is refined)."""
+
+    problem: _Problem
+    sums: _Sums
+    log_q: np.ndarray
+    truncated: bool
+
+    @classmethod
+    def make(cls, data: ModelData, priors: PriorConfig, d0: np.ndarray, h: np.ndarray, n_grid: int) -> _Quadrature:
+        """Nodes covering the posterior mass of tau at every (``d0``, ``h``); the O(k) work."""
+        p = _Problem.make(data, priors)
+        nodes, q, truncated = _tau_nodes(p, d0, h, n_grid, _pilot_sums(p))
+        with np.errstate(divide="ignore"):
+            log_q = np.log(q) + p.tau_prior.logpdf(nodes)
+        return cls(p, _sums(p.y, p.s2, p.nr, nodes), log_q, truncated)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.log_q.size)
+
+    def summaries(
+        self, d0: np.ndarray, h: np.ndarray, threshold: float, *, median: bool = True, shape: tuple[int, ...] | None = None
+    ) -> BiasPointSummaries:
+        """P(HR < T) (and the median HR) at bias priors ``d0`` = log(bias_mean), ``h`` =
+        1 / bias_sd^2 (1-D arrays), reshaped to ``shape``."""
+        p = self.problem
+        x = math.log(threshold) - p.centre
+        prob = np.empty(d0.size)
+        med = np.full(d0.size, np.nan)
+        for sl in _blocks(d0.size, self.n_nodes):
+            loglik, mean, sd = _conditional(self.sums, p, d0[sl], h[sl])
+            lw = loglik + self.log_q[:, None]
+            lw = np.where(np.isfinite(lw), lw, -np.inf)
+            W = np.exp(lw - lw.max(axis=0))
+            W /= W.sum(axis=0)
+            prob[sl] = np.sum(W * special.ndtr((x - mean) / sd), axis=0)
+            if median:
+                med[sl] = np.exp(_mixture_quantile(W, mean, sd, 0.5) + p.centre)
+        shape = (d0.size,) if shape is None else shape
+        return BiasPointSummaries(prob.reshape(shape), med.reshape(shape), self.n_nodes, self.truncated)
 
 
 # --------------------------------------------------------------------------------------------
@@ -596,18 +648,19 @@ class TippingResult:
 # Contour and sentence
 # --------------------------------------------------------------------------------------------
 def _refine(
-    data: ModelData, priors: PriorConfig, mean: float, sds: np.ndarray, probs: np.ndarray,
-    threshold: float, level: float, n_grid: int,
+    quad: _Quadrature, mean: float, sds: np.ndarray, probs: np.ndarray, threshold: float, level: float,
 ) -> list[Crossing]:
     """Crossings of ``level`` along ``sds`` at ``mean``: sign changes of probs - level between
-    neighbours, refined by Brent's method in log(bias_sd) on the single-point computation."""
+    neighbours, refined by Brent's method in log(bias_sd) on the single-point computation with
+    the analysis's tau quadrature (``quad``, which covers the points between neighbours)."""
     above = probs > level
     out = []
+    d0 = np.array([math.log(mean)])
     for j in np.flatnonzero(above[:-1] != above[1:]):
 
         def f(x: float) -> float:
-            v = bias_prior_summaries(data, priors, mean, math.exp(x), threshold, median=False, n_grid=n_grid)
-            return float(v.p_hr_below) - level
+            v = quad.summaries(d0, np.array([math.exp(-2.0 * x)]), threshold, median=False)
+            return float(v.p_hr_below[0]) - level
 
         a, b = math.log(sds[j]), math.log(sds[j + 1])
         fa, fb = f(a), f(b)
@@ -736,10 +789,15 @@ def alpha_grid(n: int = DEFAULT_ALPHA_POINTS) -> np.ndarray:
     return np.linspace(0.0, 1.0, int(n)) ** 2
 
 
-def _alpha_fit(data: ModelData, priors: PriorConfig, t: float, a: float) -> Any:
+def _alpha_fit(data: ModelData, priors: PriorConfig, t: float, a: float) -> FitResult:
+    """The exact fit at one alpha: :func:`~synthesis.models.exact.fit_exact`'s computation (same
+    tau grid, same summaries) without the k study-effect summaries nobody reads here."""
     if a == 0.0:
-        return fit_exact(_rct_only(data), ModelSpec("re", priors=priors), thresholds=(t,))
-    return fit_exact(data, ModelSpec("bias", bias_variant="downweight", alpha=a, priors=priors), thresholds=(t,))
+        data, spec = _rct_only(data), ModelSpec("re", priors=priors)
+    else:
+        spec = ModelSpec("bias", bias_variant="downweight", alpha=a, priors=priors)
+    (fit,) = sweep_tau_priors(data, spec, [priors.tau], (t,), study_effects=False)
+    return fit
 
 
 def alpha_curve(
@@ -877,19 +935,27 @@ def tipping_analysis(
     _check_data(data)
     _check_priors(priors, data)
     means, sds = grid_axes(grid)
+    # one tau quadrature for every bias prior the analysis evaluates: the grid, the profile at
+    # bias mean 1, and the midpoints (in log sd) between SD neighbours, where the contour's
+    # refinement evaluates; the sums over the studies are computed once
+    all_means = np.append(means, UNBIASED)
+    log_sd = np.log(sds)
+    cover_sds = np.exp(np.sort(np.concatenate([log_sd, 0.5 * (log_sd[:-1] + log_sd[1:])])))
+    CM, CS = np.meshgrid(all_means, cover_sds, indexing="ij")
+    quad = _Quadrature.make(data, priors, np.log(CM.ravel()), 1.0 / CS.ravel() ** 2, n_grid)
     M, S = np.meshgrid(means, sds, indexing="ij")
-    summ = bias_prior_summaries(data, priors, M, S, threshold, n_grid=n_grid)
+    summ = quad.summaries(np.log(M.ravel()), 1.0 / S.ravel() ** 2, threshold, shape=M.shape)
     t_grid = time.perf_counter() - t0
     contour = []
     for i, m in enumerate(means):
-        contour.extend(_refine(data, priors, float(m), sds, summ.p_hr_below[i], threshold, level, n_grid))
-    ref = bias_prior_summaries(data, priors, UNBIASED, sds, threshold, median=False, n_grid=n_grid)
-    unbiased = _refine(data, priors, UNBIASED, sds, ref.p_hr_below, threshold, level, n_grid)
+        contour.extend(_refine(quad, float(m), sds, summ.p_hr_below[i], threshold, level))
+    ref = quad.summaries(np.full(sds.size, math.log(UNBIASED)), 1.0 / sds**2, threshold, median=False)
+    unbiased = _refine(quad, UNBIASED, sds, ref.p_hr_below, threshold, level)
     t_contour = time.perf_counter() - t0 - t_grid
     curve = alpha_curve(data, priors, threshold, alpha_grid(alpha_points).tolist())
     a_cross = alpha_crossings(data, priors, threshold, level, curve)
     notes = []
-    if summ.truncated or ref.truncated:
+    if quad.truncated:
         notes.append("the posterior of tau reached the end of the pilot grid for some bias priors; its upper tail may be truncated")
     nr = np.asarray(data.nonrandomised, dtype=bool)
     return TippingResult(
