@@ -404,3 +404,30 @@ def test_exact_loo_against_dense_refits(variant: str) -> None:
     res = exact_loo(loo_data(), spec(variant))
     np.testing.assert_allclose(res.elpd_i, ref, atol=TOL_DENSE)
     assert res.method == "exact" and res.k == k and math.isfinite(res.p_loo) and res.p_loo > 0
+
+
+def test_predictive_for_a_design_without_a_level() -> None:
+    """Two routes to a new prospective study when no prospective study was fitted: the
+    posterior without that level (its offset from the prior, + kappa^2) and the posterior with
+    the level kept as a column of zeros (its coefficient's posterior is its prior); and the
+    refusals of contradictory arguments."""
+    from synthesis.errors import InputError
+
+    keep = np.array([d != "prospective" for d in DESIGNS])
+    sub = ModelData(
+        studies=tuple(f"s{i}" for i in np.flatnonzero(keep)), y=Y[keep], se=SE[keep], nonrandomised=NR[keep],
+        designs=tuple(d for d, k in zip(DESIGNS, keep, strict=True) if k), covariates=(), x=np.zeros((keep.sum(), 0)),
+        centres=np.zeros(0), source="test",
+    )
+    without = exact_posterior(sub, spec("three-level"))
+    kept = exact_posterior(sub, spec("three-level"), designs=["rct", "prospective", "retrospective"])
+    x = np.linspace(-1.5, 1.5, 7)
+    a, b = without.predictive_for(design="prospective"), kept.predictive_for(design="prospective")
+    np.testing.assert_allclose(a.pdf(x), b.pdf(x), rtol=1e-9)
+    assert a.sd() > without.predictive_for(design="retrospective").sd()
+    with pytest.raises(InputError, match="contradicts"):
+        without.predictive_for(design="rct", nonrandomised=True)
+    with pytest.raises(InputError, match="design must be one of"):
+        without.predictive_for(design="cohort")
+    with pytest.raises(InputError, match="needs the design"):
+        without.predictive_for(nonrandomised=True)
