@@ -393,19 +393,44 @@ def _names(names: list[str]) -> str:
 def jsonable(obj: Any) -> Any:
     """A strict-JSON copy: numpy scalars/arrays to Python, non-finite floats to null, paths to str.
 
+    Plain ``float``/``int``/``str``/``dict``/``list`` values are dispatched on their exact type
+    first, and a numeric numpy array is converted with one ``tolist()`` (non-finite values
+    replaced in bulk): a 100,000-study fit converts in well under a second.
+
     Examples
     --------
     >>> import numpy as np
     >>> from pathlib import Path
     >>> jsonable({"k": np.int64(3), "hr": np.array([0.5, np.nan]), "file": Path("a.csv")})
     {'k': 3, 'hr': [0.5, None], 'file': 'a.csv'}
+    >>> jsonable((1, [2.0, float("inf")], {4: np.float32(0.5)}, np.array([[1, 2]])))
+    [1, [2.0, None], {'4': 0.5}, [[1, 2]]]
     """
+    kind = type(obj)
+    if kind is float:
+        return obj if math.isfinite(obj) else None
+    if kind is str or kind is int or kind is bool or obj is None:
+        return obj
+    # containers: plain str/int/finite-float items are kept inline (no call per item;
+    # ``v - v == 0.0`` is False for inf and nan)
+    if kind is dict:
+        return {
+            k if type(k) is str else str(k): v
+            if (type(v) is float and v - v == 0.0) or type(v) is str or type(v) is int
+            else jsonable(v)
+            for k, v in obj.items()
+        }
+    if kind is list or kind is tuple:
+        return [
+            v if (type(v) is float and v - v == 0.0) or type(v) is str or type(v) is int else jsonable(v)
+            for v in obj
+        ]
+    if isinstance(obj, np.ndarray):
+        return _jsonable_array(obj)
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [jsonable(v) for v in obj.tolist()]
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, np.integer):
@@ -416,6 +441,21 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _jsonable_array(a: np.ndarray) -> Any:
+    """A numpy array as nested lists: booleans, integers and finite floats by one ``tolist()``;
+    non-finite floats become None; any other dtype element by element."""
+    if a.dtype.kind in "biu":
+        return a.tolist()
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a)
+        if finite.all():
+            return a.astype(float, copy=False).tolist()
+        out = a.astype(float).astype(object)
+        out[~finite] = None
+        return out.tolist()
+    return [jsonable(v) for v in a.tolist()]
 
 
 def _attr(value: Any) -> Any:

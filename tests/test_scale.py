@@ -6,6 +6,7 @@ benchmarks/bench_scale.py for time and memory of every command at k = 100,000.
 
 from __future__ import annotations
 
+import json
 import math
 import tracemalloc
 
@@ -137,3 +138,65 @@ def test_forest_draws_at_most_the_cap_and_says_so(tmp_path) -> None:
     fig = plots.plot_forest({"many": replace(fit, study_effects=many)})
     assert len(fig.axes[0].get_yticks()) == plots.FOREST_MAX_STUDIES + 1
     assert f"{plots.FOREST_MAX_STUDIES} most precise of {len(many)} studies shown" in fig._suptitle.get_text()
+
+
+def _jsonable_reference(obj):
+    """The definition, one isinstance test per value (the pre-fast-path implementation)."""
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable_reference(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable_reference(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable_reference(obj.tolist())  # (the old code failed on 0-d arrays)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def test_jsonable_fast_paths_equal_the_definition() -> None:
+    from collections import OrderedDict
+    from pathlib import Path
+
+    from synthesis.outputs import jsonable
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(4, 3))
+    a[1, 2], a[3, 0], a[0, 0] = np.nan, np.inf, -np.inf
+    doc = {
+        "floats": [0.5, math.nan, -math.inf, 1e308, -0.0], "ints": (1, True, None, "s"),
+        3: np.float32(0.25), "arr": a, "finite": rng.normal(size=5), "f32": a.astype(np.float32),
+        "ints_arr": np.arange(4, dtype=np.int32), "bools": np.array([True, False]),
+        "strs": np.array(["a", "b"]), "obj": np.array([1.5, None, np.int64(2)], dtype=object),
+        "np": [np.int64(7), np.float64(np.nan), np.bool_(True), np.float64(2.5)],
+        "path": Path("x/y.csv"), "ordered": OrderedDict(b=np.float64(1.0)),
+        "rows": [{"study": f"S{i}", "hr": {"median": float(v), "q": [float(v), math.inf]}} for i, v in enumerate(a.ravel())],
+        "empty": np.zeros((0, 2)), "scalar": np.array(1.5), "nan0d": np.array(np.nan),
+    }
+    got = jsonable(doc)
+    want = _jsonable_reference(doc)
+    assert got == want
+    # identical types too (== treats 1 and 1.0 and True alike)
+    assert json.dumps(got, allow_nan=False) == json.dumps(want, allow_nan=False)
+
+
+def test_print_json_is_compact_only_for_large_documents(capsys, monkeypatch) -> None:
+    from synthesis.cli import common
+
+    doc = {"rows": [{"i": i, "x": i / 7} for i in range(50)], "bad": math.nan}
+    common.print_json(doc)
+    small = capsys.readouterr().out
+    assert small.startswith('{\n  "rows": [\n    {\n      "i": 0,') and small.endswith("}\n")
+    monkeypatch.setattr(common, "COMPACT_JSON_CHARS", 100)
+    common.print_json(doc)
+    large = capsys.readouterr().out
+    assert "\n" not in large[:-1] and " " not in large
+    assert json.loads(large) == json.loads(small) == {"rows": [{"i": i, "x": i / 7} for i in range(50)], "bad": None}

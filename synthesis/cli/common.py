@@ -87,8 +87,19 @@ def load_table(args: argparse.Namespace, *, covariates: tuple[str, ...] = (), mi
     return load_studies(args.file, **kwargs)
 
 
+#: A JSON document longer than this (compact, in characters) is printed compact: indenting a
+#: 100,000-study fit (22 MB compact, 32 MB indented) costs seconds in the pure-Python encoder.
+COMPACT_JSON_CHARS = 1_000_000
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+    """Print ``obj`` as strict JSON (non-finite numbers as null): indented by 2, or compact (no
+    whitespace) when longer than :data:`COMPACT_JSON_CHARS`; either parses to the same value."""
+    doc = jsonable(obj)
+    text = json.dumps(doc, allow_nan=False, separators=(",", ":"))
+    if len(text) <= COMPACT_JSON_CHARS:
+        text = json.dumps(doc, indent=2, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def print_warnings(table: StudyTable) -> None:
