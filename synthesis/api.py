@@ -558,7 +558,7 @@ def analyse(
     ...     "ci_lower": [0.7, 0.6, 0.8, 0.55, 0.5, 0.5], "ci_upper": [1.29, 1.2, 1.38, 0.77, 0.72, 0.98]})
     >>> result = syn.analyse(frame, name="example")
     >>> list(result.to_frame()["key"])
-    ['re_all', 're_rct', 'bias']
+    ['averaged', 'averaged_given_effect', 'stacked', 're_all', 're_rct', 'bias']
     """
     from synthesis.analysis import DEFAULT_COVARIATE, run_analysis
 
@@ -685,7 +685,7 @@ def compare(
     data: Studies,
     *,
     bias_variants: Sequence[str] | None = None,
-    engine: str = "exact",
+    engine: str = "pymc",
     alpha: float = 0.5,
     mu_prior: Prior | None = None,
     tau_prior: Prior | None = None,
@@ -700,8 +700,9 @@ def compare(
     """Compare the bias variants by leave-one-study-out cross-validation and stack them
     (``synthesis compare``; :func:`synthesis.models.loo.compare_variants`).
 
-    ``engine="exact"`` scores the variants the exact engine can refit by exact LOO and samples
-    the others with PyMC (PSIS-LOO); ``engine="pymc"`` samples every variant.
+    ``engine="exact"`` fits and scores every variant exactly (exact LOO by k refits; PyMC and
+    PSIS-LOO only above 500 studies, or 200 for random/three-level); ``engine="pymc"`` (the
+    default, as on the command line) samples every variant and scores it by PSIS-LOO.
 
     Returns
     -------
@@ -711,7 +712,7 @@ def compare(
     Examples
     --------
     >>> import synthesis as syn
-    >>> result = syn.compare(syn.load_dataset("dnmbc_lrt"), bias_variants=["additive", "downweight"])
+    >>> result = syn.compare(syn.load_dataset("dnmbc_lrt"), engine="exact")
     >>> round(sum(v.comparison.weight for v in result.variants), 6)
     1.0
     """

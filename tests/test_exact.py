@@ -481,14 +481,15 @@ def test_refuses_student_t_delta_and_beta_priors() -> None:
 
 def test_two_variance_variants_accepted_and_their_refusals() -> None:
     """random and three-level are fitted by 2-D quadrature (tests/test_exact_2d.py); the
-    three-level model refuses effect=False (mu is not a coefficient there) and a single design."""
+    three-level model accepts effect=False (its prior conditioned on mu_rct = 0) and refuses a
+    single design."""
     data = bm_data()
     data = replace(data, covariates=(), x=np.zeros((data.k, 0)), centres=np.zeros(0))
     for variant in ("random", "three-level"):
         assert exact_unsupported_reason(ModelSpec(model="bias", bias_variant=variant), data) is None
     spec = ModelSpec(model="bias", bias_variant="three-level", effect=False)
-    with pytest.raises(ModelError, match="effect=False is not defined for the three-level"):
-        fit_exact(data, spec)
+    assert exact_unsupported_reason(spec, data) is None
+    assert fit_exact(data, spec).hr.median == 1.0
     one = replace(data, designs=tuple("rct" for _ in data.designs))
     assert "at least one other design" in exact_unsupported_reason(
         ModelSpec(model="bias", bias_variant="three-level"), one

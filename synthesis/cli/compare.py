@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Fit each bias variant of the bias model, score it by leave-one-study-out\n"
         "cross-validation (PSIS-LOO, or exact LOO with --engine exact), weight the variants by\n"
         "stacking (Yao et al. 2018) and print the stacked HR and P(HR < T).\n"
-        "example: synthesis compare --engine exact --bias-variants additive,downweight --json",
+        "example: synthesis compare --engine exact --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p)
@@ -59,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=ENGINES,
         default="pymc",
         help="pymc (NUTS, PSIS-LOO; exact LOO as a check where possible) or exact (exact fits and "
-        "exact LOO for additive and downweight; random and three-level are then sampled with PyMC)",
+        "exact LOO for every variant; random and three-level by 2-D quadrature)",
     )
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=2000)
