@@ -42,9 +42,14 @@ the union of the regions where each grid point's posterior density of tau is wit
 engine uses for the narrowest of them. Then ``P(HR < T) = sum_g w_g Phi((log T - m_g) / s_g)``.
 tests/test_tipping.py checks the numbers against :func:`~synthesis.models.exact.fit_exact`.
 
+Cost: the sums are the only work proportional to k, done once on the pilot grid and once on the
+final nodes (O(k x nodes)); every bias prior then costs O(nodes). :func:`tipping_analysis` builds
+one quadrature covering the grid, the profile at ``bias_mean = 1`` and the midpoints between SD
+neighbours, and evaluates all of them, and every step of the contour's root-finder, with it.
+
 The contour is where ``P(HR < T)`` crosses ``level`` along ``bias_sd`` at each ``bias_mean``
 (sign changes between grid neighbours, refined by Brent's method on the exact computation at
-that single point). The sentence reads the same computation at ``bias_mean = 1`` (no bias
+that single point, with the analysis's quadrature). The sentence reads the same computation at ``bias_mean = 1`` (no bias
 expected) and translates an SD on the log scale into a percentage:
 
 .. math::
@@ -57,8 +62,10 @@ between ``1/(1 + X/100)`` and ``1 + X/100``.
 The down-weighting curve uses the ``downweight`` variant (the non-randomised studies' variances
 divided by ``alpha``; Ibrahim and Chen 2000, power priors, doi:10.1214/ss/1009212673): at
 ``alpha = 0`` the ``re`` model fitted to the randomised studies only, at ``alpha = 1`` the
-``re`` model fitted to every study as equal, each point by
-:func:`~synthesis.models.exact.fit_exact`.
+``re`` model fitted to every study as equal, each point as
+:func:`~synthesis.models.exact.fit_exact` fits it (the same tau grid and summaries, through
+:func:`~synthesis.models.exact.sweep_tau_priors` without the k study-effect summaries: the
+variances depend on alpha, so each point is O(k x nodes)).
 """
 
 from __future__ import annotations
@@ -807,7 +814,8 @@ def alpha_curve(
 
     ``alpha > 0``: the ``bias`` model, variant ``downweight`` (non-randomised variances divided
     by alpha); ``alpha = 0``: the ``re`` model on the randomised studies only (the limit as
-    alpha -> 0). Each point is one :func:`~synthesis.models.exact.fit_exact`.
+    alpha -> 0). Each point is :func:`~synthesis.models.exact.fit_exact`'s fit (its HR summary
+    and ``P(HR < T)``, without the study effects).
 
     Examples
     --------
@@ -879,6 +887,18 @@ def grid_axes(grid: int | Sequence[int] = DEFAULT_GRID) -> tuple[np.ndarray, np.
     return means, sds
 
 
+def _analysis_quadrature(
+    data: ModelData, priors: PriorConfig, means: np.ndarray, sds: np.ndarray, n_grid: int
+) -> _Quadrature:
+    """One tau quadrature for every bias prior the analysis evaluates: the grid, the profile at
+    bias mean 1, and the midpoints (in log sd) between SD neighbours, where the contour's
+    refinement evaluates (the sums over the studies are computed once)."""
+    log_sd = np.log(sds)
+    cover = np.exp(np.sort(np.concatenate([log_sd, 0.5 * (log_sd[:-1] + log_sd[1:])])))
+    CM, CS = np.meshgrid(np.append(means, UNBIASED), cover, indexing="ij")
+    return _Quadrature.make(data, priors, np.log(CM.ravel()), 1.0 / CS.ravel() ** 2, n_grid)
+
+
 def tipping_analysis(
     data: ModelData,
     priors: PriorConfig | None = None,
@@ -935,14 +955,7 @@ def tipping_analysis(
     _check_data(data)
     _check_priors(priors, data)
     means, sds = grid_axes(grid)
-    # one tau quadrature for every bias prior the analysis evaluates: the grid, the profile at
-    # bias mean 1, and the midpoints (in log sd) between SD neighbours, where the contour's
-    # refinement evaluates; the sums over the studies are computed once
-    all_means = np.append(means, UNBIASED)
-    log_sd = np.log(sds)
-    cover_sds = np.exp(np.sort(np.concatenate([log_sd, 0.5 * (log_sd[:-1] + log_sd[1:])])))
-    CM, CS = np.meshgrid(all_means, cover_sds, indexing="ij")
-    quad = _Quadrature.make(data, priors, np.log(CM.ravel()), 1.0 / CS.ravel() ** 2, n_grid)
+    quad = _analysis_quadrature(data, priors, means, sds, n_grid)
     M, S = np.meshgrid(means, sds, indexing="ij")
     summ = quad.summaries(np.log(M.ravel()), 1.0 / S.ravel() ** 2, threshold, shape=M.shape)
     t_grid = time.perf_counter() - t0

@@ -158,6 +158,48 @@ def test_alpha_curve_ends_are_the_re_models(data, small):
     assert p.p_hr_below["0.8"] == pytest.approx(0.5, abs=1e-8)
 
 
+def test_alpha_curve_inside_is_fit_exact(data, small):
+    """The curve's points are fit_exact's fit of the downweight variant (same grid, same
+    summaries; only the study effects are skipped): equal to rounding."""
+    priors = resolve_priors()
+    for point in small.alpha_curve[1:-1]:
+        ref = fit_exact(data, ModelSpec("bias", bias_variant="downweight", alpha=point.alpha, priors=priors), thresholds=(T,))
+        assert point.p_hr_below == pytest.approx(ref.p_hr_below["0.8"], abs=1e-12)
+        assert (point.hr_median, point.hr_q025, point.hr_q975) == pytest.approx((ref.hr.median, ref.hr.q025, ref.hr.q975), rel=1e-12)
+
+
+def test_analysis_sums_over_the_studies_twice(data, monkeypatch):
+    """Scale (issue #9): the grid, the profile at bias mean 1 and every Brent step of the
+    contour share one quadrature, so the O(k) sums run twice (pilot and final nodes) however
+    many crossings are refined; the alpha curve never summarises the k study effects. The
+    shared quadrature still gives fit_exact's answer at the grid points and at the points
+    between SD neighbours, where Brent's method evaluates it."""
+    calls = []
+    real_sums = tp._sums
+    monkeypatch.setattr(tp, "_sums", lambda *a: calls.append(a[-1].size) or real_sums(*a))
+    real_sweep = tp.sweep_tau_priors
+
+    def sweep(*args, **kwargs):
+        assert kwargs.get("study_effects") is False
+        return real_sweep(*args, **kwargs)
+
+    monkeypatch.setattr(tp, "sweep_tau_priors", sweep)
+    res = tp.tipping_analysis(data, grid=(6, 5), alpha_points=3)
+    assert len(res.contour) >= 2 and res.unbiased_crossings
+    assert len(calls) == 2 and calls[0] == tp.PILOT_POINTS
+    priors = resolve_priors()
+    mid = math.sqrt(res.bias_sds[1] * res.bias_sds[2])
+    for m, sd, got in [(res.bias_means[4], res.bias_sds[3], res.p_hr_below[4, 3]),
+                       (res.bias_means[5], res.bias_sds[0], res.p_hr_below[5, 0])]:
+        assert got == pytest.approx(_exact(data, priors, m, sd)[0], abs=1e-9)
+    # between neighbours: the contour's refinement evaluates the shared quadrature there
+    monkeypatch.setattr(tp, "_sums", real_sums)
+    m = res.bias_means[5]
+    quad = tp._analysis_quadrature(data, priors, res.bias_means, res.bias_sds, tp.MIN_NODES)
+    got = quad.summaries(np.array([math.log(m)]), np.array([mid**-2]), T, median=False).p_hr_below[0]
+    assert got == pytest.approx(_exact(data, priors, m, mid)[0], abs=1e-9)
+
+
 def _synthetic(y_rct, y_nr, se=0.1) -> ModelData:
     y = np.array(list(y_rct) + list(y_nr))
     nr = np.array([False] * len(y_rct) + [True] * len(y_nr))
