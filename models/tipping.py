@@ -49,8 +49,8 @@ neighbours, and evaluates all of them, and every step of the contour's root-find
 
 The contour is where ``P(HR < T)`` crosses ``level`` along ``bias_sd`` at each ``bias_mean``
 (sign changes between grid neighbours, refined by Brent's method on the exact computation at
-that single point, with the analysis's quadrature). The sentence reads the same computation at ``bias_mean = 1`` (no bias
-expected) and translates an SD on the log scale into a percentage:
+that single point, with the analysis's quadrature). The sentence reads the same computation at
+``bias_mean = 1`` (no bias expected) and translates an SD on the log scale into a percentage:
 
 .. math::
 
