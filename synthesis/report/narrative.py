@@ -286,7 +286,7 @@ def stacking_summary(result: AnalysisResult) -> str:
     >>> from types import SimpleNamespace
     >>> import synthesis as syn
     >>> from synthesis.analysis import ModelChoice
-    >>> cmp = syn.compare(syn.load_dataset("dnmbc_lrt"), bias_variants=["additive", "downweight"], thresholds=[0.8])
+    >>> cmp = syn.compare(syn.load_dataset("dnmbc_lrt"), engine="exact", bias_variants=["additive", "downweight"], thresholds=[0.8])
     >>> # a stand-in for an AnalysisResult: only the attribute this function reads
     >>> print(stacking_summary(SimpleNamespace(model_choice=ModelChoice(stacking=cmp))))
     Stacked: the additive and downweight bias variants, each fitted by the exact engine and scored

@@ -272,7 +272,7 @@ def stacking_cells(result: AnalysisResult) -> Table:
     >>> from types import SimpleNamespace
     >>> import synthesis as syn
     >>> from synthesis.analysis import ModelChoice
-    >>> cmp = syn.compare(syn.load_dataset("dnmbc_lrt"), bias_variants=["additive", "downweight"], thresholds=[0.8])
+    >>> cmp = syn.compare(syn.load_dataset("dnmbc_lrt"), engine="exact", bias_variants=["additive", "downweight"], thresholds=[0.8])
     >>> # a stand-in for an AnalysisResult: only the attribute this function reads
     >>> header, body = stacking_cells(SimpleNamespace(model_choice=ModelChoice(stacking=cmp)))
     >>> header
