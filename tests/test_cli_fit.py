@@ -72,6 +72,7 @@ def test_at_errors_exit_2_before_fitting(capsys):
     assert code == 2 and "--at" in err
 
 
+@pytest.mark.slow  # samples with PyMC (11 s)
 def test_strict_exits_3_and_writes_nothing(capsys, tmp_path):
     out_dir = tmp_path / "fit"
     code, out, err = run_cli(capsys, "--model", "re", *TINY, "--strict", "--out", str(out_dir), "--json")
