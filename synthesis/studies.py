@@ -4,9 +4,18 @@ Every command reads its input through :func:`load_studies`. A file gives each st
 one of two forms:
 
 * ``hr``, ``ci_lower``, ``ci_upper`` (optional ``ci_level``, default 0.95, per row), converted as
-  ``log_hr = log(hr)`` and ``se = (log(ci_upper) - log(ci_lower)) / (2 z)`` with
-  ``z = Phi^-1((1 + ci_level) / 2)``;
-* ``log_hr``, ``se``.
+  ``log_hr = log(hr)`` and, with ``z = Phi^-1((1 + ci_level) / 2)``, an SE by one of
+  :data:`SE_METHODS` (optional ``se_method`` per row, case-insensitive; a blank cell takes the
+  table's default, the loader keyword ``se_method``, ``symmetric`` unless set):
+
+  - ``symmetric``: ``se = (log(ci_upper) - log(ci_lower)) / (2 z)`` (the whole CI);
+  - ``lower``: ``se = (log(hr) - log(ci_lower)) / z`` (the lower half of the CI);
+  - ``upper``: ``se = (log(ci_upper) - log(hr)) / z`` (the upper half of the CI).
+
+  For a CI symmetric on the log scale the three agree; for a printed (rounded) CI they differ
+  in the last digits, and a published pool is reproduced by the method its authors used
+  (Gera 2020's prospective pool, for instance, took the lower half);
+* ``log_hr``, ``se`` (a row's ``se_method`` is then ignored, with a warning).
 
 ``design`` (optional) is ``rct``, ``prospective`` or ``retrospective``; ``rct`` is the reference
 design and the other two are non-randomised. ``include`` (optional, true/false) marks the rows of
@@ -59,6 +68,10 @@ RATIO_COLUMNS = ("hr", "ci_lower", "ci_upper")
 LOG_COLUMNS = ("log_hr", "se")
 SUBSETS = ("all", "rct", "observational")
 DEFAULT_CI_LEVEL = 0.95
+#: How the SE of a log HR is taken from its CI (see the module docstring).
+SE_METHODS = ("symmetric", "lower", "upper")
+#: The SE method of a table whose rows do not name one.
+DEFAULT_SE_METHOD = "symmetric"
 #: Hazard ratios (hr, ci_lower, ci_upper) a row may hold (see the module docstring).
 HR_RANGE = (1e-6, 1e6)
 #: |log_hr| a row may hold: the log of HR_RANGE's upper end (13.8).
@@ -74,6 +87,7 @@ KNOWN_COLUMNS = (
     "study",
     *RATIO_COLUMNS,
     "ci_level",
+    "se_method",
     *LOG_COLUMNS,
     "design",
     "include",
@@ -113,6 +127,9 @@ class StudyTable:
     lines: tuple[int, ...] = field(default=())
     #: The file the table was read from (resolved), ``None`` when it was not read from a file.
     path: Path | None = None
+    #: Each row's SE method (one of :data:`SE_METHODS`; ``None`` for a row given as log_hr/se),
+    #: outside the frame like :attr:`lines`; empty for a table built without it.
+    se_methods: tuple[str | None, ...] = field(default=())
 
     @property
     def k(self) -> int:
@@ -198,8 +215,13 @@ class StudyTable:
         mask = np.asarray(mask, dtype=bool)
         frame = self.frame.loc[mask].reset_index(drop=True)
         lines = tuple(int(n) for n in np.asarray(self.lines)[mask]) if len(self.lines) == self.k else ()
+        methods = (
+            tuple(m for m, keep in zip(self.se_methods, mask, strict=True) if keep)
+            if len(self.se_methods) == self.k
+            else ()
+        )
         source = self.source if label is None else f"{self.source} [{label}]"
-        return replace(self, frame=frame, source=source, lines=lines)
+        return replace(self, frame=frame, source=source, lines=lines, se_methods=methods)
 
     def subset(self, which: str) -> StudyTable:
         """Rows of one design family: ``all``, ``rct`` or ``observational`` (non-randomised)."""
@@ -215,14 +237,18 @@ class StudyTable:
         return self.select(mask, label=which)
 
     def to_records(self) -> list[dict]:
-        """The normalised rows as plain dicts (study, log_hr, se, design and covariates)."""
+        """The normalised rows as plain dicts (study, log_hr, se, design, se_method and
+        covariates); ``se_method`` is how the row's SE was taken from its CI (``None`` for a row
+        given as log_hr/se or a table built without it)."""
         out = []
-        for d in self.frame.to_dict("records"):
+        methods = self.se_methods if len(self.se_methods) == self.k else (None,) * self.k
+        for d, method in zip(self.frame.to_dict("records"), methods, strict=True):
             rec = {
                 "study": d["study"],
                 "log_hr": float(d["log_hr"]),
                 "se": float(d["se"]),
                 "design": d["design"],
+                "se_method": method,
             }
             for c in self.covariates:
                 val = d[c]
@@ -380,18 +406,80 @@ def _effect_form(header: list[str], name: str) -> str:
     return "ratio" if ratio else "log"
 
 
+def check_se_method(method: str) -> str:
+    """The SE method ``method`` names (one of :data:`SE_METHODS`, matched ignoring case and
+    surrounding spaces); anything else raises :class:`InputError`.
+
+    Examples
+    --------
+    >>> check_se_method(" Lower ")
+    'lower'
+    >>> check_se_method("half")
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: unknown se_method 'half'; use one of symmetric, lower, upper
+    """
+    key = str(method).strip().lower()
+    if key not in SE_METHODS:
+        raise InputError(f"unknown se_method {str(method).strip()!r}; use one of {', '.join(SE_METHODS)}")
+    return key
+
+
+def se_from_ci(hr: float, ci_lower: float, ci_upper: float, *, level: float = DEFAULT_CI_LEVEL,
+               method: str = DEFAULT_SE_METHOD) -> float:
+    """The standard error of ``log(hr)`` implied by its CI, by one of :data:`SE_METHODS`.
+
+    With ``z = Phi^-1((1 + level) / 2)``: ``symmetric`` is ``(log U - log L) / (2 z)``, ``lower``
+    ``(log HR - log L) / z`` and ``upper`` ``(log U - log HR) / z`` (the normal-approximation CI
+    ``log HR +/- z SE`` solved for SE from the whole CI or from one half of it).
+
+    Examples
+    --------
+    POSYTIVE as printed, HR 0.691 (0.358-1.333): the lower half of the CI is the wider one.
+
+    >>> [round(se_from_ci(0.691, 0.358, 1.333, method=m), 5) for m in SE_METHODS]
+    [0.33538, 0.33552, 0.33523]
+    """
+    z = z_for_level(level)
+    if method == "lower":
+        return (math.log(hr) - math.log(ci_lower)) / z
+    if method == "upper":
+        return (math.log(ci_upper) - math.log(hr)) / z
+    if method == "symmetric":
+        return (math.log(ci_upper) - math.log(ci_lower)) / (2.0 * z)
+    raise InputError(f"unknown se_method {method!r}; use one of {', '.join(SE_METHODS)}")
+
+
+def _row_se_method(cells: dict[str, str], default: str, *, name: str, line: int) -> tuple[str, bool]:
+    """The row's SE method and whether the row names it (a non-blank ``se_method`` cell)."""
+    text = cells.get("se_method", "").strip()
+    if not text:
+        return default, False
+    try:
+        return check_se_method(text), True
+    except InputError as exc:
+        raise InputError(exc.reason, file=name, line=line, column="se_method") from None
+
+
 def _effect(
-    cells: dict[str, str], form: str, *, name: str, line: int
+    cells: dict[str, str], form: str, *, name: str, line: int, se_method: str = DEFAULT_SE_METHOD
 ) -> tuple[float, float, list[str]]:
     """Return (log_hr, se, warnings) for one row, refusing values outside the representable
-    ranges (``HR_RANGE``, ``MAX_ABS_LOG_HR``, ``SE_RANGE``, ``CI_LEVEL_RANGE``)."""
+    ranges (``HR_RANGE``, ``MAX_ABS_LOG_HR``, ``SE_RANGE``, ``CI_LEVEL_RANGE``). ``se_method``
+    is the table's default; a row's own ``se_method`` cell overrides it."""
     where = {"name": name, "line": line}
+    method, named = _row_se_method(cells, se_method, **where)
     if form == "log":
         y = _number(cells["log_hr"], column="log_hr", **where)
         _check_range(y, -MAX_ABS_LOG_HR, MAX_ABS_LOG_HR, what="log HR", column="log_hr", **where,
                      note=f" (HR {HR_RANGE[0]:g} to {HR_RANGE[1]:g})")
         se = _number(cells["se"], column="se", positive=True, **where)
         _check_range(se, *SE_RANGE, what="standard error", column="se", **where)
+        if named:
+            return y, se, [
+                f"line {line} ({cells['study'].strip()}): se_method {method} is ignored: "
+                "the row gives its se directly"
+            ]
         return y, se, []
     values = {}
     for c in RATIO_COLUMNS:
@@ -423,15 +511,21 @@ def _effect(
         raise InputError(f"hr {hr:g} lies outside its CI ({lo:g} to {hi:g})", file=name, line=line, column="hr")
     llo, lhi, lhr = math.log(lo), math.log(hi), math.log(hr)
     width = lhi - llo
-    se = width / (2.0 * z_for_level(level))
+    se = se_from_ci(hr, lo, hi, level=level, method=method)
     if not SE_RANGE[0] <= se <= SE_RANGE[1]:
         shape = "narrow" if se < SE_RANGE[0] else "wide"
+        if method == DEFAULT_SE_METHOD:
+            span, bound = f"the CI {lo:.12g} to {hi:.12g}", "ci_upper"
+        else:
+            span = (f"the {method} half of the CI, {lo:.12g} to {hr:.12g}" if method == "lower"
+                    else f"the {method} half of the CI, {hr:.12g} to {hi:.12g}")
+            span, bound = f"{span} (se_method {method})", f"ci_{method}"
         raise InputError(
-            f"the CI {lo:.12g} to {hi:.12g} ({100 * level:g}%) is too {shape}: it gives a standard error "
+            f"{span} ({100 * level:g}%) is too {shape}: it gives a standard error "
             f"of {se:.3g} for the log HR, outside the accepted range {SE_RANGE[0]:g} to {SE_RANGE[1]:g}",
             file=name,
             line=line,
-            column="ci_level" if shape == "wide" and level < CI_LEVEL_WARN_BELOW else "ci_upper",
+            column="ci_level" if shape == "wide" and level < CI_LEVEL_WARN_BELOW else bound,
         )
     offset = abs(lhr - (llo + lhi) / 2.0)
     if offset > ASYMMETRY_TOLERANCE * width:
@@ -466,6 +560,7 @@ def load_studies(
     include_all: bool = False,
     min_studies: int = 2,
     display_name: str | None = None,
+    se_method: str = DEFAULT_SE_METHOD,
 ) -> StudyTable:
     """Read, validate and normalise a CSV of studies.
 
@@ -482,11 +577,18 @@ def load_studies(
         validation of their effect, since excluded rows may have no usable HR).
     min_studies
         Fewer studies than this after selection is an error (pooling needs at least 2).
+    display_name
+        The name messages give the file (default: ``path`` as given).
+    se_method
+        How a row given as hr/CI gets its SE when its ``se_method`` cell is blank or absent:
+        ``symmetric`` (the whole CI), ``lower`` or ``upper`` (one half of it); see the module
+        docstring. Rows given as log_hr/se ignore it.
 
     Returns
     -------
     StudyTable
-        The included studies with ``log_hr`` and ``se`` (``y`` and ``v``) for pooling.
+        The included studies with ``log_hr`` and ``se`` (``y`` and ``v``) for pooling, and each
+        row's SE method in ``se_methods``.
 
     Examples
     --------
@@ -503,12 +605,19 @@ def load_studies(
     path = Path(path)
     name = display_name or str(path)
     covariates = tuple(dict.fromkeys(covariates))
+    se_method = check_se_method(se_method)
     header, rows = _read_rows(path, name)
     header = _canonical_header(header, name)
     _check_header(header, name)
     form = _effect_form(header, name)
     _check_covariate_columns(header, covariates, name)
-    parsed = _parse_rows(rows, header, form, covariates, include_all=include_all, name=name)
+    parsed = _parse_rows(
+        rows, header, form, covariates, include_all=include_all, name=name, se_method=se_method
+    )
+    if form == "log" and se_method != DEFAULT_SE_METHOD:
+        parsed.warnings.append(
+            f"se_method {se_method} is ignored: the file gives log_hr and se, not a CI"
+        )
     table = StudyTable(
         source=name,
         frame=_frame(parsed, header),
@@ -518,6 +627,7 @@ def load_studies(
         covariates=covariates,
         lines=tuple(parsed.lines),
         path=path.resolve(),
+        se_methods=tuple(parsed.se_methods),
     )
     table = table.subset(subset)
     warnings = parsed.warnings + _cohort_warnings(table) + _direction_warnings(table)
@@ -537,6 +647,7 @@ class _ParsedRows:
 
     records: list[dict] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    se_methods: list[str | None] = field(default_factory=list)
     extras: dict[str, list[str]] = field(default_factory=dict)
     excluded: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -559,6 +670,7 @@ def _parse_rows(
     *,
     include_all: bool,
     name: str,
+    se_method: str = DEFAULT_SE_METHOD,
 ) -> _ParsedRows:
     """Validate each data row (field count, study name, include flag, design, effect,
     covariate values) and collect the studies it keeps."""
@@ -574,10 +686,12 @@ def _parse_rows(
             )
         cells = dict(zip(header, raw_cells, strict=True))
         study = _study_name(cells, seen, name=name, line=line)
-        if not _included(cells, form, study, out, include_all=include_all, name=name, line=line):
+        if not _included(
+            cells, form, study, out, include_all=include_all, name=name, line=line, se_method=se_method
+        ):
             continue
         design = _design(cells, name=name, line=line)
-        y, se, row_warnings = _effect(cells, form, name=name, line=line)
+        y, se, row_warnings = _effect(cells, form, name=name, line=line, se_method=se_method)
         out.warnings.extend(row_warnings)
         for cov in covariates:
             text = cells[cov].strip()
@@ -585,6 +699,9 @@ def _parse_rows(
                 _number(text, name=name, line=line, column=cov)
         out.records.append({"study": study, "log_hr": y, "se": se, "design": design})
         out.lines.append(line)
+        out.se_methods.append(
+            None if form == "log" else _row_se_method(cells, se_method, name=name, line=line)[0]
+        )
         for c in header:
             out.extras[c].append(cells[c])
     return out
@@ -604,7 +721,15 @@ def _study_name(cells: dict[str, str], seen: dict[str, int], *, name: str, line:
 
 
 def _included(
-    cells: dict[str, str], form: str, study: str, out: _ParsedRows, *, include_all: bool, name: str, line: int
+    cells: dict[str, str],
+    form: str,
+    study: str,
+    out: _ParsedRows,
+    *,
+    include_all: bool,
+    name: str,
+    line: int,
+    se_method: str = DEFAULT_SE_METHOD,
 ) -> bool:
     """Whether a row is analysed: rows marked ``include`` false are left out (counted in
     ``out.excluded``) unless ``include_all``, and even then when they have no usable effect
@@ -618,7 +743,7 @@ def _included(
         out.excluded += 1
         return False
     try:
-        _effect(cells, form, name=name, line=line)
+        _effect(cells, form, name=name, line=line, se_method=se_method)
     except InputError as exc:
         out.excluded += 1
         out.warnings.append(

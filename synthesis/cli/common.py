@@ -12,7 +12,7 @@ from synthesis.datasets import DEFAULT_DATASET, load_dataset
 from synthesis.errors import InputError
 from synthesis.models.spec import check_seed, check_thresholds
 from synthesis.outputs import jsonable
-from synthesis.studies import SUBSETS, StudyTable, load_studies
+from synthesis.studies import DEFAULT_SE_METHOD, SE_METHODS, SUBSETS, StudyTable, load_studies
 
 # --------------------------------------------------------------------------------------------
 # argparse ``type=`` functions: one per kind of value, used by every command (a bad value is an
@@ -51,7 +51,8 @@ def workers_arg(text: str) -> int:
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
-    """FILE (optional: the bundled dnMBC dataset when omitted), --subset, --include-all, --json."""
+    """FILE (optional: the bundled dnMBC dataset when omitted), --subset, --include-all,
+    --se-method, --json."""
     parser.add_argument(
         "file",
         metavar="FILE",
@@ -70,6 +71,15 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, json_flag: bool = Tr
         action="store_true",
         help="keep rows whose 'include' column is false (default: the curated analysis set)",
     )
+    parser.add_argument(
+        "--se-method",
+        type=str.lower,
+        choices=SE_METHODS,
+        default=DEFAULT_SE_METHOD,
+        help="SE of a log HR from its CI: the whole CI (symmetric, the default) or its lower or "
+        "upper half, for rows whose 'se_method' column is blank or absent (rows given as "
+        "log_hr/se ignore it)",
+    )
     if json_flag:
         parser.add_argument("--json", action="store_true", help="print JSON on stdout")
 
@@ -81,6 +91,7 @@ def load_table(args: argparse.Namespace, *, covariates: tuple[str, ...] = (), mi
         subset=args.subset,
         include_all=args.include_all,
         min_studies=min_studies,
+        se_method=getattr(args, "se_method", DEFAULT_SE_METHOD),
     )
     if args.file is None:
         return load_dataset(DEFAULT_DATASET, **kwargs)
