@@ -81,6 +81,7 @@ def load_studies(
     subset: str = "all",
     include_all: bool = False,
     min_studies: int = 2,
+    se_method: str = "symmetric",
 ) -> StudyTable:
     """Read and validate studies from a CSV file, a DataFrame or an existing table.
 
@@ -102,6 +103,10 @@ def load_studies(
         Keep rows whose ``include`` column is false (files and DataFrames only).
     min_studies
         Fewer studies than this after selection is an error.
+    se_method
+        How an hr/CI row's SE is taken from its CI when its ``se_method`` cell is blank or
+        absent: ``"symmetric"`` ((log U - log L) / 2z, the default), ``"lower"``
+        ((log HR - log L) / z) or ``"upper"`` ((log U - log HR) / z); files and DataFrames only.
 
     Returns
     -------
@@ -131,13 +136,21 @@ def load_studies(
     if isinstance(data, StudyTable):
         if include_all:
             raise InputError("include_all applies when reading a file or DataFrame, not to a loaded StudyTable")
+        if se_method != "symmetric":
+            raise InputError("se_method applies when reading a file or DataFrame, not to a loaded StudyTable")
         for name in covariates:
             data.covariate(name)  # raises InputError naming the column and line
         table = data.subset(subset)
         if table.k < min_studies:
             raise InputError(f"{table.k} usable studies; pooling needs at least {min_studies}", file=table.source)
         return table
-    options = {"covariates": covariates, "subset": subset, "include_all": include_all, "min_studies": min_studies}
+    options = {
+        "covariates": covariates,
+        "subset": subset,
+        "include_all": include_all,
+        "min_studies": min_studies,
+        "se_method": se_method,
+    }
     if isinstance(data, pd.DataFrame):
         with tempfile.TemporaryDirectory(prefix="synthesis-frame-") as tmp:
             path = Path(tmp) / "studies.csv"
