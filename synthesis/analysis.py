@@ -79,6 +79,10 @@ POWERSCALE_MAX_STUDIES = 20_000
 AVERAGED_KEY = "averaged"
 AVERAGED_GIVEN_EFFECT_KEY = "averaged_given_effect"
 STACKED_KEY = "stacked"
+#: The model averaging is repeated under mu ~ normal(0, s) for each of these SDs s (log-HR
+#: scale): the effect Bayes factor depends on how large an effect the mu prior finds plausible
+#: (Lindley's paradox; a wider prior penalises the effect model). About 25 ms each at k = 17.
+MU_PRIOR_SCALES: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,9 @@ class ModelChoice:
     #: The threshold T and level of the tipping-point analysis.
     threshold: float = TIPPING_THRESHOLD
     level: float = TIPPING_LEVEL
+    #: The model averaging under mu ~ normal(0, s), by s (:data:`MU_PRIOR_SCALES`); the other
+    #: priors as in :attr:`averaging`. Empty when not computed.
+    mu_prior: dict[float, AveragingResult] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Each part's own JSON document (``average``, ``compare``, ``tipping`` and ``psense
@@ -191,6 +198,7 @@ class ModelChoice:
             "powerscale_model": self.powerscale_key or None,
             "tipping_threshold": self.threshold,
             "tipping_level": self.level,
+            "mu_prior_sensitivity": mu_prior_records(self.mu_prior),
         }
 
 
@@ -670,6 +678,82 @@ def model_choice_rows(choice: ModelChoice, thresholds: Sequence[float]) -> list[
     return rows
 
 
+def mu_prior_spec(spec: ModelSpec, scale: float) -> ModelSpec:
+    """``spec`` with the prior ``mu ~ normal(0, scale)`` (every other prior kept).
+
+    Examples
+    --------
+    >>> mu_prior_spec(ModelSpec("bias"), 0.5).priors.labels(("mu", "tau"))
+    {'mu': 'normal(mean=0, sd=0.5)', 'tau': 'half-normal(scale=0.5)'}
+    """
+    from synthesis.models.priors import parse_prior
+
+    return replace(spec, priors=replace(spec.priors, mu=parse_prior(f"normal(0, {float(scale)!r})", "mu")))
+
+
+def mu_prior_sensitivity(
+    table: StudyTable, spec: ModelSpec, *, scales: Sequence[float] = MU_PRIOR_SCALES,
+    thresholds: Sequence[float] = DECISION_THRESHOLDS,
+) -> dict[float, AveragingResult]:
+    """The model averaging of :func:`synthesis.models.averaging.average_models` repeated under
+    ``mu ~ normal(0, s)`` for each ``s`` in ``scales``.
+
+    The inclusion Bayes factor of the effect is a ratio of marginal likelihoods,
+    ``p(y | effect) / p(y | mu = 0)`` with ``p(y | effect) = ∫ p(y | mu) p(mu) dmu``: a wider
+    prior on ``mu`` spreads its mass over effects the data rule out, so the Bayes factor for an
+    effect shrinks as ``s`` grows (Lindley's paradox; Lindley DV. 1957. A statistical paradox.
+    Biometrika 44:187-192, doi:10.1093/biomet/44.1-2.187).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> runs = {run.key: run for run in standard_runs(syn.load_dataset("dnmbc_lrt"))}
+    >>> out = mu_prior_sensitivity(syn.load_dataset("dnmbc_lrt"), runs["bias"].spec, thresholds=[0.8])
+    >>> {s: round(r.inclusion_bf["effect"], 3) for s, r in out.items()}
+    {0.2: 0.812, 0.5: 0.375, 1.0: 0.192, 2.0: 0.096}
+    """
+    from synthesis.models.averaging import average_models
+
+    return {float(s): average_models(table, mu_prior_spec(spec, s), thresholds=thresholds) for s in scales}
+
+
+def mu_prior_records(results: dict[float, AveragingResult]) -> list[dict[str, Any]]:
+    """One record per mu prior of :func:`mu_prior_sensitivity`: the prior, the effect inclusion
+    Bayes factor with its evidence words, the posterior probability of no effect (the spike at
+    HR = 1), the averaged P(HR < T) and the HR given an effect (median and 95% interval).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> runs = {run.key: run for run in standard_runs(syn.load_dataset("dnmbc_lrt"))}
+    >>> out = mu_prior_sensitivity(syn.load_dataset("dnmbc_lrt"), runs["bias"].spec, scales=[2.0], thresholds=[0.8])
+    >>> record = mu_prior_records(out)[0]
+    >>> record["mu_prior"], record["evidence"], round(record["p_no_effect"], 3), round(record["p_hr_below_0.8"], 4)
+    ('normal(mean=0, sd=2)', 'strong evidence against', 0.912, 0.0038)
+    """
+    from synthesis.models.averaging import evidence_words
+
+    records = []
+    for scale, avg in results.items():
+        bf = avg.inclusion_bf.get("effect")
+        given = avg.averaged_given_effect
+        record: dict[str, Any] = {
+            "mu_prior_sd": scale,
+            "mu_prior": avg.priors.get("mu", ""),
+            "effect_bf": bf,
+            "evidence": evidence_words(bf),
+            "p_no_effect": avg.averaged.spike,
+        }
+        record |= {f"p_hr_below_{t}": p for t, p in avg.averaged.p_below.items()}
+        record |= {
+            "hr_given_effect": given.median if given is not None else None,
+            "hr_given_effect_q025": given.q025 if given is not None else None,
+            "hr_given_effect_q975": given.q975 if given is not None else None,
+        }
+        records.append(record)
+    return records
+
+
 def _choice_spec(runs: Sequence[ModelRun]) -> tuple[ModelSpec, str]:
     """The spec of the standard bias model (additive; its default priors) and its key, or the
     random-effects model on all studies when there is no bias model."""
@@ -720,6 +804,11 @@ def _model_choice(
         "model averaging", "model_averaging_s",
         lambda: average_models(table, spec, thresholds=thresholds),
     )
+    if choice.averaging is not None:
+        choice.mu_prior = attempt(
+            "model averaging under other mu priors", "mu_prior_s",
+            lambda: mu_prior_sensitivity(table, spec, thresholds=thresholds),
+        ) or {}
     if not has_bias_dimension(table):
         warnings.append(
             "model averaging without the design-bias dimension (the table does not have both randomised "
