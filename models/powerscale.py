@@ -714,6 +714,7 @@ class PowerScaleResult:
             "k": self.k,
             "priors": self.spec.priors.labels(self.spec.parameters),
             "threshold": self.threshold,
+            "sensitivity_threshold": self.threshold,
             "alphas": list(self.alphas),
             "reference_draws": self.reference_draws,
             "rows": [r.to_dict() for r in self.rows],
@@ -776,9 +777,26 @@ def _join(names: Sequence[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
 
 
-def _summary(rows: Sequence[SensitivityRow], curve: Sequence[AlphaPoint], threshold: float) -> tuple[bool, str]:
-    conflict = [r.parameter for r in rows if r.diagnosis.startswith(CONFLICT)]
-    dominated = [r.parameter for r in rows if r.diagnosis.startswith(PRIOR_DOMINATES)]
+def _summary(
+    rows: Sequence[SensitivityRow], curve: Sequence[AlphaPoint], threshold: float, bias_model: bool = False
+) -> tuple[bool, str]:
+    """The verdict under the table: it judges only the parameter and HR rows (the ``P(HR < T)``
+    rows are shown for information and named when both their sensitivities reach ``threshold``),
+    and never says the non-randomised studies do not drive the answer without naming each row
+    whose non-randomised sensitivity reaches ``threshold``.
+
+    Examples
+    --------
+    >>> rows = [SensitivityRow("mu", 0.01, 0.2, None, NO_CONCERN), SensitivityRow("P(HR<1)", 0.065, 0.125, None, PROBABILITY)]
+    >>> print(_summary(rows, [], 0.05)[1])  # doctest: +NORMALIZE_WHITESPACE
+    Judged on the parameters and HR (mu): no prior-data conflict and no dominating prior (every prior sensitivity is below 0.05).
+    The P(HR < T) rows are shown for information, not judged (the sensitivity of an indicator overstates small moves; see the alpha curve);
+    P(HR<1) has both its prior (0.065) and likelihood (0.125) sensitivity at or above 0.05.
+    """
+    judged = [r for r in rows if r.diagnosis != PROBABILITY]
+    probs = [r for r in rows if r.diagnosis == PROBABILITY]
+    conflict = [r.parameter for r in judged if r.diagnosis.startswith(CONFLICT)]
+    dominated = [r.parameter for r in judged if r.diagnosis.startswith(PRIOR_DOMINATES)]
     parts = []
     if conflict:
         parts.append(
@@ -793,11 +811,32 @@ def _summary(rows: Sequence[SensitivityRow], curve: Sequence[AlphaPoint], thresh
             "but power-scaling the likelihood hardly does (strong prior / weak likelihood), so the "
             "data say little about it beyond the prior."
         )
-    if not conflict and not dominated:
-        parts.append(
-            f"No prior-data conflict and no dominating prior: every prior sensitivity is below {threshold:g} "
-            "or goes with a likelihood sensitivity above it."
+    if judged and not conflict and not dominated:
+        how = (
+            f"every prior sensitivity is below {threshold:g}"
+            if all(r.prior < threshold for r in judged)
+            else f"every prior sensitivity is at most {threshold:g}, and where it equals {threshold:g} the likelihood sensitivity is below it"
         )
+        parts.append(
+            f"Judged on the parameters and HR ({_join([r.parameter for r in judged])}): no prior-data "
+            f"conflict and no dominating prior ({how})."
+        )
+    if probs:
+        both = [r for r in probs if r.prior >= threshold and r.likelihood >= threshold]
+        text = (
+            "The P(HR < T) rows are shown for information, not judged (the sensitivity of an indicator "
+            "overstates small moves; see the alpha curve)"
+        )
+        if both:
+            text += "; " + "; ".join(
+                f"{r.parameter} has both its prior ({r.prior:.3g}) and likelihood ({r.likelihood:.3g}) "
+                f"sensitivity at or above {threshold:g}"
+                for r in both
+            )
+        parts.append(text + ".")
+    nr_rows = [
+        r for r in rows if r.nonrandomised_likelihood is not None and r.nonrandomised_likelihood >= threshold
+    ]
     base = next((p for p in curve if p.alpha == 1.0), None)
     nr = [p for p in curve if p.scaled == "nonrandomised_likelihood" and p.alpha != 1.0]
     if base is not None and nr:
@@ -808,13 +847,23 @@ def _summary(rows: Sequence[SensitivityRow], curve: Sequence[AlphaPoint], thresh
             f"{base.p_hr_below[key]:.3f} to {worst.p_hr_below[key]:.3f} and the median HR from "
             f"{base.hr_median:.3f} to {worst.hr_median:.3f}"
         )
+        within = " within this model (the additive bias term absorbs their shift)" if bias_model else ""
+        flagged = ", ".join(f"{r.parameter} ({r.nonrandomised_likelihood:.3g})" for r in nr_rows)
         if size > NR_MOVE:
-            parts.append(f"The non-randomised studies drive the answer: {what}.")
+            parts.append(f"The non-randomised studies drive the answer{within}: {what}.")
+        elif nr_rows:
+            parts.append(
+                f"P(HR < T) moves by at most {NR_MOVE:g} when the non-randomised studies' likelihood is "
+                f"raised to a power from {min(p.alpha for p in nr):g} to {max(p.alpha for p in nr):g}{within} "
+                f"({what}), but these rows have a non-randomised sensitivity at or above {threshold:g}: {flagged}."
+            )
         else:
             parts.append(
-                f"The non-randomised studies do not drive the answer (P(HR < T) moves by at most "
+                f"The non-randomised studies do not drive the answer{within} (P(HR < T) moves by at most "
                 f"{NR_MOVE:g} for alpha from {min(p.alpha for p in nr):g} to {max(p.alpha for p in nr):g}): {what}."
             )
+    elif nr_rows:
+        parts.append(f"Rows with a non-randomised sensitivity at or above {threshold:g}: {', '.join(r.parameter for r in nr_rows)}.")
     return bool(conflict), " ".join(parts)
 
 
@@ -934,7 +983,7 @@ def psense_exact(
             f"with the prior raised to a power below 1 the posterior of {names} still had mass at the "
             "end of the quadrature grid; its upper tail may be truncated in the alpha curve"
         )
-    conflict, summary = _summary(rows, curve, threshold)
+    conflict, summary = _summary(rows, curve, threshold, spec.has_bias)
     return PowerScaleResult(
         engine="exact",
         spec=spec,
@@ -1160,7 +1209,7 @@ def psense_draws(
         )
     if not has_nr:
         all_notes.append("no non-randomised studies (or no randomised ones): their likelihood is not scaled on its own")
-    conflict, summary = _summary(rows, curve, threshold)
+    conflict, summary = _summary(rows, curve, threshold, spec.has_bias)
     return PowerScaleResult(
         engine=engine,
         spec=spec,

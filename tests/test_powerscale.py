@@ -568,3 +568,64 @@ def test_cli_bad_sensitivity_threshold_is_a_usage_error(capsys):
         main(["psense", "--sensitivity-threshold", "0"])
     assert exc.value.code == 2
     assert "--sensitivity-threshold" in capsys.readouterr().err
+
+
+# --- the summary agrees with the rows (issue #11 review) -----------------------------------
+def _row(name, p, lik, nr=None, prob=False):
+    from synthesis.models.powerscale import PROBABILITY, SensitivityRow, diagnose
+
+    return SensitivityRow(name, p, lik, nr, PROBABILITY if prob else diagnose(p, lik, nr, 0.05))
+
+
+def _curve(move):
+    from synthesis.models.powerscale import AlphaPoint
+
+    return [
+        AlphaPoint("prior", 1.0, 0.9, {"1.0": 0.9}),
+        AlphaPoint("nonrandomised_likelihood", 0.5, 0.9, {"1.0": 0.9 - move}),
+        AlphaPoint("nonrandomised_likelihood", 2.0, 0.9, {"1.0": 0.9 + move}),
+    ]
+
+
+def test_summary_probability_row_with_both_sensitivities_is_named_not_hidden():
+    from synthesis.models.powerscale import _summary
+
+    rows = [_row("mu", 0.01, 0.2), _row("P(HR < 1)", 0.065, 0.125, prob=True)]
+    conflict, text = _summary(rows, [], 0.05)
+    assert not conflict
+    assert "Judged on the parameters and HR (mu)" in text and "below 0.05" in text
+    assert "shown for information" in text and "P(HR < 1) has both its prior (0.065) and likelihood (0.125)" in text
+    # no clause claiming every prior sensitivity goes with a larger likelihood sensitivity
+    assert "goes with a likelihood sensitivity" not in text
+
+
+def test_summary_conflict_and_dominance_only_from_judged_rows():
+    from synthesis.models.powerscale import _summary
+
+    rows = [_row("mu", 0.08, 0.12), _row("tau", 0.08, 0.01), _row("P(HR < 1)", 0.3, 0.3, prob=True)]
+    conflict, text = _summary(rows, [], 0.05)
+    assert conflict and "prior-data conflict for mu" in text and "The prior dominates for tau" in text
+    assert "no prior-data conflict" not in text
+
+
+def test_summary_nonrandomised_rows_named_and_bias_model_qualified():
+    from synthesis.models.powerscale import _summary
+
+    rows = [_row("mu", 0.01, 0.2, 0.01), _row("tau", 0.01, 0.2, 0.085)]
+    _, text = _summary(rows, _curve(0.01), 0.05, bias_model=True)
+    assert "do not drive the answer" not in text and "tau (0.085)" in text
+    assert "within this model (the additive bias term absorbs their shift)" in text
+    rows = [_row("mu", 0.01, 0.2, 0.01), _row("tau", 0.01, 0.2, 0.02)]
+    _, text = _summary(rows, _curve(0.01), 0.05, bias_model=False)
+    assert "do not drive the answer (" in text and "within this model" not in text
+    _, text = _summary(rows, _curve(0.2), 0.05, bias_model=True)
+    assert "drive the answer within this model" in text
+
+
+def test_psense_json_has_sensitivity_threshold():
+    import synthesis as syn
+    from synthesis.models.powerscale import power_scale
+    from synthesis.models.spec import ModelSpec
+
+    doc = power_scale(syn.load_dataset("dnmbc_lrt"), ModelSpec("re")).to_json()
+    assert doc["sensitivity_threshold"] == doc["threshold"] == 0.05
