@@ -96,6 +96,9 @@ BIAS_MEAN_RANGE: tuple[float, float] = (0.5, 1.25)
 BIAS_SD_RANGE: tuple[float, float] = (0.02, 1.0)
 #: Default grid: (number of bias means, number of bias SDs).
 DEFAULT_GRID: tuple[int, int] = (40, 40)
+#: Largest number of bias means or bias SDs on a side of the grid (400 x 400 takes ~10 s; the
+#: memory and time grow as the product of the sides).
+MAX_GRID_SIDE = 400
 #: Default decision threshold T of P(HR < T) and the level it is compared with.
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_LEVEL = 0.5
@@ -144,7 +147,8 @@ def check_level(level: float) -> float:
 
 
 def check_grid(grid: int | Sequence[int]) -> tuple[int, int]:
-    """Grid size as (number of bias means, number of bias SDs), each an integer >= 2.
+    """Grid size as (number of bias means, number of bias SDs), each an integer from 2 to
+    :data:`MAX_GRID_SIDE`.
 
     Examples
     --------
@@ -154,10 +158,20 @@ def check_grid(grid: int | Sequence[int]) -> tuple[int, int]:
     Traceback (most recent call last):
     ...
     synthesis.errors.InputError: grid sizes must be integers >= 2, got (1, 1)
+    >>> check_grid(100000)
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: grid sizes must be at most 400 a side (400 x 400 points), got (100000, 100000)
     """
     sizes = (grid, grid) if isinstance(grid, (int, np.integer)) else tuple(grid)
     if len(sizes) != 2 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 2 for n in sizes):
         raise InputError(f"grid sizes must be integers >= 2, got {sizes!r}", parameter="grid")
+    if max(sizes) > MAX_GRID_SIDE:
+        raise InputError(
+            f"grid sizes must be at most {MAX_GRID_SIDE} a side ({MAX_GRID_SIDE} x {MAX_GRID_SIDE} points), "
+            f"got {tuple(int(n) for n in sizes)!r}",
+            parameter="grid",
+        )
     return int(sizes[0]), int(sizes[1])
 
 
@@ -1005,6 +1019,17 @@ def _picked(n: int, m: int) -> list[int]:
     return sorted(set(np.round(np.linspace(0, n - 1, min(n, m))).astype(int).tolist()))
 
 
+def _alpha_txt(alpha: float) -> str:
+    """An alpha of the curve to 3 significant figures (the grid is dense near 0).
+
+    Examples
+    --------
+    >>> [_alpha_txt(a) for a in (0.0, 0.0025, 0.0255, 0.5625, 1.0)]
+    ['0', '0.0025', '0.0255', '0.562', '1']
+    """
+    return f"{alpha:.3g}"
+
+
 def format_tipping(res: TippingResult) -> str:
     """The analysis as ``synthesis tipping`` prints it: the sentence, a compact grid of
     P(HR < T), the contour and the down-weighting curve."""
@@ -1016,10 +1041,17 @@ def format_tipping(res: TippingResult) -> str:
         "",
         res.sentence,
         "",
-        f"P(HR < {t}) on the grid (rows: bias factor b; columns: bias SD)",
     ]
     cols = _picked(res.bias_sds.size, PRINTED_GRID[1])
     rows = _picked(res.bias_means.size, PRINTED_GRID[0])
+    n_m, n_s = res.bias_means.size, res.bias_sds.size
+    if len(rows) < n_m or len(cols) < n_s:
+        lines.append(
+            f"P(HR < {t}) on the grid (rows: bias factor b; columns: bias SD): {len(rows)} of {n_m} rows and "
+            f"{len(cols)} of {n_s} columns, evenly picked from the {n_m} x {n_s} grid; --json or --out for all"
+        )
+    else:
+        lines.append(f"P(HR < {t}) on the grid (rows: bias factor b; columns: bias SD)")
     lines.append("  b \\ sd " + "".join(f"{res.bias_sds[j]:>8.3g}" for j in cols))
     for i in rows:
         lines.append(f"{res.bias_means[i]:>8.3g} " + "".join(f"{fmt(res.p_hr_below[i, j], 3):>8}" for j in cols))
@@ -1036,6 +1068,6 @@ def format_tipping(res: TippingResult) -> str:
     lines.append("Down-weighting the non-randomised studies (alpha = 0: randomised only; 1: all as equal)")
     lines.append(f"   alpha   HR (95% CrI)              P(HR < {t})")
     for a in res.alpha_curve:
-        lines.append(f"{a.alpha:>8.2f}   {fmt(a.hr_median)} ({fmt(a.hr_q025)} to {fmt(a.hr_q975)})   {fmt(a.p_hr_below)}")
+        lines.append(f"{_alpha_txt(a.alpha):>8}   {fmt(a.hr_median)} ({fmt(a.hr_q025)} to {fmt(a.hr_q975)})   {fmt(a.p_hr_below)}")
     lines.extend(f"note: {n}" for n in res.notes)
     return "\n".join(lines)

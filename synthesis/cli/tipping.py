@@ -27,6 +27,20 @@ def level_arg(text: str) -> float:
     return value
 
 
+class _Once(argparse.Action):
+    """Store an option's value, refusing the option when given twice (exit 2): ``tipping``
+    analyses one threshold; a repeated ``--threshold`` must not silently keep the last."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        seen = getattr(namespace, "_given_once", set())
+        if self.dest in seen:
+            raise argparse.ArgumentError(
+                self, f"given more than once (now {values!r}); tipping analyses one value: run it once per value"
+            )
+        namespace._given_once = seen | {self.dest}
+        setattr(namespace, self.dest, values)
+
+
 def grid_arg(text: str) -> tuple[int, int]:
     """``--grid``: ``N`` (N bias means x N bias SDs) or ``NxM`` (N means x M SDs), each >= 2."""
     parts = text.lower().split("x")
@@ -38,6 +52,10 @@ def grid_arg(text: str) -> tuple[int, int]:
         sizes = sizes * 2
     if len(sizes) != 2 or min(sizes) < 2:
         raise argparse.ArgumentTypeError(f"must be N or NxM with integers >= 2 (e.g. 40 or 40x30), got {text!r}")
+    from synthesis.models.tipping import MAX_GRID_SIDE
+
+    if max(sizes) > MAX_GRID_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_GRID_SIDE} a side (e.g. 40 or 40x30), got {text!r}")
     return sizes  # type: ignore[return-value]
 
 
@@ -61,6 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         DEFAULT_GRID,
         DEFAULT_LEVEL,
         DEFAULT_THRESHOLD,
+        MAX_GRID_SIDE,
     )
 
     p = sub.add_parser(
@@ -76,17 +95,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "the contour where it crosses --level, a sentence saying how far the non-randomised "
             "studies must be trusted for P(HR < T) to exceed the level, and the down-weighting "
             "curve (alpha = 0: randomised studies only; 1: every study pooled as equal).\n"
+            "In --json and the CSV files, bias_mean is the bias factor b on the HR scale while bias_sd "
+            "is the prior SD of log b (log-HR scale).\n"
             "example: synthesis tipping --threshold 0.8 --level 0.5 --json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p)
-    p.add_argument("--threshold", type=threshold_arg, default=DEFAULT_THRESHOLD, metavar="T",
-                   help="the decision threshold T of P(HR < T), a hazard ratio > 0 (default %(default)s)")
+    p.add_argument("--threshold", type=threshold_arg, action=_Once, default=DEFAULT_THRESHOLD, metavar="T",
+                   help="the decision threshold T of P(HR < T), a hazard ratio > 0; give it once "
+                   "(one threshold per run; default %(default)s)")
     p.add_argument("--level", type=level_arg, default=DEFAULT_LEVEL, metavar="P",
                    help="the probability level whose crossing is the tipping point, in (0, 1) (default %(default)s)")
     p.add_argument("--grid", type=grid_arg, default=DEFAULT_GRID, metavar="N|NxM",
-                   help=f"grid size: N, or N bias means x M bias SDs, each >= 2 (default {DEFAULT_GRID[0]}x{DEFAULT_GRID[1]})")
+                   help=f"grid size: N, or N bias means x M bias SDs, each from 2 to {MAX_GRID_SIDE} "
+                   f"(default {DEFAULT_GRID[0]}x{DEFAULT_GRID[1]})")
     p.add_argument("--alpha-points", type=count_arg, default=DEFAULT_ALPHA_POINTS, metavar="N",
                    help="points of the down-weighting curve, alpha = (i/(N-1))^2 from 0 to 1 (default %(default)s)")
     p.add_argument("--mu-prior", metavar="SPEC", default=None,
@@ -113,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             "(rct / prospective / retrospective) with both randomised and non-randomised studies"
         )
     data = ModelData.from_table(table, ModelSpec("re", priors=priors))
-    out = _check_out(args.out) if args.out else None
+    out = _check_out(args.out) if args.out is not None else None
     result = tipping_analysis(
         data, priors, threshold=args.threshold, level=args.level, grid=args.grid, alpha_points=args.alpha_points
     )
@@ -132,7 +155,12 @@ def _check_out(path: str) -> Path:
     """Refuse an --out folder that may not be written, before computing (see synthesis.outputs)."""
     from synthesis import outputs
 
+    if not path.strip():
+        raise InputError("--out: the folder name is empty (give a folder to write, e.g. --out tipping_out)")
     out = Path(path)
+    for parent in out.absolute().parents:  # a file where a folder of the path must be
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"--out {path}: {parent} is a file, not a folder")
     outputs.check_output_target(out, OUTPUT_COMMAND)
     if not out.resolve().parent.is_dir():
         raise InputError(f"--out {path}: the parent directory {out.resolve().parent} does not exist")
