@@ -214,34 +214,161 @@ def averaging_assumption(avg: AveragingResult) -> str:
     return f"{probs}{bias} and the priors {priors}"
 
 
-def averaged_answer(avg: AveragingResult) -> str:
-    """The model-averaged result in words (the answer's lead): the HR with the no-effect spike,
-    the HR given an effect, and the assumption it rests on.
+def mu_prior_clause(mu_prior: dict[float, AveragingResult]) -> str:
+    """How the probability of no effect moves with the mu prior, from the narrowest to the widest
+    prior of :attr:`~synthesis.analysis.ModelChoice.mu_prior` (empty without two priors).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import mu_prior_sensitivity, standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = {run.key: run.spec for run in standard_runs(table)}["bias"]
+    >>> print(mu_prior_clause(mu_prior_sensitivity(table, spec, scales=[0.2, 1.0, 2.0], thresholds=[0.8])))
+    the posterior probability of no effect depends on the prior on μ: 0.55 under μ ~ normal(mean=0,
+    sd=0.2), 0.91 under μ ~ normal(mean=0, sd=2)
+    """
+    if len(mu_prior) < 2:
+        return ""
+    lo, hi = mu_prior[min(mu_prior)], mu_prior[max(mu_prior)]
+    return (
+        "the posterior probability of no effect depends on the prior on μ: "
+        f"{prob(lo.averaged.spike)} under μ ~ {lo.priors.get('mu', '')}, "
+        f"{prob(hi.averaged.spike)} under μ ~ {hi.priors.get('mu', '')}"
+    )
+
+
+def averaged_answer(avg: AveragingResult, mu_prior: dict[float, AveragingResult] | None = None) -> str:
+    """The model-averaged result in words (the answer's lead): the posterior probability of no
+    effect, the HR given an effect, then P(HR < T) averaged over all models (the no-effect
+    spike included), how the probability of no effect moves with the mu prior
+    (:func:`mu_prior_clause`, when ``mu_prior`` holds two or more priors) and the assumption it
+    rests on.
+
+    The averaged median and interval are not in the lead: with most of the posterior mass on the
+    no-effect spike they sit at HR = 1 and read as if harm and benefit were excluded.
 
     Examples
     --------
     >>> import synthesis as syn
     >>> print(averaged_answer(syn.average(syn.load_dataset("dnmbc_lrt"), thresholds=[0.8])))
-    Averaged over 8 models, the posterior median HR of a randomised comparison is 1.00 (95%
-    equal-tailed credible interval 0.84 to 1.00); P(HR < 0.8) = 0.01. This includes a posterior
-    probability of 0.84 that there is no effect at all (HR exactly 1). Given an effect, the posterior
-    median HR is 0.90 (95% CrI 0.79 to 1.04); P(HR < 0.8) = 0.04. This rests on equal prior
-    probabilities for the 8 models ...
+    Averaged over 8 models, the posterior probability that there is no effect at all (HR exactly 1)
+    is 0.84. Given an effect, the posterior median HR of a randomised comparison is 0.90 (95%
+    equal-tailed credible interval 0.79 to 1.04); P(HR < 0.8) = 0.04. Averaged over all 8 models,
+    the no-effect ones included, P(HR < 0.8) = 0.01. This rests on equal prior probabilities for the 8
+    models ...
     """
     a = avg.averaged
-    s = (
-        f"Averaged over {len(avg.models)} models, the posterior median HR of a randomised comparison is "
-        f"{_hr_clause(a, INTERVAL_KIND)}."
-    )
-    if a.spike > 0.0:
-        s += (
-            f" This includes a posterior probability of {prob(a.spike)} that there is no effect at all "
-            "(HR exactly 1)."
-        )
+    n = len(avg.models)
     g = avg.averaged_given_effect
-    if g is not None:
-        s += f" Given an effect, the posterior median HR is {_hr_clause(g, f'{INTERVAL_LABEL} CrI')}."
+    if a.spike > 0.0:
+        s = (
+            f"Averaged over {n} models, the posterior probability that there is no effect at all "
+            f"(HR exactly 1) is {prob(a.spike)}."
+        )
+        if g is not None:
+            s += f" Given an effect, the posterior median HR of a randomised comparison is {_hr_clause(g, INTERVAL_KIND)}."
+        s += f" Averaged over all {n} models, the no-effect ones included, {_probs_text(a.p_below)}."
+    else:
+        s = (
+            f"Averaged over {n} models, the posterior median HR of a randomised comparison is "
+            f"{_hr_clause(a, INTERVAL_KIND)}."
+        )
+    clause = mu_prior_clause(mu_prior or {})
+    if clause:
+        s += f" In this, {clause}."
     return s + f" This rests on {averaging_assumption(avg)}."
+
+
+def mu_prior_summary(result: AnalysisResult) -> str:
+    """The sentence over the mu-prior table: why the effect Bayes factor moves with the prior
+    (Lindley's paradox) and by how much here.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice, mu_prior_sensitivity, standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = {run.key: run.spec for run in standard_runs(table)}["bias"]
+    >>> choice = ModelChoice(mu_prior=mu_prior_sensitivity(table, spec, scales=[0.2, 2.0], thresholds=[0.8]))
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> print(mu_prior_summary(SimpleNamespace(model_choice=choice)))
+    The Bayes factor for an effect depends on how large an effect the prior on μ considers plausible
+    (Lindley's paradox): a wider prior spreads its mass over large effects the data rule out and so
+    penalises the effect model. From μ ~ normal(mean=0, sd=0.2) to μ ~ normal(mean=0, sd=2) the
+    effect BF goes from 0.812 to 0.0963 and the posterior probability of no effect from 0.55 to 0.91,
+    while the HR given an effect stays between 0.90 and 0.91.
+    """
+    from synthesis.report.formats import bayes_factor
+
+    mp = result.model_choice.mu_prior
+    s = (
+        "The Bayes factor for an effect depends on how large an effect the prior on μ considers plausible "
+        "(Lindley's paradox): a wider prior spreads its mass over large effects the data rule out and so "
+        "penalises the effect model."
+    )
+    if len(mp) < 2:
+        return s
+    lo, hi = mp[min(mp)], mp[max(mp)]
+    s += (
+        f" From μ ~ {lo.priors.get('mu', '')} to μ ~ {hi.priors.get('mu', '')} the effect BF goes from "
+        f"{bayes_factor(lo.inclusion_bf.get('effect'))} to {bayes_factor(hi.inclusion_bf.get('effect'))} and the "
+        f"posterior probability of no effect from {prob(lo.averaged.spike)} to {prob(hi.averaged.spike)}"
+    )
+    given = [r.averaged_given_effect.median for r in mp.values() if r.averaged_given_effect is not None]
+    if given:
+        s += f", while the HR given an effect stays between {num(min(given))} and {num(max(given))}"
+    return s + "."
+
+
+def heterogeneity_sentence(result: AnalysisResult) -> str:
+    """Where the evidence about heterogeneity comes from: τ is shared by both designs, so its
+    inclusion Bayes factor weighs all studies, and the randomised trials' own I² (frequentist
+    REML, from :attr:`~synthesis.analysis.AnalysisResult.pools`) may tell another story. Empty
+    without the heterogeneity component, the design-bias dimension or a randomised-only pool.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice, frequentist_pools, model_data, standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> rct, _ = model_data(table, {run.key: run for run in standard_runs(table)}["re_rct"])
+    >>> # a stand-in for an AnalysisResult: only the attributes this function reads
+    >>> result = SimpleNamespace(model_choice=ModelChoice(averaging=syn.average(table)),
+    ...                          pools={"rct": frequentist_pools(rct)})
+    >>> print(heterogeneity_sentence(result))
+    The between-study SD τ is shared by the randomised and the non-randomised studies, so the
+    heterogeneity Bayes factor (0.16, moderate evidence against heterogeneity) weighs all 17 studies
+    together, of which the 12 non-randomised ones are the majority; it is not evidence about the 5
+    randomised trials alone, whose own I² is 55% (frequentist REML).
+    """
+    from synthesis.models.averaging import evidence_words
+    from synthesis.report.formats import bayes_factor
+
+    choice = result.model_choice
+    avg = choice.averaging if choice is not None else None
+    pool = (getattr(result, "pools", {}) or {}).get("rct", {}).get("REML")
+    if avg is None or pool is None or "heterogeneity" not in avg.components or "bias" not in avg.components:
+        return ""
+    bf = avg.inclusion_bf.get("heterogeneity")
+    if bf is None:
+        return ""
+    k_rct = int(pool.k)
+    k_nr = int(avg.k) - k_rct
+    return (
+        f"The between-study SD τ is shared by the randomised and the non-randomised studies, so the "
+        f"heterogeneity Bayes factor ({bayes_factor(bf)}, {evidence_words(bf)} heterogeneity) weighs all "
+        f"{avg.k} studies together, of which the {k_nr} non-randomised ones are the majority"
+        if k_nr > k_rct else
+        f"The between-study SD τ is shared by the randomised and the non-randomised studies, so the "
+        f"heterogeneity Bayes factor ({bayes_factor(bf)}, {evidence_words(bf)} heterogeneity) weighs all "
+        f"{avg.k} studies together"
+    ) + (
+        f"; it is not evidence about the {k_rct} randomised trials alone, whose own I² is "
+        f"{pool.i2:.0f}% (frequentist REML)."
+    )
 
 
 def averaging_summary(avg: AveragingResult) -> str:
@@ -293,7 +420,10 @@ def stacking_summary(result: AnalysisResult) -> str:
     by exact leave-one-study-out cross-validation (LOO: the predictive density of each study given
     the others); stacking weights (Yao et al. 2018, doi:10.1214/17-BA1091) additive 0.981,
     downweight 0.019. The stacked posterior median HR is 0.90 (95% CrI 0.75 to 1.06); P(HR < 0.8) =
-    0.07.
+    0.07. Stacking weights are not model probabilities: they are the mixture weights that best
+    predict each left-out study, so a weight of 0 means a variant adds no predictive value beside the
+    others, not that it is refuted. Settings: the downweight variant divides the non-randomised
+    studies' variances by alpha = 0.5.
     """
     choice = result.model_choice
     cmp = choice.stacking
@@ -314,6 +444,20 @@ def stacking_summary(result: AnalysisResult) -> str:
     )
     if choice.unstacked:
         s += " Not stacked: " + "; ".join(f"{v} ({why})" for v, why in choice.unstacked.items()) + "."
+    s += (
+        " Stacking weights are not model probabilities: they are the mixture weights that best predict "
+        "each left-out study, so a weight of 0 means a variant adds no predictive value beside the others, "
+        "not that it is refuted."
+    )
+    settings = []
+    if "downweight" in names:
+        settings.append(f"the downweight variant divides the non-randomised studies' variances by alpha = {cmp.spec.alpha:g}")
+    kappa_variants = [n for n in names if n in ("random", "three-level")]
+    if kappa_variants:
+        settings.append(f"the {_and(kappa_variants)} variant{'s' if len(kappa_variants) > 1 else ''} use"
+                        f"{'' if len(kappa_variants) > 1 else 's'} κ ~ {cmp.spec.priors.kappa.label}")
+    if settings:
+        s += " Settings: " + "; ".join(settings) + "."
     return s
 
 
@@ -351,7 +495,10 @@ def answer(result: AnalysisResult) -> str:
     if not rows:
         return "No model was fitted."
     choice = getattr(result, "model_choice", None)
-    lead = [averaged_answer(choice.averaging)] if choice is not None and choice.averaging is not None else []
+    lead = (
+        [averaged_answer(choice.averaging, getattr(choice, "mu_prior", None))]
+        if choice is not None and choice.averaging is not None else []
+    )
     sentences = [_answer_sentence(row, result.covariate, i == 0) for i, row in enumerate(rows)]
     if lead and sentences:
         sentences[0] = "Model by model: " + sentences[0][0].lower() + sentences[0][1:]

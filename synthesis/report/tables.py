@@ -262,6 +262,44 @@ def inclusion_cells(result: AnalysisResult) -> Table:
     return header, body
 
 
+def mu_prior_cells(result: AnalysisResult) -> Table:
+    """The model averaging under each mu prior normal(0, s): the effect inclusion Bayes factor
+    with its evidence words, the posterior probability of no effect, the averaged P(HR < T) at
+    the tipping threshold T and the HR given an effect.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import synthesis as syn
+    >>> from synthesis.analysis import ModelChoice, mu_prior_sensitivity, standard_runs
+    >>> table = syn.load_dataset("dnmbc_lrt")
+    >>> spec = {run.key: run.spec for run in standard_runs(table)}["bias"]
+    >>> choice = ModelChoice(mu_prior=mu_prior_sensitivity(table, spec, scales=[0.2, 2.0], thresholds=[0.8]))
+    >>> # a stand-in for an AnalysisResult: only the attribute this function reads
+    >>> header, body = mu_prior_cells(SimpleNamespace(model_choice=choice))
+    >>> header
+    ['μ prior', 'Effect BF', 'Evidence', 'P(no effect)', 'Averaged P(HR < 0.8)', 'HR given an effect [95% CrI]']
+    >>> body
+    [['normal(mean=0, sd=0.2)', '0.812', 'anecdotal evidence against an effect', '0.55', '0.01', '0.91 [0.80, 1.04]'],
+     ['normal(mean=0, sd=2)', '0.0963', 'strong evidence against an effect', '0.91', '< 0.01', '0.90 [0.79, 1.04]']]
+    """
+    from synthesis.analysis import mu_prior_records
+
+    choice = result.model_choice
+    key = threshold_key(choice.threshold)
+    header = ["μ prior", "Effect BF", "Evidence", "P(no effect)", f"Averaged P(HR < {float(key):g})",
+              f"HR given an effect [{INTERVAL_LABEL} CrI]"]
+    body = [
+        [r["mu_prior"], bayes_factor(r["effect_bf"]),
+         f"{r['evidence']} an effect" if r["effect_bf"] is not None else r["evidence"],
+         prob(r["p_no_effect"]), prob(r.get(f"p_hr_below_{key}")),
+         interval(r["hr_given_effect"], r["hr_given_effect_q025"], r["hr_given_effect_q975"])
+         if r["hr_given_effect"] is not None else "n/a"]
+        for r in mu_prior_records(choice.mu_prior)
+    ]
+    return header, body
+
+
 def stacking_cells(result: AnalysisResult) -> Table:
     """The bias variants compared by leave-one-study-out cross-validation: elpd_loo with its SE,
     the difference to the best variant, the stacking weight, the HR and P(HR < T); a last row
