@@ -112,6 +112,20 @@ def fixed_parameters(spec: ModelSpec) -> list[str]:
     return ["mu = 0 (no effect)"] * (not spec.effect) + ["tau = 0 (common effect)"] * (not spec.heterogeneity)
 
 
+def prior_labels(spec: ModelSpec) -> dict[str, str]:
+    """The prior of each free parameter of ``spec``, labelled; ``{}`` when there is none
+    (``mu`` and ``tau`` both fixed at 0).
+
+    Examples
+    --------
+    >>> prior_labels(ModelSpec("re", effect=False, heterogeneity=False))
+    {}
+    >>> list(prior_labels(ModelSpec("re")))
+    ['mu', 'tau']
+    """
+    return spec.priors.labels(spec.parameters) if spec.parameters else {}
+
+
 def format_fit(result: FitResult) -> str:
     """A fit as ``synthesis fit`` prints it: every prior labelled, the kind of interval stated.
 
@@ -143,10 +157,15 @@ def format_fit(result: FitResult) -> str:
             f"target_accept {settings.get('target_accept')}, seed {result.seed}"
         )
     else:
-        over = "tau and kappa" if "kappa" in result.parameters else "tau"
-        lines.append(f"Engine: exact (quadrature over {over}; no Monte Carlo error)")
-    lines.append("Priors:")
-    for name, label in spec.priors.labels(spec.parameters).items():
+        if not spec.heterogeneity:
+            how = "quadrature over kappa" if "kappa" in result.parameters else "closed form"
+            lines.append(f"Engine: exact ({how} (tau fixed at 0); no Monte Carlo error)")
+        else:
+            over = "tau and kappa" if "kappa" in result.parameters else "tau"
+            lines.append(f"Engine: exact (quadrature over {over}; no Monte Carlo error)")
+    labels = prior_labels(spec)
+    lines.append("Priors:" + ("" if labels else " none (no free parameters)"))
+    for name, label in labels.items():
         lines.append(f"  {name:<6} {label}")
     lines.append(f"Intervals: posterior median and {pct} equal-tailed credible interval.")
     lines.append("")
@@ -212,7 +231,7 @@ def fit_html(result: FitResult) -> str:
     """
     spec = result.spec
     pct = f"{100 * result.interval_prob:g}%"
-    priors = html_table(["parameter", "prior"], list(spec.priors.labels(spec.parameters).items()), caption="Priors")
+    priors = html_table(["parameter", "prior"], list(prior_labels(spec).items()) or [["none", "no free parameters"]], caption="Priors")
     mcmc = result.engine == "pymc"
     head = ["parameter", "median", f"{pct} CrI"] + (["R-hat", "ESS bulk"] if mcmc else [])
     rows = []

@@ -340,12 +340,12 @@ class FitResult:
             "model": self.spec.model,
             "engine": self.engine,
             "k": self.k,
-            "priors": self.spec.priors.labels(self.spec.parameters),
-            "priors_detail": self.spec.priors.to_dict(self.spec.parameters),
+            # no free parameters (mu and tau fixed): no priors (labels(()) would list them all)
+            "priors": self.spec.priors.labels(self.spec.parameters) if self.spec.parameters else {},
+            "priors_detail": self.spec.priors.to_dict(self.spec.parameters) if self.spec.parameters else {},
         }
-        for name in ("effect", "heterogeneity"):  # a fixed mu / tau (exact engine only)
-            if not getattr(self.spec, name):
-                out[name] = False
+        for name in ("effect", "heterogeneity"):  # False: mu / tau fixed at 0 (exact engine only)
+            out[name] = bool(getattr(self.spec, name))
         if self.spec.has_bias:
             out["bias_variant"] = self.spec.bias_variant
             if self.spec.bias_variant == "downweight":

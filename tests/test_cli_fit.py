@@ -261,3 +261,19 @@ def test_fixed_parameter_flags_are_exact_only(capsys, flag):
     assert code == 2 and out == ""
     assert f"--engine pymc does not fit models with {flag}" in err and "use --engine exact" in err
     assert "=False" not in err and "Traceback" not in err
+
+
+def test_no_free_parameters_lists_no_priors_and_says_closed_form(capsys):
+    """--no-effect --common-effect: mu = tau = 0, so no prior and no quadrature; both the
+    effect and heterogeneity booleans are always in the JSON."""
+    code, out, err = run_cli(capsys, "--engine", "exact", "--no-effect", "--common-effect")
+    assert code == 0, err
+    assert "Priors: none (no free parameters)" in out and "normal(mean=0" not in out
+    assert "closed form (tau fixed at 0)" in out and "quadrature" not in out
+    code, out, err = run_cli(capsys, "--engine", "exact", "--no-effect", "--common-effect", "--json")
+    doc = json.loads(out)
+    assert doc["priors"] == {} and doc["priors_detail"] == {}
+    assert doc["effect"] is False and doc["heterogeneity"] is False
+    code, out, err = run_cli(capsys, "--engine", "exact", "--json")
+    doc = json.loads(out)
+    assert doc["effect"] is True and doc["heterogeneity"] is True and set(doc["priors"]) == {"mu", "tau"}
