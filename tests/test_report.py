@@ -516,7 +516,7 @@ CHOICE_TITLE = "Which model do the data support, and where does the answer flip?
 def with_choice(tmp_path_factory) -> tuple[AnalysisResult, Path]:
     """The synthetic result with a real model choice of its seven studies (exact engine: model
     averaging, exact-LOO stacking, a small tipping grid, power-scaling) and its rows on top."""
-    from synthesis.analysis import ModelChoice, model_choice_rows
+    from synthesis.analysis import ModelChoice, model_choice_rows, mu_prior_sensitivity
     from synthesis.models.averaging import average_models
     from synthesis.models.loo import compare_variants
     from synthesis.models.powerscale import power_scale
@@ -536,6 +536,7 @@ def with_choice(tmp_path_factory) -> tuple[AnalysisResult, Path]:
         powerscale=power_scale(table, spec, thresholds=THRESHOLDS),
         powerscale_key="bias",
         unstacked={"random": "left out by this test", "three-level": "left out by this test"},
+        mu_prior=mu_prior_sensitivity(table, spec, thresholds=THRESHOLDS),
     )
     result.model_choice = choice
     result.decision = DecisionTable(model_choice_rows(choice, THRESHOLDS) + result.decision.rows, THRESHOLDS)
@@ -615,16 +616,98 @@ def test_model_choice_section_in_both_pages(with_choice):
     assert "<td" not in md and "<table" not in md
 
 
-def test_answer_leads_with_the_model_average_and_its_assumption(with_choice):
+def _answer(out: Path) -> str:
+    md = (out / "report.md").read_text(encoding="utf-8")
+    return md.split("## Answer in plain language\n", 1)[1].strip().split("\n", 1)[0]
+
+
+def test_answer_leads_with_no_effect_then_the_hr_given_an_effect(with_choice):
+    """Issue #11: the answer leads with P(no effect) and the HR given an effect, then the averaged
+    P(HR < T); the averaged median (at HR = 1, the spike) is not in the lead."""
     result, out = with_choice
     avg = result.model_choice.averaging
-    md = (out / "report.md").read_text(encoding="utf-8")
-    answer = md.split("## Answer in plain language\n", 1)[1].strip().split("\n", 1)[0]
-    assert answer.startswith(f"Averaged over 8 models, the posterior median HR of a randomised comparison is "
-                             f"{avg.averaged.median:.2f}")
+    answer = _answer(out)
+    g = avg.averaged_given_effect
+    assert answer.startswith(f"Averaged over 8 models, the posterior probability that there is no effect at all "
+                             f"(HR exactly 1) is {avg.averaged.spike:.2f}. Given an effect, the posterior median "
+                             f"HR of a randomised comparison is {g.median:.2f}")
+    p08 = avg.averaged.p_below["0.8"]
+    averaged = f"the no-effect ones included, P(HR < 0.8) {'= ' + format(p08, '.2f') if p08 >= 0.01 else '< 0.01'}"
+    assert averaged in answer
+    assert answer.index("no effect at all") < answer.index("Given an effect") < answer.index(averaged)
+    assert "posterior median HR of a randomised comparison is 1.00" not in answer
     assert "equal prior probabilities for the 8 models" in answer and "the additive design-bias model" in answer
-    assert "τ ~ half-normal(scale=0.5)" in answer and "Given an effect" in answer
+    assert "τ ~ half-normal(scale=0.5)" in answer
     assert answer.index("Averaged over") < answer.index("Model by model: among the randomised trials alone")
+    # the mu-prior dependence in one clause, with the table's extreme priors' numbers
+    mp = result.model_choice.mu_prior
+    lo, hi = mp[min(mp)], mp[max(mp)]
+    assert (f"the posterior probability of no effect depends on the prior on μ: {lo.averaged.spike:.2f} under "
+            f"μ ~ normal(mean=0, sd=0.2), {hi.averaged.spike:.2f} under μ ~ normal(mean=0, sd=2)") in answer
+
+
+def test_mu_prior_table_equals_average_models_under_each_prior(with_choice):
+    """Issue #11: the table, its CSV and the JSON hold average_models under mu ~ normal(0, s),
+    recomputed here from priors parsed from their strings; the effect BF falls as the prior widens
+    (Lindley) while the posterior probability of no effect rises."""
+    from synthesis.analysis import MU_PRIOR_SCALES
+    from synthesis.models.averaging import average_models, evidence_words
+
+    result, out = with_choice
+    mp = result.model_choice.mu_prior
+    assert tuple(mp) == MU_PRIOR_SCALES == (0.2, 0.5, 1.0, 2.0)
+    csv = pd.read_csv(out / "mu_prior_sensitivity.csv")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    section = md.split("### How the evidence for an effect depends on the mu prior\n", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| normal(")]
+    assert len(rows) == len(MU_PRIOR_SCALES) == len(csv)
+    bfs, spikes = [], []
+    for i, s in enumerate(MU_PRIOR_SCALES):
+        spec = ModelSpec("bias", priors=resolve_priors({"mu": f"normal(0, {s})"}))
+        ref = average_models(result.table, spec, thresholds=THRESHOLDS)
+        bf, spike = ref.inclusion_bf["effect"], ref.averaged.spike
+        bfs.append(bf)
+        spikes.append(spike)
+        got = csv.iloc[i]
+        assert got["mu_prior_sd"] == s and got["mu_prior"] == ref.priors["mu"]
+        assert got["effect_bf"] == pytest.approx(bf, rel=1e-12)
+        assert got["p_no_effect"] == pytest.approx(spike, rel=1e-12)
+        assert got["p_hr_below_0.8"] == pytest.approx(ref.averaged.p_below["0.8"], rel=1e-12)
+        assert got["hr_given_effect"] == pytest.approx(ref.averaged_given_effect.median, rel=1e-12)
+        assert got["evidence"] == evidence_words(bf)
+        cells = [c.strip() for c in rows[i].strip("|").split("|")]
+        assert cells[0] == ref.priors["mu"] and cells[2] == f"{evidence_words(bf)} an effect"
+        assert cells[3] == f"{spike:.2f}"
+        assert cells[5].startswith(f"{ref.averaged_given_effect.median:.2f} [")
+        record = result.model_choice.to_json()["mu_prior_sensitivity"][i]
+        assert record["effect_bf"] == pytest.approx(bf, rel=1e-12)
+    assert all(a > b for a, b in zip(bfs, bfs[1:], strict=False)) and all(a < b for a, b in zip(spikes, spikes[1:], strict=False))
+    assert "Lindley's paradox" in section and "wider prior" in section and "penalises the effect model" in section
+    assert "mu_prior_sensitivity.csv" in json.loads((out / ".synthesis-output.json").read_text())["files"]
+
+
+def test_heterogeneity_and_stacking_sentences(with_choice):
+    """Issue #11: tau is shared by both designs (the heterogeneity BF and the RCT-only I² from
+    the pools); stacking weights are not model probabilities; alpha of the downweight variant."""
+    from synthesis.models.averaging import evidence_words
+    from synthesis.report.formats import bayes_factor
+
+    result, out = with_choice
+    md = (out / "report.md").read_text(encoding="utf-8")
+    section = md.split(f"## {CHOICE_TITLE}\n", 1)[1].split("\n## ", 1)[0]
+    bf = result.model_choice.averaging.inclusion_bf["heterogeneity"]
+    rct = result.pools["rct"]["REML"]
+    # I² = tau² / (tau² + s²) with the typical within-study variance of Higgins and Thompson (2002),
+    # s² = (k - 1) Σw / ((Σw)² - Σw²), w = 1 / v: recomputed from the RCTs' variances
+    w = 1.0 / np.asarray(result.table.subset("rct").v)
+    s2 = (len(w) - 1) * w.sum() / (w.sum() ** 2 - (w ** 2).sum())
+    i2 = 100.0 * rct.tau2 / (rct.tau2 + s2)
+    assert f"heterogeneity Bayes factor ({bayes_factor(bf)}, {evidence_words(bf)} heterogeneity)" in section
+    assert f"the 3 randomised trials alone, whose own I² is {i2:.0f}%" in section
+    assert "The between-study SD τ is shared by the randomised and the non-randomised studies" in section
+    assert "Stacking weights are not model probabilities" in section
+    assert "a weight of 0 means a variant adds no predictive value beside the others, not that it is refuted" in section
+    assert f"alpha = {result.model_choice.stacking.spec.alpha:g}" in section
 
 
 def test_model_choice_csvs_hold_the_results(with_choice):

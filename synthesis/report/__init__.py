@@ -9,6 +9,7 @@ Layout of ``<out_dir>/``::
     sweep_<key>.csv        one per prior-sensitivity sweep (SweepResult.to_frame)
     model_averaging.csv    posterior model probabilities (AveragingResult.to_frame)
     inclusion_bf.csv       inclusion Bayes factors with their evidence words
+    mu_prior_sensitivity.csv   the model averaging under each mu prior normal(0, s) (mu_prior_records)
     stacking.csv           the bias variants' LOO and stacking weights (VariantComparison.to_frame)
     tipping_grid.csv, tipping_contour.csv, tipping_alpha.csv   the tipping-point analysis
     powerscale.csv, powerscale_alpha.csv                       power-scaling sensitivity

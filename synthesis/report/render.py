@@ -21,17 +21,21 @@ from synthesis.report.narrative import (
     answer,
     averaging_summary,
     convergence_problems,
+    heterogeneity_sentence,
     model_labels,
+    mu_prior_summary,
     question,
     stacking_summary,
     sweep_summary,
     warning_groups,
 )
 from synthesis.report.tables import (
+    MU_PRIOR_CSV,
     averaging_cells,
     decision_cells,
     inclusion_cells,
     metareg_blocks,
+    mu_prior_cells,
     pool_cells,
     powerscale_cells,
     prior_cells,
@@ -52,6 +56,8 @@ FILES_NOTE = (
 )
 #: The title of the model-choice section (issue #11).
 MODEL_CHOICE_TITLE = "Which model do the data support, and where does the answer flip?"
+#: Its subsection on the model averaging under other mu priors (issue #11).
+MU_PRIOR_TITLE = "How the evidence for an effect depends on the mu prior"
 #: The figures of the model-choice section, in order.
 MODEL_CHOICE_FIGURES: tuple[str, ...] = ("tipping_map", "tipping_alpha")
 #: Order of the figures in the "Figures" section (others follow).
@@ -149,7 +155,18 @@ def _model_choice(doc: ReportDocument, result: AnalysisResult, names: Sequence[s
         doc.table(*inclusion_cells(result), table_id="inclusion-bf", caption=(
             "Inclusion Bayes factors: posterior inclusion odds over prior inclusion odds; evidence words after "
             "Jeffreys (1961) as labelled by Lee and Wagenmakers (2013); file inclusion_bf.csv."))
+        hetero = heterogeneity_sentence(result)
+        if hetero:
+            doc.para(hetero)
         doc.bullets([f"Note: {n}" for n in avg.notes])
+        if choice.mu_prior:
+            doc.heading(3, MU_PRIOR_TITLE)
+            doc.para(mu_prior_summary(result))
+            doc.table(*mu_prior_cells(result), table_id="mu-prior", caption=(
+                "The model averaging repeated under each prior μ ~ normal(0, s), every other prior and the prior "
+                "model probabilities unchanged: the inclusion Bayes factor of the effect with its evidence words, "
+                "the posterior probability of no effect (HR exactly 1), P(HR < T) averaged over all models and "
+                f"the HR given an effect ({INTERVAL_KIND}); file {MU_PRIOR_CSV}."))
     doc.heading(3, "Stacking the bias variants")
     if choice.stacking is None:
         doc.para("The bias variants were not stacked (see the warnings).")

@@ -41,6 +41,8 @@ CONVERGED_TEXT: dict[bool | None, str] = {True: "yes", False: "NO", None: "n/a (
 REPORT_MAX_STUDY_ROWS = 500
 #: The report folder's full leave-one-out table, written when the pages list only part of it.
 LEAVE_ONE_OUT_CSV = "leave_one_out.csv"
+#: The report folder's table of the model averaging under each mu prior (:func:`mu_prior_cells`).
+MU_PRIOR_CSV = "mu_prior_sensitivity.csv"
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

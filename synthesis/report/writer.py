@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from synthesis.analysis import mu_prior_records
 from synthesis.errors import SynthesisError
 from synthesis.outputs import atomic_directory, check_output_target, jsonable, write_posterior
 from synthesis.report.captions import figure_caption
@@ -21,6 +22,7 @@ from synthesis.report.provenance import run_record
 from synthesis.report.render import render_report
 from synthesis.report.tables import (
     LEAVE_ONE_OUT_CSV,
+    MU_PRIOR_CSV,
     REPORT_MAX_STUDY_ROWS,
     inclusion_records,
     pool_records,
@@ -54,8 +56,8 @@ def _write_tables(result: AnalysisResult, root: Path) -> None:
 
 
 def _write_model_choice(result: AnalysisResult, root: Path) -> None:
-    """The model-choice tables, each part that was computed: model_averaging.csv and
-    inclusion_bf.csv, stacking.csv, tipping_grid.csv / tipping_contour.csv / tipping_alpha.csv,
+    """The model-choice tables, each part that was computed: model_averaging.csv,
+    inclusion_bf.csv and mu_prior_sensitivity.csv, stacking.csv, tipping_grid.csv / tipping_contour.csv / tipping_alpha.csv,
     powerscale.csv and powerscale_alpha.csv."""
     choice = result.model_choice
     if choice is None:
@@ -63,6 +65,8 @@ def _write_model_choice(result: AnalysisResult, root: Path) -> None:
     if choice.averaging is not None:
         write_csv(choice.averaging.to_frame(), root / "model_averaging.csv")
         write_csv(pd.DataFrame.from_records(inclusion_records(result)), root / "inclusion_bf.csv")
+    if choice.mu_prior:
+        write_csv(pd.DataFrame.from_records(mu_prior_records(choice.mu_prior)), root / MU_PRIOR_CSV)
     if choice.stacking is not None:
         write_csv(choice.stacking.to_frame().reset_index(), root / "stacking.csv")
     if choice.tipping is not None:
