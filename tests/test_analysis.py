@@ -126,6 +126,19 @@ def test_model_choice_is_computed_timed_and_heads_the_decision_table(table):
     doc = result.to_json()["model_choice"]
     assert doc["tipping"]["threshold"] == 0.8 and doc["averaging"]["averaged"] == choice.averaging.to_json()["averaged"]
     assert doc["stacking"]["stacked"]["hr_median"] == choice.stacking.stacked.median
+    # the averaging under mu ~ normal(0, s): the default prior normal(0, 1) is one of them and must
+    # reproduce the headline averaging exactly; every record is in the JSON
+    from synthesis.analysis import MU_PRIOR_SCALES
+
+    assert tuple(choice.mu_prior) == MU_PRIOR_SCALES and result.timing["mu_prior_s"] >= 0
+    same = choice.mu_prior[1.0]
+    assert same.priors == choice.averaging.priors
+    assert same.inclusion_bf["effect"] == pytest.approx(choice.averaging.inclusion_bf["effect"], rel=1e-12)
+    assert same.averaged.spike == pytest.approx(choice.averaging.averaged.spike, rel=1e-12)
+    assert [r["mu_prior"] for r in doc["mu_prior_sensitivity"]] == [
+        f"normal(mean=0, sd={s:g})" for s in MU_PRIOR_SCALES]
+    assert [r["effect_bf"] for r in doc["mu_prior_sensitivity"]] == [
+        choice.mu_prior[s].inclusion_bf["effect"] for s in MU_PRIOR_SCALES]
 
 
 def test_without_both_designs_the_average_has_no_bias_dimension(table):
