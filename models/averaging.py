@@ -78,7 +78,7 @@ from scipy import special
 
 from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
 from synthesis.errors import InputError, ModelError
-from synthesis.models.display import fmt, html_block, html_table
+from synthesis.models.display import fmt, html_block, html_table, small_sample_note
 from synthesis.models.exact import exact_posterior, exact_unsupported_reason, mixture_quantiles
 from synthesis.models.spec import (
     BIAS_VARIANTS,
@@ -383,6 +383,24 @@ class AveragingResult:
     notes: tuple[str, ...] = ()
     timing: dict[str, float] = field(default_factory=dict)
     interval_prob: float = INTERVAL_PROB
+    #: False when the table has no randomised study: mu is then what the non-randomised studies
+    #: estimate, design bias included
+    randomised: bool = True
+
+    @property
+    def estimand(self) -> str:
+        """What the averaged HR is: of a randomised comparison, or (no randomised study) as the
+        non-randomised studies estimate it."""
+        if self.randomised:
+            return "HR of a randomised comparison"
+        return "HR as the non-randomised studies estimate it (design bias included; no randomised study)"
+
+    def evidence(self, name: str) -> str:
+        """The evidence words for component ``name``; when its inclusion Bayes factor is undefined
+        (prior inclusion probability 0 or 1), why it is not estimable."""
+        if self.inclusion_bf.get(name) is None:
+            return f"not estimable: the prior gives the {name} probability {self.prior_inclusion[name]:g}"
+        return f"{evidence_words(self.inclusion_bf[name])} {name}"
 
     def __str__(self) -> str:
         return format_averaging(self)
@@ -403,7 +421,7 @@ class AveragingResult:
             ["component", "inclusion BF", "P(included | data)", "evidence"],
             [
                 [n, _bf_text(self.inclusion_bf[n]), _prob_text(self.posterior_inclusion[n]),
-                 evidence_words(self.inclusion_bf[n])]
+                 self.evidence(n)]
                 for n in self.components
             ],
             caption="Inclusion Bayes factors (Jeffreys 1961; Lee & Wagenmakers 2013)",
@@ -415,7 +433,7 @@ class AveragingResult:
         hrs = html_table(
             ["", f"HR ({pct} CrI)", *[f"P(HR < {k})" for k in keys]],
             [[label, _hr_text(r), *[fmt(r.p_below[k]) for k in keys]] for label, r in rows],
-            caption="Model-averaged HR of a randomised comparison",
+            caption=f"Model-averaged {self.estimand}",
         )
         return html_block(
             f"Bayesian model averaging, {len(self.models)} models; k = {self.k} ({self.source})",
@@ -441,7 +459,7 @@ class AveragingResult:
                 self.averaged_given_effect.to_dict() if self.averaged_given_effect is not None else None
             ),
             "interval": {"prob": self.interval_prob, "kind": "equal-tailed"},
-            "estimand": "HR of a randomised comparison (exp(mu))",
+            "estimand": f"{self.estimand} (exp(mu))",
             "notes": list(self.notes),
             "timing": dict(self.timing),
         }
@@ -595,9 +613,13 @@ def average_models(
             f"covariates (got {', '.join(base.covariates)})",
             parameter="covariates",
         )
+    if not (isinstance(base.alpha, (int, float)) and 0.0 < base.alpha <= 1.0):  # NaN fails too
+        raise InputError(f"alpha must be in (0, 1], got {base.alpha!r}", parameter="alpha")
     probs = parse_prior_prob(prior_prob)
     thresholds = check_thresholds(thresholds)
     with_bias = has_bias_dimension(table)
+    nonrandomised = np.asarray(table.nonrandomised, dtype=bool) if table.has_design else np.zeros(int(table.k), bool)
+    randomised = not (table.has_design and nonrandomised.all())
     variants = parse_bias_variants(bias_variants, base.bias_variant)
     notes: list[str] = []
     components = COMPONENTS if with_bias else ("effect", "heterogeneity")
@@ -616,6 +638,11 @@ def average_models(
             prior_prob if isinstance(prior_prob, Mapping) else str(prior_prob)
         ):
             notes.append("the prior inclusion probability given for bias is not used")
+    small = small_sample_note(
+        int(table.k), int((~nonrandomised).sum()), "the Bayes factors and posterior model probabilities"
+    )
+    if small is not None:
+        notes.append(small)
     # the model space, in a fixed order
     space: list[tuple[bool, bool, bool, str | None, float]] = []
     bias_options: list[tuple[bool, str | None, float]] = [(False, None, 1.0 - probs["bias"])] if with_bias else [(False, None, 1.0)]
@@ -725,6 +752,7 @@ def average_models(
         source=str(getattr(table, "source", "")),
         notes=tuple(notes),
         timing={"total_s": time.perf_counter() - t0},
+        randomised=randomised,
     )
 
 
@@ -796,10 +824,10 @@ def format_averaging(result: AveragingResult) -> str:
     for n in result.components:
         lines.append(
             f"  {n:<14} BF = {_bf_text(result.inclusion_bf[n]):>9}   P(included | data) = "
-            f"{_prob_text(result.posterior_inclusion[n]):>8}   {evidence_words(result.inclusion_bf[n])} {n}"
+            f"{_prob_text(result.posterior_inclusion[n]):>8}   {result.evidence(n)}"
         )
     lines.append("")
-    lines.append(f"Model-averaged HR of a randomised comparison: median ({pct} equal-tailed CrI); P(HR < T)")
+    lines.append(f"Model-averaged {result.estimand}: median ({pct} equal-tailed CrI); P(HR < T)")
 
     def row(label: str, r: AveragedHR) -> str:
         probs = ", ".join(f"P(HR < {k}) = {fmt(v)}" for k, v in r.p_below.items())
@@ -809,12 +837,19 @@ def format_averaging(result: AveragingResult) -> str:
     if result.averaged_given_effect is not None:
         lines.append(row("conditional on an effect", result.averaged_given_effect))
     spike = result.averaged.spike
-    lines += textwrap.wrap(
-        f"The first row includes the spike at HR = 1 of the no-effect models (posterior probability "
-        f"{_prob_text(spike)}): quantiles that fall on it print as 1.000, and P(HR < T) counts it only "
-        "for T > 1. The second row averages the effect models only (no spike).",
-        width=100,
-    )
+    if result.averaged_given_effect is not None:
+        text = (
+            f"The first row includes the spike at HR = 1 of the no-effect models (posterior probability "
+            f"{_prob_text(spike)}): quantiles that fall on it print as 1.000, and P(HR < T) counts it only "
+            "for T > 1. The second row averages the effect models only (no spike)."
+        )
+    else:
+        why = f" (the prior gives the effect probability {result.prior_inclusion['effect']:g})" if result.prior_inclusion["effect"] == 0.0 else ""
+        text = (
+            f"No effect model has positive posterior probability{why}: the row is the spike at HR = 1 of the no-effect models, "
+            "so every quantile is 1.000 and P(HR < T) is 1 for T > 1 and 0 otherwise."
+        )
+    lines += textwrap.wrap(text, width=100)
     for note in result.notes:
         lines.append(f"Note: {note}")
     lines.append(f"Timing: total {result.timing.get('total_s', math.nan):.2f} s")

@@ -101,6 +101,30 @@ def html_block(title: str, parts: Sequence[str], notes: Sequence[str] = ()) -> s
     return '<div class="synthesis-result">' + "\n".join(body) + "</div>"
 
 
+#: Fewer studies than this (or fewer randomised studies than :data:`SMALL_RANDOMISED`) and the
+#: model comparison (Bayes factors, LOO, stacking) rests mostly on the priors: a note says so.
+SMALL_K = 5
+#: See :data:`SMALL_K`.
+SMALL_RANDOMISED = 3
+
+
+def small_sample_note(k: int, n_randomised: int | None, what: str) -> str | None:
+    """A warning when ``k < SMALL_K`` or ``n_randomised < SMALL_RANDOMISED`` (``None`` otherwise):
+    with so few studies ``what`` rests mostly on the priors.
+
+    Examples
+    --------
+    >>> small_sample_note(2, 2, "the Bayes factors")
+    'only k = 2 studies (2 randomised): the Bayes factors rest mostly on the priors, not on the data'
+    >>> small_sample_note(17, 5, "the Bayes factors") is None
+    True
+    """
+    if k >= SMALL_K and (n_randomised is None or n_randomised >= SMALL_RANDOMISED):
+        return None
+    rct = f" ({n_randomised} randomised)" if n_randomised is not None else ""
+    return f"only k = {k} studies{rct}: {what} rest mostly on the priors, not on the data"
+
+
 def fixed_parameters(spec: ModelSpec) -> list[str]:
     """How a spec's fixed parameters print: ``mu = 0 (no effect)``, ``tau = 0 (common effect)``.
 

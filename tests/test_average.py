@@ -460,3 +460,47 @@ def test_all_variants_against_the_reference(small_table, reference):
     v = np.array([m.log_marginal_likelihood + math.log(m.prior_prob) for m in res.models])
     np.testing.assert_allclose([m.posterior_prob for m in res.models], np.exp(v - special.logsumexp(v)), atol=1e-12)
     assert any("Savage-Dickey" in n for n in res.notes)
+
+
+# --- review fixes (issue #11) ------------------------------------------------------------------
+@pytest.mark.parametrize("p", ["0", "1"])
+def test_prior_prob_zero_or_one_says_not_estimable_and_describes_printed_rows(capsys, p):
+    code = main(["average", "--prior-prob", f"effect={p}"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert f"not estimable: the prior gives the effect probability {p}" in out
+    assert "undefined effect" not in out
+    has_second = "conditional on an effect" in out
+    assert has_second == (p == "1")
+    assert ("The second row" in out) == has_second
+
+
+def test_observational_only_heading_and_small_k_note():
+    table = syn.load_dataset("dnmbc_lrt", subset="observational")
+    res = average_models(table)
+    text = str(res)
+    assert "randomised comparison" not in text
+    assert "Model-averaged HR as the non-randomised studies estimate it" in text
+    assert "randomised comparison" not in res.to_json()["estimand"]
+    # the randomised subset keeps the heading
+    assert "Model-averaged HR of a randomised comparison" in str(average_models(syn.load_dataset("dnmbc_lrt", subset="rct")))
+
+
+def test_two_studies_warn_that_bayes_factors_rest_on_the_priors(small_table):
+    frame = pd.DataFrame({"study": ["a", "b"], "log_hr": [-0.2, -0.1], "se": [0.2, 0.3], "design": ["rct", "rct"]})
+    res = average_models(syn.load_studies(frame))
+    assert any("only k = 2 studies (2 randomised)" in n and "rest mostly on the priors" in n for n in res.notes)
+    assert not any("rest mostly on the priors" in n for n in average_models(small_table).notes)
+
+
+@pytest.mark.parametrize("alpha", ["2", "nan", "0", "-1"])
+def test_cli_alpha_always_validated(capsys, alpha):
+    with pytest.raises(SystemExit) as exc:
+        main(["average", "--alpha", alpha])
+    _, err = capsys.readouterr()
+    assert exc.value.code == 2 and "argument --alpha: must be a number in (0, 1]" in err and "Traceback" not in err
+
+
+def test_library_alpha_always_validated(small_table):
+    with pytest.raises(InputError, match="alpha"):
+        average_models(small_table, ModelSpec(alpha=float("nan")))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 
 from synthesis.cli.common import (
@@ -38,6 +39,26 @@ def _as_flags(message: str, parameter: str | None) -> str:
     return message
 
 
+def _alpha(text: str) -> float:
+    """``--alpha``: a number in (0, 1], whether or not the downweight variant is used.
+
+    Examples
+    --------
+    >>> _alpha("0.5")
+    0.5
+    >>> _alpha("nan")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a number in (0, 1], got 'nan'
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from synthesis.models.priors import prior_help
 
@@ -58,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bias-prior", metavar="SPEC", default=None, help="prior of delta when free (default normal(0, 0.5))")
     p.add_argument("--kappa-prior", metavar="SPEC", default=None, help="prior of kappa (random and three-level variants; default halfnormal(0.25))")
     p.add_argument("--bias-variant", choices=BIAS_VARIANTS, default="additive", help="the bias model of the 'bias free' models (default additive)")
-    p.add_argument("--alpha", type=float, default=0.5, help="down-weighting factor in (0, 1] for the downweight variant")
+    p.add_argument("--alpha", type=_alpha, default=0.5, help="down-weighting factor in (0, 1] for the downweight variant (checked even when that variant is not used)")
     p.add_argument(
         "--bias-variants", metavar="all|V1,V2", default=None,
         help="average over several bias variants: 'all' (additive, random, downweight, three-level) or a comma-separated list; "
