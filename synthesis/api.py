@@ -697,7 +697,7 @@ def average(
 def compare(
     data: Studies,
     *,
-    bias_variants: Sequence[str] | None = None,
+    bias_variants: str | Sequence[str] | None = None,
     engine: str = "pymc",
     alpha: float = 0.5,
     mu_prior: Prior | None = None,
@@ -716,6 +716,8 @@ def compare(
     ``engine="exact"`` fits and scores every variant exactly (exact LOO by k refits; PyMC and
     PSIS-LOO only above 500 studies, or 200 for random/three-level); ``engine="pymc"`` (the
     default, as on the command line) samples every variant and scores it by PSIS-LOO.
+    ``bias_variants``: ``None`` or ``"all"`` (every variant), a comma-separated string
+    (``"additive,downweight"``) or a sequence of variant names, as :func:`average` takes them.
 
     Returns
     -------
@@ -729,14 +731,14 @@ def compare(
     >>> round(sum(v.comparison.weight for v in result.variants), 6)
     1.0
     """
-    from synthesis.models.loo import BIAS_VARIANTS, compare_variants
+    from synthesis.models.loo import compare_variants
 
     spec = _spec(
         "bias", bias_variant="additive", alpha=alpha, covariates=(),
         priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior},
     )
     return compare_variants(
-        load_studies(data), spec, variants=tuple(bias_variants or BIAS_VARIANTS), engine=engine,
+        load_studies(data), spec, variants=bias_variants, engine=engine,
         thresholds=thresholds, chains=chains, draws=draws, tune=tune, seed=seed,
     )
 
