@@ -50,6 +50,8 @@ from scipy.special import logsumexp
 
 from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
 from synthesis.errors import InputError, ModelError
+from synthesis.models.averaging import ALL_VARIANTS, parse_bias_variants
+from synthesis.models.display import small_sample_note
 from synthesis.models.results import FitResult, RatioSummary
 from synthesis.models.spec import (
     BIAS_VARIANTS,
@@ -71,6 +73,11 @@ EXACT_LOO_MAX_STUDIES = 500
 #: kappa). Measured (benchmarks/bench_compare.py, 2 shared cores): random k = 17 0.26 s,
 #: k = 100 3.7 s, k = 200 10 s; three-level 0.19 s, 5.2 s, 14 s.
 EXACT_LOO_MAX_STUDIES_2D = 200
+#: How to read a stacking weight (printed under every comparison).
+STACKING_CAVEAT = (
+    "stacking weights are not posterior model probabilities: a weight of 0 means the variant adds "
+    "no predictive value beside the others, not that it is refuted"
+)
 #: The bias variants with a second variance parameter kappa.
 TWO_VARIANCE_VARIANTS: tuple[str, ...] = ("random", "three-level")
 #: Bias variants whose exact LOO predictive :func:`exact_loo` knows: all of them (random and
@@ -566,6 +573,29 @@ class VariantComparison:
                 out.append(f"{v.variant}: {v.loo.flag()}")
         return out
 
+    def settings(self) -> list[str]:
+        """The variants' settings and how to read the weights, one sentence each: the downweight
+        variant's alpha, the kappa prior of random / three-level, and what a stacking weight is not.
+
+        Examples
+        --------
+        >>> from synthesis.models.results import RatioSummary
+        >>> res = VariantComparison("exact", ModelSpec("bias"), [], RatioSummary(1.0, 1.0, 1.0), (1.0,))
+        >>> res.settings()[-1][:60]
+        'stacking weights are not posterior model probabilities: a we'
+        """
+        names = {v.variant for v in self.variants}
+        out = []
+        if "downweight" in names:
+            out.append(
+                f"downweight: alpha = {self.spec.alpha:g} (non-randomised studies' within-study variances divided by alpha)"
+            )
+        kappa = [v for v in TWO_VARIANCE_VARIANTS if v in names]
+        if kappa:
+            out.append(f"{' and '.join(kappa)}: kappa ~ {self.spec.priors.kappa.label}")
+        out.append(STACKING_CAVEAT)
+        return out
+
     def to_json(self) -> dict[str, Any]:
         """The ``synthesis compare --json`` document."""
         models = []
@@ -594,11 +624,14 @@ class VariantComparison:
             if v.notes:
                 row["notes"] = list(v.notes)
             models.append(row)
-        return {
+        priors = self.spec.priors.labels(self.spec.parameters)
+        if any(v.variant in TWO_VARIANCE_VARIANTS for v in self.variants):
+            priors["kappa"] = self.spec.priors.kappa.label
+        out = {
             "engine": self.engine,
             "model": self.spec.model,
             "k": self.variants[0].loo.k if self.variants else 0,
-            "priors": self.spec.priors.labels(self.spec.parameters),
+            "priors": priors,
             "models": models,
             "stacked": {
                 "hr_median": self.stacked.median,
@@ -609,7 +642,11 @@ class VariantComparison:
             "converged": self.converged,
             "warnings": self.warnings(),
             "notes": list(self.notes),
+            "settings": self.settings(),
         }
+        if any(v.variant == "downweight" for v in self.variants):
+            out["alpha"] = self.spec.alpha
+        return out
 
     _HEADER = ("variant", "engine", "LOO", "elpd_loo", "SE", "p_loo", "diff", "SE(diff)", "weight", "max k", "high k", "HR (95% CrI)")
 
@@ -658,7 +695,7 @@ class VariantComparison:
         from synthesis.models.display import html_block, html_table
 
         table = html_table(self._HEADER, self._rows(), caption="Bias variants by leave-one-study-out cross-validation")
-        return html_block(f"synthesis compare ({self.source})", [table], [*self.warnings(), *self.notes])
+        return html_block(f"synthesis compare ({self.source})", [table], [*self.settings(), *self.warnings(), *self.notes])
 
     def __str__(self) -> str:
         from synthesis.models.display import fmt
@@ -688,6 +725,7 @@ class VariantComparison:
                 lines.append(
                     f"check: {v.variant} exact LOO elpd {v.exact_check.elpd:.2f} vs PSIS-LOO {v.loo.elpd:.2f}"
                 )
+        lines += self.settings()
         for w in self.warnings():
             lines.append(f"WARNING: {w}")
         for n in self.notes:
@@ -699,7 +737,7 @@ def compare_variants(
     table: StudySource,
     spec: ModelSpec,
     *,
-    variants: Sequence[str] = BIAS_VARIANTS,
+    variants: str | Sequence[str] | None = BIAS_VARIANTS,
     engine: str = "pymc",
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     chains: int = 4,
@@ -738,13 +776,8 @@ def compare_variants(
             f"compare weighs the bias variants of the bias models (bias, bias-metareg); model is {spec.model!r}",
             parameter="model",
         )
-    variants = list(dict.fromkeys(variants))
-    unknown = [v for v in variants if v not in BIAS_VARIANTS]
-    if unknown or not variants:
-        raise InputError(
-            f"bias variants must be among {', '.join(BIAS_VARIANTS)}; got {', '.join(unknown) or 'none'}",
-            parameter="bias_variants",
-        )
+    # None or "all": every variant; a string is a comma-separated list (as syn.average takes it)
+    variants = list(parse_bias_variants(ALL_VARIANTS if variants is None else variants, BIAS_VARIANTS[0]))
     thresholds = check_thresholds(thresholds)
     k = table.k
     needs_pymc = engine == "pymc" or k > min(
@@ -788,6 +821,10 @@ def compare_variants(
     stacked = stacked_ratio([f for _, f, *_ in fitted], weights, thresholds)
     if len({loo.method for _, _, loo, _, _ in fitted}) > 1:
         notes.append("exact and PSIS-LOO estimates are compared side by side (both estimate the same elpd_loo)")
+    n_randomised = int(k - np.asarray(table.nonrandomised, dtype=bool).sum()) if table.has_design else None
+    small = small_sample_note(int(k), n_randomised, "the LOO scores and stacking weights")
+    if small is not None:
+        notes.append(small)
     return VariantComparison(
         engine=engine,
         spec=spec,

@@ -377,3 +377,47 @@ def test_compare_refuses_a_log_likelihood_too_large_to_hold() -> None:
 
     with pytest.raises(InputError, match=r"6\.4 GB; use at most 312 draws"):
         compare_variants(SimpleNamespace(k=100_000), ModelSpec("bias"), engine="pymc")
+
+
+# --------------------------------------------------------------------------------------------
+# review fixes (issue #11)
+# --------------------------------------------------------------------------------------------
+def test_syn_compare_takes_a_string_of_variants() -> None:
+    """A string is a comma-separated list or 'all', not a sequence of letters (as syn.average)."""
+    import synthesis as syn
+    from synthesis.errors import InputError
+
+    t = syn.load_dataset("dnmbc_lrt")
+    assert [v.variant for v in syn.compare(t, engine="exact", bias_variants="additive").variants] == ["additive"]
+    res = syn.compare(t, engine="exact", bias_variants="additive, downweight")
+    assert [v.variant for v in res.variants] == ["additive", "downweight"]
+    with pytest.raises(InputError, match="bias_variants"):
+        syn.compare(t, engine="exact", bias_variants="sideways")
+
+
+def test_cli_compare_accepts_all_and_states_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["compare", "--engine", "exact", "--bias-variants", "all", "--alpha", "0.3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for v in ("additive", "random", "downweight", "three-level"):
+        assert f"\n{v} " in out
+    assert "downweight: alpha = 0.3" in out
+    assert "random and three-level: kappa ~ half-normal(scale=0.25)" in out
+    assert "stacking weights are not posterior model probabilities: a weight of 0 means" in out
+    assert "rest mostly on the priors" not in out  # k = 17
+
+
+def test_compare_json_alpha_kappa_and_no_alpha_without_downweight(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["compare", "--engine", "exact", "--bias-variants", "additive,random", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and "alpha" not in doc and doc["priors"]["kappa"] == "half-normal(scale=0.25)"
+    assert not any("alpha" in s for s in doc["settings"])
+
+
+def test_compare_on_two_studies_warns_that_stacking_rests_on_the_priors(tmp_path, capsys) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text("study,log_hr,se,design\na,-0.2,0.2,rct\nb,-0.1,0.3,retrospective\n")
+    code = main(["compare", "--engine", "exact", "--bias-variants", "additive", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "only k = 2 studies (1 randomised): the LOO scores and stacking weights rest mostly on the priors" in out

@@ -17,17 +17,26 @@ from synthesis.cli.common import (
 )
 from synthesis.cli.fit import add_model_arguments, build_spec
 from synthesis.errors import ConvergenceError, InputError
+from synthesis.models.averaging import ALL_VARIANTS
 from synthesis.models.fit import ENGINES
 from synthesis.models.spec import BIAS_VARIANTS
 
 
 def variants_arg(text: str) -> tuple[str, ...]:
-    """``--bias-variants``: a comma-separated list of bias variants."""
+    """``--bias-variants``: ``all`` or a comma-separated list of bias variants.
+
+    Examples
+    --------
+    >>> variants_arg("all") == BIAS_VARIANTS, variants_arg("additive, downweight")
+    (True, ('additive', 'downweight'))
+    """
+    if text.strip() == ALL_VARIANTS:
+        return BIAS_VARIANTS
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     bad = [n for n in names if n not in BIAS_VARIANTS]
     if bad or not names:
         raise argparse.ArgumentTypeError(
-            f"must be a comma-separated list of {', '.join(BIAS_VARIANTS)}, got {text!r}"
+            f"must be {ALL_VARIANTS!r} or a comma-separated list of {', '.join(BIAS_VARIANTS)}, got {text!r}"
         )
     return names
 
@@ -51,8 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--bias-variants",
         type=variants_arg,
         default=BIAS_VARIANTS,
-        metavar="V1,V2",
-        help=f"bias variants to compare (default: all, {','.join(BIAS_VARIANTS)})",
+        metavar="all|V1,V2",
+        help=f"bias variants to compare: {ALL_VARIANTS} or a comma-separated list (default: {ALL_VARIANTS}, {','.join(BIAS_VARIANTS)})",
     )
     p.add_argument(
         "--engine",
