@@ -50,14 +50,16 @@ neighbours, and evaluates all of them, and every step of the contour's root-find
 The contour is where ``P(HR < T)`` crosses ``level`` along ``bias_sd`` at each ``bias_mean``
 (sign changes between grid neighbours, refined by Brent's method on the exact computation at
 that single point, with the analysis's quadrature). The sentence reads the same computation at
-``bias_mean = 1`` (no bias expected) and translates an SD on the log scale into a percentage:
+``bias_mean = 1`` (no bias expected) and states the SD where it crosses as the bias prior's 95%
+interval of the bias factor (asymmetric on the HR scale),
 
 .. math::
 
-    X(\sigma_b) = 100\,(e^{1.96\,\sigma_b} - 1),
+    \left[e^{-1.96\,\sigma_b},\; e^{1.96\,\sigma_b}\right];
 
-so "unbiased to within ±X%" means a prior putting 95% probability on the bias factor lying
-between ``1/(1 + X/100)`` and ``1 + X/100``.
+it then says, from the grid and its contour, on which side of ``b = 1`` (and over which ``b``
+and SDs) other bias priors also give ``P(HR < T) > level`` (:func:`off_centre_regions`), so that
+no grid point above the level goes unmentioned.
 
 The down-weighting curve uses the ``downweight`` variant (the non-randomised studies' variances
 divided by ``alpha``; Ibrahim and Chen 2000, power priors, doi:10.1214/ss/1009212673): at
@@ -96,9 +98,9 @@ BIAS_MEAN_RANGE: tuple[float, float] = (0.5, 1.25)
 BIAS_SD_RANGE: tuple[float, float] = (0.02, 1.0)
 #: Default grid: (number of bias means, number of bias SDs).
 DEFAULT_GRID: tuple[int, int] = (40, 40)
-#: Largest number of bias means or bias SDs on a side of the grid (400 x 400 takes ~10 s; the
-#: memory and time grow as the product of the sides).
-MAX_GRID_SIDE = 400
+#: Largest number of bias means or bias SDs on a side of the grid (200 x 200, 25 times the default,
+#: takes ~9 s with --json on the bundled data; 400 x 400 took 24 s of CPU: both grow as the product).
+MAX_GRID_SIDE = 200
 #: Default decision threshold T of P(HR < T) and the level it is compared with.
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_LEVEL = 0.5
@@ -161,7 +163,7 @@ def check_grid(grid: int | Sequence[int]) -> tuple[int, int]:
     >>> check_grid(100000)
     Traceback (most recent call last):
     ...
-    synthesis.errors.InputError: grid sizes must be at most 400 a side (400 x 400 points), got (100000, 100000)
+    synthesis.errors.InputError: grid sizes must be at most 200 a side (200 x 200 points), got (100000, 100000)
     """
     sizes = (grid, grid) if isinstance(grid, (int, np.integer)) else tuple(grid)
     if len(sizes) != 2 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 2 for n in sizes):
@@ -562,7 +564,15 @@ class AlphaCrossing:
 @dataclass
 class TippingResult:
     """A tipping-point analysis: the grid, its contour, the down-weighting curve and the
-    sentence a reader needs (see :func:`tipping_analysis`)."""
+    sentence a reader needs (see :func:`tipping_analysis`).
+
+    Scales: ``bias_mean`` (attributes ``bias_means``, the JSON and CSV key ``bias_mean``) is the
+    bias factor ``b`` on the **hazard-ratio scale** (1 = unbiased), while ``bias_sd``
+    (``bias_sds``) is the prior SD of ``log b``, on the **log-HR scale**; the keys are a public
+    contract and keep these names. ``off_centre`` summarises where ``P(HR < T) > level`` off
+    ``b = 1`` (:func:`off_centre_regions`). :meth:`plot_map` and :meth:`plot_alpha_curve` draw
+    the figures (:mod:`synthesis.plots.tipping`).
+    """
 
     threshold: float
     level: float
@@ -583,6 +593,7 @@ class TippingResult:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
+    off_centre: list[OffCentreRegion] = field(default_factory=list)
 
     def grid_rows(self) -> list[dict[str, float]]:
         """The grid as rows ``{bias_mean, bias_sd, hr_median, p_hr_below}``, bias_mean-major."""
@@ -612,8 +623,13 @@ class TippingResult:
             "unbiased": {
                 "bias_mean": UNBIASED,
                 "profile": [{"bias_sd": float(s), "p_hr_below": float(v)} for s, v in zip(self.unbiased_sds, self.unbiased_p, strict=True)],
-                "crossings": [{"bias_sd": c.bias_sd, "within_percent": float(within_percent(c.bias_sd)), "rising": c.rising} for c in self.unbiased_crossings],
+                "crossings": [
+                    {"bias_sd": c.bias_sd, "within_percent": float(within_percent(c.bias_sd)), "rising": c.rising,
+                     "bias_factor_interval": list(bias_interval(c.bias_sd))}
+                    for c in self.unbiased_crossings
+                ],
             },
+            "off_centre": [r.to_dict() for r in self.off_centre],
             "model": {"model": "bias", "bias_variant": "additive", "priors": dict(self.priors)},
             "k": self.k,
             "k_rct": self.k_rct,
@@ -645,6 +661,29 @@ class TippingResult:
 
     def __str__(self) -> str:
         return format_tipping(self)
+
+    def plot_map(self, ax: Any = None, **kwargs: Any) -> Any:
+        """Heat map of P(HR < T) over the bias prior with its contour
+        (:func:`synthesis.plots.plot_tipping_map`); keyword arguments go to the plot function.
+
+        Examples
+        --------
+        >>> import synthesis as syn
+        >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), ModelSpec("bias"))
+        >>> fig = tipping_analysis(data, grid=(3, 3), alpha_points=2).plot_map()
+        >>> fig.axes[0].get_xscale()
+        'log'
+        """
+        from synthesis.models.results import _plotting
+
+        return _plotting().plot_tipping_map(self, ax=ax, **kwargs)
+
+    def plot_alpha_curve(self, fig: Any = None, **kwargs: Any) -> Any:
+        """The down-weighting curve (:func:`synthesis.plots.plot_alpha_curve`); keyword
+        arguments go to the plot function."""
+        from synthesis.models.results import _plotting
+
+        return _plotting().plot_alpha_curve(self, fig=fig, **kwargs)
 
     def _repr_html_(self) -> str:
         """The sentence, the contour and the down-weighting curve as HTML (Jupyter)."""
@@ -696,51 +735,177 @@ def _refine(
     return out
 
 
-def _pct(sd: float) -> str:
-    x = float(within_percent(sd))
-    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+def bias_interval(bias_sd: float, bias_mean: float = UNBIASED) -> tuple[float, float]:
+    r"""The 95% prior interval of the bias factor, ``b exp(-/+ 1.96 sd)``, of the bias prior
+    ``delta ~ N(log b, sd^2)`` (asymmetric on the HR scale).
+
+    Examples
+    --------
+    >>> [round(v, 2) for v in bias_interval(0.0997)]
+    [0.82, 1.22]
+    """
+    return bias_mean * math.exp(-_Z * bias_sd), bias_mean * math.exp(_Z * bias_sd)
+
+
+def _interval_txt(bias_sd: float) -> str:
+    lo, hi = bias_interval(bias_sd)
+    return f"{lo:.2f} to {hi:.2f}"
+
+
+def _sig3(x: float, *, up: bool) -> str:
+    """``x`` to 3 significant figures rounded outwards (down for a lower bound, up for an upper
+    one), so a printed range contains every value it summarises.
+
+    Examples
+    --------
+    >>> _sig3(0.096934, up=True), _sig3(0.81912, up=False), _sig3(0.02, up=False)
+    ('0.097', '0.819', '0.02')
+    """
+    if x == 0.0 or not math.isfinite(x):
+        return f"{x:g}"
+    e = math.floor(math.log10(abs(x))) - 2
+    q = x / 10.0**e
+    q = math.ceil(q - 1e-9) if up else math.floor(q + 1e-9)
+    return f"{q * 10.0**e:.3g}"
+
+
+#: How the sentence names the bias priors on each side of b = 1 (b multiplies a non-randomised
+#: study's HR: below 1 it looks more favourable than it is, above 1 less).
+SIDE_WORDS: dict[str, str] = {
+    "below": "expect the non-randomised studies to exaggerate benefit (b < 1)",
+    "above": "expect them to exaggerate harm (b > 1)",
+}
+
+
+@dataclass(frozen=True)
+class OffCentreRegion:
+    """Where, on one side of ``b = 1``, the grid has ``P(HR < T) > level``: the range of bias
+    means (HR scale) of its rows and of bias SDs (log scale) its points and contour reach."""
+
+    side: str  # "below" (b < 1) or "above" (b > 1)
+    bias_mean_lo: float
+    bias_mean_hi: float
+    bias_sd_lo: float
+    bias_sd_hi: float
+    n_points: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side,
+            "bias_mean_lo": self.bias_mean_lo,
+            "bias_mean_hi": self.bias_mean_hi,
+            "bias_sd_lo": self.bias_sd_lo,
+            "bias_sd_hi": self.bias_sd_hi,
+            "n_points": self.n_points,
+        }
+
+
+def off_centre_regions(
+    means: np.ndarray, sds: np.ndarray, probs: np.ndarray, contour: Sequence[Crossing], level: float
+) -> list[OffCentreRegion]:
+    """The grid points with ``P(HR < T) > level`` off ``b = 1``, summarised per side: the bias
+    means of their rows, and the SD range reached by them and by the contour's crossings on those
+    rows (a crossing is an edge of the region, so the range covers it between grid nodes).
+
+    Examples
+    --------
+    >>> means, sds = np.array([0.8, 1.0, 1.2]), np.array([0.02, 0.2])
+    >>> probs = np.array([[0.4, 0.1], [0.9, 0.2], [0.7, 0.3]])
+    >>> [r.to_dict() for r in off_centre_regions(means, sds, probs, [Crossing(1.2, 0.1, False)], 0.5)]
+    [{'side': 'above', 'bias_mean_lo': 1.2, 'bias_mean_hi': 1.2, 'bias_sd_lo': 0.02, 'bias_sd_hi': 0.1, 'n_points': 1}]
+    """
+    out = []
+    above = np.asarray(probs) > level
+    for side, on_side in (("below", means < UNBIASED), ("above", means > UNBIASED)):
+        rows = np.flatnonzero(on_side & above.any(axis=1))
+        if rows.size == 0:
+            continue
+        reach = [float(sds[j]) for i in rows for j in np.flatnonzero(above[i])]
+        row_means = {float(means[i]) for i in rows}
+        reach += [c.bias_sd for c in contour if c.bias_mean in row_means]
+        out.append(OffCentreRegion(side, float(means[rows].min()), float(means[rows].max()), min(reach), max(reach),
+                                   int(above[rows].sum())))
+    return out
+
+
+def _range_txt(name: str, lo: float, hi: float) -> str:
+    """``name from lo to hi`` rounded outwards, or ``name = lo`` for a single value.
+
+    Examples
+    --------
+    >>> _range_txt("b", 0.92145, 0.92145), _range_txt("SD", 0.02, 0.14461)
+    ('b = 0.921', 'SD from 0.02 to 0.145')
+    """
+    if lo == hi:
+        return f"{name} = {lo:.3g}"
+    return f"{name} from {_sig3(lo, up=False)} to {_sig3(hi, up=True)}"
+
+
+def off_centre_sentence(
+    threshold: float, level: float, means: np.ndarray, regions: Sequence[OffCentreRegion]
+) -> str:
+    """The grid off ``b = 1`` in words: on which side (and where) ``P(HR < T) > level`` too.
+
+    Examples
+    --------
+    >>> means = np.array([0.8, 1.2])
+    >>> off_centre_sentence(0.8, 0.5, means, [OffCentreRegion("above", 1.2, 1.25, 0.02, 0.1446, 30)])
+    'Centred elsewhere, P(HR < 0.8) > 0.5 also for some bias priors that expect them to exaggerate harm (b > 1): b from 1.2 to 1.25 with SD from 0.02 to 0.145 (see the map).'
+    >>> off_centre_sentence(0.8, 0.5, means, [])
+    'No bias prior centred elsewhere on the grid (b from 0.8 to 1.2) gives P(HR < 0.8) > 0.5.'
+    """
+    p_txt = f"P(HR < {threshold:g})"
+    if not regions:
+        return f"No bias prior centred elsewhere on the grid (b from {means.min():g} to {means.max():g}) gives {p_txt} > {level:g}."
+    parts = [
+        f"{SIDE_WORDS[r.side]}: {_range_txt('b', r.bias_mean_lo, r.bias_mean_hi)} "
+        f"with {_range_txt('SD', r.bias_sd_lo, r.bias_sd_hi)}"
+        for r in regions
+    ]
+    return f"Centred elsewhere, {p_txt} > {level:g} also for some bias priors that " + "; and some that ".join(parts) + " (see the map)."
 
 
 def tipping_sentence(
     threshold: float, level: float, sds: np.ndarray, probs: np.ndarray, crossings: Sequence[Crossing]
 ) -> str:
-    """The conclusion in words, from the SD profile at ``bias_mean = 1`` and its crossings.
+    """The conclusion at ``b = 1`` (a bias prior centred on no bias) in words, from its SD
+    profile and crossings; the grid off ``b = 1`` is :func:`off_centre_sentence`'s.
+
+    The bias prior's SD is read as its 95% prior interval of the bias factor,
+    ``exp(-/+ 1.96 sd)`` (:func:`bias_interval`; asymmetric on the HR scale).
 
     Examples
     --------
     >>> sds = np.array([0.02, 0.1, 1.0])
     >>> print(tipping_sentence(0.8, 0.5, sds, np.array([0.9, 0.6, 0.1]), [Crossing(1.0, 0.2, False)]))
-    P(HR < 0.8) > 0.5 only if the non-randomised studies are believed unbiased to within ±48% (a bias prior centred on HR-scale 1 with SD below 0.2 on the log scale; 95% prior interval of the bias factor 0.68 to 1.48).
+    With a bias prior centred on no bias (b = 1), P(HR < 0.8) > 0.5 only if its SD is below 0.2 on the log scale (95% prior interval of the bias factor 0.68 to 1.48).
     >>> print(tipping_sentence(0.8, 0.5, sds, np.array([0.4, 0.3, 0.1]), []))  # doctest: +NORMALIZE_WHITESPACE
-    P(HR < 0.8) <= 0.5 for every bias prior centred on HR-scale 1 with SD from 0.02 to 1: even
-    believing the non-randomised studies unbiased to within ±4.0% does not take P(HR < 0.8) above 0.5.
+    With a bias prior centred on no bias (b = 1), P(HR < 0.8) <= 0.5 for every SD from 0.02 to 1 on the
+    log scale: even a 95% prior interval of the bias factor as narrow as 0.96 to 1.04 does not take
+    P(HR < 0.8) above 0.5.
     """
     p_txt, lo, hi = f"P(HR < {threshold:g})", float(sds[0]), float(sds[-1])
+    head = f"With a bias prior centred on no bias (b = 1), {p_txt}"
     if not crossings:
         if probs[0] > level:
             return (
-                f"{p_txt} > {level:g} for every bias prior centred on HR-scale 1 with SD from {lo:g} to {hi:g}: "
-                f"the conclusion holds whether the non-randomised studies are believed unbiased to within "
-                f"±{_pct(lo)}% or only to within ±{_pct(hi)}%."
+                f"{head} > {level:g} for every SD from {lo:g} to {hi:g} on the log scale (95% prior intervals "
+                f"of the bias factor from {_interval_txt(lo)} to {_interval_txt(hi)})."
             )
         return (
-            f"{p_txt} <= {level:g} for every bias prior centred on HR-scale 1 with SD from {lo:g} to {hi:g}: "
-            f"even believing the non-randomised studies unbiased to within ±{_pct(lo)}% does not take "
-            f"{p_txt} above {level:g}."
+            f"{head} <= {level:g} for every SD from {lo:g} to {hi:g} on the log scale: even a 95% prior "
+            f"interval of the bias factor as narrow as {_interval_txt(lo)} does not take {p_txt} above {level:g}."
         )
     if len(crossings) == 1:
         c = crossings[0]
-        band = f"95% prior interval of the bias factor {math.exp(-_Z * c.bias_sd):.2f} to {math.exp(_Z * c.bias_sd):.2f}"
         if not c.rising:
             return (
-                f"{p_txt} > {level:g} only if the non-randomised studies are believed unbiased to within "
-                f"±{_pct(c.bias_sd)}% (a bias prior centred on HR-scale 1 with SD below {c.bias_sd:.3g} on the "
-                f"log scale; {band})."
+                f"{head} > {level:g} only if its SD is below {c.bias_sd:.3g} on the log scale (95% prior "
+                f"interval of the bias factor {_interval_txt(c.bias_sd)})."
             )
         return (
-            f"{p_txt} > {level:g} only if the non-randomised studies are not believed unbiased to within "
-            f"±{_pct(c.bias_sd)}% (a bias prior centred on HR-scale 1 needs an SD above {c.bias_sd:.3g} on the "
-            f"log scale; {band})."
+            f"{head} > {level:g} only if its SD is above {c.bias_sd:.3g} on the log scale (95% prior "
+            f"interval of the bias factor wider than {_interval_txt(c.bias_sd)})."
         )
     # several crossings: the SD intervals where P > level
     edges = [lo] + [c.bias_sd for c in crossings] + [hi]
@@ -749,9 +914,8 @@ def tipping_sentence(
         above.append(not above[-1])
     parts = [f"{edges[i]:.3g} to {edges[i + 1]:.3g}" for i in range(len(above)) if above[i]]
     return (
-        f"{p_txt} > {level:g} for bias priors centred on HR-scale 1 with SD (log scale) in "
-        f"{', '.join(parts)}, and not otherwise between {lo:g} and {hi:g}: the answer does not move "
-        "monotonically with trust in the non-randomised studies."
+        f"{head} > {level:g} only for SDs (log scale) from {', '.join(parts)} (of {lo:g} to {hi:g}): the "
+        "answer does not move monotonically with trust in the non-randomised studies."
     )
 
 
@@ -957,7 +1121,7 @@ def tipping_analysis(
     >>> res.p_hr_below.shape, [round(a.p_hr_below, 2) for a in res.alpha_curve]
     ((4, 4), [0.11, 0.98])
     >>> print(res.sentence)  # doctest: +ELLIPSIS
-    P(HR < 0.8) > 0.5 only if the non-randomised studies are believed unbiased to within ±...
+    With a bias prior centred on no bias (b = 1), P(HR < 0.8) > 0.5 only if its SD is below 0.0997 ...
     """
     import time
 
@@ -978,6 +1142,7 @@ def tipping_analysis(
         contour.extend(_refine(quad, float(m), sds, summ.p_hr_below[i], threshold, level))
     ref = quad.summaries(np.full(sds.size, math.log(UNBIASED)), 1.0 / sds**2, threshold, median=False)
     unbiased = _refine(quad, UNBIASED, sds, ref.p_hr_below, threshold, level)
+    regions = off_centre_regions(means, sds, summ.p_hr_below, contour, level)
     t_contour = time.perf_counter() - t0 - t_grid
     curve = alpha_curve(data, priors, threshold, alpha_grid(alpha_points).tolist())
     a_cross = alpha_crossings(data, priors, threshold, level, curve)
@@ -998,7 +1163,12 @@ def tipping_analysis(
         unbiased_crossings=unbiased,
         alpha_curve=curve,
         alpha_crossings=a_cross,
-        sentence=tipping_sentence(threshold, level, sds, ref.p_hr_below, unbiased) + " " + alpha_sentence(threshold, level, curve, a_cross),
+        sentence=" ".join([
+            tipping_sentence(threshold, level, sds, ref.p_hr_below, unbiased),
+            off_centre_sentence(threshold, level, means, regions),
+            alpha_sentence(threshold, level, curve, a_cross),
+        ]),
+        off_centre=regions,
         priors={"mu": priors.mu.label, "tau": priors.tau.label},
         k=data.k,
         k_rct=int((~nr).sum()),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import matplotlib
 import numpy as np
@@ -132,8 +133,12 @@ def test_contour_is_where_fit_exact_crosses_the_level(data, small):
     (u,) = small.unbiased_crossings
     assert u.bias_mean == 1.0 and not u.rising
     assert _brackets_with_fit_exact(data, priors, u, 0.5)
-    pct = f"±{tp.within_percent(u.bias_sd):.0f}%"
-    assert small.sentence.startswith(f"P(HR < 0.8) > 0.5 only if the non-randomised studies are believed unbiased to within {pct}")
+    lo, hi = (math.exp(sign * special.ndtri(0.975) * u.bias_sd) for sign in (-1, 1))
+    assert small.sentence.startswith(
+        f"With a bias prior centred on no bias (b = 1), P(HR < 0.8) > 0.5 only if its SD is below {u.bias_sd:.3g} "
+        f"on the log scale (95% prior interval of the bias factor {lo:.2f} to {hi:.2f})"
+    )
+    assert tp.bias_interval(u.bias_sd) == pytest.approx((lo, hi))
     assert tp.within_percent(u.bias_sd) == pytest.approx(100 * (math.exp(special.ndtri(0.975) * u.bias_sd) - 1))
     # a wrong crossing fails the check
     assert not _brackets_with_fit_exact(data, priors, tp.Crossing(1.0, u.bias_sd * 1.01, False), 0.5)
@@ -210,23 +215,102 @@ def _synthetic(y_rct, y_nr, se=0.1) -> ModelData:
     )
 
 
+_NUM = r"([0-9.e+-]+)"
+
+
+def _in_range(x: float, text: str) -> bool:
+    """``x`` within a printed range ``from A to B`` (rounded outwards) or equal to ``= A`` (3 s.f.)."""
+    if m := re.fullmatch(rf"from {_NUM} to {_NUM}", text):
+        return float(m[1]) <= x <= float(m[2])
+    m = re.fullmatch(rf"= {_NUM}", text)
+    return m is not None and f"{x:.3g}" == m[1]
+
+
+def _sentence_is_true(res: tp.TippingResult) -> bool:
+    """Read the sentence back against the numbers: its claim at b = 1 against the SD profile
+    there (and any grid row at b = 1), and every grid point with P > level off b = 1 inside a
+    (b, SD) box the sentence states for its side."""
+    s, level = res.sentence, res.level
+    p_txt = f"P(HR < {res.threshold:g})"
+    head = f"With a bias prior centred on no bias (b = 1), {p_txt}"
+    profile = list(zip(res.unbiased_sds, res.unbiased_p, strict=True))
+    rows = [(s_, p) for i, m in enumerate(res.bias_means) if m == 1.0 for s_, p in zip(res.bias_sds, res.p_hr_below[i], strict=True)]
+    at_one = profile + rows
+    if m := re.search(rf"{re.escape(head)} > {level:g} only if its SD is (below|above) {_NUM} on the log scale", s):
+        cut = float(m[2])
+        ok = all((sd < cut * 1.001) if m[1] == "below" else (sd > cut * 0.999) for sd, p in at_one if p > level)
+        # and the other side of the cut is at or below the level (the cut is the crossing)
+        ok &= all(p <= level for sd, p in at_one if (sd > cut * 1.001 if m[1] == "below" else sd < cut * 0.999))
+    elif f"{head} > {level:g} for every SD" in s:
+        ok = all(p > level for _, p in at_one)
+    elif f"{head} <= {level:g} for every SD" in s:
+        ok = all(p <= level for _, p in at_one)
+    else:
+        return False
+    boxes = {}
+    for side, words in tp.SIDE_WORDS.items():
+        if m := re.search(rf"{re.escape(words)}: b (from {_NUM} to {_NUM}|= {_NUM}) with SD (from {_NUM} to {_NUM}|= {_NUM})", s):
+            boxes[side] = (m[1], m[5])
+    if "No bias prior centred elsewhere on the grid" in s and boxes:
+        return False
+    for i, b in enumerate(res.bias_means):
+        side = "below" if b < 1.0 else "above" if b > 1.0 else None
+        for j, sd in enumerate(res.bias_sds):
+            if side is None or res.p_hr_below[i, j] <= level:
+                continue
+            if side not in boxes or not (_in_range(b, boxes[side][0]) and _in_range(sd, boxes[side][1])):
+                return False
+    return ok
+
+
+def test_sentence_is_true_on_the_grid(data):
+    """Issue #11's review: the default 40 x 40 grid has P > 0.5 off b = 1 with 95% prior intervals
+    outside 0.82-1.22 (e.g. b = 1.138, sd = 0.037); the sentence must cover every such point."""
+    res = tp.tipping_analysis(data, alpha_points=2)
+    assert _sentence_is_true(res)
+    above = res.p_hr_below > 0.5
+    M, S = np.meshgrid(res.bias_means, res.bias_sds, indexing="ij")
+    outside = above & ((M * np.exp(-1.96 * S) < 0.82) | (M * np.exp(1.96 * S) > 1.22))
+    assert outside.sum() > 100  # the old sentence's claim was false at these points
+    assert {r.side for r in res.off_centre} == {"below", "above"}
+    p = float(tp.bias_prior_summaries(data, resolve_priors(), 1.138, 0.037, T, median=False).p_hr_below)
+    assert p > 0.99
+    (hi,) = [r for r in res.off_centre if r.side == "above"]
+    assert hi.bias_mean_lo <= 1.138 <= hi.bias_mean_hi and hi.bias_sd_lo <= 0.037 <= hi.bias_sd_hi
+    # the check can fail: the sentence without its off-centre clause, or with a shrunken box
+    for wrong in (res.sentence.split(" Centred elsewhere")[0], res.sentence.replace("with SD from 0.02 to 0.145", "with SD from 0.02 to 0.1")):
+        assert wrong != res.sentence
+        assert not _sentence_is_true(tp.TippingResult(**{**vars(res), "sentence": wrong}))
+
+
 def test_sentence_in_every_direction():
     # RCTs favour treatment (HR ~0.7), non-randomised studies do not: trusting them pulls the
     # answer towards 1, so P(HR < 0.8) > 0.5 needs a *wide* bias prior (a rising crossing)
     d = _synthetic([-0.36, -0.34, -0.35], [0.0, 0.02, -0.02, 0.01, 0.0, -0.01])
-    res = tp.tipping_analysis(d, grid=(3, 8), alpha_points=2)
+    res = tp.tipping_analysis(d, grid=(7, 8), alpha_points=2)
     (c,) = res.unbiased_crossings
     assert c.rising
     assert res.unbiased_p[0] < 0.5 < res.unbiased_p[-1]
-    assert res.sentence.startswith("P(HR < 0.8) > 0.5 only if the non-randomised studies are not believed unbiased to within")
+    assert "(b = 1), P(HR < 0.8) > 0.5 only if its SD is above" in res.sentence
+    assert _sentence_is_true(res)
     assert "to or below 0.5" in res.sentence  # down-weighting: more weight, lower P
     # always / never
-    always = tp.tipping_analysis(d, threshold=5.0, grid=(2, 3), alpha_points=2)
-    assert not always.unbiased_crossings and always.sentence.startswith("P(HR < 5) > 0.5 for every bias prior")
-    assert "stays above 0.5" in always.sentence
-    never = tp.tipping_analysis(d, threshold=0.2, grid=(2, 3), alpha_points=2)
-    assert not never.unbiased_crossings and never.sentence.startswith("P(HR < 0.2) <= 0.5 for every bias prior")
+    always = tp.tipping_analysis(d, threshold=5.0, grid=(3, 3), alpha_points=2)
+    assert not always.unbiased_crossings and "(b = 1), P(HR < 5) > 0.5 for every SD" in always.sentence
+    assert "stays above 0.5" in always.sentence and _sentence_is_true(always)
+    never = tp.tipping_analysis(d, threshold=0.2, grid=(3, 3), alpha_points=2)
+    assert not never.unbiased_crossings and "(b = 1), P(HR < 0.2) <= 0.5 for every SD" in never.sentence
     assert not never.contour and "stays at or below 0.5" in never.sentence
+    assert "No bias prior centred elsewhere on the grid" in never.sentence and _sentence_is_true(never)
+
+
+def test_sentence_interval_when_the_sd_is_large(data):
+    """--threshold 0.9: the crossing SD at b = 1 is large; the interval is printed as it is."""
+    res = tp.tipping_analysis(data, threshold=0.9, grid=(8, 8), alpha_points=2)
+    (u,) = res.unbiased_crossings
+    lo, hi = tp.bias_interval(u.bias_sd)
+    assert hi > 2.0 and f"95% prior interval of the bias factor {lo:.2f} to {hi:.2f})" in res.sentence
+    assert "±" not in res.sentence and _sentence_is_true(res)
 
 
 def test_bad_inputs(data):
@@ -234,6 +318,9 @@ def test_bad_inputs(data):
         tp.tipping_analysis(data, level=1.0)
     with pytest.raises(InputError, match="grid"):
         tp.tipping_analysis(data, grid=(1, 5))
+    with pytest.raises(InputError, match="at most 200 a side"):
+        tp.tipping_analysis(data, grid=(100000, 5))
+    assert tp.check_grid(tp.MAX_GRID_SIDE) == (200, 200)
     with pytest.raises(InputError, match="hazard ratio"):
         tp.tipping_analysis(data, threshold=0.0)
     with pytest.raises(ModelError, match="both randomised and non-randomised"):
@@ -266,6 +353,9 @@ def test_cli_json_contract(capsys):
         (["--level", "0"], "--level"),
         (["--grid", "1"], "--grid"),
         (["--grid", "4x1"], "--grid"),
+        (["--grid", "100000"], "--grid: must be at most 200 a side"),
+        (["--grid", "3x201"], "--grid: must be at most 200 a side"),
+        (["--threshold", "0.8", "--threshold", "0.9"], "--threshold: given more than once"),
         (["--subset", "rct"], "both randomised and non-randomised"),
     ],
 )
@@ -288,6 +378,32 @@ def test_cli_without_designs_exit_2(tmp_path, capsys):
     csv.write_text("study,log_hr,se\na,-0.2,0.1\nb,-0.3,0.2\nc,0.1,0.15\n")
     assert main(["tipping", str(csv), "--grid", "2"]) == 2
     assert "design" in capsys.readouterr().err
+
+
+def test_cli_out_empty_or_under_a_file_exit_2(tmp_path, capsys):
+    assert main(["tipping", "--grid", "2", "--alpha-points", "2", "--out", ""]) == 2
+    captured = capsys.readouterr()
+    assert "--out: the folder name is empty" in captured.err and captured.out == ""
+    (tmp_path / "file.txt").write_text("mine")
+    assert main(["tipping", "--grid", "2", "--alpha-points", "2", "--out", str(tmp_path / "file.txt" / "sub")]) == 2
+    assert f"{tmp_path / 'file.txt'} is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "file.txt").read_text() == "mine"
+
+
+def test_printed_table_says_what_it_shows(small):
+    """The grid is a 5 x 5 pick of a larger grid (said so); alphas print to 3 significant figures
+    so no two distinct rows read alike and a crossing falls between printed values."""
+    data = ModelData.from_table(load_dataset("dnmbc_lrt"), ModelSpec("bias"))
+    res = tp.tipping_analysis(data, grid=(10, 9), alpha_points=21)
+    text = str(res)
+    assert "5 of 10 rows and 5 of 9 columns, evenly picked from the 10 x 9 grid; --json or --out for all" in text
+    assert "evenly picked" not in str(tp.tipping_analysis(data, grid=(3, 3), alpha_points=2))
+    start = text.index("P(HR < 0.8)\n", text.index("Down-weighting")) + len("P(HR < 0.8)\n")
+    alphas = [line.split()[0] for line in text[start:].splitlines() if line.strip()]
+    assert [float(a) for a in alphas] == pytest.approx([a.alpha for a in res.alpha_curve], rel=5e-3)
+    assert len(set(alphas)) == len(alphas) and alphas[:3] == ["0", "0.0025", "0.01"]
+    (c,) = res.alpha_crossings
+    assert float(alphas[3]) < c.alpha < float(alphas[4])  # 0.0225 < 0.0255 < 0.04
 
 
 def test_cli_out_refuses_a_users_folder(tmp_path, capsys):
@@ -330,11 +446,25 @@ def test_cli_out_writes_files(tmp_path, capsys):
     assert len((out / "tipping.csv").read_text().splitlines()) == 5
 
 
+def test_plot_methods_return_figures(small):
+    """TippingResult.plot_map / plot_alpha_curve reach synthesis.plots through the registered
+    loader (the model layer never imports it)."""
+    from matplotlib.figure import Figure
+
+    from synthesis import plots
+
+    fig = small.plot_map()
+    assert isinstance(fig, Figure) and fig.axes[0].collections[0].get_array().shape == small.p_hr_below.T.shape
+    curve = small.plot_alpha_curve(title="mine")
+    assert isinstance(curve, Figure) and curve._suptitle.get_text() == "mine"
+    assert plots.plot_tipping_map is not None and plots.plot_alpha_curve is not None
+
+
 def test_result_prints_and_renders(small):
     text = str(small)
     assert small.sentence in text and "Contour P(HR < 0.8) = 0.5" in text and "alpha" in text
     page = small._repr_html_()
-    assert page.count("<table") == 2 and "P(HR &lt; 0.8) &gt; 0.5 only if" in page
+    assert page.count("<table") == 2 and "P(HR &lt; 0.8) &gt; 0.5 only if its SD" in page
     assert small.to_frame("contour").shape == (len(small.contour), 2)
     with pytest.raises(InputError, match="what must be"):
         small.to_frame("nonsense")

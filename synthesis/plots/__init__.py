@@ -23,6 +23,7 @@ module                      holds
 ``plots.funnel``            :func:`plot_funnel`
 ``plots.bubble``            :func:`plot_bubble`
 ``plots.densities``         :func:`plot_prior_posterior`
+``plots.tipping``           :func:`plot_tipping_map`, :func:`plot_alpha_curve`
 ``plots.save``              :func:`save_figure` (PNG and SVG)
 ``plots.standard``          :func:`standard_figures` (the report's set)
 ==========================  =====================================================
@@ -52,6 +53,7 @@ from synthesis.plots.style import (
     MIN_TICKS,
     RASTER_MIN_POINTS,
 )
+from synthesis.plots.tipping import plot_alpha_curve, plot_tipping_map
 
 __all__ = [
     "DESIGN_COLOURS",
@@ -72,12 +74,14 @@ __all__ = [
     "RASTER_MIN_POINTS",
     "SCALE_TICKS",
     "STRIP_NAMES_MAX",
+    "plot_alpha_curve",
     "plot_bias_sensitivity",
     "plot_bubble",
     "plot_forest",
     "plot_funnel",
     "plot_prior_posterior",
     "plot_sensitivity",
+    "plot_tipping_map",
     "save_figure",
     "standard_figures",
 ]

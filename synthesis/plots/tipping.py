@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from synthesis.base import INTERVAL_LABEL, PARAMETER_SYMBOLS
-from synthesis.models.tipping import UNBIASED, TippingResult, within_percent
+from synthesis.models.tipping import UNBIASED, TippingResult, bias_interval
 from synthesis.plots.style import (
     LINE_COLOURS,
     finite_positive,
@@ -98,7 +98,8 @@ def plot_tipping_map(result: TippingResult, *, title: str | None = None, ax: Axe
     ax.axvline(UNBIASED, color="#dddddd", lw=0.8, ls=":")
     for c in result.unbiased_crossings:
         ax.plot([UNBIASED], [c.bias_sd], marker="*", ms=11, color="#ff7f0e", mec="black", mew=0.6, ls="none",
-                label=f"bias factor 1: SD {c.bias_sd:.3g} (±{within_percent(c.bias_sd):.0f}%)")
+                label=f"bias factor 1: SD {c.bias_sd:.3g} (95% prior interval "
+                      f"{bias_interval(c.bias_sd)[0]:.2f} to {bias_interval(c.bias_sd)[1]:.2f})")
     log_axis(ax, float(x_edges[0]), float(x_edges[-1]), [t for t in BIAS_MEAN_TICKS if x_edges[0] <= t <= x_edges[-1]])
     log_axis(ax, float(y_edges[0]), float(y_edges[-1]), [t for t in BIAS_SD_TICKS if y_edges[0] <= t <= y_edges[-1]], axis="y")
     ax.set_xlabel("Bias prior mean: factor multiplying a non-randomised study's HR (log scale)")
