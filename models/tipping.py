@@ -610,8 +610,10 @@ class TippingResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``tipping --json`` contract: ``threshold``, ``level``, ``grid``, ``contour``,
-        ``alpha_curve``, plus ``sentence``, ``unbiased`` (the SD profile at bias mean 1),
-        ``priors``, ``k``, ``k_rct``, ``source`` and ``notes``."""
+        ``alpha_curve``, plus ``sentence``, ``unbiased`` (the SD profile at bias mean 1; each
+        crossing with its ``bias_factor_interval``), ``off_centre`` (:class:`OffCentreRegion`
+        per side of b = 1), ``priors``, ``k``, ``k_rct``, ``source`` and ``notes``.
+        ``bias_mean`` is the bias factor on the HR scale, ``bias_sd`` the SD of its log."""
         return {
             "threshold": self.threshold,
             "level": self.level,
