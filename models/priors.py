@@ -527,11 +527,11 @@ class PriorConfig:
     kappa: PriorSpec
 
     def to_dict(self, parameters: tuple[str, ...] | None = None) -> dict[str, dict]:
-        names = parameters or tuple(ROLES)
+        names = tuple(ROLES) if parameters is None else parameters
         return {n: getattr(self, n).to_dict() for n in names}
 
     def labels(self, parameters: tuple[str, ...] | None = None) -> dict[str, str]:
-        names = parameters or tuple(ROLES)
+        names = tuple(ROLES) if parameters is None else parameters
         return {n: getattr(self, n).label for n in names}
 
 
