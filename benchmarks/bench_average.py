@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 import pandas as pd
+from timing import median_time
 
 import synthesis as syn
 from synthesis.models.averaging import average_models
@@ -56,25 +55,16 @@ def simulate_table(k: int = 60, seed: int = 20261123) -> syn.StudyTable:
     return syn.load_studies(frame)
 
 
-def _median_time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def run_average_benchmark(k: int = 60, repeat: int = 21) -> dict:
     table = simulate_table(k)
     spec = ModelSpec("re")
     data = ModelData.from_table(table, spec)
-    fit_s = _median_time(lambda: fit_exact(data, spec), repeat)
-    avg_s = _median_time(lambda: average_models(table), repeat)
+    fit_s = median_time(lambda: fit_exact(data, spec), repeat)
+    avg_s = median_time(lambda: average_models(table), repeat)
     result = average_models(table)
     several = "all"
-    several_s = _median_time(lambda: average_models(table, bias_variants=several), max(3, repeat // 4))
+    several_s = median_time(lambda: average_models(table, bias_variants=several), max(3, repeat // 4))
     return {
         "k": k,
         "models": len(result.models),

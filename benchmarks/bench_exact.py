@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from dataclasses import replace
 
 import numpy as np
+from timing import median_time
 
 from synthesis.models.exact import _design, _grid_for, _pilot, fit_exact, sweep_tau_priors
 from synthesis.models.priors import PriorSpec, parse_prior
@@ -72,15 +71,6 @@ def sweep_priors(n: int = 200) -> list[PriorSpec]:
     return out[:n]
 
 
-def _median_time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def run_exact_benchmark(k: int = 60, n_priors: int = 200, repeat: int = 21) -> dict:
     """Time one exact bias-metareg fit on ``k`` simulated studies and a sweep of ``n_priors``
@@ -89,17 +79,17 @@ def run_exact_benchmark(k: int = 60, n_priors: int = 200, repeat: int = 21) -> d
     data = simulate(k)
     spec = ModelSpec(model="bias-metareg", covariates=("bone_only_fraction",))
     at = {"bone_only_fraction=0.5": {"bone_only_fraction": 0.5}}
-    fit_s = _median_time(lambda: fit_exact(data, spec, at=at), repeat)
+    fit_s = median_time(lambda: fit_exact(data, spec, at=at), repeat)
     fit = fit_exact(data, spec, at=at)
     priors = sweep_priors(n_priors)
-    sweep_s = _median_time(lambda: sweep_tau_priors(data, spec, priors), max(3, repeat // 7))
+    sweep_s = median_time(lambda: sweep_tau_priors(data, spec, priors), max(3, repeat // 7))
     grid = _grid_for(_pilot(_design(data, spec), priors), 257)
     plain = replace(data, covariates=(), x=np.zeros((k, 0)), centres=np.zeros(0))
     one_d = ModelSpec(model="bias")
     two_d = ModelSpec(model="bias", bias_variant="random")
-    fit_1d_s = _median_time(lambda: fit_exact(plain, one_d), repeat)
-    fit_2d_s = _median_time(lambda: fit_exact(plain, two_d), repeat)
-    fit_3l_s = _median_time(lambda: fit_exact(plain, ModelSpec(model="bias", bias_variant="three-level")), repeat)
+    fit_1d_s = median_time(lambda: fit_exact(plain, one_d), repeat)
+    fit_2d_s = median_time(lambda: fit_exact(plain, two_d), repeat)
+    fit_3l_s = median_time(lambda: fit_exact(plain, ModelSpec(model="bias", bias_variant="three-level")), repeat)
     fit_2d = fit_exact(plain, two_d)
     return {
         "k": k,
