@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from synthesis.base import SEED_MAX
@@ -39,15 +40,32 @@ def threshold_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite hazard ratio > 0, got {text!r}") from None
 
 
-def workers_arg(text: str) -> int:
-    """``--workers``: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=`` for integers >= ``minimum`` (one message for every such option).
+
+    Examples
+    --------
+    >>> int_at_least(2)("5")
+    5
+    >>> int_at_least(2)("1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be an integer >= 2, got '1'
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+#: ``--workers``: an integer >= 1.
+workers_arg = int_at_least(1)
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:

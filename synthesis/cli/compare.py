@@ -17,7 +17,7 @@ from synthesis.cli.common import (
 )
 from synthesis.cli.fit import add_model_arguments, build_spec
 from synthesis.errors import ConvergenceError, InputError
-from synthesis.models.averaging import ALL_VARIANTS
+from synthesis.models.averaging import ALL_VARIANTS, parse_bias_variants
 from synthesis.models.fit import ENGINES
 from synthesis.models.spec import BIAS_VARIANTS
 
@@ -30,15 +30,12 @@ def variants_arg(text: str) -> tuple[str, ...]:
     >>> variants_arg("all") == BIAS_VARIANTS, variants_arg("additive, downweight")
     (True, ('additive', 'downweight'))
     """
-    if text.strip() == ALL_VARIANTS:
-        return BIAS_VARIANTS
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    bad = [n for n in names if n not in BIAS_VARIANTS]
-    if bad or not names:
+    try:
+        return parse_bias_variants(text, ALL_VARIANTS)
+    except InputError:
         raise argparse.ArgumentTypeError(
             f"must be {ALL_VARIANTS!r} or a comma-separated list of {', '.join(BIAS_VARIANTS)}, got {text!r}"
-        )
-    return names
+        ) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

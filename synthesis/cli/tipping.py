@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from synthesis.cli.common import add_input_arguments, threshold_arg
+from synthesis.cli.common import add_input_arguments, int_at_least, threshold_arg
 from synthesis.errors import InputError
 
 #: The command recorded in the marker of the folders ``tipping --out`` writes.
@@ -59,15 +59,8 @@ def grid_arg(text: str) -> tuple[int, int]:
     return sizes  # type: ignore[return-value]
 
 
-def count_arg(text: str) -> int:
-    """An integer >= 2."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}")
-    return value
+#: ``--alpha-points``: an integer >= 2.
+count_arg = int_at_least(2)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
