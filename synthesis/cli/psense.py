@@ -24,6 +24,7 @@ from synthesis.cli.common import (
 )
 from synthesis.cli.fit import add_model_arguments, build_spec
 from synthesis.models.powerscale import NOT_CONVERGED
+from synthesis.studies import StudyTable
 
 #: The model fitted when ``--model`` is not given (and the data have both designs).
 DEFAULT_MODEL = "bias"
@@ -67,12 +68,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _choose_model(args: argparse.Namespace, notes: list[str]) -> None:
-    """Set ``args.model``: the user's, else :data:`DEFAULT_MODEL` when the data have both designs,
+def _choose_model(args: argparse.Namespace, table: StudyTable, notes: list[str]) -> None:
+    """Set ``args.model``: the user's, else :data:`DEFAULT_MODEL` when ``table`` has both designs,
     else :data:`FALLBACK_MODEL` with a note."""
     if args.model is not None:
         return
-    table = load_table(args)
     nr = table.nonrandomised.astype(bool)
     if table.has_design and nr.any() and not nr.all():
         args.model = DEFAULT_MODEL
@@ -91,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from synthesis.models.powerscale import power_scale
 
     notes: list[str] = []
-    _choose_model(args, notes)
+    # read the file once: the covariates named on the command line are loaded whatever the model
+    table = load_table(args, covariates=tuple(dict.fromkeys(args.covariate or ())))
+    _choose_model(args, table, notes)
     spec = build_spec(args)
-    table = load_table(args, covariates=spec.covariates)
     print_warnings(table)
     thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
     result = power_scale(
