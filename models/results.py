@@ -32,10 +32,12 @@ def register_plotting(loader: Callable[[], ModuleType]) -> None:
 
     Examples
     --------
-    The package registers :mod:`synthesis.plots` on import; registering a loader replaces it:
+    The package registers :mod:`synthesis.plots` on import; registering a loader replaces it
+    (a ``functools.partial``, not a lambda: a lambda would look ``importlib`` up in globals that
+    a doctest clears when it ends, leaving a broken loader behind for later plot calls):
 
-    >>> import importlib
-    >>> register_plotting(lambda: importlib.import_module("synthesis.plots"))
+    >>> import functools, importlib
+    >>> register_plotting(functools.partial(importlib.import_module, "synthesis.plots"))
     >>> _plotting().__name__
     'synthesis.plots'
     """

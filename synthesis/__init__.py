@@ -14,6 +14,7 @@ Examples
 HR 0.91 (0.78 to 1.06)
 """
 
+import functools
 import importlib
 
 from synthesis._source_layout import map_subpackages
@@ -43,7 +44,7 @@ from synthesis.models.results import register_plotting  # noqa: E402
 from synthesis.studies import StudyTable  # noqa: E402
 
 # Fit results (model layer) draw their figures with synthesis.plots, imported when first used.
-register_plotting(lambda: importlib.import_module("synthesis.plots"))
+register_plotting(functools.partial(importlib.import_module, "synthesis.plots"))
 
 __all__ = [
     "ConvergenceError",
