@@ -193,4 +193,6 @@ def test_sweep_on_a_dask_cluster(table):
         remote = run_sweep(data, spec, scheduler=cluster.scheduler_address, **kwargs)
     local = run_sweep(data, spec, **kwargs)
     assert remote.engines == {"pymc": 2}
-    assert [r.hr_median for r in remote.rows] == pytest.approx([r.hr_median for r in local.rows], rel=1e-12)
+    assert [r.hr_median for r in remote.rows] == pytest.approx([r.hr_median for r in local.rows], rel=1e-12), (
+        f"remote {[(r.engine, r.converged) for r in remote.rows]}, local {[(r.engine, r.converged) for r in local.rows]}"
+    )
