@@ -29,9 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
         compare,
         fit,
         frequentist,
+        multiverse,
+        plan,
         psense,
+        reconcile,
         report,
+        simulate,
         sweep,
+        timeline,
         tipping,
         validate,
     )
@@ -57,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(sub)
     tipping.add_parser(sub)
     psense.add_parser(sub)
+    plan.add_parser(sub)
+    timeline.add_parser(sub)
+    simulate.add_parser(sub)
+    reconcile.add_parser(sub)
+    multiverse.add_parser(sub)
     return parser
 
 
