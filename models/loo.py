@@ -21,12 +21,12 @@ Two estimators:
   :func:`synthesis.models.pymc_fit.integrated_log_likelihood`). Each study gets a Pareto
   shape k; above ``good_k = min(1 - 1/log10(S), 0.7)`` (S draws) the estimate for that study is
   unreliable (Vehtari et al. 2024, JMLR 25(72)).
-* :func:`exact_loo` — for the models of the exact engine (``re``, ``bias`` additive and
-  downweight, meta-regressions without missing values): k refits without study i, each exact
-  (:func:`synthesis.models.exact.exact_posterior`), and ``p(y_i | y_-i)`` the normal mixture
-  ``sum_g w_g N(y_i; x_i' b_g, x_i' C_g x_i + tau_g^2 + s_i^2)`` over the refit's tau grid,
-  evaluated in closed form. It is exact up to the quadrature (no Monte Carlo error) and checks
-  PSIS-LOO.
+* :func:`exact_loo` — for the models of the exact engine (``re``, every ``bias`` variant,
+  meta-regressions without missing values): the full-data posterior downdated without study i
+  at each node of its grid (a rank-one update of the conditional normal of the coefficients,
+  and Bayes' theorem for the node weights), and ``p(y_i | y_-i)`` a normal mixture evaluated
+  in closed form; ``refit=True`` refits without each study instead (the slow reference). It
+  is exact up to the quadrature (no Monte Carlo error) and checks PSIS-LOO.
 
 Stacking (Yao, Vehtari, Simpson & Gelman 2018, Bayesian Analysis 13(3):917-1007,
 doi:10.1214/17-BA1091) chooses the weights w on the simplex that maximise
@@ -65,14 +65,9 @@ from synthesis.models.spec import (
 #: Pareto k above which a PSIS-LOO estimate is unreliable whatever the number of draws
 #: (Vehtari et al. 2024); ``arviz_stats`` lowers it to ``1 - 1/log10(S)`` for S < 2,200 draws.
 HIGH_PARETO_K = 0.7
-#: :func:`exact_loo` refits the model k times, each O(k): above this many studies it refuses
-#: (use PSIS-LOO from a PyMC fit). Measured (benchmarks/bench_compare.py, additive bias, 2 shared
-#: cores): k = 100 0.9 s, k = 500 20 s, k = 2000 205 s.
-EXACT_LOO_MAX_STUDIES = 500
-#: The same for the random and three-level variants (each refit a 2-D quadrature over tau and
-#: kappa). Measured (benchmarks/bench_compare.py, 2 shared cores): random k = 17 0.26 s,
-#: k = 100 3.7 s, k = 200 10 s; three-level 0.19 s, 5.2 s, 14 s.
-EXACT_LOO_MAX_STUDIES_2D = 200
+#: Node-study cells per block of :func:`_fixed_grid_loo` (bounds its memory: ~10 arrays of
+#: this many float64 numbers).
+_LOO_BLOCK_CELLS = 2_000_000
 #: How to read a stacking weight (printed under every comparison).
 STACKING_CAVEAT = (
     "stacking weights are not posterior model probabilities: a weight of 0 means the variant adds "
@@ -279,9 +274,8 @@ def _log_predictive(post: Any, data: ModelData, spec: ModelSpec, i: int, s2_i: f
 
 def exact_loo_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None:
     """Why :func:`exact_loo` cannot score ``spec`` (beyond the exact engine's own reasons), or
-    ``None``: a bias variant outside :data:`EXACT_LOO_VARIANTS`, or more studies than
-    :data:`EXACT_LOO_MAX_STUDIES` (:data:`EXACT_LOO_MAX_STUDIES_2D` for the random and
-    three-level variants, whose refits are 2-D quadratures).
+    ``None``: a bias variant outside :data:`EXACT_LOO_VARIANTS` (any number of studies is
+    scored: :func:`exact_loo` is O(k x nodes)).
 
     Examples
     --------
@@ -293,43 +287,94 @@ def exact_loo_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None
     """
     if spec.has_bias and spec.bias_variant not in EXACT_LOO_VARIANTS:  # pragma: no cover (all are)
         return f"bias variant {spec.bias_variant!r} has no exact LOO; use PSIS-LOO (engine='pymc')"
-    two_d = spec.has_bias and spec.bias_variant in TWO_VARIANCE_VARIANTS
-    most = EXACT_LOO_MAX_STUDIES_2D if two_d else EXACT_LOO_MAX_STUDIES
-    if data.k > most:
-        what = f" of the {spec.bias_variant} variant (a 2-D quadrature)" if two_d else ""
-        return (
-            f"exact LOO refits the model{what} once per study: {data.k} studies is more than "
-            f"{most}; use PSIS-LOO from a PyMC fit (engine='pymc')"
-        )
     return None
 
 
-def exact_loo(data: ModelData | StudySource, spec: ModelSpec, *, n_grid: int | None = None) -> LooResult:
-    r"""Exact leave-one-study-out predictive densities of a model of the exact engine.
+def _fixed_grid_loo(post: Any) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(lppd_i, elpd_i)`` from the full-data posterior ``post`` alone, at its grid's nodes g.
 
-    For each study i the model is refitted to the other k - 1 studies by the exact engine
-    (:func:`synthesis.models.exact.exact_posterior`; the covariate centres of the full data are
-    kept, so mu and its prior mean the same thing in every refit, and so are the three-level
-    model's design levels: a design whose only study is left out keeps its offset
-    ``v_d ~ N(0, kappa^2)`` from the prior), and
+    At a node the model is linear-Gaussian, ``y = X b + e``, ``e ~ N(0, diag(v_g))`` with
+    ``v_ig = s_i^2 + tau_g^2 a_i + kappa_g^2 h_i``, and ``b | g, y ~ N(\hat b_g, C_g)``. With
+    ``m_ig = x_i^T \hat b_g`` and ``q_ig = x_i^T C_g x_i``, removing study i (a rank-one
+    downdate, Sherman-Morrison) gives its leave-one-out predictive at the node
 
     .. math::
 
-        \log p(y_i \mid y_{-i}) = \log \sum_g w_g\,
-            N\!\left(y_i;\; x_i^\top \hat b_g,\; x_i^\top C_g x_i + \tau_g^2
+        y_i \mid y_{-i}, g \sim N\!\left(y_i - (y_i - m_{ig}) \frac{v_{ig}}{v_{ig} - q_{ig}},\;
+            \frac{v_{ig}^2}{v_{ig} - q_{ig}}\right),
+
+    and Bayes' theorem at the nodes, ``p(g | y_-i) \propto p(g | y) / p(y_i | y_-i, g)``, gives
+
+    .. math::
+
+        p(y_i \mid y_{-i}) = \Big[\sum_g w_g \,/\, p(y_i \mid y_{-i}, g)\Big]^{-1}
+
+    with ``w_g`` the normalised full-data quadrature weights: exact given the quadrature rule,
+    whose nodes were placed for all k studies. The 1-D engine's grid does not depend on y, so
+    this equals a refit without study i to rounding; the 2-D grid is placed by a pilot
+    quadrature, and refits (``exact_loo(..., refit=True)``) agree within 1e-9 on the bundled
+    data and simulated k = 30 and 100 (tests/test_compare.py). O(k x nodes), in blocks of studies.
+    """
+    d, cond = post.design, post.cond
+    tau2 = np.asarray(cond.tau, dtype=float) ** 2
+    kappa2 = None if cond.kappa is None else np.asarray(cond.kappa, dtype=float) ** 2
+    with np.errstate(divide="ignore"):
+        logw = np.log(np.asarray(post.weights, dtype=float))[:, None]
+    p = d.X.shape[1]
+    ia, ib = np.triu_indices(p)
+    cov_pairs = cond.b_cov[:, ia, ib] * np.where(ia == ib, 1.0, 2.0)
+    k = d.y.size
+    lppd = np.empty(k)
+    elpd = np.empty(k)
+    step = max(1, _LOO_BLOCK_CELLS // max(tau2.size, 1))
+    for lo in range(0, k, step):
+        sl = slice(lo, min(k, lo + step))
+        y = d.y[sl][None, :]
+        m = cond.b_mean @ d.X[sl].T
+        q = cov_pairs @ d.features[sl, : ia.size].T
+        if d.layout is None:
+            v = d.s2[sl][None, :] + tau2[:, None]
+        else:
+            v = d.s2[sl][None, :] + tau2[:, None] * d.layout.a[sl] + kappa2[:, None] * d.layout.h[sl]
+        full = q + v
+        lppd[sl] = logsumexp(logw - _NORM_CONST - 0.5 * np.log(full) - 0.5 * (y - m) ** 2 / full, axis=0)
+        rest = np.maximum(v - q, v * 1e-15)  # v - q = v (1 - q/v) > 0 (the downdated C is positive)
+        var = v * v / rest
+        resid = (y - m) * v / rest
+        logp = -_NORM_CONST - 0.5 * np.log(var) - 0.5 * resid * resid / var
+        elpd[sl] = -logsumexp(logw - logp, axis=0)
+    return lppd, elpd
+
+
+def exact_loo(
+    data: ModelData | StudySource, spec: ModelSpec, *, n_grid: int | None = None, refit: bool = False
+) -> LooResult:
+    r"""Exact leave-one-study-out predictive densities of a model of the exact engine.
+
+    .. math::
+
+        p(y_i \mid y_{-i}) = \sum_g w_g^{(-i)}\,
+            N\!\left(y_i;\; x_i^\top \hat b_g^{(-i)},\; x_i^\top C_g^{(-i)} x_i + \tau_g^2
             + \kappa_g^2 h_i + s_i^2\right)
 
-    over the refit's grid of tau, or of (tau, kappa) for the random and three-level variants
-    (weights w_g, conditional mean and covariance of the coefficients b at node g), with x_i
-    study i's design row (three-level: its design mean m + v_d), ``h_i = 1`` for a
-    non-randomised study under the random variant (its own bias kappa w_i) and s_i^2 its
-    within-study variance (:func:`within_variance`); see
-    :meth:`synthesis.models.exact.ExactPosterior.predictive_for`. ``p_loo = lppd - elpd_loo``
-    with ``lppd`` the same mixture under the full-data posterior. There is no Monte Carlo
-    error; the quadrature error is that of the exact engine (< 1e-6 relative).
+    over a grid of tau, or of (tau, kappa) for the random and three-level variants (weights
+    w_g, conditional mean and covariance of the coefficients b at node g given the other
+    studies), with x_i study i's design row (three-level: its design mean m + v_d), ``h_i = 1``
+    for a non-randomised study under the random variant (its own bias kappa w_i) and s_i^2 its
+    within-study variance (:func:`within_variance`). The covariate centres of the full data are
+    kept, so mu and its prior mean the same thing in every leave-one-out posterior, and so are
+    the three-level model's design levels (a design whose only study is left out keeps its
+    offset ``v_d ~ N(0, kappa^2)`` from the prior).
 
-    Raises :class:`ModelError` for models the exact engine cannot fit (the reason) and above
-    :data:`EXACT_LOO_MAX_STUDIES` studies.
+    By default the leave-one-out posteriors are downdates of the full-data posterior at its
+    nodes (:func:`_fixed_grid_loo`: O(k x nodes), 100,000 studies in seconds). ``refit=True``
+    refits the model to the other k - 1 studies for each i instead (k exact fits, each with its
+    own grid; :meth:`synthesis.models.exact.ExactPosterior.predictive_for`): the slow reference
+    the downdates are tested against. ``p_loo = lppd - elpd_loo`` with ``lppd`` the same
+    mixture under the full-data posterior. There is no Monte Carlo error; the quadrature error
+    is that of the exact engine (< 1e-6 relative).
+
+    Raises :class:`ModelError` for models the exact engine cannot fit (the reason).
 
     Examples
     --------
@@ -351,14 +396,17 @@ def exact_loo(data: ModelData | StudySource, spec: ModelSpec, *, n_grid: int | N
     if data.k < 2:
         raise ModelError("leave-one-out needs at least 2 studies")
     grid = None if n_grid is None else int(n_grid)  # None: the engine's default (1-D or 2-D)
-    levels = designs_present(data) if spec.has_bias and spec.bias_variant == "three-level" else None
-    s2 = within_variance(data, spec)
     full = exact_posterior(data, spec, n_grid=grid)
-    lppd_i = np.array([_log_predictive(full, data, spec, i, s2[i]) for i in range(data.k)])
-    elpd_i = np.empty(data.k)
-    for i in range(data.k):
-        post = exact_posterior(_leave_out(data, i), spec, n_grid=grid, designs=levels)
-        elpd_i[i] = _log_predictive(post, data, spec, i, s2[i])
+    if refit:
+        levels = designs_present(data) if spec.has_bias and spec.bias_variant == "three-level" else None
+        s2 = within_variance(data, spec)
+        lppd_i = np.array([_log_predictive(full, data, spec, i, s2[i]) for i in range(data.k)])
+        elpd_i = np.empty(data.k)
+        for i in range(data.k):
+            post = exact_posterior(_leave_out(data, i), spec, n_grid=grid, designs=levels)
+            elpd_i[i] = _log_predictive(post, data, spec, i, s2[i])
+    else:
+        lppd_i, elpd_i = _fixed_grid_loo(full)
     return LooResult(
         method="exact",
         studies=tuple(data.studies),
@@ -733,6 +781,18 @@ class VariantComparison:
         return "\n".join(lines)
 
 
+def _check_log_lik_memory(chains: int, draws: int, k: int) -> None:
+    """Refuse, before anything is sampled, a PSIS-LOO whose pointwise log-likelihood would
+    exceed :data:`LOG_LIK_MAX_BYTES`."""
+    if chains * draws * k * 8 > LOG_LIK_MAX_BYTES:
+        most = max(1, LOG_LIK_MAX_BYTES // (8 * chains * k))
+        raise InputError(
+            f"PSIS-LOO keeps the pointwise log-likelihood of every draw: {chains} chains x {draws} draws x "
+            f"{k} studies is {chains * draws * k * 8 / 1e9:.1f} GB; use at most {most} draws per chain",
+            parameter="draws",
+        )
+
+
 def compare_variants(
     table: StudySource,
     spec: ModelSpec,
@@ -751,9 +811,7 @@ def compare_variants(
 
     ``engine="exact"``: every variant is fitted exactly (random and three-level by 2-D
     quadrature over tau and kappa) and scored by :func:`exact_loo`, with no sampling; a variant
-    exact LOO refuses (more studies than :data:`EXACT_LOO_MAX_STUDIES`, or
-    :data:`EXACT_LOO_MAX_STUDIES_2D` for random and three-level; a prior the exact engine
-    cannot integrate) is sampled with PyMC and scored by PSIS-LOO, with a note saying so.
+    exact LOO refuses (a prior the exact engine cannot integrate) is sampled with PyMC and scored by PSIS-LOO, with a note saying so.
     ``engine="pymc"``: every variant is sampled (``fit_pymc(..., log_likelihood=True)``) and
     scored by :func:`psis_loo`; with ``exact_check`` the variants exact LOO supports are also
     scored by :func:`exact_loo` (``elpd_loo_exact``), which checks PSIS-LOO.
@@ -780,16 +838,8 @@ def compare_variants(
     variants = list(parse_bias_variants(ALL_VARIANTS if variants is None else variants, BIAS_VARIANTS[0]))
     thresholds = check_thresholds(thresholds)
     k = table.k
-    needs_pymc = engine == "pymc" or k > min(
-        EXACT_LOO_MAX_STUDIES_2D if v in TWO_VARIANCE_VARIANTS else EXACT_LOO_MAX_STUDIES for v in variants
-    )
-    if needs_pymc and chains * draws * k * 8 > LOG_LIK_MAX_BYTES:
-        most = max(1, LOG_LIK_MAX_BYTES // (8 * chains * k))
-        raise InputError(
-            f"PSIS-LOO keeps the pointwise log-likelihood of every draw: {chains} chains x {draws} draws x "
-            f"{k} studies is {chains * draws * k * 8 / 1e9:.1f} GB; use at most {most} draws per chain",
-            parameter="draws",
-        )
+    if engine == "pymc":
+        _check_log_lik_memory(chains, draws, k)
     fitted: list[tuple[str, FitResult, LooResult, LooResult | None, list[str]]] = []
     notes: list[str] = []
     source = ""
@@ -807,6 +857,7 @@ def compare_variants(
         else:
             from synthesis.models.pymc_fit import fit_pymc
 
+            _check_log_lik_memory(chains, draws, k)
             if engine == "exact":
                 v_notes.append(f"not computable exactly ({reason}): sampled with PyMC, scored by PSIS-LOO")
             fit = fit_pymc(
