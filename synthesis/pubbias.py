@@ -301,12 +301,33 @@ def trim_and_fill(
     side: str | None = None,
     level: float = DEFAULT_LEVEL,
     max_iter: int = TRIMFILL_MAX_ITER,
+    trim_method: str | None = None,
 ) -> TrimFillResult:
     """Duval & Tweedie's trim and fill with the L0 estimator, as metafor ``trimfill(fit)``.
 
     ``side=None`` chooses as metafor: "right" when the slope of the Egger-type regression of
     ``y`` on ``sqrt(v)`` (same estimator) is negative, else "left" (the side where studies are
     presumed missing).
+
+    Parameters
+    ----------
+    y, v
+        Effects and sampling variances.
+    method
+        Estimator of the final fit of the observed and filled studies (the reported estimate).
+    side
+        ``"left"``, ``"right"`` or ``None`` (chosen as above).
+    level
+        CI level of the final fit.
+    max_iter
+        Most trimming iterations before :class:`~synthesis.errors.ModelError`.
+    trim_method
+        Estimator used to look for the missing studies: the side regression, the centre
+        re-estimated on the trimmed data in each L0 iteration and the centre the filled studies
+        mirror. ``None`` (default) uses ``method`` for everything, as metafor. ``"FE"`` with
+        ``method="DL"`` is the common-effect search and random-effects fill of R's
+        ``meta::trimfill`` (``ma.common = TRUE``, its default) and of Comprehensive
+        Meta-Analysis (Duval & Tweedie 2000 trimmed with the fixed-effect centre).
 
     Examples
     --------
@@ -316,14 +337,27 @@ def trim_and_fill(
     >>> r = trim_and_fill(t.y, t.v)
     >>> r.k0, r.side, round(math.exp(r.estimate), 3)
     (1, 'left', 0.676)
+
+    Gera 2020's prospective pool (Badwe, Soran, POSYTIVE as printed; SE from the lower half of
+    each CI): DL finds nothing to fill, the fixed-effect search fills two studies on the right:
+
+    >>> import numpy as np
+    >>> y = np.log([1.04, 0.66, 0.691])
+    >>> se = (y - np.log([0.81, 0.49, 0.358])) / 1.959963984540054
+    >>> trim_and_fill(y, se**2).k0, trim_and_fill(y, se**2, trim_method="FE").k0
+    (0, 2)
     """
     y, v, _ = check_inputs(y, v)
     k = y.size
     if k < 2:
         raise InputError("trim and fill needs at least 2 studies")
+    if trim_method is None:
+        trim_method = method
+    elif trim_method not in METHODS:
+        raise InputError(f"unknown trim_method {trim_method!r}; choose one of {', '.join(METHODS)}")
     if side is None:
         X = np.column_stack([np.ones(k), np.sqrt(v)])
-        slope = fit_model(y, v, X, method=method, level=level).beta[1]
+        slope = fit_model(y, v, X, method=trim_method, level=level).beta[1]
         side = "right" if slope < 0 else "left"
     elif side not in ("left", "right"):
         raise InputError(f"side must be 'left' or 'right', got {side!r}")
@@ -339,7 +373,7 @@ def trim_and_fill(
         it += 1
         if it > max_iter:
             raise ModelError(f"trim and fill did not converge in {max_iter} iterations")
-        beta = float(fit_model(ys[: k - k0], vs[: k - k0], method=method, level=level).beta[0])
+        beta = float(fit_model(ys[: k - k0], vs[: k - k0], method=trim_method, level=level).beta[0])
         centred = ys - beta
         ranks = np.empty(k)
         ranks[np.argsort(np.abs(centred), kind="stable")] = np.arange(1, k + 1)

@@ -118,3 +118,55 @@ def test_unknown_method() -> None:
     y, v, _ = data("bcg")
     with pytest.raises(InputError):
         bias_diagnostics(y, v, method="nope")
+
+
+# --- trim_method: search for missing studies with one estimator, pool with another (issue #12) ------
+
+GERA = REF / "gera2020_prospective_as_printed.csv"
+
+
+def _printed(value: float, printed: str) -> bool:
+    """``value`` rounded to the decimals ``printed`` shows equals it (within printed rounding)."""
+    return round(value, len(printed.split(".")[1])) == float(printed)
+
+
+def test_trim_method_fe_with_dl_fill_reproduces_gera_prospective_trim_and_fill() -> None:
+    """Gera et al. 2020 (Sci Rep 10:2952; ../shared/seeds/000_a50afa7eabdb9eeb.txt line 168) print
+    the trim-and-fill result of their prospective pool as HR 1.04 (95% CI 0.7102; 1.5228). R's
+    meta::trimfill searches with the common-effect model (ma.common = TRUE) and pools observed +
+    filled studies with DL: trim_method="FE", method="DL". With the log HR and SE entered to 4
+    decimals (the inputs as a data-entry sheet holds them) every printed digit follows, and the
+    main pool stays 0.8077 (0.5704-1.1438); unrounded inputs give an upper limit of 1.5230,
+    because the filled set is then exactly symmetric about ln 1.04 (1.04^2 / 0.7102 = 1.5230)."""
+    from synthesis.pooling import pool
+    from synthesis.studies import load_studies
+
+    table = load_studies(GERA, se_method="lower")
+    y, se = np.round(table.y, 4), np.round(table.se, 4)
+    main = pool(y, se**2, method="DL").to_dict()
+    assert all(_printed(main[k], p) for k, p in (("hr", "0.8077"), ("hr_ci_lower", "0.5704"), ("hr_ci_upper", "1.1438")))
+    tf = trim_and_fill(y, se**2, method="DL", trim_method="FE")
+    assert (tf.k0, tf.side) == (2, "right")
+    hr = np.exp([tf.estimate, tf.ci_lower, tf.ci_upper])
+    assert _printed(hr[0], "1.04") and _printed(hr[1], "0.7102") and _printed(hr[2], "1.5228"), hr
+    # the same without rounding: 1.5230 (documented in tests/test_se_method.py)
+    raw = trim_and_fill(table.y, table.v, method="DL", trim_method="FE")
+    assert round(float(np.exp(raw.ci_upper)), 4) == 1.5230
+    # the default (DL search, as metafor's trimfill on a DL fit) fills nothing here
+    assert trim_and_fill(y, se**2, method="DL").k0 == 0
+
+
+def test_trim_method_default_and_fe_composition() -> None:
+    """trim_method=None is method (unchanged results); with trim_method="FE" the filled studies
+    are those of the all-FE run and the estimate is the DL pool of observed + filled."""
+    from synthesis.pooling import pool
+
+    y, v, _ = data("hackshaw")
+    assert trim_and_fill(y, v) == trim_and_fill(y, v, trim_method="DL")
+    fe = trim_and_fill(y, v, method="FE")
+    mixed = trim_and_fill(y, v, method="DL", trim_method="FE")
+    assert (mixed.k0, mixed.side, mixed.filled_y) == (fe.k0, fe.side, fe.filled_y)
+    ref = pool(np.r_[y, fe.filled_y], np.r_[v, fe.filled_v], method="DL")
+    assert mixed.estimate == pytest.approx(ref.estimate, rel=1e-12)
+    with pytest.raises(InputError, match="unknown trim_method"):
+        trim_and_fill(y, v, trim_method="nope")
