@@ -6,7 +6,8 @@
 #     Rscript tests/reference/metafor_reference.R
 #
 # Writes tests/reference/metafor_pool.json, metafor_metareg.json, metafor_bias.json and
-# metafor_subgroups.json. Every file records the R, metafor, metadat and jsonlite versions and
+# metafor_subgroups.json (and metafor_multilevel.json: see the multilevel section; with
+# --multilevel-only, that file alone). Every file records the R, metafor, metadat and jsonlite versions and
 # the exact inputs (yi, vi, covariates) it used, so that the Python tests feed the same numbers.
 #
 # Datasets:
@@ -53,6 +54,91 @@ TIGHT <- list(threshold = 1e-12, tol = 1e-12, maxiter = 10000)
 METHODS <- c("FE", "DL", "REML", "ML", "PM", "HE", "SJ")
 num <- function(x) if (is.null(x)) NA_real_ else as.numeric(x)
 arr <- function(x) I(as.numeric(x))
+
+# ------------------------------------------------------------------------------------------
+# multilevel models (issue #13): rma.mv(yi, V, random = ~ 1 | cluster/row), written to
+# metafor_multilevel.json. `Rscript tests/reference/metafor_reference.R --multilevel-only`
+# writes that file alone (and leaves the other four untouched).
+#
+#   konstantopoulos  metadat::dat.konstantopoulos2011 (56 schools in 11 districts), cluster =
+#                    district, moderator year (centred at its mean).
+#   bornmann         metadat::dat.bornmann2007 (66 estimates from 21 studies, log odds ratios via
+#                    escalc(measure = "OR")), cluster = study, moderator type == "Grant".
+#   all_inputs       data/dnmbc_lrt_all_inputs.csv (30 rows, 19 cohorts), yi = log(hr),
+#                    sei = (log(ci_upper) - log(ci_lower)) / (2 qnorm((1 + ci_level) / 2)),
+#                    cluster = cohort, moderator nonrandomised (design != "rct").
+# V: diag(vi) (rho = 0) or vcalc(vi, cluster, obs = row, rho = 0.5) (rho = 0.5); REML and ML;
+# test "z" and "t" (df = k - p); fitted with tight control (nlminb rel.tol = 1e-10; metafor's
+# defaults where that fails to converge, recorded in "control") and with the defaults.
+# ------------------------------------------------------------------------------------------
+multilevel_data <- function() {
+  out <- list()
+  k11 <- dat.konstantopoulos2011
+  out$konstantopoulos <- list(
+    source = "metadat::dat.konstantopoulos2011", yi = k11$yi, vi = k11$vi,
+    cluster = as.character(k11$district), moderator = k11$year - mean(k11$year), moderator_name = "year (centred)")
+  b07 <- escalc(measure = "OR", ai = waward, n1i = wtotal, ci = maward, n2i = mtotal, data = dat.bornmann2007)
+  out$bornmann <- list(
+    source = "metadat::dat.bornmann2007, escalc(measure='OR', ai=waward, n1i=wtotal, ci=maward, n2i=mtotal)",
+    yi = as.numeric(b07$yi), vi = as.numeric(b07$vi), cluster = as.character(b07$study),
+    moderator = as.numeric(b07$type == "Grant"), moderator_name = "type == Grant")
+  path <- file.path(root, "data", "dnmbc_lrt_all_inputs.csv")
+  if (file.exists(path)) {
+    a <- read.csv(path, stringsAsFactors = FALSE)
+    level <- ifelse(is.na(a$ci_level), 0.95, a$ci_level)
+    out$all_inputs <- list(
+      source = "data/dnmbc_lrt_all_inputs.csv (every row with an HR and CI; cluster = cohort)",
+      study = a$study, yi = log(a$hr),
+      vi = ((log(a$ci_upper) - log(a$ci_lower)) / (2 * qnorm((1 + level) / 2)))^2,
+      cluster = a$cohort, moderator = as.numeric(a$design != "rct"), moderator_name = "nonrandomised",
+      default_set = a$default_set)
+  }
+  out
+}
+
+multilevel_fit <- function(d, method, rho, moderator, test, ctl) {
+  row <- seq_along(d$yi)
+  V <- if (rho > 0) vcalc(d$vi, cluster = d$cluster, obs = row, rho = rho) else diag(d$vi)
+  cl <- d$cluster
+  mods <- if (moderator) ~ d$moderator else ~ 1
+  run <- function(control) rma.mv(d$yi, V, mods = mods, random = ~ 1 | cl / row, method = method,
+                                  test = test, control = control, sparse = FALSE)
+  # "tight": nlminb's rel.tol 1e-10 (1e-12 stops with convergence code 1 on most of these
+  # fits); where even 1e-10 fails, metafor's defaults, recorded as control = "default"
+  fit <- if (ctl == "tight") tryCatch(run(list(rel.tol = 1e-10, iter.max = 10000, eval.max = 10000)),
+                                      error = function(e) NULL) else run(list())
+  if (is.null(fit)) { fit <- run(list()); ctl <- "default" }
+  names_out <- if (moderator) c("intercept", "moderator") else c("intercept")
+  coefs <- list()
+  for (j in seq_along(names_out)) {
+    coefs[[names_out[j]]] <- list(
+      estimate = c(fit$beta)[j], se = fit$se[j], ci_lower = fit$ci.lb[j], ci_upper = fit$ci.ub[j],
+      statistic = fit$zval[j], pvalue = fit$pval[j])
+  }
+  list(method = method, rho = rho, moderator = moderator, test = test, control = ctl, k = fit$k,
+       p = fit$p, sigma2_between = fit$sigma2[1], sigma2_within = fit$sigma2[2],
+       qe = fit$QE, qe_pvalue = fit$QEp, qe_df = fit$k - fit$p, df = num(fit$ddf[1]),
+       loglik = as.numeric(logLik(fit)), coefficients = coefs)
+}
+
+ml_data <- multilevel_data()
+ml_fits <- list()
+for (name in names(ml_data)) {
+  for (method in c("REML", "ML")) for (rho in c(0, 0.5)) for (moderator in c(FALSE, TRUE))
+    for (test in c("z", "t")) for (ctl in c("tight", "default")) {
+      r <- multilevel_fit(ml_data[[name]], method, rho, moderator, test, ctl)
+      r$data <- name
+      ml_fits[[length(ml_fits) + 1]] <- r
+    }
+}
+ml_meta <- meta
+ml_meta$model <- "rma.mv(yi, V, mods, random = ~ 1 | cluster/row, method, test, sparse = FALSE)"
+write_json(list(meta = ml_meta, datasets = lapply(ml_data, function(d) lapply(d, function(x) if (is.numeric(x)) I(x) else x)),
+                fits = ml_fits),
+           file.path(ref_dir, "metafor_multilevel.json"),
+           auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE)
+cat("wrote metafor_multilevel.json (", length(ml_fits), "fits )\n")
+if ("--multilevel-only" %in% commandArgs(trailingOnly = TRUE)) quit(save = "no")
 
 # ------------------------------------------------------------------------------------------
 # datasets
