@@ -40,7 +40,7 @@ from synthesis.errors import InputError
 #: The marker file written into every output folder (and first thing into every temporary one).
 MARKER_NAME = ".synthesis-output.json"
 #: The commands that write output folders (the ``command`` recorded in the marker).
-OUTPUT_COMMANDS: tuple[str, ...] = ("fit", "sweep", "report", "tipping", "reconcile", "plan", "timeline", "simulate")
+OUTPUT_COMMANDS: tuple[str, ...] = ("fit", "sweep", "report", "tipping", "reconcile", "plan", "timeline", "simulate", "multiverse")
 #: How many names an error message lists before it says "...".
 _SHOWN = 5
 #: Sibling temporary folders: ``.<name>.tmp-<hex>`` (being built), ``.<name>.old-<hex>`` (moved aside).
