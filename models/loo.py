@@ -290,6 +290,17 @@ def exact_loo_unsupported_reason(spec: ModelSpec, data: ModelData) -> str | None
     return None
 
 
+def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """``log sum_g exp(a_g)`` down the rows of ``a`` (G, n), overwriting ``a``; -inf entries
+    (zero weights) are allowed, a whole column of them gives -inf."""
+    top = a.max(axis=0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    a -= top
+    np.exp(a, out=a)
+    with np.errstate(divide="ignore"):
+        return np.log(a.sum(axis=0)) + top
+
+
 def _fixed_grid_loo(post: Any) -> tuple[np.ndarray, np.ndarray]:
     r"""``(lppd_i, elpd_i)`` from the full-data posterior ``post`` alone, at its grid's nodes g.
 
@@ -329,25 +340,33 @@ def _fixed_grid_loo(post: Any) -> tuple[np.ndarray, np.ndarray]:
     step = max(1, _LOO_BLOCK_CELLS // max(tau2.size, 1))
     for lo in range(0, k, step):
         sl = slice(lo, min(k, lo + step))
-        y = d.y[sl][None, :]
-        m = cond.b_mean @ d.X[sl].T
-        q = cov_pairs @ d.features[sl, : ia.size].T
         if d.layout is None:
             v = d.s2[sl][None, :] + tau2[:, None]
         else:
             v = d.s2[sl][None, :] + tau2[:, None] * d.layout.a[sl] + kappa2[:, None] * d.layout.h[sl]
+        q = cov_pairs @ d.features[sl, : ia.size].T
+        r2 = d.y[sl][None, :] - cond.b_mean @ d.X[sl].T
+        r2 *= r2  # (y_i - m_ig)^2
         full = q + v
-        lppd[sl] = logsumexp(logw - _NORM_CONST - 0.5 * np.log(full) - 0.5 * (y - m) ** 2 / full, axis=0)
-        rest = np.maximum(v - q, v * 1e-15)  # v - q = v (1 - q/v) > 0 (the downdated C is positive)
-        var = v * v / rest
-        resid = (y - m) * v / rest
-        logp = -_NORM_CONST - 0.5 * np.log(var) - 0.5 * resid * resid / var
-        elpd[sl] = -logsumexp(logw - logp, axis=0)
+        # lppd: log N(y; m, q + v); leave-one-out: with rest = v - q = v (1 - q/v) > 0 (the
+        # downdated covariance is positive), log N(y; y - (y - m) v/rest, v^2/rest)
+        # = -c - log v + log(rest)/2 - (y - m)^2 / (2 rest)
+        term = logw - _NORM_CONST - 0.5 * (np.log(full) + r2 / full)
+        lppd[sl] = _logsumexp_rows(term)
+        rest = np.maximum(np.subtract(v, q, out=q), v * 1e-15)
+        np.log(v, out=v)
+        term = logw + _NORM_CONST + v - 0.5 * np.log(rest) + 0.5 * r2 / rest  # log w_g - log p_ig
+        elpd[sl] = -_logsumexp_rows(term)
     return lppd, elpd
 
 
 def exact_loo(
-    data: ModelData | StudySource, spec: ModelSpec, *, n_grid: int | None = None, refit: bool = False
+    data: ModelData | StudySource,
+    spec: ModelSpec,
+    *,
+    n_grid: int | None = None,
+    refit: bool = False,
+    posterior: Any = None,
 ) -> LooResult:
     r"""Exact leave-one-study-out predictive densities of a model of the exact engine.
 
@@ -372,7 +391,9 @@ def exact_loo(
     own grid; :meth:`synthesis.models.exact.ExactPosterior.predictive_for`): the slow reference
     the downdates are tested against. ``p_loo = lppd - elpd_loo`` with ``lppd`` the same
     mixture under the full-data posterior. There is no Monte Carlo error; the quadrature error
-    is that of the exact engine (< 1e-6 relative).
+    is that of the exact engine (< 1e-6 relative). ``posterior``: the full-data
+    :class:`~synthesis.models.exact.ExactPosterior` of ``data`` and ``spec`` when it is at hand
+    (``fit_exact(...).exact_posterior``), so it is not computed twice.
 
     Raises :class:`ModelError` for models the exact engine cannot fit (the reason).
 
@@ -396,7 +417,7 @@ def exact_loo(
     if data.k < 2:
         raise ModelError("leave-one-out needs at least 2 studies")
     grid = None if n_grid is None else int(n_grid)  # None: the engine's default (1-D or 2-D)
-    full = exact_posterior(data, spec, n_grid=grid)
+    full = exact_posterior(data, spec, n_grid=grid) if posterior is None else posterior
     if refit:
         levels = designs_present(data) if spec.has_bias and spec.bias_variant == "three-level" else None
         s2 = within_variance(data, spec)
@@ -852,7 +873,7 @@ def compare_variants(
         v_notes: list[str] = []
         if engine == "exact" and exact_ok:
             fit = fit_exact(data, s, thresholds=thresholds)
-            loo = exact_loo(data, s)
+            loo = exact_loo(data, s, posterior=fit.exact_posterior)
             check = None
         else:
             from synthesis.models.pymc_fit import fit_pymc
