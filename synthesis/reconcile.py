@@ -613,10 +613,13 @@ class ReconcileResult:
 
         Examples
         --------
-        >>> doc = reconcile(thresholds=[0.8]).to_json()
-        >>> first = doc["published"][0]
-        >>> first["name"], round(first["reproduced_hr"], 4), first["within_rounding"]
-        ('Gera 2020, prospective', 0.8077, True)
+        A pool whose inputs are not in the sources has no reproduction and no ladder:
+
+        >>> gera_all = load_published_pools()[1]
+        >>> result = ReconcileResult((Reconciliation(gera_all, steps=()),), thresholds=(1.0,), source="none")
+        >>> p = result.to_json()["published"][0]
+        >>> p["name"], p["published_hr"], p["published_ci"], p["reproduced_hr"], p["steps"]
+        ('Gera 2020, all LRT', 0.6823, [0.6365, 0.7314], None, [])
         """
         return {
             "published": [r.to_dict() for r in self.reconciliations],
@@ -631,11 +634,12 @@ class ReconcileResult:
 
         Examples
         --------
-        >>> result = reconcile(thresholds=[1.0])
-        >>> result.to_frame("pools").shape[0] == len(result.reconciliations)
+        >>> pools = load_published_pools()
+        >>> result = ReconcileResult(tuple(Reconciliation(p, steps=()) for p in pools), (1.0,), "none")
+        >>> result.to_frame("pools")[["pool", "published"]].iloc[1].tolist()
+        ['Gera 2020, all LRT', '0.6823 (0.6365-0.7314)']
+        >>> result.to_frame("steps").empty  # no ladder without inputs
         True
-        >>> list(result.to_frame("steps").columns[:4])
-        ['pool', 'step', 'change', 'hr']
         """
         import pandas as pd
 

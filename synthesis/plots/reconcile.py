@@ -53,11 +53,11 @@ def plot_reconcile_ladder(result: ReconcileResult, *, fig: Figure | None = None)
 
     Examples
     --------
-    >>> from synthesis.reconcile import reconcile
-    >>> result = reconcile()
+    >>> from synthesis.reconcile import load_published_pools, reconcile
+    >>> result = reconcile(load_published_pools()[:1])  # Gera 2020, prospective
     >>> fig = plot_reconcile_ladder(result)
-    >>> len(fig.axes) == len(result.laddered), fig.axes[0].get_xscale()
-    (True, 'log')
+    >>> len(fig.axes), fig.axes[0].get_xscale(), len(fig.axes[0].get_yticks()) == len(result.laddered[0].steps) + 1
+    (1, 'log', True)
     """
     pools = result.laddered
     if not pools:
