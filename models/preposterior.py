@@ -208,10 +208,11 @@ def posterior_after(post: ExactPosterior, y_new: Sequence[float] | np.ndarray, s
     >>> post = exact_posterior(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec)
     >>> after = posterior_after(post, [math.log(0.8)], trial_se(400))
     >>> round(float(after.p_below(0.8)[0]), 3), round(float(after.sd()[0]), 3)
-    (0.055, 0.056)
+    (0.086, 0.065)
     """
-    cur = _Current.of(post)
-    W, means, sds = _update(cur, float(se_new) ** 2, np.atleast_1d(np.asarray(y_new, dtype=float)))
+    with threadpool_limits(1):
+        cur = _Current.of(post)
+        W, means, sds = _update(cur, float(se_new) ** 2, np.atleast_1d(np.asarray(y_new, dtype=float)))
     return AfterTrial(weights=W, means=means, sds=sds)
 
 
@@ -224,6 +225,7 @@ class _Scan:
     expected_sd: float
     expected_var: float
     expected_mean: float
+    best_p_below: float  # the largest P(HR < T | y, y_new) over the scan
 
 
 def _predictive_range(cur: _Current, s2: float) -> tuple[float, float, float]:
@@ -281,6 +283,7 @@ def _scan(cur: _Current, s2: float, log_t: float, level: float) -> _Scan:
         expected_sd=float(q @ np.sqrt(var)),
         expected_var=float(q @ var),
         expected_mean=float(q @ mean),
+        best_p_below=float(f.max() + level),
     )
 
 
@@ -332,6 +335,9 @@ class PlanRow:
     evsi: float
     patients: float | None = None
     p_trial_significant_one_sided: float | None = None
+    #: The largest P(HR < T | y, y_new) any result of the trial can give (over its predictive
+    #: range): below the level, no result of this trial meets the rule.
+    best_p_below_after: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -343,6 +349,7 @@ class PlanRow:
             "p_trial_significant_benefit": self.p_trial_significant_benefit,
             "evsi": self.evsi,
             "se": self.se,
+            "best_p_below_after": self.best_p_below_after,
         }
         if self.patients is not None:
             out["patients"] = self.patients
@@ -378,7 +385,7 @@ class PlanResult:
         >>> spec = ModelSpec("bias")
         >>> res = plan_trial(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec, events=[400])
         >>> sorted(res.to_json())[:4], sorted(res.to_json()["rows"][0])[:3]
-        (['allocation', 'current', 'k', 'model'], ['events', 'evsi', 'expected_posterior_sd'])
+        (['allocation', 'current', 'event_prob', 'k'], ['events', 'evsi', 'expected_posterior_sd'])
         """
         return {
             "model": self.model,
@@ -497,9 +504,9 @@ def plan_trial(
     >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
     >>> res = plan_trial(data, spec, events=[200, 1000])
     >>> [round(r.p_trial_significant, 3) for r in res.rows]
-    [0.137, 0.408]
-    >>> res.decision_now, [round(r.p_rule_met_after, 3) for r in res.rows]
-    (False, [0.004, 0.021])
+    [0.167, 0.445]
+    >>> res.decision_now, [round(r.p_rule_met_after, 6) for r in res.rows]
+    (False, [0.0, 0.0])
     """
     threshold = check_thresholds([threshold], "threshold")[0]
     level = _check_level(level, "level")
@@ -554,7 +561,16 @@ def _plan(data: ModelData, spec: ModelSpec, sizes: list[float], ses: list[float]
             expected_posterior_sd=e_sd,
             evsi=max(var_now - e_var, 0.0),
             patients=(d / event_prob) if event_prob is not None else None,
+            best_p_below_after=scan.best_p_below,
         ))
+    unreachable = [r for r in rows if r.best_p_below_after is not None and r.best_p_below_after <= level]
+    if unreachable:
+        best = max(r.best_p_below_after for r in unreachable)
+        notes.append(
+            f"no result of a single new trial of {', '.join(f'{r.events:g}' for r in unreachable)} events "
+            f"meets the rule: the largest P(HR < {threshold:g}) any result gives is {best:.3f} <= {level:g} "
+            "(between-trial heterogeneity bounds what one trial can show about the randomised effect)"
+        )
     if post.grid.truncated:
         notes.append("the current posterior of tau has mass at the end of its grid; the plan inherits that truncation")
     return PlanResult(
