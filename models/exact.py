@@ -654,8 +654,35 @@ def _weighted_sums(d: _Design, tau: np.ndarray, kappa: np.ndarray | None = None)
             v = d.s2[None, :] + (t * t)[:, None]  # (nodes, k)
         else:
             v = d.s2[None, :] + d.layout.random_variance(t, kappa[i : i + step])
-        out[i : i + step, -1] = np.log(v).sum(axis=1)
+        out[i : i + step, -1] = _log_sum(v)
         out[i : i + step, :-1] = np.reciprocal(v, out=v) @ d.features
+    return out
+
+
+#: Mantissas multiplied before one logarithm in :func:`_log_sum`: each is in [0.5, 1), so a
+#: product of 256 stays above 0.5^256 ~ 9e-78 (no underflow).
+_MANTISSA_RUN = 256
+
+
+def _log_sum(v: np.ndarray) -> np.ndarray:
+    """``log(v).sum(axis=1)`` for positive finite ``v`` (rows), with one logarithm per
+    :data:`_MANTISSA_RUN` entries: ``v = m 2^e`` (``frexp``), ``sum log v = sum log(prod m) +
+    log 2 sum e`` (about 4x faster; equal to rounding).
+
+    Examples
+    --------
+    >>> v = np.random.default_rng(0).uniform(1e-6, 1e6, size=(3, 1000))
+    >>> bool(np.allclose(_log_sum(v), np.log(v).sum(axis=1), rtol=1e-13))
+    True
+    """
+    m, e = np.frexp(v)
+    n = m.shape[1]
+    full = n - n % _MANTISSA_RUN
+    out = e.sum(axis=1, dtype=float) * math.log(2.0)
+    if full:
+        out += np.log(m[:, :full].reshape(m.shape[0], -1, _MANTISSA_RUN).prod(axis=2)).sum(axis=1)
+    if full < n:
+        out += np.log(m[:, full:].prod(axis=1))
     return out
 
 
@@ -1805,6 +1832,7 @@ def fit_exact(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     at: Mapping[str, Mapping[str, float]] | None = None,
     n_grid: int | None = None,
+    study_effects: bool = True,
 ) -> FitResult:
     """Fit a linear-Gaussian model exactly (b integrated analytically, tau by quadrature).
 
@@ -1822,6 +1850,9 @@ def fit_exact(
         Minimum number of tau quadrature nodes (default :data:`DEFAULT_GRID`), or per axis of
         the (tau, kappa) grid of the ``random`` and ``three-level`` bias variants (default
         :data:`DEFAULT_GRID_2D`).
+    study_effects
+        Summarise every study's shrunken effect (``False``: none, which saves most of the time
+        at 100,000 studies when only the pooled quantities are wanted).
 
     Returns
     -------
@@ -1842,7 +1873,7 @@ def fit_exact(
     """
     t0 = time.perf_counter()
     post = exact_posterior(data, spec, n_grid=n_grid)
-    fit = _summarise([post], data, thresholds, at, shared_s=time.perf_counter() - t0)[0]
+    fit = _summarise([post], data, thresholds, at, study_effects=study_effects, shared_s=time.perf_counter() - t0)[0]
     fit.densities = marginal_densities(post)
     fit.exact_posterior = post
     return fit

@@ -872,7 +872,7 @@ def compare_variants(
         exact_ok = reason is None
         v_notes: list[str] = []
         if engine == "exact" and exact_ok:
-            fit = fit_exact(data, s, thresholds=thresholds)
+            fit = fit_exact(data, s, thresholds=thresholds, study_effects=False)
             loo = exact_loo(data, s, posterior=fit.exact_posterior)
             check = None
         else:
