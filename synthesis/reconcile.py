@@ -697,6 +697,45 @@ class ReconcileResult:
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
+    @property
+    def summary(self) -> str:
+        """The reconciliation in sentences: which published numbers are reproduced, which are not
+        and why, and what moves the answer on the way to the tool's.
+
+        Examples
+        --------
+        >>> pools = load_published_pools()[1:3]  # the two Gera pools without listed inputs
+        >>> print(ReconcileResult(tuple(Reconciliation(p, steps=()) for p in pools), (1.0,), "none").summary)
+        Not reproducible from the sources (each reason is in the table): Gera 2020, all LRT; Gera 2020, surgery only.
+        """
+        ok = [r for r in self.laddered if r.within_rounding]
+        near = [r for r in self.laddered if not r.within_rounding]
+        none = [r for r in self.reconciliations if not r.steps]
+        out = []
+        if ok:
+            out.append("Reproduced from their own inputs within printed rounding: " + "; ".join(
+                f"{r.pool.name}, {r.pool.published.text()}" for r in ok) + ".")
+        for r in near:
+            s = r.reproduced
+            out.append(f"Rebuilt but not within printed rounding: {r.pool.name}, published {r.pool.published.text()}, "
+                       f"rebuilt {_hr_text(s.hr, s.ci_lower, s.ci_upper)}. {r.pool.reason}")
+        if none:
+            out.append("Not reproducible from the sources (each reason is in the table): "
+                       + "; ".join(r.pool.name for r in none) + ".")
+        if self.laddered:
+            moves = []
+            for r in self.laddered:
+                i = int(np.argmax([abs(math.log(b.hr / a.hr)) for a, b in zip(r.steps, r.steps[1:], strict=False)]))
+                moves.append((r.pool.name, r.steps[i + 1]))
+            changes = sorted({m.change for _, m in moves})
+            last = self.laddered[0].steps[-1]
+            out.append(
+                f"The largest single move on {'every ladder' if len(changes) == 1 else 'the ladders'} is "
+                + "; ".join(f"'{c}'" for c in changes)
+                + f"; every ladder ends at this tool's answer, {last.change}: {_hr_text(last.hr, last.ci_lower, last.ci_upper, 2)}."
+            )
+        return " ".join(out)
+
     def plot_ladder(self, **kwargs: Any) -> Any:
         """The ladder figure (:func:`synthesis.plots.reconcile.plot_reconcile_ladder`)."""
         from synthesis.plots.reconcile import plot_reconcile_ladder
@@ -719,6 +758,37 @@ def _trimfill(pool_: PublishedPool) -> TrimFillCheck | None:
     tf = trim_and_fill(y, se**2, method=spec.method, trim_method=spec.trim_method)
     return TrimFillCheck(spec=spec, k0=tf.k0, side=tf.side, hr=math.exp(tf.estimate),
                          ci_lower=math.exp(tf.ci_lower), ci_upper=math.exp(tf.ci_upper))
+
+
+def is_bundled_table(table: StudyTable) -> bool:
+    """Whether ``table`` is the bundled dnMBC dataset as curated (same file, same studies), the
+    table the published pools are reconciled with.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> is_bundled_table(syn.load_dataset()), is_bundled_table(syn.load_dataset(subset="rct"))
+    (True, False)
+    """
+    from synthesis.datasets import dataset_path, load_dataset
+
+    path = getattr(table, "path", None)
+    if path is None or Path(path).resolve() != dataset_path().resolve():
+        return False
+    return tuple(table.studies) == tuple(load_dataset().studies)
+
+
+def reconcile_bundled(table: StudyTable, *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> ReconcileResult | None:
+    """:func:`reconcile` when ``table`` is the bundled dataset (:func:`is_bundled_table`), else
+    ``None``: the published pools are about the bundled question only (the report's section).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> reconcile_bundled(syn.load_dataset(subset="rct")) is None
+    True
+    """
+    return reconcile(table=table, thresholds=thresholds) if is_bundled_table(table) else None
 
 
 def reconcile(

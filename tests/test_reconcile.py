@@ -313,3 +313,32 @@ def test_out_writes_tables_json_and_figure(tmp_path: Path, capsys) -> None:
     target.write_text("mine", encoding="utf-8")
     assert main(["reconcile", "--out", str(target)]) == EXIT_INPUT
     assert target.read_text(encoding="utf-8") == "mine"
+
+
+# --- the report section ----------------------------------------------------------------------------
+
+
+def test_report_section_only_on_the_bundled_dataset() -> None:
+    """The section lists every published pool, shows the ladder figure when drawn, and on any other
+    table says it was not computed (reconcile_bundled returns None)."""
+    from types import SimpleNamespace
+
+    import synthesis as syn
+    from synthesis.reconcile import is_bundled_table, reconcile_bundled
+    from synthesis.report.document import ReportDocument
+    from synthesis.report.reconcile import RECONCILE_FIGURE, RECONCILE_TITLE, reconcile_section
+
+    assert is_bundled_table(syn.load_dataset())
+    assert reconcile_bundled(syn.load_dataset(subset="rct")) is None
+
+    doc = ReportDocument()
+    reconcile_section(doc, SimpleNamespace(reconciliation=result(), source="bundled"),
+                      SimpleNamespace(png={RECONCILE_FIGURE: b"\x89PNG"}))
+    md = doc.markdown()
+    assert md.startswith(f"## {RECONCILE_TITLE}")
+    assert all(r.pool.name in md for r in result().reconciliations)
+    assert "figures/reconcile_ladder.svg" in doc.page("t") and "Reproduced from their own inputs" in md
+
+    other = ReportDocument()
+    reconcile_section(other, SimpleNamespace(reconciliation=None, source="mine.csv"), SimpleNamespace(png={}))
+    assert "Not computed" in other.markdown() and "mine.csv" in other.markdown()
