@@ -50,6 +50,9 @@ from synthesis.errors import InputError
 
 #: Largest (values x rows x features) block held at once by :func:`within_sums`.
 _BLOCK_CELLS = 2_000_000
+#: Problems with at most this many (clusters x rows) cells sum by clusters through a dense
+#: indicator matrix (faster for small problems than sorting and np.add.reduceat).
+_DENSE_INDICATOR_CELLS = 200_000
 #: Largest (pairs x clusters) block held at once by :func:`marginal_sums`.
 _PAIR_CELLS = 500_000
 
@@ -156,42 +159,75 @@ class WithinSums:
     udz: np.ndarray
 
 
+class Prepared:
+    """The prior-free, variance-free part of :func:`within_sums` for fixed ``se`` and ``Z``
+    (sort order, cluster starts, per-row products), so that repeated evaluations (an optimiser,
+    a quadrature grid) cost one weighted sum each."""
+
+    def __init__(self, clusters: Clusters, se: np.ndarray, Z: np.ndarray) -> None:
+        self.clusters = clusters
+        se = np.asarray(se, dtype=float)
+        Z = np.asarray(Z, dtype=float).reshape(se.size, -1)
+        k, q = Z.shape
+        r = clusters.rank
+        U = np.ones((k, r))
+        if r == 2:
+            U[:, 1] = se
+        self.order = np.argsort(clusters.index, kind="stable")
+        self.starts = np.flatnonzero(np.r_[True, np.diff(clusters.index[self.order]) != 0])
+        self.zz = (Z[:, :, None] * Z[:, None, :]).reshape(k, q * q)
+        feats = np.concatenate(
+            [(U[:, :, None] * U[:, None, :]).reshape(k, r * r), (U[:, :, None] * Z[:, None, :]).reshape(k, r * q)],
+            axis=1,
+        )
+        # small problems: cluster sums as one product with the dense (clusters x rows) indicator
+        # matrix (fewer, larger numpy calls); large ones: sorted rows and np.add.reduceat
+        self.indicator = None
+        if clusters.n * k <= _DENSE_INDICATOR_CELLS:
+            self.indicator = np.zeros((clusters.n, k))
+            self.indicator[clusters.index, np.arange(k)] = 1.0
+            self.feats = feats
+        else:
+            self.feats = feats[self.order]
+        self.base = (1.0 - clusters.rho) * se**2
+        self.k, self.q, self.r = k, q, r
+
+    def within(self, tau_w2: np.ndarray) -> WithinSums:
+        """:class:`WithinSums` at each value of ``tau_w2``."""
+        tau_w2 = np.atleast_1d(np.asarray(tau_w2, dtype=float))
+        k, q, r = self.k, self.q, self.r
+        T, n, F = tau_w2.size, self.clusters.n, self.feats.shape[1]
+        zdz = np.empty((T, q * q))
+        logdet = np.empty(T)
+        grouped = np.empty((T, n, F))
+        step = max(1, _BLOCK_CELLS // max(k * F, 1))
+        for t0 in range(0, T, step):
+            block = slice(t0, min(t0 + step, T))
+            d = self.base[None, :] + tau_w2[block, None]  # (b, k)
+            logdet[block] = np.log(d).sum(axis=1)
+            w = 1.0 / d
+            zdz[block] = w @ self.zz
+            if self.indicator is not None:
+                grouped[block] = np.matmul(self.indicator, w[:, :, None] * self.feats[None])
+            else:
+                grouped[block] = np.add.reduceat(w[:, self.order, None] * self.feats[None], self.starts, axis=1)
+        return WithinSums(
+            zdz=zdz.reshape(T, q, q),
+            logdet_d=logdet,
+            udu=grouped[:, :, : r * r].reshape(T, n, r, r),
+            udz=grouped[:, :, r * r :].reshape(T, n, r, q),
+        )
+
+    def marginal(self, tau2: np.ndarray, tau_w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Z'M^{-1}Z`` and ``log|M|`` at the pairs ``(tau2[g], tau_w2[g])``."""
+        tau_w2 = np.atleast_1d(np.asarray(tau_w2, dtype=float))
+        return marginal_sums(self.clusters, self.within(tau_w2), tau2)
+
+
 def within_sums(clusters: Clusters, se: np.ndarray, Z: np.ndarray, tau_w2: np.ndarray) -> WithinSums:
     """The sums of :class:`WithinSums` for the columns ``Z`` (k, q) at each ``tau_w2`` (O(k q^2)
     per value; in blocks of values)."""
-    se = np.asarray(se, dtype=float)
-    Z = np.asarray(Z, dtype=float).reshape(se.size, -1)
-    tau_w2 = np.atleast_1d(np.asarray(tau_w2, dtype=float))
-    k, q = Z.shape
-    r = clusters.rank
-    U = np.ones((k, r))
-    if r == 2:
-        U[:, 1] = se
-    order = np.argsort(clusters.index, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(clusters.index[order]) != 0])
-    zz = (Z[:, :, None] * Z[:, None, :]).reshape(k, q * q)
-    feats = np.concatenate(
-        [(U[:, :, None] * U[:, None, :]).reshape(k, r * r), (U[:, :, None] * Z[:, None, :]).reshape(k, r * q)], axis=1
-    )[order]
-    base = (1.0 - clusters.rho) * se**2
-    T, n, F = tau_w2.size, clusters.n, feats.shape[1]
-    zdz = np.empty((T, q * q))
-    logdet = np.empty(T)
-    grouped = np.empty((T, n, F))
-    step = max(1, _BLOCK_CELLS // max(k * F, 1))
-    for t0 in range(0, T, step):
-        block = slice(t0, min(t0 + step, T))
-        d = base[None, :] + tau_w2[block, None]  # (b, k)
-        logdet[block] = np.log(d).sum(axis=1)
-        w = 1.0 / d
-        zdz[block] = w @ zz
-        grouped[block] = np.add.reduceat(w[:, order, None] * feats[None], starts, axis=1)
-    return WithinSums(
-        zdz=zdz.reshape(T, q, q),
-        logdet_d=logdet,
-        udu=grouped[:, :, : r * r].reshape(T, n, r, r),
-        udz=grouped[:, :, r * r :].reshape(T, n, r, q),
-    )
+    return Prepared(clusters, se, Z).within(tau_w2)
 
 
 def marginal_sums(
