@@ -226,6 +226,8 @@ class AnalysisResult:
     source_path: Path | None = None
     #: Model averaging, stacking, tipping point and power-scaling (``None``: not computed).
     model_choice: ModelChoice | None = None
+    #: The published pools reproduced and walked to this analysis (bundled dataset only; issue #12).
+    reconciliation: Any = None
 
     def to_frame(self) -> pd.DataFrame:
         """The decision table: one row per model (and covariate value), the posterior HR,
@@ -242,6 +244,7 @@ class AnalysisResult:
             "fits": {key: f.to_json() for key, f in self.fits.items()},
             "sweeps": {key: s.to_json() for key, s in self.sweeps.items()},
             "model_choice": self.model_choice.to_json() if self.model_choice is not None else None,
+            "reconcile": self.reconciliation.to_json() if self.reconciliation is not None else None,
             "warnings": list(self.warnings),
             "seed": self.seed,
         }
@@ -908,6 +911,16 @@ def run_analysis(
         _fit_run(table, run, covariate, settings, fitted)
         timing[f"fit_{run.key}_s"] = elapsed(t0)
     choice = _model_choice(table, runs, settings.thresholds, fitted.warnings, timing)
+    from synthesis.errors import SynthesisError
+    from synthesis.reconcile import reconcile_bundled
+
+    t0 = time.perf_counter()
+    try:  # the published pools walked to this analysis (None unless the table is the bundled dataset)
+        reconciliation = reconcile_bundled(table, thresholds=settings.thresholds)
+    except SynthesisError as exc:
+        reconciliation = None
+        fitted.warnings.append(f"reconciliation with the published pools not computed: {exc}")
+    timing["reconcile_s"] = elapsed(t0)
 
     t0 = time.perf_counter()
     sweeps = _run_sweeps(
@@ -940,4 +953,5 @@ def run_analysis(
         provenance={"source_path": str(path)} if path else {},
         source_path=path,
         model_choice=choice,
+        reconciliation=reconciliation,
     )
