@@ -29,6 +29,7 @@ from synthesis.report.narrative import (
     sweep_summary,
     warning_groups,
 )
+from synthesis.report.reconcile import RECONCILE_FIGURE, reconcile_section
 from synthesis.report.tables import (
     MU_PRIOR_CSV,
     averaging_cells,
@@ -307,9 +308,10 @@ def render_report(result: AnalysisResult, figure_png: Mapping[str, bytes], capti
     _question_and_answer(doc, result)
     _decision(doc, result)
     _model_choice(doc, result, groups["choice"], figures)
-    _main_figures(doc, groups["main"], figures)
+    _main_figures(doc, [n for n in groups["main"] if n != RECONCILE_FIGURE], figures)
     _sensitivity(doc, result, groups["sweeps"], figures)
     _frequentist(doc, result)
+    reconcile_section(doc, result, figures)
     _pubbias(doc, result, groups["pubbias"], figures)
     _warnings(doc, validation, other)
     _provenance(doc, result, run)
