@@ -19,6 +19,7 @@ from synthesis.outputs import atomic_directory, check_output_target, jsonable, w
 from synthesis.report.captions import figure_caption
 from synthesis.report.formats import safe_name
 from synthesis.report.provenance import run_record
+from synthesis.report.reconcile import reconcile_figures, write_reconcile_tables
 from synthesis.report.render import render_report
 from synthesis.report.tables import (
     LEAVE_ONE_OUT_CSV,
@@ -134,6 +135,7 @@ def _write_all(result: AnalysisResult, root: Path, figures: Mapping[str, Figure]
     """Every file of the report into ``root``; the pages and run.json last (run.json lists all)."""
     figure_png, captions = _save_figures(result, root, figures)
     _write_tables(result, root)
+    write_reconcile_tables(result, root)
     _write_posteriors(result, root / "posteriors")
     listed = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     run = run_record(result, files=[*listed, *PAGE_FILES])
@@ -177,7 +179,7 @@ def write_report(result: AnalysisResult, out_dir: Path, *, figures: dict[str, Fi
     if figures is None:
         from synthesis.plots import standard_figures
 
-        figures = standard_figures(result)
+        figures = standard_figures(result) | reconcile_figures(result)
     with atomic_directory(out_dir, command=REPORT_COMMAND) as tmp:
         _write_all(result, tmp, figures)
     return out_dir
