@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 FILES_NOTE = (
     "Files: decision.csv, studies.csv, pools.csv, sweep_<model>.csv, model_averaging.csv, inclusion_bf.csv, "
     "stacking.csv, tipping_grid.csv, tipping_contour.csv, tipping_alpha.csv, powerscale.csv, "
-    "powerscale_alpha.csv (those of the analyses that were run), figures/ (PNG and SVG), "
+    "powerscale_alpha.csv, reconcile_steps.csv, published_pools.csv (those of the analyses that were run), figures/ (PNG and SVG), "
     "posteriors/ (NetCDF DataTrees of MCMC fits, tau densities of exact fits, fit summaries), run.json."
 )
 #: The title of the model-choice section (issue #11).
