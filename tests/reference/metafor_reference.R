@@ -118,7 +118,9 @@ multilevel_fit <- function(d, method, rho, moderator, test, ctl) {
   list(method = method, rho = rho, moderator = moderator, test = test, control = ctl, k = fit$k,
        p = fit$p, sigma2_between = fit$sigma2[1], sigma2_within = fit$sigma2[2],
        qe = fit$QE, qe_pvalue = fit$QEp, qe_df = fit$k - fit$p, df = num(fit$ddf[1]),
-       loglik = as.numeric(logLik(fit)), coefficients = coefs)
+       loglik = as.numeric(logLik(fit)), qm = fit$QM, qm_pvalue = fit$QMp,
+       pi_lower = if (moderator) NA_real_ else predict(fit)$pi.lb,
+       pi_upper = if (moderator) NA_real_ else predict(fit)$pi.ub, coefficients = coefs)
 }
 
 ml_data <- multilevel_data()
