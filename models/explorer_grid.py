@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -123,10 +123,12 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # Axes and priors
 # --------------------------------------------------------------------------------------------
 def _octaves(lo: float, hi: float, per_octave: float, anchor: float) -> np.ndarray:
-    """Points ``anchor * 2^(j / per_octave)`` from ``lo`` to ``hi`` (ends clipped in)."""
+    """Points ``anchor * 2^(j / per_octave)`` between ``lo`` and ``hi``, and the two ends."""
     j0 = math.ceil(per_octave * math.log2(lo / anchor) - 1e-9)
     j1 = math.floor(per_octave * math.log2(hi / anchor) + 1e-9)
-    return anchor * 2.0 ** (np.arange(j0, j1 + 1) / per_octave)
+    inner = anchor * 2.0 ** (np.arange(j0, j1 + 1) / per_octave)
+    inner = inner[(inner > lo * (1 + 1e-9)) & (inner < hi * (1 - 1e-9))]
+    return np.concatenate([[lo], inner, [hi]])
 
 
 def tau_scales(per_octave: float = DEFAULT_RESOLUTION["tau_per_octave"]) -> np.ndarray:
@@ -150,7 +152,7 @@ def bias_axes(mean_per_octave: float = DEFAULT_RESOLUTION["mean_per_octave"],
     --------
     >>> means, sds = bias_axes(2, 1)
     >>> means.round(3).tolist(), sds.round(4).tolist()
-    ([0.5, 0.707, 1.0], [0.0312, 0.0625, 0.125, 0.25, 0.5, 1.0])
+    ([0.5, 0.707, 1.0, 1.25], [0.02, 0.0312, 0.0625, 0.125, 0.25, 0.5, 1.0])
     """
     return _octaves(*BIAS_MEAN_RANGE, mean_per_octave, 1.0), _octaves(*BIAS_SD_RANGE, sd_per_octave, 0.5)
 
@@ -545,6 +547,9 @@ class ExplorerGrid:
     timing: dict[str, float] = field(default_factory=dict)
     max_error: dict[str, float] | None = None
     n_checks: int = 0
+    current: Setting | None = None
+    tipping: dict[str, Any] | None = None
+    commands: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The embedded data: axes, and per model its axes and values as integers (log HR and
@@ -570,6 +575,10 @@ class ExplorerGrid:
             "source": self.source,
             "max_error": None if self.max_error is None else dict(self.max_error),
             "n_checks": self.n_checks,
+            "current": None if self.current is None else asdict(self.current),
+            "tipping": self.tipping,
+            "commands": dict(self.commands),
+            "resolution": {key: int(val.size) for key, val in self.axes.items()},
             "notes": list(self.notes),
         }
 
@@ -626,7 +635,7 @@ def build_grid(
     >>> g = build_grid(data, resolution={"tau_per_octave": 1, "mean_per_octave": 2, "sd_per_octave": 1,
     ...                                  "alpha": 3, "t_step": 0.1}, families=["halfnormal"], check_points=0)
     >>> g.values["bias"]["p"].shape  # family, tau scale, bias mean, bias SD, T
-    (1, 6, 3, 6, 5)
+    (1, 6, 4, 7, 5)
     >>> i = int(np.flatnonzero(g.axes["tau_scale"] == 0.5)[0])
     >>> round(float(np.exp(g.values["rct"]["log_hr"][0, i, 0])), 2)  # the RCT-only median HR
     0.93
@@ -838,3 +847,95 @@ def interpolation_error(grid: ExplorerGrid, data: ModelData, priors: PriorConfig
                 worst["hr"] = max(worst["hr"], abs(x / y - 1.0))
             worst["p"] = max(worst["p"], abs(a.p_hr_below - r.p_hr_below))
     return worst
+
+
+# --------------------------------------------------------------------------------------------
+# The report's explorer
+# --------------------------------------------------------------------------------------------
+def current_setting(priors: PriorConfig, alpha: float, threshold: float) -> tuple[Setting, list[str]]:
+    """The explorer's starting point: the analysis's tau and bias priors, alpha and threshold,
+    each clamped into the grid's range (with a note when it had to be moved).
+
+    Examples
+    --------
+    >>> s, notes = current_setting(resolve_priors(), 0.5, 0.8)
+    >>> (s.family, s.tau_scale, s.bias_mean, s.bias_sd, s.alpha, s.threshold), notes
+    (('halfnormal', 0.5, 1.0, 0.5, 0.5, 0.8), [])
+    """
+    notes = []
+    tau = priors.tau
+    if tau.family in ("halfnormal", "halfcauchy"):
+        family, scale = tau.family, float(tau.params[0])
+    elif tau.family == "exponential":
+        family, scale = "exponential", 1.0 / float(tau.params[0])
+    else:
+        family, scale = "halfnormal", 0.5
+        notes.append(f"the analysis's tau prior {tau.label} is not one of the explorer's families; it starts at half-normal(0.5)")
+    delta = priors.delta
+    if delta.is_normal:
+        mean, sd = math.exp(float(delta.params[0])), float(delta.params[1])
+    else:
+        mean, sd = 1.0, 0.5
+        notes.append(f"the analysis's bias prior {delta.label} is not normal; the explorer starts at normal(0, 0.5)")
+
+    def clamp(name: str, x: float, lo: float, hi: float) -> float:
+        if x < lo or x > hi:
+            notes.append(f"the analysis's {name} {x:g} is outside the explorer's range {lo:g} to {hi:g}; it starts at the nearest end")
+        return float(min(max(x, lo), hi))
+
+    return Setting(
+        family,
+        clamp("tau-prior scale", scale, *TAU_SCALE_RANGE),
+        clamp("bias mean", mean, *BIAS_MEAN_RANGE),
+        clamp("bias SD", sd, *BIAS_SD_RANGE),
+        clamp("alpha", float(alpha), 0.0, 1.0),
+        clamp("threshold", float(threshold), *THRESHOLD_RANGE),
+    ), notes
+
+
+def explorer_analysis(
+    data: ModelData,
+    priors: PriorConfig | None = None,
+    *,
+    alpha: float = 0.5,
+    threshold: float = 0.8,
+    tipping: Any = None,
+    file_arg: str = "",
+    check_points: int = DEFAULT_CHECK_POINTS,
+    resolution: dict[str, float] | None = None,
+) -> ExplorerGrid:
+    """The grid of :func:`build_grid` with what the page needs besides: the starting setting
+    (:func:`current_setting`), the tipping contour of a
+    :class:`~synthesis.models.tipping.TippingResult` (``tipping``; drawn for comparison) and the
+    pieces of the ``synthesis fit`` / ``synthesis average`` commands (``file_arg``: the FILE
+    argument, empty for the bundled data; a ``--mu-prior`` when the mu prior is not the default).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> from synthesis.models.spec import ModelSpec
+    >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), ModelSpec("bias"))
+    >>> g = explorer_analysis(data, check_points=0, resolution={"tau_per_octave": 1, "mean_per_octave": 2,
+    ...                       "sd_per_octave": 1, "alpha": 3, "t_step": 0.1})
+    >>> g.current.tau_scale, g.commands["mu_prior"]
+    (0.5, '')
+    """
+    priors = resolve_priors() if priors is None else priors
+    current, notes = current_setting(priors, alpha, threshold)
+    grid = build_grid(data, priors, resolution=resolution, check_points=check_points)
+    grid.current = current
+    grid.notes.extend(notes)
+    m0, s0 = priors.mu.params
+    default_mu = resolve_priors().mu.params
+    grid.commands = {
+        "file": file_arg,
+        "mu_prior": "" if (m0, s0) == tuple(default_mu) else f"normal({m0:g}, {s0:g})",
+    }
+    if tipping is not None:
+        grid.tipping = {
+            "threshold": float(tipping.threshold),
+            "level": float(tipping.level),
+            "tau_prior": str(tipping.priors.get("tau", "")),
+            "contour": [[float(c.bias_mean), float(c.bias_sd)] for c in tipping.contour],
+        }
+    return grid

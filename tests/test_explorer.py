@@ -206,3 +206,56 @@ def test_exponential_prior_text_reads_back():
     assert eg.tau_prior("exponential", 0.4).params == (2.5,)
     with pytest.raises(eg.InputError):
         eg.tau_prior_text("uniform", 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def page_data(data) -> dict:
+    from synthesis.models.tipping import tipping_analysis
+
+    tip = tipping_analysis(data, grid=(4, 4), alpha_points=2)
+    g = eg.explorer_analysis(data, tipping=tip, resolution=SMALL, check_points=2, file_arg="my studies.csv")
+    return g.to_json()
+
+
+def test_page_is_self_contained_and_embeds_the_grid(page_data):
+    import re
+
+    from synthesis.report.explorer import explorer_page
+
+    page = explorer_page(page_data)
+    assert "<script src" not in page.lower()
+    # no external resource: no src/href to http(s) or protocol-relative URLs, no @import, no url(...)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "@import" not in page and "url(" not in page
+    # the only URL is the SVG namespace string the script passes to createElementNS
+    assert set(re.findall(r"https?://[^\s\"'<>]+", page)) == {"http://www.w3.org/2000/svg"}
+    blob = re.search(r'<script type="application/json" id="ex-data">(.*?)</script>', page, re.S).group(1)
+    back = json.loads(blob)
+    assert {k: back[k] for k in page_data} == json.loads(json.dumps(page_data))
+    for ident in ("ex-family", "ex-tau-scale", "ex-bias-mean", "ex-bias-sd", "ex-alpha", "ex-threshold",
+                  "ex-forest", "ex-tipping", "ex-hr-bias", "ex-p-averaged", "ex-cmd-rct"):
+        assert f'id="{ident}"' in page
+    size = len(page.encode())
+    assert f"This page is {size / 1e6:.2f} MB" in page
+
+
+def test_page_states_the_measured_error_and_the_starting_setting(page_data):
+    from synthesis.report.explorer import explorer_page
+
+    page = explorer_page(page_data)
+    err = page_data["max_error"]
+    assert f"within {100 * err['hr']:.2g}% (relative) and P(HR &lt; T) within {err['p']:.2g}" in page
+    assert page_data["current"] == {"family": "halfnormal", "tau_scale": 0.5, "bias_mean": 1.0, "bias_sd": 0.5,
+                                    "alpha": 0.5, "threshold": 0.8}
+    assert page_data["commands"]["file"] == "my studies.csv"
+    assert page_data["tipping"]["contour"]
+
+
+def test_a_script_end_tag_in_the_data_cannot_close_the_script(page_data):
+    from synthesis.report.explorer import explorer_page
+
+    page = explorer_page(page_data | {"notes": ["</script><script>alert(1)</script>"]})
+    assert page.count("</script>") == 2  # the data block and the code block
