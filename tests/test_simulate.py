@@ -1,0 +1,133 @@
+"""``synthesis simulate`` (issue #14): the batched exact engine against per-dataset exact fits,
+analytic operating characteristics in the common-effect case, worker-split invariance, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import synthesis as syn
+from synthesis.cli import main
+from synthesis.models.exact import fit_exact
+from synthesis.models.operating import Analyses, Scenario, simulate_data
+from synthesis.models.spec import ModelData, ModelSpec
+from synthesis.simulation import run_simulation
+
+#: Batched engine (fixed 401-node grid to tau_hi) vs fit_exact (its own adaptive 257-node grid):
+#: two quadratures of the same integral.
+BATCH_TOL = 1e-6
+#: Monte Carlo agreement: within 4 standard errors.
+MC_Z = 4.0
+
+
+@pytest.fixture(scope="module")
+def data():
+    spec = ModelSpec("bias")
+    return ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
+
+
+def _subset(data, mask):
+    from synthesis.models.operating import _subset
+
+    return _subset(data, mask)
+
+
+@pytest.mark.parametrize("spec", [ModelSpec("bias"), ModelSpec("bias", bias_variant="downweight", alpha=0.3),
+                                  ModelSpec("bias", heterogeneity=False)], ids=["additive", "downweight", "common"])
+def test_batched_engine_matches_fit_exact(data, spec):
+    analyses = Analyses.build(data, spec)
+    Y = simulate_data(Scenario(0.9, 0.75, 0.2), 0, range(8), data.se, data.nonrandomised, tau=0.1, seed=3)
+    got = analyses.p_below(Y, 0.8)
+    rct = ~data.nonrandomised
+    for n, y in enumerate(Y):
+        one = ModelData(**{**data.__dict__, "y": y})
+        refs = {
+            "bias": fit_exact(one, spec, thresholds=[0.8]),
+            "naive": fit_exact(one, ModelSpec("re", priors=spec.priors, heterogeneity=spec.heterogeneity), thresholds=[0.8]),
+            "rct_only": fit_exact(_subset(one, rct), ModelSpec("re", priors=spec.priors, heterogeneity=spec.heterogeneity),
+                                  thresholds=[0.8]),
+        }
+        for name, ref in refs.items():
+            assert got[name][0][n] == pytest.approx(ref.p_hr_below["0.8"], abs=BATCH_TOL), name
+
+
+def test_naive_pool_recommends_under_large_bias_and_rct_only_is_analytic(data):
+    """Common-effect analyses, no true heterogeneity: the RCT-only decision is a linear rule in
+    the data, sum w_i y_i < A, whose probability is a normal CDF; the naive pool at a true HR of 1
+    with strongly biased registries recommends almost always, the design-bias model almost never."""
+    spec = ModelSpec("bias", heterogeneity=False)
+    T, L, n = 0.8, 0.5, 4000
+    res = run_simulation(data, spec, true_hrs=[1.0, 0.8], bias_means=[0.6], bias_sds=[0.05], n_sim=n,
+                         threshold=T, level=L, progress=False)
+    rct = ~data.nonrandomised
+    w = data.se[rct] ** -2
+    prec = w.sum() + 1.0  # mu ~ normal(0, 1)
+    a = prec * (math.log(T) - stats.norm.ppf(L) / math.sqrt(prec))
+    for i, hr in enumerate([1.0, 0.8]):
+        exact = stats.norm.cdf((a - math.log(hr) * w.sum()) / math.sqrt(w.sum()))
+        got = res.p_recommend(i)["rct_only"]
+        assert abs(got - exact) < MC_Z * math.sqrt(exact * (1 - exact) / n) + 1e-12
+    assert res.p_recommend(0)["naive"] > 0.99
+    assert res.p_recommend(0)["bias"] < 0.05
+
+
+def test_same_numbers_for_one_and_two_workers(data):
+    kwargs = dict(true_hrs=[1.0, 0.8], bias_means=[0.7], bias_sds=[0.2], n_sim=600, tau=0.1, level=0.5, progress=False)
+    one = run_simulation(data, None, workers=1, **kwargs)
+    two = run_simulation(data, None, workers=2, **kwargs)
+    assert one.recommend == two.recommend
+    assert one.to_json()["scenarios"] == two.to_json()["scenarios"]
+
+
+@pytest.mark.slow
+def test_same_numbers_on_a_dask_local_cluster(data):
+    distributed = pytest.importorskip("dask.distributed")
+    kwargs = dict(true_hrs=[1.0], bias_means=[0.7], bias_sds=[0.2], n_sim=1200, tau=0.1, level=0.5, progress=False)
+    local = run_simulation(data, None, workers=1, **kwargs)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        dask = run_simulation(data, None, scheduler=cluster.scheduler_address, **kwargs)
+    assert local.recommend == dask.recommend
+
+
+def test_replicate_data_do_not_depend_on_the_split(data):
+    sc = Scenario(0.8, 0.7, 0.1)
+    whole = simulate_data(sc, 2, range(0, 1000), data.se, data.nonrandomised, tau=0.05, seed=11)
+    parts = np.vstack([simulate_data(sc, 2, range(s, min(s + 333, 1000)), data.se, data.nonrandomised, tau=0.05, seed=11)
+                       for s in range(0, 1000, 333)])
+    assert np.array_equal(whole, parts)
+    # and the simulated truth: non-randomised studies centred at log(HR b), randomised at log HR
+    nr = data.nonrandomised
+    resid = whole - math.log(0.8) - nr * math.log(0.7)
+    assert abs(resid.mean()) < 0.01
+
+
+def _cli(capsys, *args):
+    try:
+        code = main(["simulate", *args])
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_json_contract(capsys):
+    code, out, err = _cli(capsys, "--n-sim", "100", "--true-hr", "1", "--bias-mean", "0.7", "--bias-sd", "0.1", "--json", "--quiet")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert set(doc["rule"]) == {"threshold", "level"}
+    sc = doc["scenarios"][0]
+    assert set(sc) >= {"true_hr", "bias_mean", "bias_sd", "n_sim", "p_recommend", "mc_se"}
+    assert set(sc["p_recommend"]) == {"bias", "naive", "rct_only"}
+
+
+@pytest.mark.parametrize("args", [["--n-sim", "0"], ["--true-hr", "-1"], ["--bias-sd", "-0.1"], ["--tau", "x"],
+                                  ["--level", "2"], ["--workers", "0"], ["--subset", "rct"], ["--threshold", "0"],
+                                  ["--bias-variant", "random"], ["--n-sim", "20000000"]])
+def test_cli_bad_options_exit_2(capsys, args):
+    code, _, err = _cli(capsys, *args)
+    assert code == 2, err
+    assert "Traceback" not in err
