@@ -687,7 +687,9 @@ class ReconcileResult:
             if not r.pool.reproducible:
                 lines.append(f"  {r.pool.reason}")
             for s in r.steps:
-                lines.append(f"  {s.change:<{width}}  {_hr_text(s.hr, s.ci_lower, s.ci_upper)}  k = {s.k}")
+                probs = "" if s.p_below is None else "  " + "  ".join(
+                    f"P(HR < {float(t):g}) = {p:.2f}" for t, p in s.p_below.items())
+                lines.append(f"  {s.change:<{width}}  {_hr_text(s.hr, s.ci_lower, s.ci_upper)}  k = {s.k}{probs}")
             if r.trimfill is not None:
                 t = r.trimfill
                 ok = "within printed rounding" if t.within_rounding else "NOT within printed rounding"
