@@ -46,7 +46,7 @@ def plot_plan(result: PlanResult, *, title: str | None = None, fig: Figure | Non
     t, lv = result.threshold, result.level
     series = [
         ("new trial significant (two-sided 5%)", [r.p_trial_significant for r in result.rows], "-"),
-        ("... in favour of LRT (HR < 1)", [r.p_trial_significant_benefit for r in result.rows], ":"),
+        ("... in favour of treatment (HR < 1)", [r.p_trial_significant_benefit for r in result.rows], ":"),
         (f"rule met after: P(HR < {t:g}) > {lv:g}", [r.p_rule_met_after for r in result.rows], "--"),
         ("decision changes from today's", [r.p_decision_changes for r in result.rows], "-."),
     ]

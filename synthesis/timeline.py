@@ -1,0 +1,278 @@
+"""Cumulative evidence: refit after each publication year (the ``year`` column) for the
+randomised studies alone, the design-bias model and the model average, with "what if the next
+trial shows HR = x with n events" scenarios as extra points a year after the last.
+
+Each year's fit uses every study published up to that year, with the exact engine
+(:func:`synthesis.models.exact.fit_exact`; the model average by
+:func:`synthesis.models.averaging.average_models`, reported over all models, with the spike at
+HR = 1 of the no-effect models, and given an effect). A model that the studies so far cannot
+identify (the randomised studies alone before the first trial; the design-bias model before
+both designs are present) is a row with no numbers and the reason. A scenario trial is a
+randomised row with ``log HR = log x`` and ``SE = 2 / sqrt(n)`` (a 1:1 trial with n events;
+:func:`synthesis.models.preposterior.trial_se`), added to all the studies.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthesis.errors import InputError, ModelError
+from synthesis.models.averaging import average_models, has_bias_dimension, parse_prior_prob
+from synthesis.models.exact import fit_exact
+from synthesis.models.preposterior import RULE_THRESHOLD, trial_se
+from synthesis.models.spec import ModelData, ModelSpec, check_thresholds, threshold_key
+from synthesis.studies import StudyTable
+
+#: The column holding each study's publication year.
+YEAR_COLUMN = "year"
+#: The timeline's models in the order they are reported, with their printed labels.
+TIMELINE_MODELS: dict[str, str] = {
+    "rct_only": "Random effects, RCTs",
+    "bias": "Design-bias adjusted",
+    "averaged": "Model-averaged",
+    "averaged_given_effect": "  given an effect",
+}
+
+
+@dataclass(frozen=True)
+class TrialScenario:
+    """A hypothetical next trial: its HR and number of events (1:1)."""
+
+    hr: float
+    events: float
+
+    @property
+    def label(self) -> str:
+        return f"next trial HR {self.hr:g}, {self.events:g} events"
+
+
+def parse_scenario(text: str) -> TrialScenario:
+    """``HR:EVENTS``, e.g. ``0.8:400`` (HR > 0, events > 0).
+
+    Examples
+    --------
+    >>> parse_scenario("0.8:400")
+    TrialScenario(hr=0.8, events=400.0)
+    >>> parse_scenario("0.8")
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: a scenario is HR:EVENTS (e.g. 0.8:400), got '0.8'
+    """
+    parts = str(text).split(":")
+    try:
+        hr, events = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"a scenario is HR:EVENTS (e.g. 0.8:400), got {text!r}", parameter="scenario") from None
+    if not (math.isfinite(hr) and hr > 0 and math.isfinite(events) and events > 0):
+        raise InputError(f"a scenario needs HR > 0 and events > 0, got {text!r}", parameter="scenario")
+    return TrialScenario(hr, events)
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One model at one year: HR median and 95% equal-tailed interval, P(HR < T), k."""
+
+    year: int
+    model: str
+    k: int
+    hr: float | None = None
+    ci_lower: float | None = None
+    ci_upper: float | None = None
+    p_below: float | None = None
+    scenario: str | None = None
+    reason: str | None = None
+    spike: float | None = None
+
+    @property
+    def estimable(self) -> bool:
+        return self.hr is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "year": self.year, "model": self.model, "hr": self.hr, "ci_lower": self.ci_lower,
+            "ci_upper": self.ci_upper, "p_below": self.p_below, "k": self.k, "scenario": self.scenario,
+            "reason": self.reason, "spike_prob": self.spike,
+        }
+
+
+@dataclass
+class TimelineResult:
+    """Every (year, model) row, the threshold and notes."""
+
+    rows: list[TimelineRow]
+    threshold: float
+    years: list[int]
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """``synthesis timeline --json``."""
+        return {
+            "threshold": self.threshold,
+            "models": dict(TIMELINE_MODELS),
+            "rows": [r.to_dict() for r in self.rows],
+            "notes": list(self.notes),
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame.from_records([r.to_dict() for r in self.rows])
+
+    def __str__(self) -> str:
+        t = self.threshold
+        lines = [
+            f"Cumulative evidence by publication year (studies up to and including each year); P<T: P(HR < {t:g})",
+            "HR: posterior median (95% equal-tailed credible interval); model-averaged: over all models, "
+            "with the no-effect models' spike at HR = 1",
+            f"{'year':>6}  {'model':<24} {'k':>3}  {'HR (95% CrI)':<20} {'P<T':>6}",
+        ]
+        shown = None
+        for r in self.rows:
+            if r.scenario != shown:
+                lines.append(f"scenario: {r.scenario}, added to all studies (year {r.year}):")
+                shown = r.scenario
+            year = f"{r.year}" + ("*" if r.scenario else "")
+            if r.estimable:
+                cell = f"{r.hr:.2f} ({r.ci_lower:.2f}-{r.ci_upper:.2f})"
+                lines.append(f"{year:>6}  {TIMELINE_MODELS[r.model]:<24} {r.k:>3}  {cell:<20} {r.p_below:>6.3f}")
+            else:
+                lines.append(f"{year:>6}  {TIMELINE_MODELS[r.model]:<24} {r.k:>3}  not estimable: {r.reason}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def plot(self, **kwargs: Any) -> Any:
+        """The timeline figure (:func:`synthesis.plots.timeline.plot_timeline`)."""
+        from synthesis.plots.timeline import plot_timeline
+
+        return plot_timeline(self, **kwargs)
+
+
+def study_years(table: StudyTable) -> np.ndarray:
+    """The publication year of every study (integers), or an InputError naming the column or
+    the studies without one."""
+    if YEAR_COLUMN not in table.frame.columns:
+        raise InputError(f"{table.source}: a timeline needs a '{YEAR_COLUMN}' column (publication year)")
+    values = pd.to_numeric(table.frame[YEAR_COLUMN], errors="coerce").to_numpy(dtype=float)
+    bad = [s for s, v in zip(table.studies, values, strict=True) if not (math.isfinite(v) and v == round(v))]
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise InputError(
+            f"{table.source}: column '{YEAR_COLUMN}' must hold a whole year for every study; missing or "
+            f"not a year for {len(bad)} ({shown}): fill it in, or set include to false for those rows"
+        )
+    return values.astype(int)
+
+
+def _with_trial(table: StudyTable, scenario: TrialScenario, year: int) -> StudyTable:
+    """The table with the scenario's trial appended as a randomised study."""
+    row = {c: np.nan for c in table.frame.columns}
+    row.update(study=scenario.label, log_hr=math.log(scenario.hr), se=trial_se(scenario.events),
+               design="rct", **{YEAR_COLUMN: float(year)})
+    frame = pd.concat([table.frame, pd.DataFrame([row])], ignore_index=True)
+    return replace(table, frame=frame, lines=(), se_methods=(), has_design=True)
+
+
+def _fit_rows(table: StudyTable, year: int, spec: ModelSpec, threshold: float, scenario: str | None,
+              prior_prob: Any) -> list[TimelineRow]:
+    """The four rows of one year (or scenario)."""
+    key = threshold_key(threshold)
+    nr = np.asarray(table.nonrandomised, dtype=bool) if table.has_design else np.ones(table.k, dtype=bool)
+    n_rct = int((~nr).sum())
+    rows = []
+    if n_rct == 0:
+        rows.append(TimelineRow(year, "rct_only", 0, scenario=scenario, reason="no randomised study yet"))
+    else:
+        sp = replace(spec, model="re", covariates=())
+        fit = fit_exact(ModelData.from_table(table.select(~nr), sp), sp, thresholds=[threshold])
+        rows.append(TimelineRow(year, "rct_only", n_rct, fit.hr.median, fit.hr.q025, fit.hr.q975,
+                                fit.p_hr_below[key], scenario))
+    if has_bias_dimension(table):
+        sp = replace(spec, model="bias", covariates=())
+        fit = fit_exact(ModelData.from_table(table, sp), sp, thresholds=[threshold])
+        rows.append(TimelineRow(year, "bias", table.k, fit.hr.median, fit.hr.q025, fit.hr.q975,
+                                fit.p_hr_below[key], scenario))
+    else:
+        why = "no randomised study yet" if n_rct == 0 else "no non-randomised study yet"
+        rows.append(TimelineRow(year, "bias", table.k, scenario=scenario, reason=why))
+    try:
+        avg = average_models(table, replace(spec, model="bias", covariates=()), prior_prob=prior_prob,
+                             thresholds=[threshold])
+    except ModelError as exc:
+        rows += [TimelineRow(year, m, table.k, scenario=scenario, reason=str(exc))
+                 for m in ("averaged", "averaged_given_effect")]
+        return rows
+    a = avg.averaged
+    rows.append(TimelineRow(year, "averaged", table.k, a.median, a.q025, a.q975, a.p_below[key], scenario,
+                            reason=None if n_rct else "no randomised study yet: the average is of what the "
+                            "non-randomised studies estimate, design bias included", spike=a.spike))
+    g = avg.averaged_given_effect
+    if g is None:
+        rows.append(TimelineRow(year, "averaged_given_effect", table.k, scenario=scenario,
+                                reason="no effect model has posterior probability"))
+    else:
+        rows.append(TimelineRow(year, "averaged_given_effect", table.k, g.median, g.q025, g.q975, g.p_below[key],
+                                scenario, spike=0.0))
+    return rows
+
+
+def run_timeline(
+    table: StudyTable,
+    spec: ModelSpec | None = None,
+    *,
+    threshold: float = RULE_THRESHOLD,
+    scenarios: Sequence[TrialScenario | str] = (),
+    prior_prob: Any = None,
+) -> TimelineResult:
+    """Refit after each publication year, and once per scenario trial a year after the last.
+
+    Parameters
+    ----------
+    table
+        Studies with a ``year`` column (every study needs one).
+    spec
+        Priors, bias variant and alpha of the fits (its model is ignored; no covariates).
+    threshold
+        Report P(HR < threshold).
+    scenarios
+        Hypothetical next trials (``TrialScenario`` or ``"HR:EVENTS"``).
+    prior_prob
+        Prior inclusion probabilities of the model average (as ``synthesis average``).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> res = run_timeline(syn.load_dataset("dnmbc_lrt"), scenarios=["0.8:500"])
+    >>> res.years[0], res.years[-1]
+    (2002, 2024)
+    >>> first = [r for r in res.rows if r.year == 2002]
+    >>> [(r.model, r.estimable) for r in first][:2]
+    [('rct_only', False), ('bias', False)]
+    """
+    t0 = time.perf_counter()
+    spec = spec if spec is not None else ModelSpec("bias")
+    if spec.covariates:
+        raise InputError("a timeline takes no covariates", parameter="covariates")
+    threshold = check_thresholds([threshold], "threshold")[0]
+    trials = [s if isinstance(s, TrialScenario) else parse_scenario(s) for s in scenarios]
+    parse_prior_prob(prior_prob)  # a bad value is an InputError now, not a reason in every row
+    years = study_years(table)
+    rows: list[TimelineRow] = []
+    for year in sorted(set(years.tolist())):
+        rows += _fit_rows(table.select(years <= year), int(year), spec, threshold, None, prior_prob)
+    last = int(years.max())
+    for trial in trials:
+        rows += _fit_rows(_with_trial(table, trial, last + 1), last + 1, spec, threshold, trial.label, prior_prob)
+    all_years = sorted(set(years.tolist())) + ([last + 1] if trials else [])
+    early = sorted({r.year for r in rows if r.model == "averaged" and r.estimable and r.reason})
+    notes = [
+        f"model-averaged rows of {early[0]}-{early[-1]}: no randomised study yet, so the average is of what the "
+        "non-randomised studies estimate, design bias included"
+    ] if early else []
+    return TimelineResult(rows=rows, threshold=threshold, years=[int(y) for y in all_years],
+                          seconds=time.perf_counter() - t0, notes=notes)
