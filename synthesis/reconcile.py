@@ -360,8 +360,9 @@ def _curation(table: StudyTable) -> _Curation:
 def _pool_step(rows: Sequence[_Row], method: str, change: str, detail: str) -> Step:
     y, se = np.array([r.y_and_se() for r in rows]).T
     res = pool(y, se**2, method=method)
+    het = f"Q = {res.q:.2f} on {res.q_df} df, I2 = {res.i2:.1f}%"
     return Step(change=change, hr=math.exp(res.estimate), ci_lower=math.exp(res.ci_lower),
-                ci_upper=math.exp(res.ci_upper), k=len(rows), detail=detail)
+                ci_upper=math.exp(res.ci_upper), k=len(rows), detail=f"{detail} ({het})" if detail else het)
 
 
 def _names(rows: Sequence[_Row]) -> str:

@@ -130,6 +130,7 @@ def test_reproductions_against_a_dl_written_out() -> None:
     assert tuple(round(v, 4) for v in gera[:3]) == (0.8077, 0.5704, 1.1438) and round(gera[3], 3) == 5.654
     s = by_name("Gera 2020, prospective").reproduced
     np.testing.assert_allclose([s.hr, s.ci_lower, s.ci_upper], gera[:3], rtol=1e-12)
+    assert "Q = 5.65 on 2 df, I2 = 64.6%" in s.detail  # as printed: Q = 5.65, I2 = 64.6%
     rein = dl(np.array([1.04, 0.66, 1.447, 1.09]), np.array([0.81, 0.49, 0.75, 0.80]), np.array([1.34, 0.88, 2.793, 1.49]))
     s = by_name("Reinhorn 2021").reproduced
     np.testing.assert_allclose([s.hr, s.ci_lower, s.ci_upper], rein[:3], rtol=1e-12)
