@@ -152,3 +152,19 @@ def test_without_both_designs_the_average_has_no_bias_dimension(table):
     assert choice.powerscale_key == "re_all" and choice.powerscale is not None
     assert any("without the design-bias dimension" in w and "no tipping-point analysis" in w for w in result.warnings)
     assert [r.key for r in result.decision.rows] == ["averaged", "averaged_given_effect", "re_all"]
+
+
+def test_large_k_limits_skip_parts_of_the_model_choice_with_a_warning(table, monkeypatch):
+    """Above the report's study limits, stacking, the tipping point and power-scaling are
+    skipped, each with a warning naming the command that computes it (never silently)."""
+    import synthesis.analysis as analysis
+
+    for name in ("STACKING_MAX_STUDIES", "TIPPING_MAX_STUDIES", "POWERSCALE_MAX_STUDIES"):
+        monkeypatch.setattr(analysis, name, table.k - 1)
+    warnings: list[str] = []
+    choice = analysis._model_choice(table, analysis.standard_runs(table, "absent"), (0.8, 1.0), warnings, {})
+    assert choice.averaging is not None
+    assert choice.stacking is None and choice.tipping is None and choice.powerscale is None
+    said = " ".join(warnings)
+    for command in ("synthesis compare --engine exact", "synthesis tipping", "synthesis psense"):
+        assert command in said
