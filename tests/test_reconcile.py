@@ -343,3 +343,25 @@ def test_report_section_only_on_the_bundled_dataset() -> None:
     other = ReportDocument()
     reconcile_section(other, SimpleNamespace(reconciliation=None, source="mine.csv"), SimpleNamespace(png={}))
     assert "Not computed" in other.markdown() and "mine.csv" in other.markdown()
+
+
+def test_villacampa_only_reml_reproduces_with_the_inferred_inputs() -> None:
+    """The stated basis of Villacampa's estimator: with the inferred inputs (all CIs read as 95%,
+    symmetric SE), of the six tau^2 estimators only REML lands within the printed rounding (DL's
+    upper limit is 1.1451)."""
+    from synthesis.pooling import RANDOM_METHODS, pool
+
+    (vil,) = [p for p in load_published_pools(POOLS) if p.name == "Villacampa 2024"]
+    assert vil.method == "REML" and {i.ci_level for i in vil.inputs} == {0.95}
+    hr, lo, hi = (np.array([getattr(i, c) for i in vil.inputs]) for c in ("hr", "ci_lower", "ci_upper"))
+    y, se = np.log(hr), (np.log(hi) - np.log(lo)) / (2 * Z95)
+    printed = (vil.published.hr, vil.published.ci_lower, vil.published.ci_upper)
+    ok = []
+    for m in RANDOM_METHODS:
+        r = pool(y, se**2, method=m)
+        got = np.exp([r.estimate, r.ci_lower, r.ci_upper])
+        if all(abs(g - float(p)) <= half_unit(p) for g, p in zip(got, printed, strict=True)):
+            ok.append(m)
+        if m == "DL":
+            assert round(float(got[2]), 4) == 1.1451
+    assert ok == ["REML"]
