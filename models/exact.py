@@ -127,6 +127,7 @@ from scipy.interpolate import BarycentricInterpolator, CubicSpline
 
 from synthesis.base import DEFAULT_THRESHOLDS, DESIGNS, INTERVAL_PROB, REFERENCE_DESIGN
 from synthesis.errors import InputError, ModelError
+from synthesis.models.multilevel import Clusters, Prepared, marginal_sums
 from synthesis.models.priors import PriorSpec
 from synthesis.models.results import FitResult, ParamSummary, RatioSummary, StudyEffect
 from synthesis.models.spec import ModelData, ModelSpec, threshold_key
@@ -211,6 +212,8 @@ def exact_unsupported_reason(
                 f"{n_missing} covariate {noun} missing; the exact engine cannot impute them — "
                 "use engine='pymc'"
             )
+    if spec.multilevel and len(data.clusters) != data.k:
+        return f"the data were extracted without the clusters of column {spec.cluster!r}"
     if data.k < 1:
         return "there are no studies to fit"
     return None
@@ -396,6 +399,9 @@ class _Design:
     features: np.ndarray  # (k, p(p+1)/2 + p + 1) columns whose weighted sums make the model
     #: Models with a second variance parameter kappa: where tau and kappa enter (else None).
     layout: _Layout | None = None
+    #: Multilevel models (``spec.cluster``): the clusters and the prepared Woodbury sums (the
+    #: second variance parameter is then tau_within; ``layout`` is a placeholder with no terms).
+    multilevel: _Multilevel | None = None
     #: Reported quantities that are combinations of several coefficients (three-level: mu, delta).
     contrasts: dict[str, np.ndarray] = field(default_factory=dict)
     #: Three-level: the coefficient vector of each design mean mu_d (all zeros for rct in the
@@ -407,6 +413,20 @@ class _Design:
     @property
     def has_delta(self) -> bool:
         return self.delta_index is not None or "delta" in self.contrasts
+
+
+@dataclass(frozen=True)
+class _Multilevel:
+    r"""A multilevel model's structure: ``y_ij = x_ij' b + u_i + e_ij + eps_ij`` with ``u_i ~
+    N(0, tau^2)``, ``e_ij ~ N(0, tau_within^2)`` and ``eps_i ~ N(0, V_i)`` (``V_i``: the
+    sampling variances, correlation rho within a cluster). Given (tau, tau_within) the marginal
+    covariance is block-diagonal, diagonal plus rank 1 or 2 per cluster, and ``X'M^{-1}X``,
+    ``X'M^{-1}r``, ``r'M^{-1}r`` and ``log|M|`` come from the per-cluster Woodbury sums of
+    :mod:`synthesis.models.multilevel` (``prep``: over the columns ``[X, r]``)."""
+
+    clusters: Clusters
+    se: np.ndarray  # (k,) within-study SDs used in the likelihood
+    prep: Prepared
 
 
 @dataclass(frozen=True)
@@ -612,7 +632,14 @@ def _design(data: ModelData, spec: ModelSpec, designs: Sequence[str] | None = No
         delta_c = sum(levels[name] for name in others) / len(others) - levels[REFERENCE_DESIGN]
         contrasts = {"mu": levels[REFERENCE_DESIGN].copy(), "delta": delta_c}
     b_ref, features = _sufficient_columns(X, y)
+    multilevel = None
+    if spec.multilevel:
+        clusters = Clusters.from_labels(data.clusters, rho=spec.rho, name=str(spec.cluster))
+        se_l = np.sqrt(s2)
+        multilevel = _Multilevel(clusters, se_l, Prepared(clusters, se_l, np.column_stack([X, y - X @ b_ref])))
+        layout = _Layout(a=np.zeros(k), h=np.zeros(k), tau_coef=np.zeros(p, dtype=bool), kappa_coef=np.zeros(p, dtype=bool))
     return _Design(
+        multilevel=multilevel,
         X=X,
         y=y,
         s2=s2,
@@ -708,6 +735,16 @@ def _conditional(d: _Design, tau: np.ndarray, sums_cache: dict[bytes, np.ndarray
     xwr = sums[:, ia.size : ia.size + p]
     rwr = sums[:, ia.size + p]
     log_det_v = sums[:, -1]
+    return _conjugate(d, tau, xwx, xwr, rwr, log_det_v)
+
+
+def _conjugate(
+    d: _Design, tau: np.ndarray, xwx: np.ndarray, xwr: np.ndarray, rwr: np.ndarray, log_det_v: np.ndarray,
+    kappa: np.ndarray | None = None,
+) -> _Conditional:
+    """The conjugate update of ``b`` (fixed normal priors) from the weighted sums ``X'WX``,
+    ``X'Wr``, ``r'Wr`` and ``log|V|`` at each node (``W = V^{-1}``, ``r = y - X b_ref``)."""
+    p = d.X.shape[1]
     prec0 = 1.0 / d.s0**2
     prec = xwx.copy()
     idx = np.arange(p)
@@ -725,7 +762,21 @@ def _conditional(d: _Design, tau: np.ndarray, sums_cache: dict[bytes, np.ndarray
     )
     logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
     loglik = -0.5 * (d.y.size * _LOG_2PI + log_det_v + np.log(d.s0**2).sum() + logdet + quad)
-    return _Conditional(tau=tau, loglik=loglik, b_mean=b_mean, b_cov=cov)
+    return _Conditional(tau=tau, loglik=loglik, b_mean=b_mean, b_cov=cov, kappa=kappa)
+
+
+def _conditional_ml(d: _Design, tau: np.ndarray, tau_w: np.ndarray) -> _Conditional:
+    """The conditional model of a multilevel design at nodes ``(tau_g, tau_within_g)``: the
+    per-cluster Woodbury sums at each distinct tau_within (O(k) each), combined with every
+    tau (O(clusters) per node), then the conjugate update of ``b`` (:func:`_conjugate`)."""
+    tau = np.asarray(tau, dtype=float)
+    tau_w = np.asarray(tau_w, dtype=float)
+    ml = d.multilevel
+    assert ml is not None
+    values, index = np.unique(tau_w * tau_w, return_inverse=True)
+    zmz, logdet = marginal_sums(ml.clusters, ml.prep.within(values), tau * tau, index.ravel())
+    p = d.X.shape[1]
+    return _conjugate(d, tau, zmz[:, :p, :p], zmz[:, :p, p], zmz[:, p, p], logdet, kappa=tau_w)
 
 
 def _conditional_2d(d: _Design, tau: np.ndarray, kappa: np.ndarray) -> _Conditional:
@@ -1261,6 +1312,13 @@ def exact_posterior(
     """
     _check(spec, data, designs)
     d = _design(data, spec, designs)
+    if d.multilevel is not None and not spec.heterogeneity:  # tau = tau_within = 0: one node
+        cond = _conditional_ml(d, np.zeros(1), np.zeros(1))
+        return ExactPosteriorMultilevel(
+            spec=spec, design=d, grid=_TAU_ZERO, cond=cond, weights=np.ones(1), density=np.ones(1),
+            centres=np.asarray(data.centres, dtype=float), log_marginal_likelihood=float(cond.loglik[0]),
+            kappa_grid=_TAU_ZERO,
+        )
     if d.layout is not None:
         return _posterior_2d(spec, data, d, n_grid or DEFAULT_GRID_2D)
     n_grid = n_grid or DEFAULT_GRID
@@ -1315,7 +1373,7 @@ def _log_joint(d: _Design, tau: np.ndarray, kappa: np.ndarray, tau_prior: PriorS
     """The conditional model and ``log p(y | tau, kappa) + log p(tau) + log p(kappa)`` at nodes
     (no tau prior when tau is fixed at 0; kappa's prior conditioned on mu_rct = 0 in the
     three-level no-effect model, :class:`_Constraint`)."""
-    cond = _conditional_2d(d, tau, kappa)
+    cond = _conditional_ml(d, tau, kappa) if d.multilevel is not None else _conditional_2d(d, tau, kappa)
     with np.errstate(divide="ignore"):
         lp = cond.loglik + kappa_prior.logpdf(kappa) + d.layout.kappa_log_factor(kappa)
         if tau_prior is not None:
@@ -1499,6 +1557,137 @@ class ExactPosterior2D(ExactPosterior):
         return out
 
 
+@dataclass
+class ExactPosteriorMultilevel(ExactPosterior2D):
+    r"""The exact posterior of a multilevel model (``spec.cluster``) on the (tau, tau_within)
+    product grid: the second axis (``kappa_grid``, ``kappa``) is tau_within. Summaries as
+    :class:`ExactPosterior2D`; a new study (a new row in a new cluster) has the random part
+    ``u_new + e_new ~ N(0, tau^2 + tau_within^2)``; the study effects
+    ``theta_ij = x_ij' b + u_i + e_ij`` given (tau, tau_within) and y are normal with
+
+    .. math::
+
+        E = y - V M^{-1}(y - X \hat b), \qquad
+        \operatorname{Var} = \operatorname{diag}(V - V M^{-1} V) + \operatorname{diag}(W C_b W^\top),
+        \quad W = V M^{-1} X
+
+    (``V`` the sampling covariance, ``M`` the marginal one, ``C_b`` the posterior covariance of
+    ``b``), computed cluster by cluster through the Woodbury identity (O(k) per node)."""
+
+    def kappa_summary(self) -> ParamSummary:
+        """tau_within's summary (0 when both variances are fixed at 0)."""
+        if not self.spec.heterogeneity:
+            return _POINT_ZERO
+        return super().kappa_summary()
+
+    def _moments(self, C: np.ndarray, predictive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        C = np.atleast_2d(np.asarray(C, dtype=float))
+        means = self.cond.b_mean @ C.T
+        var = np.einsum("gij,ni,nj->gn", self.cond.b_cov, C, C)
+        if predictive is not None:
+            var = var + np.outer(self.tau**2 + self.kappa**2, np.asarray(predictive, dtype=float))
+        return means, np.sqrt(np.maximum(var, 1e-300))
+
+    def predictive_for(
+        self,
+        values: Mapping[str, float] | None = None,
+        *,
+        nonrandomised: bool | None = None,
+        design: str | None = None,
+    ) -> NormalMixture:
+        """Posterior predictive of the true effect of a new study in a new cluster (see
+        :meth:`ExactPosterior.predictive_for`): variance ``x'C x + tau^2 + tau_within^2``."""
+        if design is not None and design not in DESIGNS:
+            raise InputError(f"design must be one of {', '.join(DESIGNS)}, got {design!r}", parameter="design")
+        if nonrandomised is None:
+            nonrandomised = design is not None and design != REFERENCE_DESIGN
+        c = self.at(values) if values else self.contrast("mu")
+        if nonrandomised and self.design.delta_index is not None:
+            c = c + self.contrast("delta")
+        means, sds = ExactPosterior._moments(self, c[None, :])
+        return NormalMixture(self.weights, means[:, 0], np.sqrt(sds[:, 0] ** 2 + self.tau**2 + self.kappa**2))
+
+    def study_moments(self, studies: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        d = self.design
+        ml = d.multilevel
+        assert ml is not None
+        cl, se = ml.clusters, ml.se
+        s2, rho, idx, n = se**2, cl.rho, cl.index, cl.n
+        E = (1.0 - rho) * s2
+        ind = np.zeros((d.y.size, n))
+        ind[np.arange(d.y.size), idx] = 1.0
+
+        def csum(f: np.ndarray) -> np.ndarray:  # (b, k) -> per-cluster sums (b, n)
+            return f @ ind
+
+        U = [np.ones(d.y.size)] + ([se] if rho > 0 else [])
+        G = self.tau.size
+        rows = np.arange(d.y.size)[studies]
+        means = np.empty((G, rows.size))
+        sds = np.empty((G, rows.size))
+        step = max(1, _BLOCK_CELLS // max(d.y.size * (2 + d.X.shape[1]), 1))
+        for g0 in range(0, G, step):
+            gs = slice(g0, min(g0 + step, G))
+            mean, var = self._study_block(gs, ind, U, E)
+            means[gs] = mean[:, rows]
+            sds[gs] = np.sqrt(np.maximum(var[:, rows], 1e-300))
+        return means, sds
+
+    def _study_block(
+        self, gs: slice, ind: np.ndarray, U: list[np.ndarray], E: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Means and variances (b, k) of every row effect at the nodes ``gs``."""
+        d = self.design
+        ml = d.multilevel
+        assert ml is not None
+        se, rho, idx = ml.se, ml.clusters.rho, ml.clusters.index
+        s2 = se**2
+        n = ind.shape[1]
+
+        def csum(f: np.ndarray) -> np.ndarray:  # (b, k) -> per-cluster sums (b, n)
+            return f @ ind
+
+        tau2, tw2 = self.tau[gs] ** 2, self.kappa[gs] ** 2
+        w = 1.0 / (E[None, :] + tw2[:, None])  # (b, k)
+        c = [np.sqrt(tau2)] + ([np.full(tau2.size, math.sqrt(rho))] if rho > 0 else [])
+        r = len(U)
+        H = np.empty((tau2.size, n, r, r))
+        for a in range(r):
+            for b in range(r):
+                H[:, :, a, b] = c[a][:, None] * csum(w * U[a] * U[b]) * c[b][:, None] + (a == b)
+        Hinv = np.linalg.inv(H)
+
+        def m_inv(R: np.ndarray) -> np.ndarray:  # M^{-1} R for R (b, k)
+            T = np.stack([c[a][:, None] * csum(w * U[a] * R) for a in range(r)], axis=-1)  # (b, n, r)
+            S = np.einsum("bnij,bnj->bni", Hinv, T)
+            back = sum(U[a] * c[a][:, None] * S[:, idx, a] for a in range(r))
+            return w * R - w * back
+
+        def v_times(q: np.ndarray) -> np.ndarray:  # V q
+            out = E * q
+            return out + rho * se * csum(se * q)[:, idx] if rho > 0 else out
+
+        resid = d.y[None, :] - self.cond.b_mean[gs] @ d.X.T
+        mean = d.y[None, :] - v_times(m_inv(resid))
+        # diag(V - V D^-1 V + (V D^-1 U c) H^-1 (c U' D^-1 V))
+        vdv = E * E * w
+        if rho > 0:
+            vdv = vdv + 2.0 * rho * s2 * E * w + rho * rho * s2 * csum(w * s2)[:, idx]
+        Q = np.stack(
+            [c[a][:, None] * (E * w * U[a] + (rho * se * csum(w * se * U[a])[:, idx] if rho > 0 else 0.0))
+             for a in range(r)],
+            axis=-1,
+        )  # (b, k, r)
+        var = s2 - vdv + np.einsum("bki,bkij,bkj->bk", Q, Hinv[:, idx], Q)
+        if d.X.shape[1]:
+            W = np.stack([v_times(m_inv(np.broadcast_to(d.X[:, m], w.shape))) for m in range(d.X.shape[1])], axis=-1)
+            var = var + np.einsum("bki,bij,bkj->bk", W, self.cond.b_cov[gs], W)
+        return mean, var
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        raise ModelError("draws from the exact multilevel posterior are not implemented (its summaries are exact)")
+
+
 def _posterior_2d(spec: ModelSpec, data: ModelData, d: _Design, n_grid: int) -> ExactPosterior2D:
     r"""The 2-D grid posterior and its log marginal likelihood
 
@@ -1512,7 +1701,7 @@ def _posterior_2d(spec: ModelSpec, data: ModelData, d: _Design, n_grid: int) -> 
     likelihood integrated along that edge).
     """
     tau_prior = spec.priors.tau if spec.heterogeneity else None
-    kappa_prior = spec.priors.kappa
+    kappa_prior = spec.tau_within if d.multilevel is not None else spec.priors.kappa
     t_br, k_br = _locate_2d(d, tau_prior, kappa_prior)
     tg = _grid_for([t_br], n_grid, lobatto=True) if t_br is not None else _TAU_ZERO
     kg = _grid_for([k_br], n_grid, lobatto=True)
@@ -1545,7 +1734,8 @@ def _posterior_2d(spec: ModelSpec, data: ModelData, d: _Design, n_grid: int) -> 
             tail += beyond_k[0] * float(table[0, -1]) + beyond_k[1] * float(table[0, 0])
     tail = float(tail) if math.isfinite(tail) else math.inf
     truncated = t_br is not None and t_br.truncated
-    return ExactPosterior2D(
+    cls = ExactPosteriorMultilevel if d.multilevel is not None else ExactPosterior2D
+    return cls(
         spec=spec,
         design=d,
         grid=replace(tg, truncated=truncated),
@@ -1729,7 +1919,9 @@ def _fit_result(
     if d.has_delta:
         parameters["delta"] = param(1)
     kappa_grid = kappa_density = None
-    if isinstance(post, ExactPosterior2D):
+    if isinstance(post, ExactPosteriorMultilevel):  # the second variance is tau_within
+        parameters["tau_within"] = post.kappa_summary()
+    elif isinstance(post, ExactPosterior2D):
         parameters["kappa"] = post.kappa_summary()
         kappa_grid, kappa_density = post.kappa_marginal()
     first_beta = 1 + d.has_delta
@@ -1899,8 +2091,8 @@ def marginal_densities(post: ExactPosterior) -> dict[str, tuple[np.ndarray, np.n
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if post.spec.heterogeneity:
         out["tau"] = post.tau_marginal()
-    if isinstance(post, ExactPosterior2D):
-        out["kappa"] = post.kappa_marginal()
+    if isinstance(post, ExactPosterior2D) and (post.spec.heterogeneity or not isinstance(post, ExactPosteriorMultilevel)):
+        out["tau_within" if isinstance(post, ExactPosteriorMultilevel) else "kappa"] = post.kappa_marginal()
     names = ["mu"] * post.spec.effect + ["delta"] * post.design.has_delta
     keep = _keep(post.weights[:, None])
     for name in names:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +77,30 @@ def check_rho(rho: float, name: str = "rho") -> float:
     if isinstance(rho, bool) or not (math.isfinite(value) and 0.0 <= value < 1.0):
         raise InputError(f"{name} must be a number in [0, 1), got {rho!r}", parameter=name)
     return value
+
+
+def cluster_labels(table: Any, column: str) -> list[str]:
+    """The cluster of each row of a study table: the column ``column`` as text.
+
+    Raises :class:`InputError` naming the column when it is missing or a row has none.
+    """
+    if column not in table.frame.columns:
+        near = [c for c in table.frame.columns if str(c).casefold() == column.casefold()]
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise InputError(f"no column named {column!r} for the cluster{hint}", file=table.source, line=1, column=column)
+    values = table.frame[column].tolist()
+    out = []
+    for i, value in enumerate(values):
+        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
+        if isinstance(value, float) and value.is_integer():
+            text = str(int(value))
+        if not text:
+            raise InputError(
+                f"row {i + 1} ({table.studies[i]}) has no cluster in column {column!r}",
+                file=table.source, line=table.line_of(i), column=column,
+            )
+        out.append(text)
+    return out
 
 
 @dataclass(frozen=True)

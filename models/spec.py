@@ -26,7 +26,14 @@ import numpy as np
 
 from synthesis.base import SEED_MAX
 from synthesis.errors import InputError, ModelError
-from synthesis.models.priors import PriorConfig, resolve_priors
+from synthesis.models.multilevel import check_rho, cluster_labels
+from synthesis.models.priors import (
+    DEFAULT_PRIORS,
+    PriorConfig,
+    PriorSpec,
+    parse_prior,
+    resolve_priors,
+)
 
 MODELS: tuple[str, ...] = ("re", "bias", "metareg", "bias-metareg")
 BIAS_VARIANTS: tuple[str, ...] = ("additive", "random", "downweight", "three-level")
@@ -43,6 +50,8 @@ DEFAULT_ADAPTATION = "auto"
 ADAPTATIONS: tuple[str, ...] = ("low_rank", "diag")
 #: Adaptations a user may ask for: nutpie's two, or "auto" (see above).
 ADAPTATION_CHOICES: tuple[str, ...] = ("auto", *ADAPTATIONS)
+#: The default prior of tau_within (multilevel models): the default prior of tau.
+DEFAULT_TAU_WITHIN_PRIOR = DEFAULT_PRIORS["tau"]
 
 
 class StudySource(Protocol):
@@ -81,8 +90,17 @@ class ModelSpec:
     priors: PriorConfig = field(default_factory=resolve_priors)
     #: False: mu fixed at 0 (HR = 1 for a randomised comparison; the null model).
     effect: bool = True
-    #: False: tau fixed at 0 (a common-effect model: no between-study heterogeneity).
+    #: False: tau fixed at 0 (a common-effect model: no between-study heterogeneity). In a
+    #: multilevel model (``cluster`` set) both tau and tau_within are fixed at 0.
     heterogeneity: bool = True
+    #: Multilevel model (issue #13): the column whose value groups rows into clusters (cohorts);
+    #: theta_ij = mu (+ terms) + u_i + e_ij, u_i ~ N(0, tau^2) between clusters, e_ij ~
+    #: N(0, tau_within^2) within (:mod:`synthesis.models.multilevel`). ``None``: one level.
+    cluster: str | None = None
+    #: Within-cluster sampling correlation of a multilevel model, in [0, 1) (metafor's vcalc).
+    rho: float = 0.0
+    #: Prior of tau_within (``None``: the default tau prior, :data:`DEFAULT_TAU_WITHIN_PRIOR`).
+    tau_within_prior: PriorSpec | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -96,6 +114,18 @@ class ModelSpec:
         for name in ("effect", "heterogeneity"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}", parameter=name)
+        if self.cluster is not None:
+            if not isinstance(self.cluster, str) or not self.cluster.strip():
+                raise InputError(f"cluster must name a column, got {self.cluster!r}", parameter="cluster")
+            if self.has_bias and self.bias_variant in ("random", "three-level"):
+                raise InputError(
+                    f"the {self.bias_variant} bias variant adds a third variance parameter to a multilevel "
+                    "model (cluster); use the additive or downweight variant",
+                    parameter="bias_variant",
+                )
+        check_rho(self.rho)
+        if self.rho and self.cluster is None:
+            raise InputError("rho (a within-cluster sampling correlation) needs a cluster", parameter="rho")
         if self.has_covariates and not self.covariates:
             raise InputError(f"model {self.model!r} needs at least one covariate", parameter="covariates")
         if not self.has_covariates and self.covariates:
@@ -110,6 +140,22 @@ class ModelSpec:
     @property
     def has_covariates(self) -> bool:
         return self.model in ("metareg", "bias-metareg")
+
+    @property
+    def multilevel(self) -> bool:
+        """Whether rows are grouped in clusters (tau between, tau_within within)."""
+        return self.cluster is not None
+
+    @property
+    def tau_within(self) -> PriorSpec:
+        """The prior of tau_within (multilevel models).
+
+        Examples
+        --------
+        >>> ModelSpec("re", cluster="cohort").tau_within.label
+        'half-normal(scale=0.5)'
+        """
+        return self.tau_within_prior if self.tau_within_prior is not None else parse_prior(DEFAULT_TAU_WITHIN_PRIOR, "tau")
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -155,6 +201,13 @@ class ModelSpec:
             out["heterogeneity"] = False
             out["tau"] = "fixed at 0 (common effect)"
         out["priors"] = self.priors.labels(self.parameters)
+        if self.multilevel:
+            out["cluster"] = self.cluster
+            out["rho"] = self.rho
+            if self.heterogeneity:
+                out["priors"]["tau_within"] = self.tau_within.label
+            else:
+                out["tau_within"] = "fixed at 0 (common effect)"
         return out
 
 
@@ -175,6 +228,8 @@ class ModelData:
     x: np.ndarray
     centres: np.ndarray
     source: str = ""
+    #: Multilevel models: each row's cluster label (empty otherwise).
+    clusters: tuple[str, ...] = ()
 
     @property
     def k(self) -> int:
@@ -214,7 +269,9 @@ class ModelData:
             if observed.size == 0:
                 raise ModelError(f"{table.source}: covariate {name!r} has no observed values")
             centres[j] = observed.mean()
+        clusters = tuple(cluster_labels(table, spec.cluster)) if spec.multilevel else ()
         return cls(
+            clusters=clusters,
             studies=tuple(table.studies),
             y=table.y,
             se=table.se,

@@ -51,7 +51,7 @@ from scipy import optimize, stats
 from synthesis.base import INTERVAL_PROB
 from synthesis.errors import InputError
 from synthesis.metaregression import Coefficient
-from synthesis.models.multilevel import Clusters, Prepared, check_rho, marginal_sums
+from synthesis.models.multilevel import Clusters, Prepared, check_rho, cluster_labels, marginal_sums
 from synthesis.pooling import estimate_record, exp_or_none, finite_or_none
 
 #: The variance-component estimators of a multilevel fit.
@@ -430,30 +430,6 @@ def load_all_inputs(**kwargs: Any) -> Any:
 
     kwargs.setdefault("display_name", f"dnmbc_lrt all inputs (bundled {ALL_INPUTS_FILE})")
     return load_studies(dataset_path("dnmbc_lrt").with_name(ALL_INPUTS_FILE), **kwargs)
-
-
-def cluster_labels(table: Any, column: str) -> list[str]:
-    """The cluster of each row of a study table: the column ``column`` as text.
-
-    Raises :class:`InputError` naming the column when it is missing or a row has none.
-    """
-    if column not in table.frame.columns:
-        near = [c for c in table.frame.columns if str(c).casefold() == column.casefold()]
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise InputError(f"no column named {column!r} for --cluster{hint}", file=table.source, line=1, column=column)
-    values = table.frame[column].tolist()
-    out = []
-    for i, value in enumerate(values):
-        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
-        if isinstance(value, float) and value.is_integer():
-            text = str(int(value))
-        if not text:
-            raise InputError(
-                f"row {i + 1} ({table.studies[i]}) has no cluster in column {column!r}",
-                file=table.source, line=table.line_of(i), column=column,
-            )
-        out.append(text)
-    return out
 
 
 def pool_multilevel(
