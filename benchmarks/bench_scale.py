@@ -63,8 +63,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "--json")),
     ("tipping", ("tipping", "{csv}", "--json")),
     ("average", ("average", "{csv}", "--json")),
-    # exact LOO refuses above loo.EXACT_LOO_MAX_STUDIES (500) studies and compare falls back to
-    # PyMC + PSIS-LOO, whose pointwise log-likelihood is refused at 100,000 (exit 2)
+    # four exact fits (two of them 2-D quadratures) and their leave-one-out downdates
     ("compare exact", ("compare", "{csv}", "--engine", "exact", "--json")),
     ("psense exact", ("psense", "{csv}", "--engine", "exact", "--json")),
     ("report", ("report", "{csv}", "--covariate", "year", "--quiet", "--out", "{out}")),
