@@ -276,3 +276,93 @@ def run_timeline(
     ] if early else []
     return TimelineResult(rows=rows, threshold=threshold, years=[int(y) for y in all_years],
                           seconds=time.perf_counter() - t0, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------
+# The report's section "What would settle it?": the next trial, the timeline and (when asked)
+# the operating characteristics, computed once for the report to read
+# --------------------------------------------------------------------------------------------
+#: Simulated evidence bases per scenario of the report's operating characteristics (when asked).
+REPORT_N_SIM = 1000
+
+
+@dataclass
+class SettleEvidence:
+    """What the report's "What would settle it?" section shows; a part that could not be
+    computed is ``None`` with a note saying why."""
+
+    plan: Any = None  # synthesis.models.preposterior.PlanResult
+    timeline: TimelineResult | None = None
+    operating: Any = None  # synthesis.models.operating.SimulationResult
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan.to_json() if self.plan is not None else None,
+            "timeline": self.timeline.to_json() if self.timeline is not None else None,
+            "operating": self.operating.to_json() if self.operating is not None else None,
+            "notes": list(self.notes),
+        }
+
+
+def settle_evidence(
+    table: StudyTable,
+    spec: ModelSpec | None = None,
+    *,
+    threshold: float = RULE_THRESHOLD,
+    level: float | None = None,
+    operating: bool = False,
+    seed: int | None = None,
+) -> SettleEvidence:
+    """The next-trial plan (design-bias model, or random effects without both designs; 100 to
+    2000 events), the timeline (when the table has a year column) and, with ``operating``, the
+    operating characteristics of the rule (:data:`REPORT_N_SIM` per scenario, the default grid).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> ev = settle_evidence(syn.load_dataset("dnmbc_lrt"))
+    >>> ev.plan.model, len(ev.plan.rows), ev.timeline is not None, ev.operating is None
+    ('bias', 20, True, True)
+    """
+    from synthesis.base import DEFAULT_SEED
+    from synthesis.models.preposterior import RULE_LEVEL, plan_trial
+
+    t0 = time.perf_counter()
+    spec = spec if spec is not None else ModelSpec("bias")
+    level = RULE_LEVEL if level is None else level
+    out = SettleEvidence()
+    both = has_bias_dimension(table)
+    plan_spec = replace(spec, model="bias" if both else "re", covariates=())
+    if not both:
+        out.notes.append("the next-trial plan uses random effects: the table does not have both randomised and "
+                         "non-randomised studies")
+    try:
+        out.plan = plan_trial(ModelData.from_table(table, plan_spec), plan_spec, threshold=threshold, level=level)
+    except (ModelError, InputError) as exc:
+        out.notes.append(f"next-trial plan not computed: {exc}")
+    if YEAR_COLUMN in table.frame.columns:
+        try:
+            out.timeline = run_timeline(table, spec, threshold=threshold)
+        except (ModelError, InputError) as exc:
+            out.notes.append(f"timeline not computed: {exc}")
+    else:
+        out.notes.append(f"no timeline: the table has no '{YEAR_COLUMN}' column")
+    if operating:
+        if not both:
+            out.notes.append("no operating characteristics: they compare the design-bias model with the naive pool "
+                             "and the randomised studies, which needs both designs")
+        else:
+            from synthesis.simulation import run_simulation
+
+            try:
+                out.operating = run_simulation(
+                    ModelData.from_table(table, replace(spec, model="bias", covariates=())),
+                    replace(spec, model="bias", covariates=()), n_sim=REPORT_N_SIM, threshold=threshold,
+                    level=level, seed=DEFAULT_SEED if seed is None else seed, workers=1, progress=False,
+                )
+            except (ModelError, InputError) as exc:
+                out.notes.append(f"operating characteristics not computed: {exc}")
+    out.seconds = time.perf_counter() - t0
+    return out
