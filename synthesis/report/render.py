@@ -30,6 +30,7 @@ from synthesis.report.narrative import (
     warning_groups,
 )
 from synthesis.report.reconcile import RECONCILE_FIGURE, reconcile_section
+from synthesis.report.settle import SETTLE_FIGURES, settle_section
 from synthesis.report.tables import (
     MU_PRIOR_CSV,
     averaging_cells,
@@ -308,7 +309,8 @@ def render_report(result: AnalysisResult, figure_png: Mapping[str, bytes], capti
     _question_and_answer(doc, result)
     _decision(doc, result)
     _model_choice(doc, result, groups["choice"], figures)
-    _main_figures(doc, [n for n in groups["main"] if n != RECONCILE_FIGURE], figures)
+    settle_section(doc, result, figures)
+    _main_figures(doc, [n for n in groups["main"] if n != RECONCILE_FIGURE and n not in SETTLE_FIGURES], figures)
     _sensitivity(doc, result, groups["sweeps"], figures)
     _frequentist(doc, result)
     reconcile_section(doc, result, figures)
