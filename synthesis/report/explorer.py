@@ -265,9 +265,9 @@ def describe(data: Mapping[str, Any]) -> str:
     --------
     >>> d = {"axes": {"tau_scale": [0.0625, 2.0], "bias_mean": [0.5, 1.25], "bias_sd": [0.02, 1.0],
     ...      "alpha": [0.0, 1.0], "threshold": [0.6, 1.0]}, "families": ["halfnormal"],
-    ...      "max_error": {"hr": 0.012, "p": 0.031}, "n_checks": 100}
+    ...      "max_error": {"hr": 0.012, "p": 0.031, "models": {"rct": {"hr": 0.001, "p": 0.002}}}, "n_checks": 100}
     >>> describe(d)  # doctest: +ELLIPSIS
-    'Exact-engine answers on a grid (tau prior: 1 families x 2 scales from 0.0625 to 2; ... within 1.2% (relative) and P(HR < T) within 0.031 (absolute).'
+    'Exact-engine answers on a grid (tau prior: 1 families x 2 scales from 0.0625 to 2; ... within 1.2% (relative) and P(HR < T) within 0.031 (absolute); by model: rct 0.1% and 0.002.'
     """
     ax = data["axes"]
     tau = ax["tau_scale"]
@@ -282,8 +282,15 @@ def describe(data: Mapping[str, Any]) -> str:
         text += (
             f"Worst interpolation error measured against direct exact fits at {data['n_checks']} random settings: "
             f"HR median and interval ends within {100 * err['hr']:.2g}% (relative) and P(HR < T) within "
-            f"{err['p']:.2g} (absolute)."
+            f"{err['p']:.2g} (absolute)"
         )
+        labels = {name: m.get("label", name) for name, m in data.get("models", {}).items()}
+        per = err.get("models", {})
+        if per:
+            text += "; by model: " + "; ".join(
+                f"{labels.get(name, name)} {100 * e['hr']:.2g}% and {e['p']:.2g}" for name, e in per.items()
+            )
+        text += "."
     else:
         text += "The interpolation error was not measured for this grid."
     return text
@@ -396,3 +403,35 @@ def explorer_markdown(data: Mapping[str, Any]) -> str:
         "tau prior, the bias prior, the down-weighting alpha and the threshold T and read each model's HR, "
         "P(HR < T) and the command that reproduces them. " + describe(data) + "\n"
     )
+
+
+#: The section's heading in report.html and report.md.
+SECTION_TITLE = "Explore the priors yourself"
+
+
+def _grid_json(result: Any) -> dict[str, Any] | None:
+    grid = getattr(result, "explorer", None)
+    return None if grid is None else grid.to_json()
+
+
+def add_explorer(doc: Any, result: Any) -> None:
+    """The explorer section of report.html (the interactive section itself) and report.md (a
+    pointer to explorer.html); when the analysis has no explorer, the reason."""
+    data = _grid_json(result)
+    if data is None:
+        doc.heading(2, SECTION_TITLE, "explorer")
+        doc.para("Not computed: the explorer varies the design-bias prior and the weight of the non-randomised "
+                 "studies, so it needs both randomised and non-randomised studies (or see the warnings).")
+        return
+    size = len(explorer_page(data).encode())
+    note = f" The same explorer is on its own in {EXPLORER_FILE} ({size / 1e6:.2f} MB)."
+    doc.html.append(explorer_section(data, heading=SECTION_TITLE, size_note=note))
+    doc.md.append(f"## {SECTION_TITLE}\n")
+    doc.md.append(explorer_markdown(data))
+
+
+def write_explorer(result: Any, root: Any) -> None:
+    """Write explorer.html into the report folder ``root`` (nothing without an explorer)."""
+    data = _grid_json(result)
+    if data is not None:
+        (root / EXPLORER_FILE).write_text(explorer_page(data), encoding="utf-8")
