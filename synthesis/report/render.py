@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from synthesis.base import INTERVAL_LABEL
 from synthesis.report.document import ReportDocument
+from synthesis.report.explorer import add_explorer
 from synthesis.report.formats import INTERVAL_KIND, safe_name
 from synthesis.report.narrative import (
     answer,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 #: The files a report folder holds, as the provenance section lists them.
 FILES_NOTE = (
     "Files: decision.csv, studies.csv, pools.csv, sweep_<model>.csv, model_averaging.csv, inclusion_bf.csv, "
-    "stacking.csv, tipping_grid.csv, tipping_contour.csv, tipping_alpha.csv, powerscale.csv, "
+    "stacking.csv, tipping_grid.csv, tipping_contour.csv, tipping_alpha.csv, explorer.html, powerscale.csv, "
     "powerscale_alpha.csv, reconcile_steps.csv, published_pools.csv (those of the analyses that were run), figures/ (PNG and SVG), "
     "posteriors/ (NetCDF DataTrees of MCMC fits, tau densities of exact fits, fit summaries), run.json."
 )
@@ -309,6 +310,7 @@ def render_report(result: AnalysisResult, figure_png: Mapping[str, bytes], capti
     _question_and_answer(doc, result)
     _decision(doc, result)
     _model_choice(doc, result, groups["choice"], figures)
+    add_explorer(doc, result)
     settle_section(doc, result, figures)
     _main_figures(doc, [n for n in groups["main"] if n != RECONCILE_FIGURE and n not in SETTLE_FIGURES], figures)
     _sensitivity(doc, result, groups["sweeps"], figures)
