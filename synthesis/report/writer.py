@@ -17,9 +17,11 @@ from synthesis.analysis import mu_prior_records
 from synthesis.errors import SynthesisError
 from synthesis.outputs import atomic_directory, check_output_target, jsonable, write_posterior
 from synthesis.report.captions import figure_caption
+from synthesis.report.explorer import write_explorer
 from synthesis.report.formats import safe_name
 from synthesis.report.provenance import run_record
 from synthesis.report.reconcile import reconcile_figures, write_reconcile_tables
+from synthesis.report.settle import settle_figures, write_settle_tables
 from synthesis.report.render import render_report
 from synthesis.report.tables import (
     LEAVE_ONE_OUT_CSV,
@@ -136,7 +138,9 @@ def _write_all(result: AnalysisResult, root: Path, figures: Mapping[str, Figure]
     figure_png, captions = _save_figures(result, root, figures)
     _write_tables(result, root)
     write_reconcile_tables(result, root)
+    write_settle_tables(result, root)
     _write_posteriors(result, root / "posteriors")
+    write_explorer(result, root)
     listed = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     run = run_record(result, files=[*listed, *PAGE_FILES])
     page, markdown = render_report(result, figure_png, captions, run)
@@ -179,7 +183,7 @@ def write_report(result: AnalysisResult, out_dir: Path, *, figures: dict[str, Fi
     if figures is None:
         from synthesis.plots import standard_figures
 
-        figures = standard_figures(result) | reconcile_figures(result)
+        figures = standard_figures(result) | reconcile_figures(result) | settle_figures(result)
     with atomic_directory(out_dir, command=REPORT_COMMAND) as tmp:
         _write_all(result, tmp, figures)
     return out_dir
