@@ -67,9 +67,9 @@ from scipy import special
 
 from synthesis.base import INTERVAL_PROB
 from synthesis.errors import InputError, ModelError
-from synthesis.models.averaging import DEFAULT_INCLUSION_PROB
+from synthesis.models.averaging import DEFAULT_INCLUSION_PROB, has_bias_dimension
 from synthesis.models.priors import PriorConfig, PriorSpec, parse_prior, resolve_priors
-from synthesis.models.spec import ModelData
+from synthesis.models.spec import ModelData, ModelSpec, StudySource
 from synthesis.models.tipping import BIAS_MEAN_RANGE, BIAS_SD_RANGE, alpha_grid
 
 #: tau-prior families of the explorer; the slider's "scale" is the family's scale parameter
@@ -103,9 +103,13 @@ DEFAULT_RESOLUTION: dict[str, float] = {"tau_per_octave": 1, "mean_per_octave": 
 LOG_HR_DIGITS = 4
 Z_DIGITS = 3
 P_CLIP = 1e-6
-#: Off-grid settings drawn to measure the interpolation error (fixed seed: reproducible).
+#: Off-grid settings drawn to measure the interpolation error (fixed seed: reproducible), in
+#: groups of CHECK_GROUP sharing a random tau prior (one quadrature per group).
 DEFAULT_CHECK_POINTS = 200
 CHECK_SEED = 20261203
+CHECK_GROUP = 10
+#: The report computes no explorer above this many studies (the grid's sums grow with k).
+MAX_STUDIES = 5_000
 #: Minimum tau nodes of a direct computation (the exact engine's default) and the pilot/cut-off
 #: of the exact engine.
 MIN_NODES = 257
@@ -307,27 +311,34 @@ def _nodes(prior: PriorSpec, loglik_at: Any, sd: np.ndarray, ptp: float, n_grid:
 
 def _quantile(W: np.ndarray, M: np.ndarray, S: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Quantile ``p[n]`` of each column's normal mixture ``sum_g W[g, n] N(M[g, n], S[g, n]^2)``:
-    Newton's method on the mixture CDF, safeguarded by bisection inside a bracket; only the
-    columns not yet converged are iterated."""
+    Halley's method on the mixture CDF (as :func:`~synthesis.models.exact.mixture_quantiles`),
+    safeguarded by bisection inside a bracket; only the columns not yet converged are iterated."""
     mean = np.sum(W * M, axis=0)
     var = np.sum(W * (S * S + M * M), axis=0) - mean * mean
     lo, hi = (M - 40.0 * S).min(axis=0), (M + 40.0 * S).max(axis=0)
     x = np.clip(mean + np.sqrt(np.maximum(var, 1e-300)) * special.ndtri(np.clip(p, 1e-300, 1.0)), lo, hi)
     inv = 1.0 / S
     act = np.arange(x.size)
+    e_prev = np.full(x.size, np.inf)
     for _ in range(200):
         Wa, Ma, Ia, xa = W[:, act], M[:, act], inv[:, act], x[act]
         z = (xa - Ma) * Ia
         err = np.sum(Wa * special.ndtr(z), axis=0) - p[act]
-        pdf = np.sum(Wa * np.exp(-0.5 * z * z) * Ia, axis=0) / math.sqrt(2.0 * math.pi)
+        phi = Wa * np.exp(-0.5 * z * z) * Ia
+        pdf = np.sum(phi, axis=0) / math.sqrt(2.0 * math.pi)
+        dpdf = -np.sum(phi * z * Ia, axis=0) / math.sqrt(2.0 * math.pi)
         lo[act] = np.where(err <= 0.0, xa, lo[act])
         hi[act] = np.where(err >= 0.0, xa, hi[act])
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            new = xa - err / pdf
-        bad = ~np.isfinite(new) | (new < lo[act]) | (new > hi[act])
+            new = xa - 2.0 * err * pdf / (2.0 * pdf * pdf - err * dpdf)  # Halley's step
+        # bisect when the step leaves the bracket or the last step did not halve the error (a
+        # start far in a tail, where Halley's steps crawl)
+        bad = ~np.isfinite(new) | (new < lo[act]) | (new > hi[act]) | (np.abs(err) > 0.5 * e_prev[act])
+        e_prev[act] = np.abs(err)
         new = np.where(bad, 0.5 * (lo[act] + hi[act]), new)
         x[act] = new
-        act = act[np.abs(new - xa) > 1e-14 * (1.0 + np.abs(xa))]
+        tol = 1e-14 * (1.0 + np.abs(xa))
+        act = act[(np.abs(new - xa) > tol) & (hi[act] - lo[act] > tol)]
         if act.size == 0:
             break
     return x
@@ -533,7 +544,7 @@ class ExplorerGrid:
     (axes..., len(thresholds)): P(HR < T), with the model's axes ``("family",) +``
     :data:`MODEL_AXES` ``[model]``. ``max_error`` is the worst interpolation error measured
     (``hr``: relative, on the HR median and interval ends; ``p``: absolute), ``None`` until
-    measured.
+    measured; ``max_error["models"]`` gives the same per model.
     """
 
     axes: dict[str, np.ndarray]
@@ -545,7 +556,7 @@ class ExplorerGrid:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
-    max_error: dict[str, float] | None = None
+    max_error: dict[str, Any] | None = None
     n_checks: int = 0
     current: Setting | None = None
     tipping: dict[str, Any] | None = None
@@ -573,12 +584,26 @@ class ExplorerGrid:
             "k": self.k,
             "k_rct": self.k_rct,
             "source": self.source,
-            "max_error": None if self.max_error is None else dict(self.max_error),
+            "max_error": self.max_error,
             "n_checks": self.n_checks,
             "current": None if self.current is None else asdict(self.current),
             "tipping": self.tipping,
             "commands": dict(self.commands),
             "resolution": {key: int(val.size) for key, val in self.axes.items()},
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What ``AnalysisResult.to_json`` records of the explorer (not the grid itself, which
+        explorer.html embeds): axis sizes, the measured error, the starting setting, timing."""
+        return {
+            "resolution": {key: int(val.size) for key, val in self.axes.items()},
+            "families": list(self.families),
+            "settings": int(sum(v["p"][..., 0].size for v in self.values.values())),
+            "max_error": self.max_error,
+            "n_checks": self.n_checks,
+            "current": None if self.current is None else asdict(self.current),
+            "timing": dict(self.timing),
             "notes": list(self.notes),
         }
 
@@ -728,17 +753,41 @@ def direct(data: ModelData, setting: Setting, priors: PriorConfig | None = None,
     >>> round(out["bias"].hr_median, 2), round(out["bias"].p_hr_below, 3)
     (0.91, 0.052)
     """
+    return direct_many(data, [setting], priors, n_grid=n_grid)[0]
+
+
+def direct_many(data: ModelData, settings: Sequence[Setting], priors: PriorConfig | None = None, *,
+                n_grid: int = MIN_NODES) -> list[dict[str, Answer]]:
+    """:func:`direct` at many settings; settings sharing a tau prior are computed together (one
+    tau quadrature covering all of them).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> from synthesis.models.spec import ModelSpec
+    >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), ModelSpec("bias"))
+    >>> two = direct_many(data, [Setting("halfnormal", 0.5, 1.0, 0.5, 0.5, 0.8), Setting("halfnormal", 0.5, 0.8, 0.1, 0.0, 0.9)])
+    >>> [round(a["downweight"].p_hr_below, 3) for a in two]  # alpha = 0: the RCTs alone
+    [0.97, 0.383]
+    """
     priors = resolve_priors() if priors is None else priors
     pb = _problem(data, priors)
-    out = _tau_models(
-        pb, tau_prior(setting.family, setting.tau_scale), np.array([math.log(setting.bias_mean)]),
-        np.array([1.0 / setting.bias_sd**2]), np.array([float(setting.alpha)]), np.array([math.log(setting.threshold)]), n_grid,
-    )
-    res = {}
-    for m in MODEL_AXES:
-        med, lo, hi = np.exp(out[m].q[0])
-        res[m] = Answer(float(med), float(lo), float(hi), float(out[m].p[0, 0]))
-    return res
+    groups: dict[tuple[str, float], list[int]] = {}
+    for i, s in enumerate(settings):
+        groups.setdefault((s.family, float(s.tau_scale)), []).append(i)
+    out: list[dict[str, Answer]] = [{} for _ in settings]
+    for (family, scale), idx in groups.items():
+        ss = [settings[i] for i in idx]
+        res = _tau_models(
+            pb, tau_prior(family, scale), np.log([s.bias_mean for s in ss]), 1.0 / np.array([s.bias_sd for s in ss]) ** 2,
+            np.array([float(s.alpha) for s in ss]), np.log([s.threshold for s in ss]), n_grid,
+        )
+        for r, i in enumerate(idx):
+            for m in MODEL_AXES:
+                row = 0 if m == "rct" else r
+                med, lo, hi = np.exp(res[m].q[row])
+                out[i][m] = Answer(float(med), float(lo), float(hi), float(res[m].p[row, r]))
+    return out
 
 
 def probit(p: np.ndarray | float) -> np.ndarray:
@@ -807,46 +856,59 @@ def interpolate(grid: ExplorerGrid, model: str, setting: Setting) -> Answer:
     return Answer(float(med), float(lo), float(hi), float(special.ndtr(z)))
 
 
-def random_settings(grid: ExplorerGrid, n: int, seed: int = CHECK_SEED) -> list[Setting]:
-    """``n`` settings drawn uniformly over the grid's range (log-uniform on the log axes;
-    families in turn).
+def random_settings(grid: ExplorerGrid, n: int, seed: int = CHECK_SEED, per_prior: int = CHECK_GROUP) -> list[Setting]:
+    """``n`` settings drawn uniformly over the grid's range (log-uniform on the log axes),
+    ``per_prior`` at a time sharing a random tau prior (families in turn), so that
+    :func:`direct_many` computes each group with one quadrature.
 
     Examples
     --------
     >>> g = ExplorerGrid({"tau_scale": np.array([0.1, 1.0]), "bias_mean": np.array([0.5, 1.0]),
     ...                   "bias_sd": np.array([0.1, 1.0]), "alpha": np.array([0.0, 1.0]),
     ...                   "threshold": np.array([0.6, 1.0])}, ("halfnormal",), {}, {}, 3, 1)
-    >>> s = random_settings(g, 2)
-    >>> len(s), all(0.1 <= x.tau_scale <= 1.0 and 0.6 <= x.threshold <= 1.0 for x in s)
-    (2, True)
+    >>> s = random_settings(g, 3, per_prior=2)
+    >>> len(s), s[0].tau_scale == s[1].tau_scale != s[2].tau_scale
+    (3, True)
+    >>> all(0.1 <= x.tau_scale <= 1.0 and 0.6 <= x.threshold <= 1.0 for x in s)
+    True
     """
     rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        draw = {}
-        for a, log in LOG_AXES.items():
-            lo, hi = float(grid.axes[a][0]), float(grid.axes[a][-1])
-            draw[a] = math.exp(rng.uniform(math.log(lo), math.log(hi))) if log else rng.uniform(lo, hi)
-        out.append(Setting(grid.families[i % len(grid.families)], **draw))
+
+    def draw(a: str) -> float:
+        lo, hi = float(grid.axes[a][0]), float(grid.axes[a][-1])
+        return math.exp(rng.uniform(math.log(lo), math.log(hi))) if LOG_AXES[a] else float(rng.uniform(lo, hi))
+
+    out: list[Setting] = []
+    group = 0
+    while len(out) < n:
+        family, scale = grid.families[group % len(grid.families)], draw("tau_scale")
+        for _ in range(min(per_prior, n - len(out))):
+            out.append(Setting(family, scale, **{a: draw(a) for a in LOG_AXES if a != "tau_scale"}))
+        group += 1
     return out
 
 
 def interpolation_error(grid: ExplorerGrid, data: ModelData, priors: PriorConfig | None = None, *,
-                        n: int = DEFAULT_CHECK_POINTS, seed: int = CHECK_SEED, n_grid: int = MIN_NODES) -> dict[str, float]:
+                        n: int = DEFAULT_CHECK_POINTS, seed: int = CHECK_SEED, n_grid: int = MIN_NODES) -> dict[str, Any]:
     """Worst error of the page's interpolation (values rounded as embedded) against direct
-    exact computations at ``n`` random settings, over the four models: ``hr`` the largest
-    relative error of the HR median or an interval end, ``p`` the largest absolute error of
-    P(HR < T)."""
+    exact computations at ``n`` random settings: ``hr`` the largest relative error of the HR
+    median or an interval end, ``p`` the largest absolute error of P(HR < T), over the four
+    models, and the same per model under ``models``."""
     shown = grid.decoded()
-    worst = {"hr": 0.0, "p": 0.0}
-    for s in random_settings(grid, n, seed):
-        ref = direct(data, s, priors, n_grid=n_grid)
+    per = {m: {"hr": 0.0, "p": 0.0} for m in MODEL_AXES}
+    settings = random_settings(grid, n, seed)
+    for s, ref in zip(settings, direct_many(data, settings, priors, n_grid=n_grid), strict=True):
         for m, r in ref.items():
             a = interpolate(shown, m, s)
+            w = per[m]
             for x, y in ((a.hr_median, r.hr_median), (a.hr_q025, r.hr_q025), (a.hr_q975, r.hr_q975)):
-                worst["hr"] = max(worst["hr"], abs(x / y - 1.0))
-            worst["p"] = max(worst["p"], abs(a.p_hr_below - r.p_hr_below))
-    return worst
+                w["hr"] = max(w["hr"], abs(x / y - 1.0))
+            w["p"] = max(w["p"], abs(a.p_hr_below - r.p_hr_below))
+    return {
+        "hr": max(w["hr"] for w in per.values()),
+        "p": max(w["p"] for w in per.values()),
+        "models": per,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -939,3 +1001,30 @@ def explorer_analysis(
             "contour": [[float(c.bias_mean), float(c.bias_sd)] for c in tipping.contour],
         }
     return grid
+
+
+def explorer_for(table: StudySource, spec: ModelSpec, *, threshold: float, tipping: Any = None,
+                 check_points: int = DEFAULT_CHECK_POINTS) -> ExplorerGrid | None:
+    """The explorer of an analysis (``synthesis report/run``): the priors, alpha and threshold of
+    the analysis's design-bias model ``spec`` as the starting setting. ``None`` when the table
+    does not have both randomised and non-randomised studies (the page says so); above
+    :data:`MAX_STUDIES` studies a :class:`~synthesis.errors.ModelError` says why not.
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> g = explorer_for(syn.load_dataset("dnmbc_lrt"), ModelSpec("bias"), threshold=0.8, check_points=0)
+    >>> g.commands["file"], g.current.threshold
+    ('', 0.8)
+    """
+    if not has_bias_dimension(table):
+        return None
+    if table.k > MAX_STUDIES:
+        raise ModelError(f"the sensitivity explorer is computed up to {MAX_STUDIES:,} studies (k = {table.k:,})")
+    bias = ModelSpec("bias", priors=spec.priors, alpha=spec.alpha)
+    data = ModelData.from_table(table, bias)
+    source = str(getattr(table, "source", ""))
+    path = getattr(table, "path", None)
+    file_arg = "" if "(bundled " in source or path is None else str(path)
+    return explorer_analysis(data, spec.priors, alpha=spec.alpha, threshold=threshold, tipping=tipping,
+                             file_arg=file_arg, check_points=check_points)
