@@ -21,8 +21,8 @@ from synthesis.report.explorer import write_explorer
 from synthesis.report.formats import safe_name
 from synthesis.report.provenance import run_record
 from synthesis.report.reconcile import reconcile_figures, write_reconcile_tables
-from synthesis.report.settle import settle_figures, write_settle_tables
 from synthesis.report.render import render_report
+from synthesis.report.settle import settle_figures, write_settle_tables
 from synthesis.report.tables import (
     LEAVE_ONE_OUT_CSV,
     MU_PRIOR_CSV,
