@@ -24,6 +24,8 @@ module                      holds
 ``plots.bubble``            :func:`plot_bubble`
 ``plots.densities``         :func:`plot_prior_posterior`
 ``plots.tipping``           :func:`plot_tipping_map`, :func:`plot_alpha_curve`
+``plots.plan``              :func:`plot_plan` (the next trial, issue #14)
+``plots.timeline``          :func:`plot_timeline` (cumulative evidence, issue #14)
 ``plots.save``              :func:`save_figure` (PNG and SVG)
 ``plots.standard``          :func:`standard_figures` (the report's set)
 ==========================  =====================================================
@@ -33,6 +35,7 @@ from synthesis.plots.bubble import STRIP_NAMES_MAX, plot_bubble
 from synthesis.plots.densities import PARAMETER_AXIS_LABELS, plot_prior_posterior
 from synthesis.plots.forest import FAVOURS, FOREST_MAX_STUDIES, plot_forest
 from synthesis.plots.funnel import FUNNEL_Z, plot_funnel
+from synthesis.plots.plan import plot_plan
 from synthesis.plots.save import PNG_DPI, save_figure
 from synthesis.plots.sensitivity import (
     FAMILY_LABELS,
@@ -53,6 +56,7 @@ from synthesis.plots.style import (
     MIN_TICKS,
     RASTER_MIN_POINTS,
 )
+from synthesis.plots.timeline import plot_timeline
 from synthesis.plots.tipping import plot_alpha_curve, plot_tipping_map
 
 __all__ = [
@@ -79,8 +83,10 @@ __all__ = [
     "plot_bubble",
     "plot_forest",
     "plot_funnel",
+    "plot_plan",
     "plot_prior_posterior",
     "plot_sensitivity",
+    "plot_timeline",
     "plot_tipping_map",
     "save_figure",
     "standard_figures",
