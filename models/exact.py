@@ -1992,7 +1992,16 @@ def _notes(post: ExactPosterior) -> list[str]:
             "against the effect model is the Savage-Dickey ratio p(mu_rct = 0 | y) / p(mu_rct = 0)"
         )
     if not spec.heterogeneity:
-        notes.append("heterogeneity=False: tau is fixed at 0 (a common-effect model)")
+        notes.append(
+            "heterogeneity=False: tau and tau_within are fixed at 0 (a common-effect model)" if spec.multilevel
+            else "heterogeneity=False: tau is fixed at 0 (a common-effect model)"
+        )
+    ml = post.design.multilevel
+    if ml is not None and spec.heterogeneity and ml.clusters.sizes.max() < 2:
+        notes.append(
+            f"multilevel: every {spec.cluster} has one row, so the data inform only tau^2 + tau_within^2; "
+            "how it splits between tau and tau_within comes from their priors"
+        )
     if spec.has_bias and spec.bias_variant == "downweight":
         notes.append(
             "downweight: within-study variances of non-randomised studies divided by alpha = "
@@ -2005,8 +2014,8 @@ def _notes(post: ExactPosterior) -> list[str]:
         )
     if isinstance(post, ExactPosterior2D) and post.kappa_grid.truncated:
         notes.append(
-            "exact engine: the posterior of kappa still had mass at the end of the grid "
-            f"(kappa = {post.kappa_grid.tau[-1]:.3g}); its upper tail may be truncated"
+            f"exact engine: the posterior of {'tau_within' if ml is not None else 'kappa'} still had mass at the end of the grid "
+            f"({'tau_within' if ml is not None else 'kappa'} = {post.kappa_grid.tau[-1]:.3g}); its upper tail may be truncated"
         )
     if post.neglected_mass > NEGLECTED_MASS_NOTE:
         notes.append(

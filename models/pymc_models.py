@@ -201,6 +201,10 @@ def designs_present(data: ModelData) -> list[str]:
 
 
 def _check(data: ModelData, spec: ModelSpec) -> None:
+    if spec.multilevel:
+        raise ModelError(
+            f"the PyMC engine has no multilevel model (cluster {spec.cluster!r}); use engine='exact'"
+        )
     if data.k < 2:
         raise ModelError(f"{data.source}: {data.k} study; a hierarchical model needs at least 2")
     if tuple(data.covariates) != tuple(spec.covariates):

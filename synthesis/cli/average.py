@@ -8,7 +8,9 @@ import math
 import re
 
 from synthesis.cli.common import (
+    add_cluster_arguments,
     add_input_arguments,
+    check_cluster_arguments,
     load_table,
     print_json,
     print_warnings,
@@ -91,21 +93,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "all models equally likely); a model's prior probability is the product over components",
     )
     p.add_argument("--threshold", action="append", type=threshold_arg, default=None, metavar="T", help="report P(HR < T), T a hazard ratio > 0 (repeatable; default 0.8 and 1.0)")
+    add_cluster_arguments(p, tau_within_prior=True)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from synthesis.base import DEFAULT_THRESHOLDS
     from synthesis.models.averaging import average_models
-    from synthesis.models.priors import resolve_priors
+    from synthesis.models.priors import parse_prior, resolve_priors
     from synthesis.models.spec import ModelSpec
 
+    check_cluster_arguments(args)
     priors = resolve_priors(
         {"mu": args.mu_prior, "tau": args.tau_prior, "delta": args.bias_prior, "kappa": args.kappa_prior}
     )
-    spec = ModelSpec(model="re", bias_variant=args.bias_variant, alpha=args.alpha, priors=priors)
+    # --cluster: every model of the space is multilevel; "no heterogeneity" fixes both tau
+    # (between clusters) and tau_within at 0
+    tau_within = parse_prior(args.tau_within_prior, "tau") if args.tau_within_prior is not None else None
+    spec = ModelSpec(
+        model="re", bias_variant=args.bias_variant, alpha=args.alpha, priors=priors,
+        cluster=args.cluster, rho=args.rho, tau_within_prior=tau_within,
+    )
     table = load_table(args)
-    print_warnings(table)
+    print_warnings(table, clustered=spec.multilevel)
     thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
     try:
         result = average_models(
@@ -114,7 +124,27 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, ModelError) as exc:
         raise type(exc)(_as_flags(str(exc), exc.parameter), parameter=exc.parameter) from None
     if args.json:
-        print_json(result.to_json())
+        out = result.to_json()
+        if spec.multilevel:
+            out["multilevel"] = multilevel_record(spec)
+        print_json(out)
     else:
         print(result)
+        if spec.multilevel:
+            print(
+                f"Multilevel: rows clustered by {spec.cluster!r}"
+                + (f" (within-cluster sampling correlation rho = {spec.rho:g})" if spec.rho else "")
+                + f"; in every model tau is the SD between clusters and tau_within ~ {spec.tau_within.label} "
+                "the SD within; 'heterogeneity' means both are free, its absence both fixed at 0"
+            )
     return 0
+
+
+def multilevel_record(spec) -> dict:  # noqa: ANN001 (a ModelSpec)
+    """The JSON record of a multilevel model choice: cluster column, rho and the tau_within prior."""
+    return {
+        "cluster": spec.cluster,
+        "rho": spec.rho,
+        "tau_within_prior": spec.tau_within.label,
+        "heterogeneity": "tau (between clusters) and tau_within both free, or both fixed at 0",
+    }

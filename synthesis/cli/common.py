@@ -68,6 +68,57 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 workers_arg = int_at_least(1)
 
 
+def rho_arg(text: str) -> float:
+    """``--rho``: a within-cluster sampling correlation in [0, 1).
+
+    Examples
+    --------
+    >>> rho_arg("0.5")
+    0.5
+    >>> rho_arg("1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a number in [0, 1), got '1'
+    """
+    from synthesis.models.multilevel import check_rho
+
+    try:
+        return check_rho(float(text))
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser, *, tau_within_prior: bool = False) -> None:
+    """``--cluster COLUMN`` and ``--rho R`` (multilevel models, issue #13); with
+    ``tau_within_prior``, ``--tau-within-prior SPEC`` (the Bayesian commands)."""
+    parser.add_argument(
+        "--cluster", metavar="COLUMN", default=None,
+        help="multilevel model: rows sharing a value of COLUMN (e.g. cohort) form a cluster, with a "
+        "between-cluster and a within-cluster variance (rma.mv(random = ~ 1 | cluster/row))",
+    )
+    parser.add_argument(
+        "--rho", type=rho_arg, default=0.0, metavar="R",
+        help="with --cluster: correlation of the sampling errors of rows in one cluster, in [0, 1) "
+        "(as metafor's vcalc; default 0)",
+    )
+    if tau_within_prior:
+        from synthesis.models.priors import prior_help
+
+        parser.add_argument(
+            "--tau-within-prior", metavar="SPEC", default=None,
+            help="with --cluster: prior of tau_within, the SD of rows within a cluster (default "
+            "halfnormal(0.5), the tau prior's default). " + prior_help("tau"),
+        )
+
+
+def check_cluster_arguments(args: argparse.Namespace) -> None:
+    """Refuse --rho and --tau-within-prior without --cluster (they would be silently ignored)."""
+    if getattr(args, "cluster", None) is None:
+        if getattr(args, "rho", 0.0):
+            raise InputError("--rho is a within-cluster sampling correlation: it needs --cluster COLUMN")
+        if getattr(args, "tau_within_prior", None) is not None:
+            raise InputError("--tau-within-prior is the prior of the within-cluster SD: it needs --cluster COLUMN")
+
+
 def add_input_arguments(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     """FILE (optional: the bundled dnMBC dataset when omitted), --subset, --include-all,
     --se-method, --json."""
@@ -131,8 +182,12 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(text + "\n")
 
 
-def print_warnings(table: StudyTable) -> None:
-    """Validation warnings go to stderr so that stdout stays machine-readable."""
+def print_warnings(table: StudyTable, *, clustered: bool = False) -> None:
+    """Validation warnings go to stderr so that stdout stays machine-readable. ``clustered``
+    (a multilevel model, ``--cluster``): the warnings about rows sharing a cohort are left out,
+    since modelling such rows is what the multilevel model is for."""
     for w in table.warnings:
+        if clustered and w.startswith("cohort "):
+            continue
         print(f"warning: {table.source}: {w}", file=sys.stderr)
 

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from synthesis.base import DEFAULT_SEED
 from synthesis.cli.common import (
     SEED_HELP,
+    add_cluster_arguments,
     add_input_arguments,
+    check_cluster_arguments,
     jsonable,
     load_table,
     print_json,
@@ -46,6 +48,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kappa-prior", metavar="SPEC", default=None, help="prior of kappa, the SD of study-specific biases (--bias-variant random; default halfnormal(0.25))")
     p.add_argument("--beta-prior", metavar="SPEC", default=None, help="prior of each regression coefficient beta (default normal(0, 1))")
     p.add_argument("--threshold", action="append", type=threshold_arg, default=None, metavar="T", help="report P(HR < T), T a hazard ratio > 0 (repeatable; default 0.8 and 1.0)")
+    add_cluster_arguments(p, tau_within_prior=True)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_input_arguments(p)
     add_model_arguments(p)
     p.add_argument("--at", action="append", default=[], metavar="C=X", help="metareg: HR at covariate value(s), e.g. bone_only_fraction=0.5 (repeatable)")
-    p.add_argument("--engine", choices=ENGINES, default="pymc", help="pymc (NUTS via nutpie) or exact (quadrature over tau; linear-Gaussian models only)")
+    p.add_argument("--engine", choices=ENGINES, default=None, help="pymc (NUTS via nutpie; the default) or exact (quadrature over tau; linear-Gaussian models only; the default and the only engine with --cluster)")
     p.add_argument("--no-effect", action="store_true", help="fix mu = 0 (HR 1 in a randomised comparison): the null model of a Bayes factor for an effect; --engine exact only")
     p.add_argument("--common-effect", action="store_true", help="fix tau = 0 (no between-study heterogeneity); --engine exact only")
     p.add_argument("--chains", type=int, default=4)
@@ -80,9 +83,11 @@ FIXED_FLAGS: dict[str, str] = {"effect=False": "--no-effect", "heterogeneity=Fal
 def build_spec(args: argparse.Namespace) -> ModelSpec:
     """The model specification the arguments describe (priors = defaults | the user's;
     ``--no-effect`` / ``--common-effect`` where the command has them)."""
-    from synthesis.models.priors import resolve_priors
+    from synthesis.models.priors import parse_prior, resolve_priors
     from synthesis.models.spec import ModelSpec
 
+    check_cluster_arguments(args)
+    tau_within = getattr(args, "tau_within_prior", None)
     priors = resolve_priors(
         {
             "mu": args.mu_prior,
@@ -100,6 +105,9 @@ def build_spec(args: argparse.Namespace) -> ModelSpec:
         priors=priors,
         effect=not getattr(args, "no_effect", False),
         heterogeneity=not getattr(args, "common_effect", False),
+        cluster=getattr(args, "cluster", None),
+        rho=getattr(args, "rho", 0.0),
+        tau_within_prior=parse_prior(tau_within, "tau") if tau_within is not None else None,
     )
 
 
@@ -109,14 +117,17 @@ def run(args: argparse.Namespace) -> int:
 
     spec = build_spec(args)
     table = load_table(args, covariates=spec.covariates)
-    print_warnings(table)
+    print_warnings(table, clustered=spec.multilevel)
     thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
     out_dir = _check_out(args.out) if args.out else None
+    engine = args.engine or ("exact" if spec.multilevel else "pymc")
+    if spec.multilevel and engine != "exact":
+        raise InputError("--cluster (a multilevel model) needs --engine exact: the PyMC engine has no multilevel model")
     try:
         result = fit(
             table,
             spec,
-            engine=args.engine,
+            engine=engine,
             thresholds=thresholds,
             at=args.at,
             chains=args.chains,
@@ -139,9 +150,11 @@ def run(args: argparse.Namespace) -> int:
     # having printed results as if it had succeeded.
     written = write_fit(result, out_dir) if out_dir is not None and not failed_strict else None
     if args.json:
-        print_json(result.to_json())
+        print_json(fit_json(result))
     else:
         print(result)
+        if spec.multilevel:
+            print(multilevel_lines(result))
     if failed_strict:
         raise ConvergenceError(
             "sampling failed its diagnostics and --strict was given"
@@ -151,6 +164,40 @@ def run(args: argparse.Namespace) -> int:
     if written is not None:
         print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", file=sys.stderr)
     return 0
+
+
+def fit_json(result: FitResult) -> dict:
+    """The ``fit --json`` document: :meth:`FitResult.to_json`, plus for a multilevel model
+    ``tau_within`` (beside ``tau``, the between-cluster SD), ``cluster``, ``rho`` and the
+    tau_within prior."""
+    out = result.to_json()
+    spec = result.spec
+    if spec.multilevel:
+        if "tau_within" in result.parameters:
+            out["tau_within"] = result.parameters["tau_within"].to_dict()
+        out["cluster"] = spec.cluster
+        out["rho"] = spec.rho
+        if spec.heterogeneity:
+            out.setdefault("priors", {})["tau_within"] = spec.tau_within.label
+            out.setdefault("priors_detail", {})["tau_within"] = spec.tau_within.to_dict()
+    return out
+
+
+def multilevel_lines(result: FitResult) -> str:
+    """The multilevel part of a fit's printout (the variances' meaning and tau_within)."""
+    spec = result.spec
+    tw = result.parameters.get("tau_within")
+    text = (
+        f"Multilevel: rows clustered by {spec.cluster!r}"
+        + (f" (within-cluster sampling correlation rho = {spec.rho:g})" if spec.rho else "")
+        + "; tau is the SD between clusters, tau_within the SD of rows within a cluster"
+    )
+    if tw is not None and spec.heterogeneity:
+        text += (
+            f"\n  tau_within: median {tw.median:.3f} (95% CrI {tw.q025:.3f}-{tw.q975:.3f}); "
+            f"prior {spec.tau_within.label}"
+        )
+    return text
 
 
 def _check_out(path: str) -> Path:
@@ -183,7 +230,7 @@ def write_fit(result: FitResult, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     names = ["fit.json"]
     with atomic_directory(out_dir, command=OUTPUT_COMMAND) as tmp:
-        (tmp / "fit.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
+        (tmp / "fit.json").write_text(json.dumps(jsonable(fit_json(result)), indent=2, allow_nan=False) + "\n")
         if result.posterior is not None:
             write_posterior(result.posterior, tmp / "posterior.nc")
             names.append("posterior.nc")

@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from synthesis.cli.common import add_input_arguments, load_table, print_json, print_warnings
+from synthesis.cli.common import (
+    add_cluster_arguments,
+    add_input_arguments,
+    check_cluster_arguments,
+    load_table,
+    print_json,
+    print_warnings,
+)
+from synthesis.errors import InputError
 from synthesis.metaregression import metaregression_table
 from synthesis.pooling import METHODS, pool_table
 from synthesis.pubbias import bias_table
@@ -26,6 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=METHODS, default="REML", help="tau^2 estimator (default REML)")
     p.add_argument("--hksj", action="store_true", help="Hartung-Knapp-Sidik-Jonkman CI (t, k-1 df)")
     p.add_argument("--by-design", action="store_true", help="also pool by design (RCT vs non-randomised) with a test for subgroup differences")
+    add_cluster_arguments(p)
     p.set_defaults(handler=run_pool)
 
     p = sub.add_parser(
@@ -39,6 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--covariate", action="append", required=True, metavar="C", help="numeric column (repeatable)")
     p.add_argument("--method", choices=METHODS, default="REML", help="residual tau^2 estimator (default REML)")
     p.add_argument("--hksj", action="store_true", help="Knapp-Hartung adjustment (t and F tests)")
+    add_cluster_arguments(p)
     p.set_defaults(handler=run_metareg)
 
     p = sub.add_parser(
@@ -57,7 +67,34 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_bias)
 
 
+def _multilevel(args: argparse.Namespace, covariates: tuple[str, ...] = ()) -> int:
+    """``pool``/``metareg --cluster``: the multilevel model (REML or ML; ``--hksj``: t tests
+    with k - p df, as rma.mv(test = "t"))."""
+    from synthesis.multilevel import MULTILEVEL_METHODS, pool_multilevel
+
+    if args.method not in MULTILEVEL_METHODS:
+        raise InputError(
+            f"--cluster fits a multilevel model by REML or ML; --method {args.method} is not available for it"
+        )
+    if getattr(args, "by_design", False):
+        raise InputError("--by-design is not available with --cluster")
+    table = load_table(args, covariates=covariates)
+    print_warnings(table, clustered=True)
+    result = pool_multilevel(
+        table, args.cluster, method=args.method, rho=args.rho, test="t" if args.hksj else "z", covariates=covariates
+    )
+    _print_result_warnings(table.source, result.warnings)
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    print(result)
+    return 0
+
+
 def run_pool(args: argparse.Namespace) -> int:
+    check_cluster_arguments(args)
+    if args.cluster is not None:
+        return _multilevel(args)
     table = load_table(args)
     print_warnings(table)
     result = pool_table(table, method=args.method, hksj=args.hksj)
@@ -80,6 +117,9 @@ def run_pool(args: argparse.Namespace) -> int:
 
 def run_metareg(args: argparse.Namespace) -> int:
     covariates = tuple(dict.fromkeys(args.covariate))
+    check_cluster_arguments(args)
+    if args.cluster is not None:
+        return _multilevel(args, covariates)
     table = load_table(args, covariates=covariates)
     print_warnings(table)
     result = metaregression_table(table, covariates, method=args.method, hksj=args.hksj)

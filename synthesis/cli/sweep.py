@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     tau_priors = split_specs(args.tau_priors, standard_tau_priors(), "tau")
     bias_priors = split_specs(args.bias_priors, standard_bias_priors(), "delta") if "delta" in spec.parameters else []
     table = load_table(args, covariates=spec.covariates)
-    print_warnings(table)
+    print_warnings(table, clustered=spec.multilevel)
     data = ModelData.from_table(table, spec)
     if args.out:
         from synthesis.outputs import check_output_target
@@ -66,9 +66,19 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         _write(result, args.out)
     if args.json:
-        print_json(result.to_json())
+        out = result.to_json()
+        if spec.multilevel:
+            from synthesis.cli.average import multilevel_record
+
+            out["multilevel"] = multilevel_record(spec)
+        print_json(out)
     else:
         print(result)
+        if spec.multilevel:
+            print(
+                f"Multilevel: rows clustered by {spec.cluster!r}; the swept tau priors are on the SD "
+                f"between clusters; tau_within ~ {spec.tau_within.label} throughout"
+            )
     return 0
 
 
