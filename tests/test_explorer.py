@@ -262,3 +262,34 @@ def test_a_script_end_tag_in_the_data_cannot_close_the_script(page_data):
 
     page = explorer_page(page_data | {"notes": ["</script><script>alert(1)</script>"]})
     assert page.count("</script>") == 2  # the data block and the code block
+
+
+# --------------------------------------------------------------------------------------------
+# The report folder
+# --------------------------------------------------------------------------------------------
+def test_report_writes_explorer_html_and_the_section(tmp_path, page_data):
+    """With an explorer the report folder holds explorer.html, report.html the interactive
+    section, report.md a pointer and run.json lists the page; without one the section says why."""
+    from test_report import make_result, tiny_figures
+
+    from synthesis.report import write_report
+    from synthesis.report.explorer import EXPLORER_FILE
+
+    class Stub:  # the grid as the report sees it: only to_json() is read
+        def to_json(self):
+            return page_data
+
+    result = make_result(tmp_path)
+    result.explorer = Stub()
+    out = write_report(result, tmp_path / "with", figures=tiny_figures())
+    page = (out / "report.html").read_text()
+    assert 'id="ex-root"' in page and page.count('id="ex-data"') == 1
+    assert (out / EXPLORER_FILE).is_file()
+    size = (out / EXPLORER_FILE).stat().st_size
+    assert f"on its own in {EXPLORER_FILE} ({size / 1e6:.2f} MB)" in page
+    assert f"Open [{EXPLORER_FILE}]({EXPLORER_FILE})" in (out / "report.md").read_text()
+    assert EXPLORER_FILE in json.loads((out / "run.json").read_text())["files"]
+    result.explorer = None
+    bare = write_report(result, tmp_path / "without", figures=tiny_figures())
+    assert not (bare / EXPLORER_FILE).exists()
+    assert "Not computed: the explorer varies the design-bias prior" in (bare / "report.html").read_text()
