@@ -24,6 +24,7 @@ module                      holds
 ``plots.bubble``            :func:`plot_bubble`
 ``plots.densities``         :func:`plot_prior_posterior`
 ``plots.tipping``           :func:`plot_tipping_map`, :func:`plot_alpha_curve`
+``plots.reconcile``         :func:`plot_reconcile_ladder` (published pools to this tool's answer)
 ``plots.plan``              :func:`plot_plan` (the next trial, issue #14)
 ``plots.timeline``          :func:`plot_timeline` (cumulative evidence, issue #14)
 ``plots.save``              :func:`save_figure` (PNG and SVG)
@@ -36,6 +37,7 @@ from synthesis.plots.densities import PARAMETER_AXIS_LABELS, plot_prior_posterio
 from synthesis.plots.forest import FAVOURS, FOREST_MAX_STUDIES, plot_forest
 from synthesis.plots.funnel import FUNNEL_Z, plot_funnel
 from synthesis.plots.plan import plot_plan
+from synthesis.plots.reconcile import plot_reconcile_ladder
 from synthesis.plots.save import PNG_DPI, save_figure
 from synthesis.plots.sensitivity import (
     FAMILY_LABELS,
@@ -85,6 +87,7 @@ __all__ = [
     "plot_funnel",
     "plot_plan",
     "plot_prior_posterior",
+    "plot_reconcile_ladder",
     "plot_sensitivity",
     "plot_timeline",
     "plot_tipping_map",
