@@ -122,3 +122,25 @@ def test_cli_bad_options_exit_2(capsys, args):
     code, _, err = _cli(capsys, *args)
     assert code == 2, err
     assert "Traceback" not in err
+
+
+def test_report_section_reads_the_evidence(timeline):
+    """The section quotes the plan's own numbers and lists every timeline row; nothing computed."""
+    from types import SimpleNamespace
+
+    from synthesis.models.preposterior import plan_trial
+    from synthesis.report.document import ReportDocument
+    from synthesis.report.settle import settle_section
+    from synthesis.timeline import SettleEvidence
+
+    spec = ModelSpec("bias")
+    plan = plan_trial(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec, events=[500, 2000])
+    doc = ReportDocument()
+    settle_section(doc, SimpleNamespace(settle=SettleEvidence(plan=plan, timeline=timeline)), SimpleNamespace(png={}))
+    text = doc.markdown()
+    r500 = plan.rows[0]
+    assert f"predictive probability {r500.p_trial_significant:.3f}" in text
+    assert f"from {plan.posterior_sd_now:.3f} to {r500.expected_posterior_sd:.3f}" in text
+    assert text.count("not estimable: no randomised study yet") == sum(
+        1 for r in timeline.rows if r.reason == "no randomised study yet" and not r.estimable)
+    assert "synthesis simulate" in text  # operating characteristics not computed: how to get them
