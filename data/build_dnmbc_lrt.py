@@ -554,6 +554,41 @@ def _cached_base(sources_dir: Path, curation_dir: Path) -> tuple[dict[str, Switc
     return _BASE_CACHE[key]
 
 
+def build_rows(
+    choices: Mapping[str, str] | None = None,
+    *,
+    sources_dir: str | Path = HERE / "sources",
+    curation_dir: str | Path = HERE / "curation",
+) -> tuple[list[dict[str, str]], tuple[str, ...]]:
+    """The rows (dicts of strings) and columns of the study table under ``choices``
+    (``{switch: alternative}``; switches not named take their default); see :func:`build_text`.
+
+    Examples
+    --------
+    >>> rows, columns = build_rows({"se_method": "lower"})
+    >>> len(rows), columns[-1], rows[0]["se_method"]
+    (59, 'se_method', 'lower')
+    """
+    switches, _text, base_rows = _cached_base(Path(sources_dir), Path(curation_dir))
+    picked = {name: sw.default for name, sw in switches.items()}
+    for name, alt in (choices or {}).items():
+        if name not in switches:
+            raise ValueError(f"unknown curation switch {name!r}; switches: {', '.join(switches)}")
+        if alt not in switches[name].alternatives:
+            raise ValueError(
+                f"switch {name}: unknown alternative {alt!r}; choose one of "
+                f"{', '.join(switches[name].alternatives)}"
+            )
+        picked[name] = alt
+    rows = _apply([dict(r) for r in base_rows], picked)
+    columns = OUTPUT_COLUMNS
+    if picked["se_method"] != "symmetric":
+        columns = (*OUTPUT_COLUMNS, "se_method")
+        for r in rows:
+            r["se_method"] = picked["se_method"]
+    return rows, columns
+
+
 def build_text(
     choices: Mapping[str, str] | None = None,
     *,
@@ -571,25 +606,7 @@ def build_text(
     >>> "Khan 2002 (NCDB, R0 and R1 combined)" in build_text({"khan_arm": "combined"})
     True
     """
-    switches, text, base_rows = _cached_base(Path(sources_dir), Path(curation_dir))
-    picked = {name: sw.default for name, sw in switches.items()}
-    for name, alt in (choices or {}).items():
-        if name not in switches:
-            raise ValueError(f"unknown curation switch {name!r}; switches: {', '.join(switches)}")
-        if alt not in switches[name].alternatives:
-            raise ValueError(
-                f"switch {name}: unknown alternative {alt!r}; choose one of "
-                f"{', '.join(switches[name].alternatives)}"
-            )
-        picked[name] = alt
-    if picked == {name: sw.default for name, sw in switches.items()}:
-        return text
-    rows = _apply([dict(r) for r in base_rows], picked)
-    columns = OUTPUT_COLUMNS
-    if picked["se_method"] != "symmetric":
-        columns = (*OUTPUT_COLUMNS, "se_method")
-        for r in rows:
-            r["se_method"] = picked["se_method"]
+    rows, columns = build_rows(choices, sources_dir=sources_dir, curation_dir=curation_dir)
     return _to_text(rows, columns)
 
 

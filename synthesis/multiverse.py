@@ -112,20 +112,21 @@ class _Arrays:
         )
 
 
-def table_arrays(text: str) -> _Arrays:
-    """The included studies of a curated table (CSV text) as log HRs and SEs, computed as the
-    loader does (:func:`synthesis.studies.se_from_ci` with each row's ``ci_level`` and
-    ``se_method``).
+def table_arrays(table: str | Sequence[Mapping[str, str]]) -> _Arrays:
+    """The included studies of a curated table (CSV text, or its rows as dicts of strings) as log
+    HRs and SEs, computed as the loader does (:func:`synthesis.studies.se_from_ci` with each
+    row's ``ci_level`` and ``se_method``).
 
     Examples
     --------
     >>> from synthesis.bundled.build_dnmbc_lrt import build_text
     >>> a = table_arrays(build_text())
     >>> len(a.y), a.designs[0], round(float(a.se[0]), 4)
-    (17, 'rct', 0.1285)
+    (17, 'rct', 0.1284)
     """
+    rows = csv.DictReader(io.StringIO(table)) if isinstance(table, str) else table
     studies, y, se, designs = [], [], [], []
-    for r in csv.DictReader(io.StringIO(text)):
+    for r in rows:
         if r["include"].strip().lower() != "true":
             continue
         hr, lo, hi = float(r["hr"]), float(r["ci_lower"]), float(r["ci_upper"])
@@ -229,6 +230,8 @@ class MultiverseResult:
     n_tables: int
     n_fits: int
     notes: list[str] = field(default_factory=list)
+    #: What each curation switch does (``switches.csv``), by name.
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_specifications(self) -> int:
@@ -297,7 +300,7 @@ class MultiverseResult:
 
         Examples
         --------
-        >>> r = run_multiverse(switches={"khan_arm": ["R0", "R1"]}, models=["re", "common-effect"],
+        >>> r = run_multiverse(switches=defaults_only(khan_arm=["R0", "R1"]), models=["re", "common-effect"],
         ...                    tau_priors=["halfnormal(0.5)"], workers=1)
         >>> print(r)  # doctest: +ELLIPSIS
         Multiverse: 4 specifications (2 tables x models x priors), ... exact fits in ... s
@@ -352,6 +355,19 @@ def _max_shift(frame: pd.DataFrame, name: str, dims: Sequence[str]) -> tuple[flo
     i = int(np.argmax(p_range.to_numpy()))
     where = {k: frame.iloc[i][k] for k in keys}
     return float(p_range.max()), float(hr_range.max()), where
+
+
+def defaults_only(**switches: Sequence[str]) -> dict[str, list[str]]:
+    """Every curation switch at its default, except those named (for ``run_multiverse(switches=...)``).
+
+    Examples
+    --------
+    >>> defaults_only(khan_arm=["R0", "R1"])["khan_arm"], defaults_only()["posytive"]
+    (['R0', 'R1'], ['oriented'])
+    """
+    from synthesis.bundled.build_dnmbc_lrt import default_choices
+
+    return {name: list(switches.get(name, [alt])) for name, alt in default_choices().items()}
 
 
 def _restricted(all_switches: Mapping[str, Any], only: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
@@ -415,7 +431,7 @@ def run_multiverse(
 
     Examples
     --------
-    >>> r = run_multiverse(switches={"posytive": ["oriented", "as_printed"]}, models=["re-rct"],
+    >>> r = run_multiverse(switches=defaults_only(posytive=["oriented", "as_printed"]), models=["re-rct"],
     ...                    tau_priors=["halfnormal(0.5)"], workers=1)
     >>> r.n_specifications, [s["name"] for s in r.to_json()["switches"]][:2]
     (2, ['khan_arm', 'stage_migration'])
@@ -442,18 +458,20 @@ def run_multiverse(
 
     notes: list[str] = []
     if table is None:
-        from synthesis.bundled.build_dnmbc_lrt import build_text, default_choices, read_switches
+        from synthesis.bundled.build_dnmbc_lrt import build_rows, default_choices, read_switches
 
-        alternatives = _restricted(read_switches(), switches)
+        every = read_switches()
+        alternatives = _restricted(every, switches)
         defaults = default_choices()
+        descriptions = {name: sw.description for name, sw in every.items()}
         names = list(alternatives)
         combos = [dict(zip(names, c, strict=True)) for c in itertools.product(*alternatives.values())]
-        variants = [(c, table_arrays(build_text(c)).subset(subset)) for c in combos]
+        variants = [(c, table_arrays(build_rows(c)[0]).subset(subset)) for c in combos]
         source = "bundled dnmbc_lrt under its curation switches (data/curation/switches.csv)"
     else:
         if switches:
             raise InputError("curation switches apply to the bundled dataset only; a user table has none")
-        alternatives, defaults = {}, {}
+        alternatives, defaults, descriptions = {}, {}, {}
         variants = [({}, _arrays_of(table).subset(subset))]
         source = f"{table.source} (model and prior dimensions only: a user table has no curation switches)"
 
@@ -501,4 +519,83 @@ def run_multiverse(
         frame=frame, threshold=threshold, switches=alternatives, defaults=defaults, models=models,
         tau_priors=taus, bias_priors=biases, source=source, seconds=time.perf_counter() - start,
         n_tables=len(variants), n_fits=sum(len(r) for r in results if r is not None), notes=notes,
+        descriptions=descriptions,
     )
+
+
+#: The reduced multiverse of the report (``synthesis run``/``report`` on the bundled data): every
+#: curation switch x the headline models at the default priors (the full multiverse, with
+#: :data:`MULTIVERSE_TAU_PRIORS` x :data:`MULTIVERSE_BIAS_PRIORS`, is ``synthesis multiverse``).
+REPORT_MULTIVERSE: dict[str, tuple[str, ...]] = {
+    "models": ("re-rct", "bias"),
+    "tau_priors": ("halfnormal(0.5)",),
+    "bias_priors": ("normal(0, 0.5)",),
+}
+
+
+def multiverse_bundled(
+    table: StudyTable, *, threshold: float = DEFAULT_THRESHOLDS[0], workers: int | None = None,
+    progress: bool | None = False,
+) -> MultiverseResult | None:
+    """The report's reduced multiverse (:data:`REPORT_MULTIVERSE`) when ``table`` is the bundled
+    dataset as curated, else ``None`` (a user's table has no curation switches).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> multiverse_bundled(syn.load_dataset(subset="rct")) is None
+    True
+    """
+    from synthesis.reconcile import is_bundled_table
+
+    if not is_bundled_table(table):
+        return None
+    return run_multiverse(threshold=threshold, workers=workers, progress=progress, **REPORT_MULTIVERSE)
+
+
+def provenance_frame(table: StudyTable) -> pd.DataFrame:
+    """One row per included estimate of the bundled table: study, HR and CI as entered, the
+    source (publication, then the quote), and the curation decisions (design and adjustment,
+    how the SE was obtained, cohort, and the curation switches that can change the row).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> f = provenance_frame(syn.load_dataset())
+    >>> len(f), list(f.columns)[:4]
+    (17, ['study', 'hr', 'ci', 'citation'])
+    >>> f.loc[f["study"] == "Bafford 2009", "switches"].item()
+    'stage_migration'
+    """
+    from synthesis.bundled.build_dnmbc_lrt import read_switches
+
+    touching: dict[str, list[str]] = {}
+    for name, sw in read_switches().items():
+        for rid in sw.rows:
+            touching.setdefault(rid, []).append(name)
+    frame = table.frame
+    records = []
+    for i, study in enumerate(table.studies):
+        row = frame.iloc[i]
+
+        def cell(col: str, row: pd.Series = row) -> str:
+            value = row.get(col, "")
+            return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+        citation, _, quote = cell("source").partition(". Quote: ")
+        rid = cell("evidence_row")
+        switches = touching.get(rid, [])  # se_method ("all" rows) touches every row: not listed
+        level = cell("ci_level")
+        records.append({
+            "study": study,
+            "hr": cell("hr"),
+            "ci": f"{cell('ci_lower')}-{cell('ci_upper')}" + (f" ({float(level):.0%} CI)" if level and float(level) != 0.95 else ""),
+            "citation": citation if quote else "",
+            "quote": quote or citation,
+            "decisions": "; ".join(x for x in (
+                f"{cell('design')}, {cell('adjustment')}", f"SE {cell('se_derivation')}", f"cohort {cell('cohort')}",
+            ) if x.strip(", ")),
+            "switches": ", ".join(switches),
+            "evidence_row": rid,
+        })
+    return pd.DataFrame.from_records(records)

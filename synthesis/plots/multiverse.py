@@ -62,8 +62,8 @@ def plot_specification_curve(result: Any, *, fig: Figure | None = None, width: f
 
     Examples
     --------
-    >>> from synthesis.multiverse import run_multiverse
-    >>> r = run_multiverse(switches={"posytive": ["oriented", "as_printed"]}, models=["re-rct"],
+    >>> from synthesis.multiverse import defaults_only, run_multiverse
+    >>> r = run_multiverse(switches=defaults_only(posytive=["oriented", "as_printed"]), models=["re-rct"],
     ...                    tau_priors=["halfnormal(0.5)"], workers=1)
     >>> fig = plot_specification_curve(r)
     >>> len(fig.axes), fig.axes[1].get_ylabel()
