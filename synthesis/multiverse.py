@@ -232,6 +232,8 @@ class MultiverseResult:
     notes: list[str] = field(default_factory=list)
     #: What each curation switch does (``switches.csv``), by name.
     descriptions: dict[str, str] = field(default_factory=dict)
+    #: The bundled table's provenance (:func:`provenance_frame`), when the report asked for it.
+    provenance: pd.DataFrame | None = None
 
     @property
     def n_specifications(self) -> int:
@@ -537,8 +539,9 @@ def multiverse_bundled(
     table: StudyTable, *, threshold: float = DEFAULT_THRESHOLDS[0], workers: int | None = None,
     progress: bool | None = False,
 ) -> MultiverseResult | None:
-    """The report's reduced multiverse (:data:`REPORT_MULTIVERSE`) when ``table`` is the bundled
-    dataset as curated, else ``None`` (a user's table has no curation switches).
+    """The report's reduced multiverse (:data:`REPORT_MULTIVERSE`), with the table's provenance
+    (:func:`provenance_frame`), when ``table`` is the bundled dataset as curated, else ``None``
+    (a user's table has no curation switches).
 
     Examples
     --------
@@ -550,7 +553,9 @@ def multiverse_bundled(
 
     if not is_bundled_table(table):
         return None
-    return run_multiverse(threshold=threshold, workers=workers, progress=progress, **REPORT_MULTIVERSE)
+    result = run_multiverse(threshold=threshold, workers=workers, progress=progress, **REPORT_MULTIVERSE)
+    result.provenance = provenance_frame(table)
+    return result
 
 
 def provenance_frame(table: StudyTable) -> pd.DataFrame:

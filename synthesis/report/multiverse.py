@@ -143,7 +143,7 @@ def multiverse_section(doc: ReportDocument, result: AnalysisResult, figures: _Fi
         "posterior median HR between two specifications that differ only in that switch; every "
         f"specification is in {MULTIVERSE_CSV}."))
     doc.bullets([f"Note: {n}" for n in mv.notes])
-    frame = getattr(result, "dataset_provenance", None)
+    frame = mv.provenance
     if frame is not None:
         doc.heading(3, PROVENANCE_TITLE, PROVENANCE_ANCHOR)
         header, body = provenance_cells(frame)
@@ -163,7 +163,7 @@ def write_multiverse_tables(result: AnalysisResult, root: Path) -> list[str]:
     if mv is not None:
         write_csv(mv.to_frame(), root / MULTIVERSE_CSV)
         written.append(MULTIVERSE_CSV)
-    frame = getattr(result, "dataset_provenance", None)
+    frame = mv.provenance if mv is not None else None
     if frame is not None:
         write_csv(frame, root / PROVENANCE_CSV)
         written.append(PROVENANCE_CSV)
