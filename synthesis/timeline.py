@@ -246,13 +246,14 @@ def run_timeline(
 
     Examples
     --------
+    The randomised studies, and a scenario trial a year after the last:
+
     >>> import synthesis as syn
-    >>> res = run_timeline(syn.load_dataset("dnmbc_lrt"), scenarios=["0.8:500"])
-    >>> res.years[0], res.years[-1]
-    (2002, 2024)
-    >>> first = [r for r in res.rows if r.year == 2002]
-    >>> [(r.model, r.estimable) for r in first][:2]
-    [('rct_only', False), ('bias', False)]
+    >>> res = run_timeline(syn.load_dataset("dnmbc_lrt", subset="rct"), scenarios=["0.8:500"])
+    >>> res.years
+    [2015, 2018, 2019, 2022, 2023, 2024]
+    >>> [(r.model, r.estimable) for r in res.rows if r.year == 2015][:2]
+    [('rct_only', True), ('bias', False)]
     """
     t0 = time.perf_counter()
     spec = spec if spec is not None else ModelSpec("bias")
@@ -321,10 +322,12 @@ def settle_evidence(
 
     Examples
     --------
+    The randomised studies alone (no design-bias model: random effects, with a note):
+
     >>> import synthesis as syn
-    >>> ev = settle_evidence(syn.load_dataset("dnmbc_lrt"))
-    >>> ev.plan.model, len(ev.plan.rows), ev.timeline is not None, ev.operating is None
-    ('bias', 20, True, True)
+    >>> ev = settle_evidence(syn.load_dataset("dnmbc_lrt", subset="rct"))
+    >>> ev.plan.model, len(ev.plan.rows), ev.timeline.years, ev.operating is None
+    ('re', 20, [2015, 2018, 2019, 2022, 2023], True)
     """
     from synthesis.base import DEFAULT_SEED
     from synthesis.models.preposterior import RULE_LEVEL, plan_trial

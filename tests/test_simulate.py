@@ -60,7 +60,7 @@ def test_naive_pool_recommends_under_large_bias_and_rct_only_is_analytic(data):
     the data, sum w_i y_i < A, whose probability is a normal CDF; the naive pool at a true HR of 1
     with strongly biased registries recommends almost always, the design-bias model almost never."""
     spec = ModelSpec("bias", heterogeneity=False)
-    T, L, n = 0.8, 0.5, 4000
+    T, L, n = 0.8, 0.5, 2000
     res = run_simulation(data, spec, true_hrs=[1.0, 0.8], bias_means=[0.6], bias_sds=[0.05], n_sim=n,
                          threshold=T, level=L, progress=False)
     rct = ~data.nonrandomised
