@@ -35,6 +35,7 @@ On a user's CSV only the model and prior dimensions apply (there are no curation
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import math
@@ -143,7 +144,9 @@ def _arrays_of(table: StudyTable) -> _Arrays:
     return _Arrays(tuple(table.studies), np.asarray(table.y, float), np.asarray(table.se, float), tuple(table.designs))
 
 
+@functools.cache
 def _spec(model: str) -> ModelSpec:
+    """The model specification of a multiverse model (default priors; built once per process)."""
     if model in ("re", "re-rct"):
         return ModelSpec("re")
     if model == "bias":
@@ -175,9 +178,9 @@ def _applicable(model: str, arrays: _Arrays, subset: str) -> str | None:
 
 def _fit_unit(job: tuple) -> list[tuple[str, str, float, float, float, float]]:
     """Worker entry point (top level, so that it pickles): fit one model to one table under
-    every prior and return ``(tau_prior, bias_prior, hr_median, hr_q025, hr_q975, p)`` rows."""
+    every prior and return ``(tau_prior, bias_prior, hr_median, hr_q025, hr_q975, p)`` rows.
+    ``taus`` and ``biases`` are ``(text, PriorSpec)`` pairs, parsed once by the caller."""
     from synthesis.models.exact import fit_exact, sweep_tau_priors
-    from synthesis.models.priors import parse_prior
 
     model, arrays, taus, biases, threshold = job
     data = arrays.model_data("multiverse")
@@ -187,14 +190,11 @@ def _fit_unit(job: tuple) -> list[tuple[str, str, float, float, float, float]]:
         fits = [fit_exact(data, spec, thresholds=(threshold,))]
         labels = [(NO_PRIOR, NO_PRIOR)]
     elif model == "bias":
-        fits = sweep_tau_priors(
-            data, spec, [parse_prior(t, "tau") for t in taus], (threshold,),
-            delta_priors=[parse_prior(b, "delta") for b in biases],
-        )
-        labels = [(t, b) for b in biases for t in taus]  # delta-major, as sweep_tau_priors
+        fits = sweep_tau_priors(data, spec, [p for _, p in taus], (threshold,), delta_priors=[p for _, p in biases])
+        labels = [(t, b) for b, _ in biases for t, _ in taus]  # delta-major, as sweep_tau_priors
     else:
-        fits = sweep_tau_priors(data, spec, [parse_prior(t, "tau") for t in taus], (threshold,))
-        labels = [(t, NO_PRIOR) for t in taus]
+        fits = sweep_tau_priors(data, spec, [p for _, p in taus], (threshold,))
+        labels = [(t, NO_PRIOR) for t, _ in taus]
     return [
         (t, b, f.hr.median, f.hr.q025, f.hr.q975, f.p_hr_below[key])
         for (t, b), f in zip(labels, fits, strict=True)
@@ -453,10 +453,8 @@ def run_multiverse(
     biases = _check_list(bias_priors, MULTIVERSE_BIAS_PRIORS, "bias priors")
     from synthesis.models.priors import parse_prior
 
-    for t in taus:
-        parse_prior(t, "tau")
-    for b in biases:
-        parse_prior(b, "delta")
+    parsed_taus = tuple((t, parse_prior(t, "tau")) for t in taus)
+    parsed_biases = tuple((b, parse_prior(b, "delta")) for b in biases)
 
     notes: list[str] = []
     if table is None:
@@ -492,7 +490,7 @@ def run_multiverse(
             key = (m, data.key())
             if key not in units:
                 units[key] = len(jobs)
-                jobs.append((m, data, taus, biases if m == "bias" else (), threshold))
+                jobs.append((m, data, parsed_taus, parsed_biases if m == "bias" else (), threshold))
             plan.append((choices, m, units[key], int(data.y.size)))
     for m, reason in dropped.items():
         notes.append(f"model {m} left out of some or all tables: {reason}")
