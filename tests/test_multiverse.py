@@ -243,3 +243,40 @@ def test_full_multiverse_has_thousands_of_specifications_and_the_headline_at_its
     fit = fit_exact(ModelData.from_table(load_dataset("dnmbc_lrt"), spec), spec, thresholds=(0.8,))
     assert float(row["p_below"].iloc[0]) == pytest.approx(fit.p_hr_below["0.8"], abs=1e-9)
     assert float(row["hr_median"].iloc[0]) == pytest.approx(fit.hr.median, rel=1e-9)
+
+
+def test_report_section_lists_every_switch_and_every_included_estimate(tmp_path):
+    """The report section reads the result: one switch row per curation switch (with the max
+    shifts the result holds) and one provenance row per included estimate (with its citation)."""
+    from types import SimpleNamespace
+
+    from synthesis.multiverse import provenance_frame
+    from synthesis.report.document import ReportDocument
+    from synthesis.report.multiverse import (
+        MULTIVERSE_CSV,
+        PROVENANCE_CSV,
+        multiverse_section,
+        switch_cells,
+        write_multiverse_tables,
+    )
+
+    mv = run_multiverse(switches={**DEFAULT_ONLY, "posytive": ["oriented", "as_printed"]}, models=["re-rct"],
+                        tau_priors=["halfnormal(0.5)"], workers=1)
+    table = load_dataset("dnmbc_lrt")
+    mv.provenance = provenance_frame(table)
+    header, body = switch_cells(mv)
+    assert [r[0] for r in body] == list(IMPLEMENTED)
+    (posytive,) = [r for r in body if r[0] == "posytive"]
+    shift = [s for s in mv.shifts() if s["name"] == "posytive"][0]["max_shift_p"]
+    assert posytive[2] == f"{shift:.3f}" and shift > 0.01
+    doc = ReportDocument()
+    result = SimpleNamespace(multiverse=mv, source="bundled")
+    multiverse_section(doc, result, SimpleNamespace(png={}))
+    md = doc.markdown()
+    assert "## How much the data choices matter" in md and "posytive (up to" in md
+    for study in table.studies:
+        assert study in md
+    assert "PMID 17522944" in md  # Gnerlich 2007's citation
+    assert sorted(write_multiverse_tables(result, tmp_path)) == sorted([MULTIVERSE_CSV, PROVENANCE_CSV])
+    assert len(pd.read_csv(tmp_path / PROVENANCE_CSV)) == table.k == 17
+    assert len(pd.read_csv(tmp_path / MULTIVERSE_CSV)) == mv.n_specifications == 2
