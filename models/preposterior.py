@@ -572,8 +572,10 @@ def _plan(data: ModelData, spec: ModelSpec, sizes: list[float], ses: list[float]
     unreachable = [r for r in rows if r.best_p_below_after is not None and r.best_p_below_after <= level]
     if unreachable:
         best = max(r.best_p_below_after for r in unreachable)
+        sizes_text = (f"any size given ({min(r.events for r in rows):g} to {max(r.events for r in rows):g} events)" if len(unreachable) == len(rows)
+                      and len(rows) > 2 else ", ".join(f"{r.events:g}" for r in unreachable) + " events")
         notes.append(
-            f"no result of a single new trial of {', '.join(f'{r.events:g}' for r in unreachable)} events "
+            f"no result of a single new trial of {sizes_text} "
             f"meets the rule: the largest P(HR < {threshold:g}) any result gives is {best:.3f} <= {level:g} "
             "(between-trial heterogeneity bounds what one trial can show about the randomised effect)"
         )
