@@ -94,9 +94,12 @@ MODEL_LABELS: dict[str, str] = {
     "rct": "Random effects, RCTs only",
 }
 #: Grid resolution (points per doubling of the tau scale, the bias factor and the bias SD;
-#: number of alphas; threshold step), chosen from the measured interpolation error on the
-#: bundled data (benchmarks/bench_explorer.py prints it for coarser and finer grids).
-DEFAULT_RESOLUTION: dict[str, float] = {"tau_per_octave": 1, "mean_per_octave": 8, "sd_per_octave": 4, "alpha": 21, "t_step": 0.05}
+#: number of alphas; threshold step), chosen from the worst interpolation error at 200 random
+#: settings on the bundled data (P(HR < T), by model: averaged, bias, downweight, RCTs): with
+#: 8 and 4 points per doubling of b and SD and T steps of 0.05, 0.053 / 0.033 / 0.011 / 0.003
+#: (0.71 MB); this grid, 0.022 / 0.012 / 0.012 / 0.002 (1.26 MB) in about the same time (the
+#: error along b and along T dominated). benchmarks/bench_explorer.py --resolutions compares grids.
+DEFAULT_RESOLUTION: dict[str, float] = {"tau_per_octave": 1, "mean_per_octave": 12, "sd_per_octave": 3, "alpha": 21, "t_step": 0.025}
 #: Stored log HRs are rounded to this many decimals, and P(HR < T) is stored as its probit
 #: ``z = Phi^{-1}(P)`` (P clipped to [P_CLIP, 1 - P_CLIP]) rounded to Z_DIGITS decimals: the
 #: embedded JSON holds integers (value x 10^digits); the rounding is part of the measured error.
@@ -107,7 +110,7 @@ P_CLIP = 1e-6
 #: groups of CHECK_GROUP sharing a random tau prior (one quadrature per group).
 DEFAULT_CHECK_POINTS = 200
 CHECK_SEED = 20261203
-CHECK_GROUP = 10
+CHECK_GROUP = 20
 #: The report computes no explorer above this many studies (the grid's sums grow with k).
 MAX_STUDIES = 5_000
 #: Minimum tau nodes of a direct computation (the exact engine's default) and the pilot/cut-off

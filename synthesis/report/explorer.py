@@ -337,7 +337,10 @@ def explorer_section(data: Mapping[str, Any], *, heading: str = "Explore the pri
         "the design-bias prior delta ~ N(log b, SD²) of the non-randomised studies (design-bias and model-averaged "
         "models), and the weight alpha of the non-randomised studies in the down-weighted model (alpha = 0: the "
         "randomised studies alone; alpha = 1: every study as equal; the bias prior does not enter it). "
-        f"{esc(describe(data))} Each row's command reproduces its numbers with the exact engine.{esc(size_note)}</p>"
+        f"{esc(describe(data))} The model-averaged posterior is a spike at HR = 1 (the no-effect models) beside the "
+        "effect models' posterior: where both carry weight its median and interval ends can jump between neighbouring "
+        "settings, which interpolation cannot follow (hence its larger HR error); its P(HR &lt; T) has no jumps. "
+        f"Each row's command reproduces its numbers with the exact engine.{esc(size_note)}</p>"
         f'<div class="ex-controls">{controls}</div>'
         '<div class="scroll"><table id="ex-table"><thead><tr><th>Model</th><th>HR (95% CrI)</th>'
         f'<th>P(HR &lt; <span id="ex-t-label"></span>)</th><th>Reproduce with</th></tr></thead><tbody>{rows}</tbody></table></div>'
