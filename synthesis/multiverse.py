@@ -176,9 +176,10 @@ def _applicable(model: str, arrays: _Arrays, subset: str) -> str | None:
     return None
 
 
-def _fit_unit(job: tuple) -> list[tuple[str, str, float, float, float, float]]:
+def _fit_unit(job: tuple) -> tuple[list[tuple[str, str, float, float, float, float]], list[str]]:
     """Worker entry point (top level, so that it pickles): fit one model to one table under
-    every prior and return ``(tau_prior, bias_prior, hr_median, hr_q025, hr_q975, p)`` rows.
+    every prior; return ``(tau_prior, bias_prior, hr_median, hr_q025, hr_q975, p)`` rows and the
+    engine's notes (e.g. prior mass outside the quadrature grid).
     ``taus`` and ``biases`` are ``(text, PriorSpec)`` pairs, parsed once by the caller."""
     from synthesis.models.exact import fit_exact, sweep_tau_priors
 
@@ -195,10 +196,11 @@ def _fit_unit(job: tuple) -> list[tuple[str, str, float, float, float, float]]:
     else:
         fits = sweep_tau_priors(data, spec, [p for _, p in taus], (threshold,))
         labels = [(t, NO_PRIOR) for t, _ in taus]
-    return [
+    rows = [
         (t, b, f.hr.median, f.hr.q025, f.hr.q975, f.p_hr_below[key])
         for (t, b), f in zip(labels, fits, strict=True)
     ]
+    return rows, sorted({f"{model}: {n}" for f in fits for n in f.notes})
 
 
 def _chunk(jobs: list, n: int) -> list[list]:
@@ -502,9 +504,12 @@ def run_multiverse(
     chunks = _chunk(jobs, n_chunks)
     parts = run_parallel(_fit_chunk, chunks, workers=workers, scheduler=scheduler, show=show, desc="multiverse")
     results: list[list | None] = [None] * len(jobs)
+    engine_notes: set[str] = set()
     for i, part in enumerate(parts):
-        for j, res in enumerate(part):
+        for j, (res, fit_notes) in enumerate(part):
             results[i + j * len(chunks)] = res
+            engine_notes.update(fit_notes)
+    notes.extend(f"exact engine, some specifications: {n}" for n in sorted(engine_notes))
 
     records = []
     for choices, m, unit, k in plan:
