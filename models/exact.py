@@ -1612,40 +1612,36 @@ class ExactPosteriorMultilevel(ExactPosterior2D):
         ml = d.multilevel
         assert ml is not None
         cl, se = ml.clusters, ml.se
-        s2, rho, idx, n = se**2, cl.rho, cl.index, cl.n
+        s2, rho = se**2, cl.rho
         E = (1.0 - rho) * s2
-        ind = np.zeros((d.y.size, n))
-        ind[np.arange(d.y.size), idx] = 1.0
-
-        def csum(f: np.ndarray) -> np.ndarray:  # (b, k) -> per-cluster sums (b, n)
-            return f @ ind
-
         U = [np.ones(d.y.size)] + ([se] if rho > 0 else [])
         G = self.tau.size
         rows = np.arange(d.y.size)[studies]
-        means = np.empty((G, rows.size))
-        sds = np.empty((G, rows.size))
+        # only the nodes a summary uses (the others get the prior-free placeholder 0 +/- 1;
+        # :func:`_batch` drops them by the same rule, :func:`_keep`)
+        nodes = np.flatnonzero(_keep(self.weights[:, None]))
+        means = np.zeros((G, rows.size))
+        sds = np.ones((G, rows.size))
         step = max(1, _BLOCK_CELLS // max(d.y.size * (2 + d.X.shape[1]), 1))
-        for g0 in range(0, G, step):
-            gs = slice(g0, min(g0 + step, G))
-            mean, var = self._study_block(gs, ind, U, E)
+        for g0 in range(0, nodes.size, step):
+            gs = nodes[g0 : g0 + step]
+            mean, var = self._study_block(gs, U, E)
             means[gs] = mean[:, rows]
             sds[gs] = np.sqrt(np.maximum(var[:, rows], 1e-300))
         return means, sds
 
-    def _study_block(
-        self, gs: slice, ind: np.ndarray, U: list[np.ndarray], E: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _study_block(self, gs: np.ndarray, U: list[np.ndarray], E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Means and variances (b, k) of every row effect at the nodes ``gs``."""
         d = self.design
         ml = d.multilevel
         assert ml is not None
         se, rho, idx = ml.se, ml.clusters.rho, ml.clusters.index
         s2 = se**2
-        n = ind.shape[1]
+        n = ml.clusters.n
+        order, starts = ml.prep.order, ml.prep.starts
 
         def csum(f: np.ndarray) -> np.ndarray:  # (b, k) -> per-cluster sums (b, n)
-            return f @ ind
+            return np.add.reduceat(f[:, order], starts, axis=1)
 
         tau2, tw2 = self.tau[gs] ** 2, self.kappa[gs] ** 2
         w = 1.0 / (E[None, :] + tw2[:, None])  # (b, k)

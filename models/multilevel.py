@@ -51,9 +51,6 @@ from synthesis.errors import InputError
 
 #: Largest (values x rows x features) block held at once by :func:`within_sums`.
 _BLOCK_CELLS = 2_000_000
-#: Problems with at most this many (clusters x rows) cells sum by clusters through a dense
-#: indicator matrix (faster for small problems than sorting and np.add.reduceat).
-_DENSE_INDICATOR_CELLS = 200_000
 #: Largest (pairs x clusters) block held at once by :func:`marginal_sums`.
 _PAIR_CELLS = 500_000
 
@@ -205,15 +202,9 @@ class Prepared:
             [(U[:, :, None] * U[:, None, :]).reshape(k, r * r), (U[:, :, None] * Z[:, None, :]).reshape(k, r * q)],
             axis=1,
         )
-        # small problems: cluster sums as one product with the dense (clusters x rows) indicator
-        # matrix (fewer, larger numpy calls); large ones: sorted rows and np.add.reduceat
-        self.indicator = None
-        if clusters.n * k <= _DENSE_INDICATOR_CELLS:
-            self.indicator = np.zeros((clusters.n, k))
-            self.indicator[clusters.index, np.arange(k)] = 1.0
-            self.feats = feats
-        else:
-            self.feats = feats[self.order]
+        # cluster sums over rows sorted by cluster with np.add.reduceat (a product with a dense
+        # indicator matrix goes through BLAS, whose threads cost more than the sum at this size)
+        self.feats = feats[self.order]
         self.base = (1.0 - clusters.rho) * se**2
         self.k, self.q, self.r = k, q, r
 
@@ -232,10 +223,7 @@ class Prepared:
             logdet[block] = np.log(d).sum(axis=1)
             w = 1.0 / d
             zdz[block] = w @ self.zz
-            if self.indicator is not None:
-                grouped[block] = np.matmul(self.indicator, w[:, :, None] * self.feats[None])
-            else:
-                grouped[block] = np.add.reduceat(w[:, self.order, None] * self.feats[None], self.starts, axis=1)
+            grouped[block] = np.add.reduceat(w[:, self.order, None] * self.feats[None], self.starts, axis=1)
         return WithinSums(
             zdz=zdz.reshape(T, q, q),
             logdet_d=logdet,

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from synthesis.base import INTERVAL_PROB
 from synthesis.errors import InputError
@@ -242,35 +242,63 @@ def _optimise(obj: _Objective, scale: float) -> tuple[float, float]:
     axis = scale * np.logspace(-4, 2, 9)
     B, W = np.repeat(axis, axis.size), np.tile(axis, axis.size)
     i = int(np.argmin(obj.values(B, W)))
-    x = _newton(obj, np.log([B[i], W[i]]), lo, hi)
+    x = _newton(obj, np.log([B[i], W[i]]), lo, hi, math.log(_BOUNDARY * scale))
     s2b, s2w = (float(v) for v in np.exp(x))
     candidates = [(obj.parts(s2b, s2w)[0], s2b, s2w)]
     for fixed in (0, 1):
         if (s2b, s2w)[fixed] < _BOUNDARY * scale:
-            def f(t: float, fixed: int = fixed) -> float:
-                pair = [0.0, 0.0]
-                pair[1 - fixed] = math.exp(t)
-                return obj.parts(*pair)[0]
-            r = optimize.minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
+            t = _newton_1d(obj, fixed, float(x[1 - fixed]), lo, hi)
             pair = [0.0, 0.0]
-            pair[1 - fixed] = math.exp(r.x)
-            if pair[1 - fixed] < _ZERO * scale:
-                pair[1 - fixed] = 0.0
+            pair[1 - fixed] = 0.0 if t < math.log(_ZERO * scale) else math.exp(t)
             candidates.append((obj.parts(*pair)[0], pair[0], pair[1]))
     _, s2b, s2w = min(candidates)
     return s2b, s2w
 
 
-def _newton(obj: _Objective, x: np.ndarray, lo: float, hi: float, max_iter: int = 100) -> np.ndarray:
+def _newton_1d(obj: _Objective, fixed: int, t: float, lo: float, hi: float, max_iter: int = 100) -> float:
+    """Newton's method in the log of one variance component with the other (``fixed``) at 0;
+    derivatives from a 3-point stencil (one vectorised evaluation), steps at most 2 log-units,
+    halved until the objective decreases."""
+    h = 1e-4
+    off = np.array([-h, 0.0, h])
+    zero = np.zeros(3)
+    for _ in range(max_iter):
+        pts = np.exp(t + off)
+        f = obj.values(zero, pts) if fixed == 0 else obj.values(pts, zero)
+        g = (f[2] - f[0]) / (2 * h)
+        curv = (f[2] - 2 * f[1] + f[0]) / h**2
+        step = -g / curv if curv > 0 else -math.copysign(2.0, g)
+        step = max(-2.0, min(2.0, step))
+        for _ in range(40):
+            new = min(max(t + step, lo), hi)
+            pair = (0.0, math.exp(new)) if fixed == 0 else (math.exp(new), 0.0)
+            if obj.parts(*pair)[0] <= f[1]:
+                break
+            step *= 0.5
+        else:
+            return t
+        if abs(new - t) < 1e-9 or new <= lo:
+            return new
+        t = new
+    return t
+
+
+def _newton(
+    obj: _Objective, x: np.ndarray, lo: float, hi: float, boundary: float, max_iter: int = 100
+) -> np.ndarray:
     """Damped Newton's method in the log variances: gradient and Hessian by central differences
     on a 3 x 3 stencil (one vectorised evaluation per iteration), the Hessian shifted to be
-    positive definite, steps at most 2 log-units, halved until the objective decreases."""
+    positive definite, steps at most 2 log-units, halved until the objective decreases. Stops
+    early when a component is below ``boundary`` and still decreasing (its optimum is 0: the
+    caller re-optimises the other with it fixed there)."""
     h = 1e-4
     off = np.array([-h, 0.0, h])
     for _ in range(max_iter):
         B, W = np.repeat(x[0] + off, 3), np.tile(x[1] + off, 3)
         f = obj.values(np.exp(B), np.exp(W)).reshape(3, 3)
         g = np.array([f[2, 1] - f[0, 1], f[1, 2] - f[1, 0]]) / (2 * h)
+        if np.any((x < boundary) & (g > 0)):
+            break
         cross = (f[2, 2] - f[2, 0] - f[0, 2] + f[0, 0]) / (4 * h * h)
         H = np.array([[(f[2, 1] - 2 * f[1, 1] + f[0, 1]) / h**2, cross],
                       [cross, (f[1, 2] - 2 * f[1, 1] + f[1, 0]) / h**2]])

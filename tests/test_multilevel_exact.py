@@ -16,7 +16,7 @@ import pytest
 from scipy import integrate, stats
 
 from synthesis.errors import InputError
-from synthesis.models.exact import _conditional_ml, _design, exact_posterior, fit_exact
+from synthesis.models.exact import _conditional_ml, _design, _keep, exact_posterior, fit_exact
 from synthesis.models.multilevel import Clusters
 from synthesis.models.priors import parse_prior
 from synthesis.models.spec import ModelData, ModelSpec
@@ -70,7 +70,8 @@ def test_study_moments_match_dense_algebra(table, rho: float) -> None:
     d = post.design
     c = Clusters.from_labels(data.clusters, rho=rho)
     V = c.sampling_covariance(np.sqrt(d.s2))
-    for g in (0, post.tau.size // 2, post.tau.size - 1):
+    kept = np.flatnonzero(_keep(post.weights[:, None]))  # the nodes the summaries use
+    for g in (kept[0], kept[kept.size // 2], kept[-1]):
         tau, tw = post.tau[g], post.kappa[g]
         Omega = tau * tau * (c.index[:, None] == c.index[None, :]) + tw * tw * np.eye(d.y.size)
         S0 = np.diag(d.s0**2)
