@@ -18,6 +18,7 @@ from synthesis.base import INTERVAL_LABEL
 from synthesis.report.document import ReportDocument
 from synthesis.report.explorer import add_explorer
 from synthesis.report.formats import INTERVAL_KIND, safe_name
+from synthesis.report.multiverse import MULTIVERSE_FIGURE, multiverse_section
 from synthesis.report.narrative import (
     answer,
     averaging_summary,
@@ -54,7 +55,8 @@ if TYPE_CHECKING:
 FILES_NOTE = (
     "Files: decision.csv, studies.csv, pools.csv, sweep_<model>.csv, model_averaging.csv, inclusion_bf.csv, "
     "stacking.csv, tipping_grid.csv, tipping_contour.csv, tipping_alpha.csv, explorer.html, powerscale.csv, "
-    "powerscale_alpha.csv, reconcile_steps.csv, published_pools.csv (those of the analyses that were run), figures/ (PNG and SVG), "
+    "powerscale_alpha.csv, reconcile_steps.csv, published_pools.csv, multiverse_specifications.csv, "
+    "dataset_provenance.csv (those of the analyses that were run), figures/ (PNG and SVG), "
     "posteriors/ (NetCDF DataTrees of MCMC fits, tau densities of exact fits, fit summaries), run.json."
 )
 #: The title of the model-choice section (issue #11).
@@ -312,10 +314,12 @@ def render_report(result: AnalysisResult, figure_png: Mapping[str, bytes], capti
     _model_choice(doc, result, groups["choice"], figures)
     add_explorer(doc, result)
     settle_section(doc, result, figures)
-    _main_figures(doc, [n for n in groups["main"] if n != RECONCILE_FIGURE and n not in SETTLE_FIGURES], figures)
+    _main_figures(doc, [n for n in groups["main"] if n not in (RECONCILE_FIGURE, MULTIVERSE_FIGURE)
+                        and n not in SETTLE_FIGURES], figures)
     _sensitivity(doc, result, groups["sweeps"], figures)
     _frequentist(doc, result)
     reconcile_section(doc, result, figures)
+    multiverse_section(doc, result, figures)
     _pubbias(doc, result, groups["pubbias"], figures)
     _warnings(doc, validation, other)
     _provenance(doc, result, run)
