@@ -19,6 +19,7 @@ from synthesis.outputs import atomic_directory, check_output_target, jsonable, w
 from synthesis.report.captions import figure_caption
 from synthesis.report.explorer import write_explorer
 from synthesis.report.formats import safe_name
+from synthesis.report.multiverse import multiverse_figures, write_multiverse_tables
 from synthesis.report.provenance import run_record
 from synthesis.report.reconcile import reconcile_figures, write_reconcile_tables
 from synthesis.report.render import render_report
@@ -138,6 +139,7 @@ def _write_all(result: AnalysisResult, root: Path, figures: Mapping[str, Figure]
     figure_png, captions = _save_figures(result, root, figures)
     _write_tables(result, root)
     write_reconcile_tables(result, root)
+    write_multiverse_tables(result, root)
     write_settle_tables(result, root)
     _write_posteriors(result, root / "posteriors")
     write_explorer(result, root)
@@ -183,7 +185,7 @@ def write_report(result: AnalysisResult, out_dir: Path, *, figures: dict[str, Fi
     if figures is None:
         from synthesis.plots import standard_figures
 
-        figures = standard_figures(result) | reconcile_figures(result) | settle_figures(result)
+        figures = standard_figures(result) | reconcile_figures(result) | settle_figures(result) | multiverse_figures(result)
     with atomic_directory(out_dir, command=REPORT_COMMAND) as tmp:
         _write_all(result, tmp, figures)
     return out_dir
