@@ -233,6 +233,11 @@ class AnalysisResult:
     model_choice: ModelChoice | None = None
     #: The published pools reproduced and walked to this analysis (bundled dataset only; issue #12).
     reconciliation: Any = None
+    #: "What would settle it?" (issue #14): the next-trial plan, the timeline and, when asked,
+    #: the operating characteristics (:class:`synthesis.timeline.SettleEvidence`; ``None``: not computed).
+    settle: Any = None
+    #: The sensitivity explorer's grid (issue #15; ``None``: not computed, see the warnings).
+    explorer: Any = None
 
     def to_frame(self) -> pd.DataFrame:
         """The decision table: one row per model (and covariate value), the posterior HR,
@@ -250,6 +255,8 @@ class AnalysisResult:
             "sweeps": {key: s.to_json() for key, s in self.sweeps.items()},
             "model_choice": self.model_choice.to_json() if self.model_choice is not None else None,
             "reconcile": self.reconciliation.to_json() if self.reconciliation is not None else None,
+            "settle": self.settle.to_json() if self.settle is not None else None,
+            "explorer": self.explorer.summary() if self.explorer is not None else None,
             "warnings": list(self.warnings),
             "seed": self.seed,
         }
@@ -879,6 +886,7 @@ def run_analysis(
     tau_priors: Sequence[str] | None = None,
     bias_priors: Sequence[str] | None = None,
     source_path: str | None = None,
+    operating_characteristics: bool = False,
 ) -> AnalysisResult:
     """Fit the standard set, pool frequentist comparators, run the sweeps and the
     publication-bias diagnostics: everything :func:`synthesis.report.write_report` shows.
@@ -921,6 +929,14 @@ def run_analysis(
         _fit_run(table, run, covariate, settings, fitted)
         timing[f"fit_{run.key}_s"] = elapsed(t0)
     choice = _model_choice(table, runs, settings.thresholds, fitted.warnings, timing)
+    from synthesis.models.explorer_grid import DeferredExplorer, explorer_for
+
+    # the sensitivity explorer's grid (issue #15), computed when the report (or to_json) first
+    # reads it; a failure is a warning, its time explorer_s
+    explorer = DeferredExplorer(
+        lambda: explorer_for(table, _choice_spec(runs)[0], threshold=choice.threshold, tipping=choice.tipping),
+        warnings=fitted.warnings, timing=timing,
+    )
     from synthesis.errors import SynthesisError
     from synthesis.reconcile import reconcile_bundled
 
@@ -931,6 +947,16 @@ def run_analysis(
         reconciliation = None
         fitted.warnings.append(f"reconciliation with the published pools not computed: {exc}")
     timing["reconcile_s"] = elapsed(t0)
+
+    t0 = time.perf_counter()
+    try:  # "What would settle it?" (issue #14); operating characteristics only when asked (slow)
+        from synthesis.timeline import settle_evidence
+
+        settle = settle_evidence(table, threshold=choice.threshold, operating=operating_characteristics, seed=settings.seed)
+    except SynthesisError as exc:
+        settle = None
+        fitted.warnings.append(f"'What would settle it?' not computed: {exc}")
+    timing["settle_s"] = elapsed(t0)
 
     t0 = time.perf_counter()
     sweeps = _run_sweeps(
@@ -964,4 +990,6 @@ def run_analysis(
         source_path=path,
         model_choice=choice,
         reconciliation=reconciliation,
+        settle=settle,
+        explorer=explorer,
     )
