@@ -1031,3 +1031,53 @@ def explorer_for(table: StudySource, spec: ModelSpec, *, threshold: float, tippi
     file_arg = "" if "(bundled " in source or path is None else str(path)
     return explorer_analysis(data, spec.priors, alpha=spec.alpha, threshold=threshold, tipping=tipping,
                              file_arg=file_arg, check_points=check_points)
+
+
+class DeferredExplorer:
+    """An analysis's explorer, computed on first use (:meth:`get`): ``synthesis report/run``
+    write it; an analysis that is never reported (a notebook, most tests) does not pay for the
+    grid. A failure (:class:`~synthesis.errors.SynthesisError`) is appended to ``warnings`` as
+    "sensitivity explorer not computed: ..." and the explorer is ``None``; the time goes to
+    ``timing["explorer_s"]``.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> d = DeferredExplorer(lambda: calls.append(1) or "grid", warnings=[], timing={})
+    >>> len(calls)
+    0
+    >>> d.get(), d.get(), len(calls)
+    ('grid', 'grid', 1)
+    """
+
+    _UNSET = object()
+
+    def __init__(self, compute: Any, *, warnings: list[str], timing: dict[str, float]) -> None:
+        self._compute = compute
+        self._value: Any = self._UNSET
+        self._warnings = warnings
+        self._timing = timing
+
+    def get(self) -> ExplorerGrid | None:
+        """The explorer (computed now if it was not yet), or ``None``."""
+        if self._value is self._UNSET:
+            from synthesis.errors import SynthesisError
+
+            t0 = time.perf_counter()
+            try:
+                self._value = self._compute()
+            except SynthesisError as exc:
+                self._value = None
+                self._warnings.append(f"sensitivity explorer not computed: {exc}")
+            self._timing["explorer_s"] = round(time.perf_counter() - t0, 3)
+        return self._value
+
+    def summary(self) -> dict[str, Any] | None:
+        """:meth:`ExplorerGrid.summary` of the explorer (computing it), or ``None``."""
+        grid = self.get()
+        return None if grid is None else grid.summary()
+
+    def to_json(self) -> dict[str, Any] | None:
+        """:meth:`ExplorerGrid.to_json` of the explorer (computing it), or ``None``."""
+        grid = self.get()
+        return None if grid is None else grid.to_json()

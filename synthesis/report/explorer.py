@@ -413,6 +413,8 @@ SECTION_TITLE = "Explore the priors yourself"
 
 
 def _grid_json(result: Any) -> dict[str, Any] | None:
+    """The explorer's embedded data (``result.explorer``: an ``ExplorerGrid``, a
+    ``DeferredExplorer`` or ``None``)."""
     grid = getattr(result, "explorer", None)
     return None if grid is None else grid.to_json()
 
