@@ -502,3 +502,151 @@ def pool_multilevel(
     if dropped:
         warnings.append(f"{dropped} row(s) missing a covariate were dropped")
     return replace(result, covariates=covariates, dropped=dropped, warnings=tuple(warnings))
+
+
+# --------------------------------------------------------------------------------------------
+# One row per cohort, or all inputs? (the report's comparison)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputsRow:
+    """One way of using the evidence: its exact posterior HR of a randomised comparison."""
+
+    key: str
+    label: str
+    k: int
+    clusters: int | None
+    rho: float | None
+    hr_median: float
+    hr_q025: float
+    hr_q975: float
+    p_below: dict[str, float]
+    tau: float
+    tau_within: float | None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "label": self.label, "k": self.k, "clusters": self.clusters, "rho": self.rho,
+            "hr_median": self.hr_median, "hr_q025": self.hr_q025, "hr_q975": self.hr_q975,
+            "p_hr_below": dict(self.p_below), "tau_median": self.tau, "tau_within_median": self.tau_within,
+        }
+
+
+@dataclass(frozen=True)
+class InputsComparison:
+    """"One row per cohort, or all inputs?": the same Bayesian model (exact engine, default
+    priors) fitted to the one-row-per-cohort set, to all inputs as if independent (what Gera et
+    al. 2020 did with 61 inputs from 42 studies) and to all inputs in the multilevel model
+    (rows clustered by cohort; also with a within-cohort sampling correlation)."""
+
+    model: str
+    cluster: str
+    thresholds: tuple[float, ...]
+    rows: tuple[InputsRow, ...]
+    source: str
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "cluster": self.cluster, "thresholds": list(self.thresholds),
+            "source": self.source, "rows": [r.to_record() for r in self.rows], "notes": list(self.notes),
+        }
+
+    def to_frame(self):  # noqa: ANN201 (pandas is imported lazily)
+        import pandas as pd
+
+        records = []
+        for r in self.rows:
+            rec = r.to_record()
+            below = rec.pop("p_hr_below")
+            rec.update({f"p_hr_below_{t}": v for t, v in below.items()})
+            records.append(rec)
+        return pd.DataFrame.from_records(records)
+
+
+#: The within-cohort sampling correlation of the comparison's sensitivity row (several arms
+#: against one control, overlapping registry periods: metafor's vcalc default is 0.5 too).
+COMPARISON_RHO = 0.5
+
+
+def compare_inputs(
+    default_table: Any,
+    all_table: Any,
+    *,
+    cluster: str = ALL_INPUTS_CLUSTER,
+    thresholds: Sequence[float] | None = None,
+) -> InputsComparison:
+    """Fit one model (the design-bias model when both tables hold randomised and
+    non-randomised rows, else random effects; exact engine, default priors) four ways: one row
+    per cohort (``default_table``), all inputs as independent, all inputs multilevel, and all
+    inputs multilevel with a within-cluster sampling correlation of :data:`COMPARISON_RHO`.
+
+    Examples
+    --------
+    >>> from synthesis.datasets import load_dataset
+    >>> cmp = compare_inputs(load_dataset(), load_all_inputs(), thresholds=(0.8,))
+    >>> [(r.key, r.k) for r in cmp.rows]
+    [('per_cohort', 17), ('independent', 30), ('multilevel', 30), ('multilevel_rho', 30)]
+    """
+    from synthesis.base import DEFAULT_THRESHOLDS
+    from synthesis.models.exact import fit_exact
+    from synthesis.models.spec import ModelData, ModelSpec
+
+    thresholds = tuple(thresholds or DEFAULT_THRESHOLDS)
+
+    def both_designs(t: Any) -> bool:
+        nr = np.asarray(t.nonrandomised, dtype=bool)
+        return bool(t.has_design and nr.any() and not nr.all())
+
+    model = "bias" if both_designs(default_table) and both_designs(all_table) else "re"
+    base = ModelSpec(model)
+    cases = [
+        ("per_cohort", "One row per cohort (the default set)", default_table, base),
+        ("independent", "All inputs, pooled as independent", all_table, base),
+        ("multilevel", f"All inputs, multilevel (rows clustered by {cluster})", all_table, replace(base, cluster=cluster)),
+        (
+            "multilevel_rho",
+            f"All inputs, multilevel, sampling correlation {COMPARISON_RHO:g} within a {cluster}",
+            all_table,
+            replace(base, cluster=cluster, rho=COMPARISON_RHO),
+        ),
+    ]
+    rows = []
+    for key, label, table, spec in cases:
+        data = ModelData.from_table(table, spec)
+        fit = fit_exact(data, spec, thresholds=thresholds, study_effects=False)
+        tw = fit.parameters.get("tau_within")
+        rows.append(
+            InputsRow(
+                key=key, label=label, k=data.k,
+                clusters=len(set(data.clusters)) if spec.multilevel else None,
+                rho=spec.rho if spec.multilevel else None,
+                hr_median=fit.hr.median, hr_q025=fit.hr.q025, hr_q975=fit.hr.q975,
+                p_below=dict(fit.p_hr_below), tau=fit.parameters["tau"].median,
+                tau_within=tw.median if tw is not None else None,
+            )
+        )
+    notes = (
+        f"model: {'design-bias (additive)' if model == 'bias' else 'random effects'}, exact engine, default priors; "
+        "in the multilevel rows tau is the SD between cohorts and tau_within the SD of rows within a cohort",
+    )
+    return InputsComparison(
+        model=model, cluster=cluster, thresholds=thresholds, rows=tuple(rows),
+        source=str(getattr(all_table, "source", "")), notes=notes,
+    )
+
+
+def compare_bundled_inputs(table: Any, *, thresholds: Sequence[float] | None = None) -> InputsComparison | None:
+    """:func:`compare_inputs` of the bundled dataset with its "all inputs" set when ``table`` is
+    the bundled dataset as curated, else ``None`` (a user's table has no "all inputs" set).
+
+    Examples
+    --------
+    >>> from synthesis.datasets import load_dataset
+    >>> compare_bundled_inputs(load_dataset(subset="rct")) is None
+    True
+    """
+    from synthesis.reconcile import is_bundled_table
+
+    if not is_bundled_table(table):
+        return None
+    return compare_inputs(table, load_all_inputs(), thresholds=thresholds)

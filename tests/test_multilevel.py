@@ -15,6 +15,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -171,3 +172,33 @@ def test_pool_multilevel_on_the_table_matches_the_array_fit() -> None:
     rec = r.to_json()
     assert rec["clusters"] == 19 and rec["hksj"] is True and rec["df"] == 29
     assert _close(rec["sigma2_within"], ref["sigma2_within"], RTOL_VARIANCE)
+
+
+# --------------------------------------------------------------------------------------------
+# The report's comparison: one row per cohort, or all inputs?
+# --------------------------------------------------------------------------------------------
+def test_inputs_comparison_rows_are_the_fits_they_name() -> None:
+    from synthesis.datasets import load_dataset
+    from synthesis.models.exact import fit_exact
+    from synthesis.models.spec import ModelData, ModelSpec
+    from synthesis.multilevel import compare_bundled_inputs, load_all_inputs
+    from synthesis.report.document import ReportDocument
+    from synthesis.report.multilevel import inputs_section
+
+    cmp = compare_bundled_inputs(load_dataset(), thresholds=(0.8,))
+    assert cmp is not None and cmp.model == "bias"
+    rows = {r.key: r for r in cmp.rows}
+    all_inputs = load_all_inputs()
+    for key, table, spec in (
+        ("per_cohort", load_dataset(), ModelSpec("bias")),
+        ("independent", all_inputs, ModelSpec("bias")),
+        ("multilevel_rho", all_inputs, ModelSpec("bias", cluster="cohort", rho=0.5)),
+    ):
+        fit = fit_exact(ModelData.from_table(table, spec), spec, thresholds=(0.8,), study_effects=False)
+        assert rows[key].hr_median == pytest.approx(fit.hr.median, rel=1e-12)
+        assert rows[key].p_below["0.8"] == pytest.approx(fit.p_hr_below["0.8"], rel=1e-12)
+    assert rows["multilevel"].clusters == 19 and rows["per_cohort"].clusters is None
+    doc = ReportDocument()
+    inputs_section(doc, SimpleNamespace(inputs_comparison=cmp, source="x"))
+    text = doc.markdown()
+    assert "One row per cohort, or all inputs?" in text and f"{rows['multilevel'].hr_median:.2f}" in text
