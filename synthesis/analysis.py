@@ -238,6 +238,8 @@ class AnalysisResult:
     settle: Any = None
     #: The sensitivity explorer's grid (issue #15; ``None``: not computed, see the warnings).
     explorer: Any = None
+    #: The curation switches' multiverse and the dataset provenance (bundled dataset only; issue #12).
+    multiverse: Any = None
 
     def to_frame(self) -> pd.DataFrame:
         """The decision table: one row per model (and covariate value), the posterior HR,
@@ -257,6 +259,7 @@ class AnalysisResult:
             "reconcile": self.reconciliation.to_json() if self.reconciliation is not None else None,
             "settle": self.settle.to_json() if self.settle is not None else None,
             "explorer": self.explorer.summary() if self.explorer is not None else None,
+            "multiverse": self.multiverse.to_json() if self.multiverse is not None else None,
             "warnings": list(self.warnings),
             "seed": self.seed,
         }
@@ -959,6 +962,16 @@ def run_analysis(
     timing["settle_s"] = elapsed(t0)
 
     t0 = time.perf_counter()
+    try:  # how much the curation switches move the answer (None unless the table is the bundled dataset)
+        from synthesis.multiverse import multiverse_bundled
+
+        multiverse = multiverse_bundled(table, threshold=choice.threshold, workers=workers)
+    except SynthesisError as exc:
+        multiverse = None
+        fitted.warnings.append(f"multiverse of the curation switches not computed: {exc}")
+    timing["multiverse_s"] = elapsed(t0)
+
+    t0 = time.perf_counter()
     sweeps = _run_sweeps(
         table, runs, settings.thresholds, tau_priors=tau_priors, bias_priors=bias_priors,
         workers=workers, progress=progress,
@@ -992,4 +1005,5 @@ def run_analysis(
         reconciliation=reconciliation,
         settle=settle,
         explorer=explorer,
+        multiverse=multiverse,
     )
