@@ -238,6 +238,8 @@ class AnalysisResult:
     settle: Any = None
     #: The sensitivity explorer's grid (issue #15; ``None``: not computed, see the warnings).
     explorer: Any = None
+    #: "One row per cohort, or all inputs?" (issue #13; bundled dataset only, ``None`` otherwise).
+    inputs_comparison: Any = None
     #: The curation switches' multiverse and the dataset provenance (bundled dataset only; issue #12).
     multiverse: Any = None
 
@@ -259,6 +261,7 @@ class AnalysisResult:
             "reconcile": self.reconciliation.to_json() if self.reconciliation is not None else None,
             "settle": self.settle.to_json() if self.settle is not None else None,
             "explorer": self.explorer.summary() if self.explorer is not None else None,
+            "inputs_comparison": self.inputs_comparison.to_json() if self.inputs_comparison is not None else None,
             "multiverse": self.multiverse.to_json() if self.multiverse is not None else None,
             "warnings": list(self.warnings),
             "seed": self.seed,
@@ -950,6 +953,15 @@ def run_analysis(
         reconciliation = None
         fitted.warnings.append(f"reconciliation with the published pools not computed: {exc}")
     timing["reconcile_s"] = elapsed(t0)
+    t0 = time.perf_counter()
+    try:  # one row per cohort vs all inputs (issue #13; None unless the table is the bundled dataset)
+        from synthesis.multilevel import compare_bundled_inputs
+
+        inputs_comparison = compare_bundled_inputs(table, thresholds=settings.thresholds)
+    except SynthesisError as exc:
+        inputs_comparison = None
+        fitted.warnings.append(f"'One row per cohort, or all inputs?' not computed: {exc}")
+    timing["inputs_comparison_s"] = elapsed(t0)
 
     t0 = time.perf_counter()
     try:  # "What would settle it?" (issue #14); operating characteristics only when asked (slow)
@@ -1005,5 +1017,6 @@ def run_analysis(
         reconciliation=reconciliation,
         settle=settle,
         explorer=explorer,
+        inputs_comparison=inputs_comparison,
         multiverse=multiverse,
     )
