@@ -31,6 +31,7 @@ from synthesis.report.narrative import (
     sweep_summary,
     warning_groups,
 )
+from synthesis.report.multilevel import inputs_section
 from synthesis.report.reconcile import RECONCILE_FIGURE, reconcile_section
 from synthesis.report.settle import SETTLE_FIGURES, settle_section
 from synthesis.report.tables import (
@@ -319,6 +320,7 @@ def render_report(result: AnalysisResult, figure_png: Mapping[str, bytes], capti
     _sensitivity(doc, result, groups["sweeps"], figures)
     _frequentist(doc, result)
     reconcile_section(doc, result, figures)
+    inputs_section(doc, result)
     multiverse_section(doc, result, figures)
     _pubbias(doc, result, groups["pubbias"], figures)
     _warnings(doc, validation, other)
