@@ -18,6 +18,7 @@ from synthesis.base import INTERVAL_LABEL
 from synthesis.report.document import ReportDocument
 from synthesis.report.explorer import add_explorer
 from synthesis.report.formats import INTERVAL_KIND, safe_name
+from synthesis.report.multilevel import inputs_section
 from synthesis.report.multiverse import MULTIVERSE_FIGURE, multiverse_section
 from synthesis.report.narrative import (
     answer,
@@ -31,7 +32,6 @@ from synthesis.report.narrative import (
     sweep_summary,
     warning_groups,
 )
-from synthesis.report.multilevel import inputs_section
 from synthesis.report.reconcile import RECONCILE_FIGURE, reconcile_section
 from synthesis.report.settle import SETTLE_FIGURES, settle_section
 from synthesis.report.tables import (
