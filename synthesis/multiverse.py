@@ -328,6 +328,16 @@ class MultiverseResult:
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        from synthesis.models.display import html_block, html_table
+
+        rows = [[s["name"], s["kind"], f"{s['max_shift_p']:.3f}", f"{s['max_shift_hr']:.3f}",
+                 ", ".join(str(a) for a in s["alternatives"])] for s in self.shifts()]
+        share = self.share_p_above()
+        title = (f"Multiverse: {self.n_specifications} specifications; P(HR < {self.threshold:g}) > 0.5 in "
+                 f"{100 * share['0.5']:.1f}%, > 0.9 in {100 * share['0.9']:.1f}%")
+        return html_block(title, [html_table(["choice", "kind", "max shift P", "max shift HR", "alternatives"], rows)])
+
     def plot_curve(self, **kwargs: Any) -> Any:
         """The specification curve (:func:`synthesis.plots.multiverse.plot_specification_curve`)."""
         from synthesis.plots.multiverse import plot_specification_curve
