@@ -29,7 +29,8 @@ CURVE_LEVELS: tuple[float, ...] = (0.5, 0.9)
 
 
 def _rows(result: Any) -> list[tuple[str, str, str]]:
-    """(column, value, label) of every indicator row, top to bottom."""
+    """(column, value, label) of every indicator row, top to bottom (a prior that does not vary
+    gets no row: the caption names it)."""
     rows = []
     for name, alternatives in result.switches.items():
         for alt in alternatives:
@@ -38,10 +39,10 @@ def _rows(result: Any) -> list[tuple[str, str, str]]:
     for m in result.models:
         if (result.frame["model"] == m).any():
             rows.append(("model", m, MODEL_LABELS.get(m, m)))
-    for t in result.tau_priors:
-        rows.append(("tau_prior", t, f"tau ~ {t}"))
-    for b in result.bias_priors:
-        rows.append(("bias_prior", b, f"bias ~ {b}"))
+    if len(result.tau_priors) > 1:
+        rows.extend(("tau_prior", t, f"tau ~ {t}") for t in result.tau_priors)
+    if len(result.bias_priors) > 1:
+        rows.extend(("bias_prior", b, f"bias ~ {b}") for b in result.bias_priors)
     return [r for r in rows if r[1] != NO_PRIOR]
 
 

@@ -75,7 +75,9 @@ def summary(mv: MultiverseResult) -> str:
         f"The bundled table was rebuilt under every combination of its curation switches ({mv.n_tables} tables) "
         f"and fitted with {len(mv.models)} model{'s' if len(mv.models) > 1 else ''} "
         f"({', '.join(mv.models)}) at the default priors: {mv.n_specifications} specifications. "
-        f"{t} exceeds 0.5 in {100 * share['0.5']:.0f}% of them and 0.9 in {100 * share['0.9']:.0f}%. "
+        f"{t} exceeds 0.5 in {100 * share['0.5']:.0f}% of them and 0.9 in {100 * share['0.9']:.0f}% "
+        f"(range {mv.frame['p_below'].min():.2f} to {mv.frame['p_below'].max():.2f}; posterior median HR "
+        f"{mv.frame['hr_median'].min():.2f} to {mv.frame['hr_median'].max():.2f}). "
     )
     if matter:
         parts = [f"{s['name']} (up to {s['max_shift_p']:.2f} in {t}, {s['max_shift_hr']:.2f} in the HR)" for s in matter]
