@@ -394,7 +394,8 @@ class PlanResult:
          ['events', 'p_trial_significant', 'p_rule_met_after', 'p_decision_changes', 'expected_posterior_sd'])
         """
         return {
-            "model": self.model,
+            "model": self.spec.model,
+            "label": self.model,
             "rule": {"threshold": self.threshold, "level": self.level},
             "rows": [r.to_dict() for r in self.rows],
             "current": {

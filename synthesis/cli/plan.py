@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from synthesis.cli.common import add_input_arguments
-from synthesis.errors import InputError
+from synthesis.errors import InputError, ModelError
 
 #: The command recorded in the marker of the folders ``plan --out`` writes.
 OUTPUT_COMMAND = "plan"
@@ -91,6 +91,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    f"default {RULE_THRESHOLD:g})")
     p.add_argument("--one-sided", type=probability_arg, default=None, metavar="ALPHA",
                    help="also report P(new trial significant one-sided at ALPHA in favour of treatment, HR < 1)")
+    p.add_argument("--common-effect", action="store_true", help="fix tau = 0 (no between-study heterogeneity)")
     p.add_argument("--out", metavar="DIR", default=None, help="write plan.csv, plan.json and the figure (PNG and SVG) here")
     p.set_defaults(handler=run)
 
@@ -134,10 +135,14 @@ def run(args: argparse.Namespace) -> int:
     spec = build_spec(args)
     data = ModelData.from_table(table, spec)
     out = check_out(args.out) if args.out is not None else None
-    result = plan_trial(
-        data, spec, events=events, allocation=args.allocation, threshold=threshold, level=args.level,
-        one_sided=args.one_sided, event_prob=args.event_prob,
-    )
+    label = f"{spec.model} ({spec.bias_variant})" if spec.has_bias else spec.model
+    try:
+        result = plan_trial(
+            data, spec, events=events, allocation=args.allocation, threshold=threshold, level=args.level,
+            one_sided=args.one_sided, event_prob=args.event_prob, label=label,
+        )
+    except ModelError as exc:
+        raise ModelError(f"synthesis plan refits with the exact engine: {exc}") from exc
     result.notes[:0] = notes
     if out is not None:  # write before printing: a failed write is exit 2 without results shown
         written = _write(result, out)
