@@ -328,6 +328,14 @@ class SimulationResult:
             rows.append(row)
         return pd.DataFrame.from_records(rows)
 
+    def _repr_html_(self) -> str:
+        from synthesis.models.display import html_block, html_table
+
+        frame = self.to_frame()
+        rows = [[f"{v:.4g}" for v in row] for row in frame.itertuples(index=False)]
+        title = f"Operating characteristics of P(HR < {self.threshold:g}) > {self.level:g} ({self.n_sim} per scenario)"
+        return html_block(title, [html_table(list(frame.columns), rows)], self.notes)
+
     def __str__(self) -> str:
         lines = [
             f"Operating characteristics of 'recommend if P(HR < {self.threshold:g}) > {self.level:g}': "

@@ -444,6 +444,17 @@ class PlanResult:
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        from synthesis.models.display import html_block, html_table
+
+        frame = self.to_frame()
+        cols = ["events", "p_trial_significant", "p_trial_significant_benefit", "p_rule_met_after",
+                "p_decision_changes", "expected_posterior_sd", "evsi"]
+        rows = [[f"{v:.4g}" for v in row] for row in frame[cols].itertuples(index=False)]
+        title = (f"Next randomised trial ({self.model}, k = {self.k}): rule P(HR < {self.threshold:g}) > {self.level:g}, "
+                 f"today P = {self.p_below_now:.3f}")
+        return html_block(title, [html_table(cols, rows)], self.notes)
+
     def plot(self, **kwargs: Any) -> Any:
         """Predictive power and decision-change curves (:func:`synthesis.plots.plan.plot_plan`)."""
         from synthesis.models.results import _plotting

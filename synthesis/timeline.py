@@ -146,6 +146,16 @@ class TimelineResult:
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        from synthesis.models.display import fmt, html_block, html_table
+
+        cols = ["year", "model", "k", "hr", "ci_lower", "ci_upper", "p_below", "scenario", "reason"]
+        rows = [[fmt(v) if isinstance(v, float) else ("" if v is None else v) for v in
+                 (r.year, TIMELINE_MODELS[r.model].strip(), r.k, r.hr, r.ci_lower, r.ci_upper, r.p_below,
+                  r.scenario, r.reason)] for r in self.rows]
+        return html_block(f"Cumulative evidence by publication year: P(HR < {self.threshold:g})",
+                          [html_table(cols, rows)], self.notes)
+
     def plot(self, **kwargs: Any) -> Any:
         """The timeline figure (:func:`synthesis.plots.timeline.plot_timeline`)."""
         from synthesis.plots.timeline import plot_timeline
