@@ -77,6 +77,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_input_arguments(p)
     add_model_arguments(p)
     p.set_defaults(model=None)  # None: bias if both designs are present, else re (with a note)
+    for action in p._actions:  # fit's help says repeatable, default 0.8 and 1.0: plan takes one rule
+        if action.dest == "threshold":
+            action.help = f"the rule's HR threshold T, given once (default {RULE_THRESHOLD:g})"
+        elif action.dest == "model":
+            action.help = "model of the current evidence (default: bias with both designs present, else re)"
     p.add_argument("--events", type=_number_list("event counts"), default=None, metavar="D1,D2,...",
                    help=f"trial sizes in events (default {DEFAULT_EVENTS[0]} to {DEFAULT_EVENTS[-1]} in steps of "
                    f"{DEFAULT_EVENTS[1] - DEFAULT_EVENTS[0]})")
