@@ -202,9 +202,17 @@ def designs_present(data: ModelData) -> list[str]:
 
 def _check(data: ModelData, spec: ModelSpec) -> None:
     if spec.multilevel:
+        # the fit path (synthesis.models.pymc_fit) reuses compiled models by a structure key and
+        # data hash that do not yet hold the clusters, rho and the tau_within prior family: a
+        # multilevel fit could silently reuse another model's compiled density
         raise ModelError(
-            f"the PyMC engine has no multilevel model (cluster {spec.cluster!r}); use engine='exact'"
+            f"the PyMC multilevel model (cluster {spec.cluster!r}) is not available through "
+            "engine='pymc' yet; use engine='exact' (or build_multilevel_model and sample it directly)"
         )
+    _check_data(data, spec)
+
+
+def _check_data(data: ModelData, spec: ModelSpec) -> None:
     if data.k < 2:
         raise ModelError(f"{data.source}: {data.k} study; a hierarchical model needs at least 2")
     if tuple(data.covariates) != tuple(spec.covariates):
@@ -397,6 +405,69 @@ def build_model(data: ModelData, spec: ModelSpec) -> pm.Model:
         pm.Normal("y", mu=theta, sigma=sigma, observed=y, dims="study")
         z_new = pm.Normal("z_new", *STANDARD_NORMAL)
         pm.Deterministic("theta_new", mu + tau * z_new)
+    return model
+
+
+def build_multilevel_model(data: ModelData, spec: ModelSpec) -> pm.Model:
+    r"""The multilevel model (``spec.cluster``; issue #13), non-centred: row ``j`` of cluster
+    ``i`` has
+
+    .. math::
+
+        \theta_{ij} = \text{mean}_{ij} + \tau z_i + \tau_w z_{ij}, \qquad
+        y_{ij} = \theta_{ij} + \sqrt{\rho}\, s_{ij}\, \omega_i + \sqrt{1 - \rho}\, s_{ij}\, \eta_{ij},
+
+    with ``mean`` as in :func:`build_model` (mu, the design bias of the additive variant or the
+    down-weighted ``s`` of the downweight variant, covariate terms with missing values imputed)
+    and ``z_i, z_ij, omega_i, eta_ij ~ N(0, 1)``: the shared ``omega_i`` gives the rows of a
+    cluster the compound-symmetric sampling covariance ``rho s_ij s_ik`` (metafor's vcalc), so
+    the exact engine's likelihood. The latent form is used at every k. ``theta_new = mu + tau
+    z_new + tau_w z_new_w`` (a new row in a new cluster).
+
+    Examples
+    --------
+    >>> from synthesis.multilevel import load_all_inputs
+    >>> spec = ModelSpec("re", cluster="cohort", rho=0.5)
+    >>> model = build_multilevel_model(ModelData.from_table(load_all_inputs(), spec), spec)
+    >>> [v.name for v in model.free_RVs]
+    ['mu', 'tau', 'tau_within', 'z_cluster', 'z', 'omega', 'z_new', 'z_new_within']
+    """
+    from synthesis.models.multilevel import Clusters
+
+    if not spec.multilevel or len(data.clusters) != data.k:
+        raise ModelError(f"{data.source}: a multilevel model needs a cluster per row (spec.cluster and ModelData.clusters)")
+    _check_data(data, spec)
+    clusters = Clusters.from_labels(data.clusters, rho=spec.rho, name=str(spec.cluster))
+    priors = spec.priors
+    coords = model_coords(data)
+    coords["cluster"] = list(clusters.labels)
+    nr = np.asarray(data.nonrandomised, dtype=bool)
+    with pm.Model(coords=coords) as model:
+        y = pm.Data("log_hr", np.asarray(data.y, dtype=float), dims="study")
+        se = pm.Data("se", np.asarray(data.se, dtype=float), dims="study")
+        index = pm.Data("cluster_index", clusters.index, dims="study")
+        mu = prior_rv("mu", priors.mu)
+        tau = prior_rv("tau", priors.tau)
+        tau_w = prior_rv("tau_within", spec.tau_within, parameter="tau_within")
+        mean = mu + _study_bias(data, spec)
+        if spec.has_covariates:
+            mean = mean + _regression(data, spec)
+        z_c = pm.Normal("z_cluster", *STANDARD_NORMAL, dims="cluster")
+        z = pm.Normal("z", *STANDARD_NORMAL, dims="study")
+        theta = pm.Deterministic("theta", mean + tau * z_c[index] + tau_w * z, dims="study")
+        sigma = se
+        if spec.has_bias and spec.bias_variant == "downweight":
+            alpha = pm.Data("alpha", float(spec.alpha))
+            inflate = pm.Data("nonrandomised", nr.astype(float), dims="study")
+            sigma = se / pt.sqrt(1.0 + inflate * (alpha - 1.0))
+        centre = theta
+        if spec.rho > 0:
+            omega = pm.Normal("omega", *STANDARD_NORMAL, dims="cluster")
+            centre = theta + np.sqrt(spec.rho) * sigma * omega[index]
+        pm.Normal("y", mu=centre, sigma=np.sqrt(1.0 - spec.rho) * sigma, observed=y, dims="study")
+        z_new = pm.Normal("z_new", *STANDARD_NORMAL)
+        z_new_w = pm.Normal("z_new_within", *STANDARD_NORMAL)
+        pm.Deterministic("theta_new", mu + tau * z_new + tau_w * z_new_w)
     return model
 
 
@@ -696,4 +767,6 @@ def reported_parameters(spec: ModelSpec) -> tuple[str, ...]:
         names.append("delta")
     if spec.has_bias and spec.bias_variant in ("random", "three-level"):
         names.append("kappa")
+    if spec.multilevel:
+        names.append("tau_within")
     return tuple(names)

@@ -79,6 +79,7 @@ def test_sweep_and_average_cluster(capsys, all_inputs: str) -> None:
         (["pool", "--cluster", "cohort", "--method", "DL"], "REML or ML"),
         (["fit", "--tau-within-prior", "halfnormal(1)"], "needs --cluster"),
         (["fit", "--cluster", "cohort", "--engine", "pymc"], "needs --engine exact"),
+        (["fit", "--cluster", "cohort", "--model", "bias", "--bias-variant", "three-level"], "third variance"),
         (["average", "--cluster", "cohort", "--bias-variants", "all"], "third variance"),
         (["fit", "--cluster", "cohort", "--tau-within-prior", "normal(0, 1)"], "not available for tau"),
     ],

@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = _check_out(args.out) if args.out else None
     engine = args.engine or ("exact" if spec.multilevel else "pymc")
     if spec.multilevel and engine != "exact":
-        raise InputError("--cluster (a multilevel model) needs --engine exact: the PyMC engine has no multilevel model")
+        raise InputError("--cluster (a multilevel model) needs --engine exact: the PyMC multilevel model is not "
+                         "available through fit yet")
     try:
         result = fit(
             table,
