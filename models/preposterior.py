@@ -73,6 +73,7 @@ import numpy as np
 from scipy import optimize, special
 from threadpoolctl import threadpool_limits
 
+from synthesis.base import REFERENCE_DESIGN
 from synthesis.errors import InputError
 from synthesis.models.exact import ExactPosterior, exact_posterior, mixture_quantiles
 from synthesis.models.spec import ModelData, ModelSpec, check_thresholds
@@ -139,10 +140,14 @@ class _Current:
         if not contrast.any():
             raise InputError("the model fixes mu at 0 (no effect): there is no effect for a new trial to inform")
         means, sds = post._moments(contrast[None, :])
+        # the new trial's random part given the node: its predictive variance minus that of c'b
+        # (tau^2; tau^2 + tau_within^2 in a multilevel model, the trial being a new cluster)
+        pred = post.predictive_for(design=REFERENCE_DESIGN)
         w = np.asarray(post.weights, dtype=float)
         keep = w > PRUNE * w.max()
-        tau = np.asarray(post.tau, dtype=float)
-        return cls(w=w[keep] / w[keep].sum(), m=means[keep, 0], c=sds[keep, 0] ** 2, t2=tau[keep] ** 2)
+        c = sds[keep, 0] ** 2
+        return cls(w=w[keep] / w[keep].sum(), m=means[keep, 0], c=c,
+                   t2=np.maximum(pred.sds[keep] ** 2 - c, 0.0))
 
     def p_below(self, log_t: float) -> float:
         return float(self.w @ special.ndtr((log_t - self.m) / np.sqrt(self.c)))
