@@ -293,3 +293,30 @@ def test_report_writes_explorer_html_and_the_section(tmp_path, page_data):
     bare = write_report(result, tmp_path / "without", figures=tiny_figures())
     assert not (bare / EXPLORER_FILE).exists()
     assert "Not computed: the explorer varies the design-bias prior" in (bare / "report.html").read_text()
+
+
+def test_explorer_is_deferred_capped_and_a_failure_is_a_warning():
+    """run_analysis stores a DeferredExplorer: nothing is computed until read; above MAX_STUDIES
+    the reason lands in the analysis's warnings and the explorer is None."""
+    import pandas as pd
+
+    from synthesis.api import load_studies
+    from synthesis.models.spec import ModelSpec
+
+    k = eg.MAX_STUDIES + 1
+    rng = np.random.default_rng(3)
+    se = rng.uniform(0.1, 0.4, k)
+    frame = pd.DataFrame({"study": [f"S{i}" for i in range(k)], "log_hr": rng.normal(-0.1, 0.2, k), "se": se,
+                          "design": np.where(np.arange(k) % 3 == 0, "rct", "retrospective")})
+    table = load_studies(frame)
+    warnings: list[str] = []
+    timing: dict[str, float] = {}
+    deferred = eg.DeferredExplorer(lambda: eg.explorer_for(table, ModelSpec("bias"), threshold=0.8),
+                                   warnings=warnings, timing=timing)
+    assert warnings == [] and timing == {}
+    assert deferred.get() is None and deferred.summary() is None and deferred.to_json() is None
+    assert warnings == [f"sensitivity explorer not computed: the sensitivity explorer is computed up to "
+                        f"{eg.MAX_STUDIES:,} studies (k = {k:,})"]
+    assert "explorer_s" in timing
+    rct_only = load_studies(frame[frame["design"] == "rct"])
+    assert eg.explorer_for(rct_only, ModelSpec("bias"), threshold=0.8) is None
