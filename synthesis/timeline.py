@@ -325,9 +325,10 @@ def settle_evidence(
     level: float | None = None,
     operating: bool = False,
     seed: int | None = None,
+    events: Sequence[float] | None = None,
 ) -> SettleEvidence:
-    """The next-trial plan (design-bias model, or random effects without both designs; 100 to
-    2000 events), the timeline (when the table has a year column) and, with ``operating``, the
+    """The next-trial plan (design-bias model, or random effects without both designs; ``events``,
+    default 100 to 2000 events), the timeline (when the table has a year column) and, with ``operating``, the
     operating characteristics of the rule (:data:`REPORT_N_SIM` per scenario, the default grid).
 
     Examples
@@ -335,12 +336,12 @@ def settle_evidence(
     The randomised studies alone (no design-bias model: random effects, with a note):
 
     >>> import synthesis as syn
-    >>> ev = settle_evidence(syn.load_dataset("dnmbc_lrt", subset="rct"))
+    >>> ev = settle_evidence(syn.load_dataset("dnmbc_lrt", subset="rct"), events=[500])
     >>> ev.plan.model, len(ev.plan.rows), ev.timeline.years, ev.operating is None
-    ('re', 20, [2015, 2018, 2019, 2022, 2023], True)
+    ('re', 1, [2015, 2018, 2019, 2022, 2023], True)
     """
     from synthesis.base import DEFAULT_SEED
-    from synthesis.models.preposterior import RULE_LEVEL, plan_trial
+    from synthesis.models.preposterior import DEFAULT_EVENTS, RULE_LEVEL, plan_trial
 
     t0 = time.perf_counter()
     spec = spec if spec is not None else ModelSpec("bias")
@@ -352,7 +353,8 @@ def settle_evidence(
         out.notes.append("the next-trial plan uses random effects: the table does not have both randomised and "
                          "non-randomised studies")
     try:
-        out.plan = plan_trial(ModelData.from_table(table, plan_spec), plan_spec, threshold=threshold, level=level)
+        out.plan = plan_trial(ModelData.from_table(table, plan_spec), plan_spec, threshold=threshold, level=level,
+                              events=DEFAULT_EVENTS if events is None else events)
     except (ModelError, InputError) as exc:
         out.notes.append(f"next-trial plan not computed: {exc}")
     if YEAR_COLUMN in table.frame.columns:

@@ -40,7 +40,7 @@ def _subset(data, mask):
                                   ModelSpec("bias", heterogeneity=False)], ids=["additive", "downweight", "common"])
 def test_batched_engine_matches_fit_exact(data, spec):
     analyses = Analyses.build(data, spec)
-    Y = simulate_data(Scenario(0.9, 0.75, 0.2), 0, range(8), data.se, data.nonrandomised, tau=0.1, seed=3)
+    Y = simulate_data(Scenario(0.9, 0.75, 0.2), 0, range(5), data.se, data.nonrandomised, tau=0.1, seed=3)
     got = analyses.p_below(Y, 0.8)
     rct = ~data.nonrandomised
     for n, y in enumerate(Y):
