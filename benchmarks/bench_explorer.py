@@ -101,6 +101,8 @@ def main() -> None:
           f"({out['fits_per_fit_time']:.1f} settings per fit time); CPU {grid_cpu_s:.2f} s")
     print(f"interpolation check ({args.checks} settings): {check_s:.2f} s; worst error HR {100 * err['hr']:.2f}% "
           f"(relative), P(HR < T) {err['p']:.4f} (absolute)")
+    for name, e in err["models"].items():
+        print(f"  {name:10s} worst error HR {100 * e['hr']:.2f}%, P {e['p']:.4f}")
     print(f"explorer.html: {out['explorer_bytes'] / 1e6:.2f} MB; axes {out['resolution']}")
     for name, r in out.get("resolutions", {}).items():
         print(f"  {name:8s} grid {r['grid_s']:.2f} s, {r['settings']} settings, {r['bytes'] / 1e6:.2f} MB, "
