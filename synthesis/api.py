@@ -40,12 +40,18 @@ if TYPE_CHECKING:
     from synthesis.metaregression import MetaRegResult
     from synthesis.models.averaging import AveragingResult
     from synthesis.models.loo import VariantComparison
+    from synthesis.models.operating import SimulationResult
     from synthesis.models.powerscale import PowerScaleResult
+    from synthesis.models.preposterior import PlanResult
     from synthesis.models.results import FitResult
     from synthesis.models.tipping import TippingResult
+    from synthesis.multilevel import MultilevelResult
+    from synthesis.multiverse import MultiverseResult
     from synthesis.pooling import PoolResult
     from synthesis.pubbias import BiasResult
+    from synthesis.reconcile import ReconcileResult
     from synthesis.sweeps import SweepResult
+    from synthesis.timeline import TimelineResult
 
 __all__ = [
     "analyse",
@@ -56,9 +62,15 @@ __all__ = [
     "load_dataset",
     "load_studies",
     "metareg",
+    "multiverse",
+    "plan",
     "pool",
+    "pool_multilevel",
     "psense",
+    "reconcile_published",
+    "simulate",
     "sweep",
+    "timeline",
     "tipping",
     "write_report",
 ]
@@ -221,13 +233,17 @@ def _spec(
     priors: Mapping[str, Prior | None],
     effect: bool = True,
     heterogeneity: bool = True,
+    cluster: str | None = None,
+    rho: float = 0.0,
+    tau_within_prior: Prior | None = None,
 ) -> ModelSpec:
     parsed = {name: _prior(value, name) for name, value in priors.items()}
     config = replace(resolve_priors(), **{k: v for k, v in parsed.items() if v is not None})
     return ModelSpec(
         model=model, bias_variant=bias_variant, alpha=alpha,
         covariates=tuple(dict.fromkeys(covariates)), priors=config,
-        effect=effect, heterogeneity=heterogeneity,
+        effect=effect, heterogeneity=heterogeneity, cluster=cluster, rho=rho,
+        tau_within_prior=_prior(tau_within_prior, "tau"),
     )
 
 
@@ -358,7 +374,10 @@ def fit(
     beta_prior: Prior | None = None,
     effect: bool = True,
     heterogeneity: bool = True,
-    engine: str = "pymc",
+    cluster: str | None = None,
+    rho: float = 0.0,
+    tau_within_prior: Prior | None = None,
+    engine: str | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     at: Iterable[str] | Mapping[str, Mapping[str, float]] | None = None,
     chains: int = 4,
@@ -391,9 +410,14 @@ def fit(
         factor for an effect, ``exp(log_marginal_likelihood)`` ratio); exact engine only.
     heterogeneity
         ``False`` fixes tau = 0 (the common-effect model); exact engine only.
+    cluster, rho, tau_within_prior
+        A multilevel model (issue #13): rows grouped by the column ``cluster`` (e.g.
+        ``"cohort"``) with cluster effects ``u_i ~ N(0, tau^2)``, row effects
+        ``e_ij ~ N(0, tau_within^2)`` and a within-cluster sampling correlation ``rho``
+        (metafor's ``vcalc``); exact engine only.
     engine
-        ``"pymc"`` (NUTS via nutpie) or ``"exact"`` (quadrature over tau; linear-Gaussian
-        models only).
+        ``"pymc"`` (NUTS via nutpie; the default) or ``"exact"`` (quadrature over tau;
+        linear-Gaussian models only; the default with ``cluster``).
     thresholds
         Report P(HR < T) for each hazard ratio T > 0.
     at
@@ -422,14 +446,23 @@ def fit(
     >>> null = syn.fit(table, model="bias", effect=False, engine="exact")
     >>> null.hr.median, round(a.log_marginal_likelihood - null.log_marginal_likelihood, 2)
     (1.0, -1.73)
+
+    All inputs, several per cohort, in the multilevel model:
+
+    >>> from synthesis.multilevel import load_all_inputs
+    >>> ml = syn.fit(load_all_inputs(), model="bias", cluster="cohort")
+    >>> ml.engine, sorted(ml.parameters)
+    ('exact', ['delta', 'mu', 'tau', 'tau_within'])
     """
     from synthesis.models.fit import fit as _fit
 
     spec = _spec(
         model, bias_variant=bias_variant, alpha=alpha, covariates=covariates,
         priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior, "beta": beta_prior},
-        effect=effect, heterogeneity=heterogeneity,
+        effect=effect, heterogeneity=heterogeneity, cluster=cluster, rho=rho, tau_within_prior=tau_within_prior,
     )
+    if engine is None:
+        engine = "exact" if spec.multilevel else "pymc"
     table = load_studies(data, covariates=spec.covariates)
     return _fit(
         table, spec, engine=engine, thresholds=thresholds, at=at, chains=chains, draws=draws,
@@ -813,3 +846,193 @@ def psense(
         load_studies(data), spec, engine=engine, thresholds=thresholds,
         threshold=sensitivity_threshold, fit_options=fit_options,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# several inputs per cohort (issue #13)
+# --------------------------------------------------------------------------------------------
+def pool_multilevel(
+    data: Studies,
+    cluster: str,
+    *,
+    method: str = "REML",
+    rho: float = 0.0,
+    test: str = "z",
+    covariates: Sequence[str] = (),
+) -> MultilevelResult:
+    """Multilevel pooling of rows grouped in clusters (``synthesis pool --cluster``; metafor's
+    ``rma.mv(yi, V, random = ~ 1 | cluster/row)``): REML or ML estimates of the between- and
+    within-cluster variances, fixed effects with z or t (``test="t"``, k - p df) tests, Q_E
+    (:func:`synthesis.multilevel.pool_multilevel`).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> from synthesis.multilevel import load_all_inputs
+    >>> r = syn.pool_multilevel(load_all_inputs(), "cohort")
+    >>> sorted(k for k in r.to_json() if k.startswith("sigma2"))
+    ['sigma2_between', 'sigma2_within']
+    """
+    from synthesis.multilevel import pool_multilevel as _pool
+
+    table = load_studies(data, covariates=covariates)
+    return _pool(table, cluster, method=method, rho=rho, test=test, covariates=covariates)
+
+
+# --------------------------------------------------------------------------------------------
+# the next trial and the living evidence (issue #14)
+# --------------------------------------------------------------------------------------------
+def plan(
+    data: Studies,
+    *,
+    model: str = "bias",
+    bias_variant: str = "additive",
+    alpha: float = 0.5,
+    mu_prior: Prior | None = None,
+    tau_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
+    events: Sequence[float] | None = None,
+    allocation: float = 1.0,
+    threshold: float | None = None,
+    level: float | None = None,
+    one_sided: float | None = None,
+) -> PlanResult:
+    """Would one more randomised trial settle it (``synthesis plan``)? Exact preposterior
+    analysis of a new two-arm trial of each size in ``events``: predictive power, the
+    probability that the synthesis then meets ``P(HR < threshold) > level`` and that the
+    decision changes, the expected posterior SD and EVSI
+    (:func:`synthesis.models.preposterior.plan_trial`).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.plan(syn.load_dataset("dnmbc_lrt"), events=[200, 1000])
+    >>> r.to_json()["rule"], [row["events"] for row in r.to_json()["rows"]]
+    ({'threshold': 0.8, 'level': 0.9}, [200.0, 1000.0])
+    """
+    from synthesis.models.preposterior import DEFAULT_EVENTS, RULE_LEVEL, RULE_THRESHOLD, plan_trial
+    from synthesis.models.spec import ModelData
+
+    spec = _spec(model, bias_variant=bias_variant, alpha=alpha, covariates=(),
+                 priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior})
+    table = load_studies(data)
+    return plan_trial(
+        ModelData.from_table(table, spec), spec, events=DEFAULT_EVENTS if events is None else events,
+        allocation=allocation, threshold=RULE_THRESHOLD if threshold is None else threshold,
+        level=RULE_LEVEL if level is None else level, one_sided=one_sided,
+    )
+
+
+def timeline(
+    data: Studies, *, threshold: float | None = None, scenarios: Sequence[str] = ()
+) -> TimelineResult:
+    """How the evidence moved (``synthesis timeline``): refits after each publication year
+    (``year`` column) of the RCT-only, design-bias and model-averaged models, and
+    ``"HR:EVENTS"`` scenario trials a year after the last (:func:`synthesis.timeline.run_timeline`).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.timeline(syn.load_dataset("dnmbc_lrt"), scenarios=["0.8:500"])
+    >>> sorted(r.to_json()["rows"][0])[:3]
+    ['ci_lower', 'ci_upper', 'hr']
+    """
+    from synthesis.models.preposterior import RULE_THRESHOLD
+    from synthesis.timeline import run_timeline
+
+    return run_timeline(
+        load_studies(data), threshold=RULE_THRESHOLD if threshold is None else threshold, scenarios=scenarios
+    )
+
+
+def simulate(
+    data: Studies,
+    *,
+    true_hrs: Sequence[float] | None = None,
+    bias_means: Sequence[float] | None = None,
+    bias_sds: Sequence[float] | None = None,
+    n_sim: int | None = None,
+    threshold: float | None = None,
+    level: float | None = None,
+    seed: int = DEFAULT_SEED,
+    workers: int | None = 1,
+    scheduler: str | None = None,
+) -> SimulationResult:
+    """Operating characteristics of the rule ``P(HR < threshold) > level`` (``synthesis
+    simulate``): how often the design-bias model, the naive pool and the RCTs alone recommend
+    over a grid of truths, from evidence bases shaped like ``data``
+    (:func:`synthesis.simulation.run_simulation`; the same numbers on any number of workers).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.simulate(syn.load_dataset("dnmbc_lrt"), true_hrs=[1.0], bias_means=[0.7], bias_sds=[0.1], n_sim=200)
+    >>> sorted(r.to_json()["scenarios"][0]["p_recommend"])
+    ['bias', 'naive', 'rct_only']
+    """
+    from synthesis.models.spec import ModelData
+    from synthesis.simulation import run_simulation
+
+    table = load_studies(data)
+    spec = ModelSpec("bias")
+    options = {
+        "true_hrs": true_hrs, "bias_means": bias_means, "bias_sds": bias_sds, "n_sim": n_sim,
+        "threshold": threshold, "level": level,
+    }  # None: run_simulation's default
+    return run_simulation(
+        ModelData.from_table(table, spec), spec, seed=seed, workers=workers, scheduler=scheduler,
+        progress=False, **{k: v for k, v in options.items() if v is not None},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the evidence, audited (issue #12)
+# --------------------------------------------------------------------------------------------
+def multiverse(
+    data: Studies | None = None,
+    *,
+    threshold: float = DEFAULT_THRESHOLDS[0],
+    switches: Mapping[str, Sequence[str]] | None = None,
+    models: Sequence[str] | None = None,
+    tau_priors: Sequence[str] | None = None,
+    bias_priors: Sequence[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> MultiverseResult:
+    """Every specification at once (``synthesis multiverse``): the curation switches of the
+    bundled data (``data=None``) x models x tau priors x bias priors, fitted exactly; on other
+    data only the model and prior dimensions (:func:`synthesis.multiverse.run_multiverse`).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.multiverse(models=["bias"], tau_priors=["halfnormal(0.5)"], bias_priors=["normal(0, 0.5)"], workers=1)
+    >>> r.to_json()["n_specifications"] > 100
+    True
+    """
+    from synthesis.multiverse import run_multiverse
+
+    return run_multiverse(
+        None if data is None else load_studies(data), threshold=threshold, switches=switches, models=models,
+        tau_priors=tau_priors, bias_priors=bias_priors, workers=workers, scheduler=scheduler, progress=False,
+    )
+
+
+def reconcile_published(
+    pools: str | Path | None = None, *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+) -> ReconcileResult:
+    """How the published pooled HRs came about (``synthesis reconcile``): each reproduced from
+    its own inputs, then walked to this tool's answer one change at a time
+    (:func:`synthesis.reconcile.reconcile`; ``pools`` default the bundled
+    ``published_pools.json``).
+
+    Examples
+    --------
+    >>> import synthesis as syn
+    >>> r = syn.reconcile_published()
+    >>> [p["name"] for p in r.to_json()["published"]][:2]
+    ['Gera 2020, prospective', 'Gera 2020, all LRT']
+    """
+    from synthesis.reconcile import reconcile
+
+    return reconcile(pools, thresholds=thresholds)
