@@ -30,7 +30,7 @@ from timing import median_time
 from synthesis.datasets import load_dataset
 from synthesis.models.exact import fit_exact
 from synthesis.models.spec import ModelData, ModelSpec
-from synthesis.multiverse import run_multiverse
+from synthesis.specifications import run_multiverse
 
 
 def _cpu() -> float:
@@ -57,7 +57,7 @@ def main() -> None:
         cpus.append(_cpu() - c0)
     wall, cpu = min(walls), min(cpus)
 
-    from synthesis.multiverse import REPORT_MULTIVERSE
+    from synthesis.specifications import REPORT_MULTIVERSE
 
     t0 = time.perf_counter()
     report = run_multiverse(workers=args.workers, progress=False, **REPORT_MULTIVERSE)

@@ -234,7 +234,7 @@ class AnalysisResult:
     #: The published pools reproduced and walked to this analysis (bundled dataset only; issue #12).
     reconciliation: Any = None
     #: "What would settle it?" (issue #14): the next-trial plan, the timeline and, when asked,
-    #: the operating characteristics (:class:`synthesis.timeline.SettleEvidence`; ``None``: not computed).
+    #: the operating characteristics (:class:`synthesis.cumulative.SettleEvidence`; ``None``: not computed).
     settle: Any = None
     #: The sensitivity explorer's grid (issue #15; ``None``: not computed, see the warnings).
     explorer: Any = None
@@ -965,7 +965,7 @@ def run_analysis(
 
     t0 = time.perf_counter()
     try:  # "What would settle it?" (issue #14); operating characteristics only when asked (slow)
-        from synthesis.timeline import settle_evidence
+        from synthesis.cumulative import settle_evidence
 
         settle = settle_evidence(table, threshold=choice.threshold, operating=operating_characteristics, seed=settings.seed)
     except SynthesisError as exc:
@@ -975,7 +975,7 @@ def run_analysis(
 
     t0 = time.perf_counter()
     try:  # how much the curation switches move the answer (None unless the table is the bundled dataset)
-        from synthesis.multiverse import multiverse_bundled
+        from synthesis.specifications import multiverse_bundled
 
         multiverse = multiverse_bundled(table, threshold=choice.threshold, workers=workers)
     except SynthesisError as exc:

@@ -37,6 +37,7 @@ from synthesis.studies import load_studies as _load_csv
 
 if TYPE_CHECKING:
     from synthesis.analysis import AnalysisResult
+    from synthesis.cumulative import TimelineResult
     from synthesis.metaregression import MetaRegResult
     from synthesis.models.averaging import AveragingResult
     from synthesis.models.loo import VariantComparison
@@ -46,12 +47,11 @@ if TYPE_CHECKING:
     from synthesis.models.results import FitResult
     from synthesis.models.tipping import TippingResult
     from synthesis.multilevel import MultilevelResult
-    from synthesis.multiverse import MultiverseResult
     from synthesis.pooling import PoolResult
     from synthesis.pubbias import BiasResult
     from synthesis.reconcile import ReconcileResult
+    from synthesis.specifications import MultiverseResult
     from synthesis.sweeps import SweepResult
-    from synthesis.timeline import TimelineResult
 
 __all__ = [
     "analyse",
@@ -928,7 +928,7 @@ def timeline(
 ) -> TimelineResult:
     """How the evidence moved (``synthesis timeline``): refits after each publication year
     (``year`` column) of the RCT-only, design-bias and model-averaged models, and
-    ``"HR:EVENTS"`` scenario trials a year after the last (:func:`synthesis.timeline.run_timeline`).
+    ``"HR:EVENTS"`` scenario trials a year after the last (:func:`synthesis.cumulative.run_timeline`).
 
     Examples
     --------
@@ -937,8 +937,8 @@ def timeline(
     >>> sorted(r.to_json()["rows"][0])[:3]
     ['ci_lower', 'ci_upper', 'hr']
     """
+    from synthesis.cumulative import run_timeline
     from synthesis.models.preposterior import RULE_THRESHOLD
-    from synthesis.timeline import run_timeline
 
     return run_timeline(
         load_studies(data), threshold=RULE_THRESHOLD if threshold is None else threshold, scenarios=scenarios
@@ -1001,7 +1001,7 @@ def multiverse(
 ) -> MultiverseResult:
     """Every specification at once (``synthesis multiverse``): the curation switches of the
     bundled data (``data=None``) x models x tau priors x bias priors, fitted exactly; on other
-    data only the model and prior dimensions (:func:`synthesis.multiverse.run_multiverse`).
+    data only the model and prior dimensions (:func:`synthesis.specifications.run_multiverse`).
 
     Examples
     --------
@@ -1010,7 +1010,7 @@ def multiverse(
     >>> r.to_json()["n_specifications"] > 100
     True
     """
-    from synthesis.multiverse import run_multiverse
+    from synthesis.specifications import run_multiverse
 
     return run_multiverse(
         None if data is None else load_studies(data), threshold=threshold, switches=switches, models=models,

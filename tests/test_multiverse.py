@@ -22,7 +22,7 @@ from synthesis.bundled.build_dnmbc_lrt import IMPLEMENTED, build_text, default_c
 from synthesis.cli import EXIT_INPUT, main
 from synthesis.datasets import load_dataset
 from synthesis.errors import InputError
-from synthesis.multiverse import (
+from synthesis.specifications import (
     MULTIVERSE_BIAS_PRIORS,
     MULTIVERSE_MODELS,
     MULTIVERSE_TAU_PRIORS,
@@ -250,7 +250,6 @@ def test_report_section_lists_every_switch_and_every_included_estimate(tmp_path)
     shifts the result holds) and one provenance row per included estimate (with its citation)."""
     from types import SimpleNamespace
 
-    from synthesis.multiverse import provenance_frame
     from synthesis.report.document import ReportDocument
     from synthesis.report.multiverse import (
         MULTIVERSE_CSV,
@@ -259,6 +258,7 @@ def test_report_section_lists_every_switch_and_every_included_estimate(tmp_path)
         switch_cells,
         write_multiverse_tables,
     )
+    from synthesis.specifications import provenance_frame
 
     mv = run_multiverse(switches={**DEFAULT_ONLY, "posytive": ["oriented", "as_printed"]}, models=["re-rct"],
                         tau_priors=["halfnormal(0.5)"], workers=1)
@@ -286,7 +286,7 @@ def test_the_multiverse_grid_gives_the_default_grids_answers(small):
     """MULTIVERSE_GRID (65 minimum nodes) against the exact engine's default (257) on the same
     specifications: every P(HR < T) and HR summary agrees to 1e-9."""
     from synthesis.models.exact import DEFAULT_GRID
-    from synthesis.multiverse import MULTIVERSE_GRID
+    from synthesis.specifications import MULTIVERSE_GRID
 
     assert MULTIVERSE_GRID < DEFAULT_GRID
     switches = {n: list(small.switches[n]) for n in small.switches}

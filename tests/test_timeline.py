@@ -14,10 +14,10 @@ import pytest
 
 import synthesis as syn
 from synthesis.cli import main
+from synthesis.cumulative import run_timeline
 from synthesis.models.averaging import average_models
 from synthesis.models.exact import fit_exact
 from synthesis.models.spec import ModelData, ModelSpec
-from synthesis.timeline import run_timeline
 
 matplotlib.use("Agg")
 
@@ -128,10 +128,10 @@ def test_report_section_reads_the_evidence(timeline):
     """The section quotes the plan's own numbers and lists every timeline row; nothing computed."""
     from types import SimpleNamespace
 
+    from synthesis.cumulative import SettleEvidence
     from synthesis.models.preposterior import plan_trial
     from synthesis.report.document import ReportDocument
     from synthesis.report.settle import settle_section
-    from synthesis.timeline import SettleEvidence
 
     spec = ModelSpec("bias")
     plan = plan_trial(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec, events=[500, 2000])

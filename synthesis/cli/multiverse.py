@@ -9,7 +9,11 @@ import sys
 from synthesis.base import DEFAULT_THRESHOLDS
 from synthesis.cli.common import add_input_arguments, threshold_arg, workers_arg
 from synthesis.errors import InputError
-from synthesis.multiverse import MULTIVERSE_BIAS_PRIORS, MULTIVERSE_MODELS, MULTIVERSE_TAU_PRIORS
+from synthesis.specifications import (
+    MULTIVERSE_BIAS_PRIORS,
+    MULTIVERSE_MODELS,
+    MULTIVERSE_TAU_PRIORS,
+)
 
 #: The command recorded in the marker of the folders ``multiverse --out`` writes.
 OUTPUT_COMMAND = "multiverse"
@@ -71,7 +75,7 @@ def _split(text: str | None, sep: str) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     from synthesis.cli.common import load_table, print_json, print_warnings
-    from synthesis.multiverse import run_multiverse
+    from synthesis.specifications import run_multiverse
     from synthesis.studies import DEFAULT_SE_METHOD
 
     switches = parse_switches(args.switch)

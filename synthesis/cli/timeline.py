@@ -50,9 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synthesis.cli.common import load_table, print_json, print_warnings
+    from synthesis.cumulative import parse_scenario, run_timeline, study_years
     from synthesis.models.priors import resolve_priors
     from synthesis.models.spec import ModelSpec
-    from synthesis.timeline import parse_scenario, run_timeline, study_years
 
     priors = resolve_priors({"mu": args.mu_prior, "tau": args.tau_prior, "delta": args.bias_prior})
     scenarios = [parse_scenario(s) for s in args.scenario]

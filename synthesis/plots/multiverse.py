@@ -1,4 +1,4 @@
-"""The specification curve of a :class:`~synthesis.multiverse.MultiverseResult` (Simonsohn,
+"""The specification curve of a :class:`~synthesis.specifications.MultiverseResult` (Simonsohn,
 Simmons & Nelson 2020, Nat Hum Behav 4:1208-14): every specification sorted by P(HR < T), its
 posterior HR above, and beneath it the choices that made it. Nothing here computes a statistic:
 the numbers drawn are those the result holds."""
@@ -12,7 +12,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from synthesis.base import INTERVAL_LABEL
-from synthesis.multiverse import MODEL_LABELS, NO_PRIOR
 from synthesis.plots.style import (
     LINE_COLOURS,
     RASTER_MIN_POINTS,
@@ -21,6 +20,7 @@ from synthesis.plots.style import (
     styled,
     target_figure,
 )
+from synthesis.specifications import MODEL_LABELS, NO_PRIOR
 
 #: Height (inches) of one row of the choice indicators beneath the curve.
 INDICATOR_ROW_HEIGHT = 0.16
@@ -55,7 +55,7 @@ def plot_specification_curve(result: Any, *, fig: Figure | None = None, width: f
     Parameters
     ----------
     result
-        A :class:`~synthesis.multiverse.MultiverseResult`.
+        A :class:`~synthesis.specifications.MultiverseResult`.
     fig
         An empty figure to draw into (default: a new one sized to the rows).
     width
@@ -63,7 +63,7 @@ def plot_specification_curve(result: Any, *, fig: Figure | None = None, width: f
 
     Examples
     --------
-    >>> from synthesis.multiverse import defaults_only, run_multiverse
+    >>> from synthesis.specifications import defaults_only, run_multiverse
     >>> r = run_multiverse(switches=defaults_only(posytive=["oriented", "as_printed"]), models=["re-rct"],
     ...                    tau_priors=["halfnormal(0.5)"], workers=1)
     >>> fig = plot_specification_curve(r)

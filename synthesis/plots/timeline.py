@@ -1,4 +1,4 @@
-"""Figure of a :class:`~synthesis.timeline.TimelineResult`: the posterior HR with its 95%
+"""Figure of a :class:`~synthesis.cumulative.TimelineResult`: the posterior HR with its 95%
 credible interval (top) and P(HR < T) (bottom) against publication year, one line per model;
 years where a model is not estimable are gaps, their reasons listed under the figure; scenario
 trials are drawn as open markers a year after the last. Nothing here computes a statistic."""
@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from synthesis.base import INTERVAL_LABEL
+from synthesis.cumulative import TIMELINE_MODELS, TimelineResult
 from synthesis.plots.style import LINE_COLOURS, hr_axis, legend_below, styled, target_figure
-from synthesis.timeline import TIMELINE_MODELS, TimelineResult
 
 #: Size of the timeline figure (inches).
 TIMELINE_FIGSIZE: tuple[float, float] = (8.0, 6.4)
@@ -27,7 +27,7 @@ def plot_timeline(result: TimelineResult, *, title: str | None = None, fig: Figu
     Examples
     --------
     >>> import synthesis as syn
-    >>> from synthesis.timeline import run_timeline
+    >>> from synthesis.cumulative import run_timeline
     >>> fig = plot_timeline(run_timeline(syn.load_dataset("dnmbc_lrt", subset="rct")))
     >>> [ax.get_ylabel() for ax in fig.axes]
     ['HR (log scale)', 'P(HR < 0.8)']

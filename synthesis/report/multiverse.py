@@ -1,7 +1,7 @@
 """The report section "How much the data choices matter" (the specification curve of the bundled
-dataset's curation switches, :mod:`synthesis.multiverse`) and the dataset's provenance table (one
+dataset's curation switches, :mod:`synthesis.specifications`) and the dataset's provenance table (one
 row per included estimate: study, HR and CI, source citation, curation decisions). It reads the
-:class:`~synthesis.multiverse.MultiverseResult` and the provenance frame the analysis holds and
+:class:`~synthesis.specifications.MultiverseResult` and the provenance frame the analysis holds and
 computes nothing; on any table but the bundled dataset it says why it is empty."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from synthesis.report.document import ReportDocument
 
 if TYPE_CHECKING:
     from synthesis.analysis import AnalysisResult
-    from synthesis.multiverse import MultiverseResult
+    from synthesis.specifications import MultiverseResult
 
 MULTIVERSE_TITLE = "How much the data choices matter"
 MULTIVERSE_ANCHOR = "multiverse"
@@ -60,7 +60,7 @@ def summary(mv: MultiverseResult) -> str:
 
     Examples
     --------
-    >>> from synthesis.multiverse import defaults_only, run_multiverse
+    >>> from synthesis.specifications import defaults_only, run_multiverse
     >>> mv = run_multiverse(switches=defaults_only(posytive=["oriented", "as_printed"]),
     ...                     models=["re-rct"], tau_priors=["halfnormal(0.5)"], workers=1)
     >>> print(summary(mv))  # doctest: +ELLIPSIS

@@ -1,7 +1,7 @@
 """The report section "What would settle it?" (issue #14): the next randomised trial's predictive
 power and chance of changing the decision over trial sizes, how the evidence moved year by year,
 and, when asked, the operating characteristics of the decision rule. It reads the
-:class:`~synthesis.timeline.SettleEvidence` the analysis holds and computes nothing."""
+:class:`~synthesis.cumulative.SettleEvidence` the analysis holds and computes nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from synthesis.report.document import ReportDocument
 
 if TYPE_CHECKING:
     from synthesis.analysis import AnalysisResult
-    from synthesis.timeline import SettleEvidence
+    from synthesis.cumulative import SettleEvidence
 
 SETTLE_TITLE = "What would settle it?"
 SETTLE_ANCHOR = "settle"
@@ -117,7 +117,7 @@ def _plan_cells(plan: Any) -> tuple[list[str], list[list[str]]]:
 
 
 def _timeline_cells(tl: Any) -> tuple[list[str], list[list[str]]]:
-    from synthesis.timeline import TIMELINE_MODELS
+    from synthesis.cumulative import TIMELINE_MODELS
 
     header = ["Year", "Model", "k", f"HR ({INTERVAL_LABEL} CrI)", f"P(HR < {tl.threshold:g})"]
     body = []
