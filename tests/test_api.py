@@ -250,3 +250,20 @@ def test_arviz_summary_runs_on_the_pymc_datatree(table):
     assert dt is fit.posterior
     assert {"mu", "tau"} <= set(summary(dt, var_names=["mu", "tau"]).index)
     assert fit.draws()["theta"].shape == (400, 17)
+
+
+def test_no_submodule_shadows_an_api_function():
+    """Importing every module of the package must leave each name of ``syn.__all__`` what the
+    API exports (a module ``synthesis.x`` imported later would replace a function ``syn.x``)."""
+    import importlib
+    import pkgutil
+
+    import synthesis as syn
+
+    before = {name: getattr(syn, name) for name in syn.__all__}
+    for info in pkgutil.walk_packages(syn.__path__, "synthesis."):
+        if not info.name.endswith("__main__"):  # the command line, which runs on import
+            importlib.import_module(info.name)
+    for name in syn.__all__:
+        assert getattr(syn, name) is before[name], name
+        assert not isinstance(getattr(syn, name), type(syn)), name
