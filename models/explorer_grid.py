@@ -187,6 +187,26 @@ def threshold_axis(step: float = DEFAULT_RESOLUTION["t_step"]) -> np.ndarray:
     return np.round(np.linspace(*THRESHOLD_RANGE, n), 10)
 
 
+#: HRs below and above the thresholds where the model average's CDF is stored as well (its
+#: quantiles are read from the CDF: they jump where the spike at HR = 1 and the effect models
+#: trade weight, which interpolating quantiles cannot follow).
+CDF_TAILS: tuple[tuple[float, float, int], tuple[float, float, int]] = ((0.25, 0.6, 9), (1.0, 2.0, 9))
+
+
+def cdf_axis(step: float = DEFAULT_RESOLUTION["t_step"]) -> np.ndarray:
+    """HRs at which the model average's CDF is stored: the thresholds and log-spaced tails
+    (:data:`CDF_TAILS`); HR = 1 is a node (the spike).
+
+    Examples
+    --------
+    >>> x = cdf_axis(0.1)
+    >>> x.size, x[0], 1.0 in x, x[-1]
+    (21, 0.25, True, 2.0)
+    """
+    (lo_a, lo_b, n_lo), (hi_a, hi_b, n_hi) = CDF_TAILS
+    return np.concatenate([np.geomspace(lo_a, lo_b, n_lo)[:-1], threshold_axis(step), np.geomspace(hi_a, hi_b, n_hi)[1:]])
+
+
 def tau_prior(family: str, scale: float) -> PriorSpec:
     """The tau prior of a family at a scale (exponential: rate ``1 / scale``).
 
@@ -447,6 +467,7 @@ def _problem(data: ModelData, priors: PriorConfig) -> _Problem:
 class _Summary:
     q: np.ndarray  # (N, 3) log HR quantiles
     p: np.ndarray  # (N, n_T)
+    spike: np.ndarray | None = None  # (N,) P(HR = 1) of the model average
 
 
 def _tau_models(pb: _Problem, prior: PriorSpec, d0: np.ndarray, h: np.ndarray, alphas: np.ndarray,
@@ -552,7 +573,7 @@ def _average(mix: dict[tuple[bool, bool, bool], _Mixture], log_t: np.ndarray, p_
         solve = (lower | upper) & (c > 0)
         if solve.any():
             q[solve, j] = _quantile(Wc[:, solve], M[:, solve], S[:, solve], np.clip(target[solve], 0.0, 1.0))
-    return _Summary(q, p)
+    return _Summary(q, p, spike)
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,13 +611,17 @@ class ExplorerGrid:
         sc_hr, sc_z = 10**LOG_HR_DIGITS, 10**Z_DIGITS
         models = {}
         for name, vals in self.values.items():
-            models[name] = {
-                "label": MODEL_LABELS[name],
-                "axes": ["family", *MODEL_AXES[name]],
-                "shape": list(vals["p"].shape[:-1]),
-                "log_hr": np.rint(vals["log_hr"] * sc_hr).astype(int).ravel().tolist(),
-                "z": np.rint(probit(vals["p"]) * sc_z).astype(int).ravel().tolist(),
-            }
+            models[name] = {"label": MODEL_LABELS[name], "axes": ["family", *MODEL_AXES[name]], "shape": list(vals["p"].shape[:-1])}
+            if "cdf" in vals:  # the model average: its CDF (spike excluded) and the spike
+                models[name] |= {
+                    "cdf_z": np.rint(probit(vals["cdf"]) * sc_z).astype(int).ravel().tolist(),
+                    "spike_z": np.rint(probit(vals["spike"]) * sc_z).astype(int).ravel().tolist(),
+                }
+            else:
+                models[name] |= {
+                    "log_hr": np.rint(vals["log_hr"] * sc_hr).astype(int).ravel().tolist(),
+                    "z": np.rint(probit(vals["p"]) * sc_z).astype(int).ravel().tolist(),
+                }
         return {
             "families": list(self.families),
             "axes": {key: [float(v) for v in val] for key, val in self.axes.items()},
@@ -631,9 +656,13 @@ class ExplorerGrid:
 
     def decoded(self) -> ExplorerGrid:
         """The grid as the page sees it (values rounded as embedded)."""
+
+        def p_round(p: np.ndarray) -> np.ndarray:
+            return special.ndtr(np.rint(probit(p) * 10**Z_DIGITS) / 10**Z_DIGITS)
+
         vals = {
-            m: {"log_hr": np.rint(v["log_hr"] * 10**LOG_HR_DIGITS) / 10**LOG_HR_DIGITS,
-                "p": special.ndtr(np.rint(probit(v["p"]) * 10**Z_DIGITS) / 10**Z_DIGITS)}
+            m: {"log_hr": np.rint(v["log_hr"] * 10**LOG_HR_DIGITS) / 10**LOG_HR_DIGITS, "p": p_round(v["p"])}
+            | ({"cdf": p_round(v["cdf"]), "spike": p_round(v["spike"])} if "cdf" in v else {})
             for m, v in self.values.items()
         }
         return ExplorerGrid(self.axes, self.families, vals, self.priors, self.k, self.k_rct, self.source)
@@ -698,27 +727,33 @@ def build_grid(
     means, sds = bias_axes(res["mean_per_octave"], res["sd_per_octave"])
     alphas = alpha_grid(int(res["alpha"]))
     ts = threshold_axis(res["t_step"])
-    log_t = np.log(ts)
+    xs = cdf_axis(res["t_step"])
+    t_at = np.searchsorted(xs, ts)  # the thresholds among the CDF nodes
+    log_x = np.log(xs)
     BM, BS = np.meshgrid(means, sds, indexing="ij")
     d0, h = np.log(BM.ravel()), 1.0 / BS.ravel() ** 2
     nf, ns, nm, nsd, na, nt = len(fams), scales.size, means.size, sds.size, alphas.size, ts.size
     shapes = {"averaged": (nf, ns, nm, nsd), "bias": (nf, ns, nm, nsd), "downweight": (nf, ns, na), "rct": (nf, ns)}
     values = {m: {"log_hr": np.empty((*s, 3)), "p": np.empty((*s, nt))} for m, s in shapes.items()}
+    values["averaged"] |= {"cdf": np.empty((*shapes["averaged"], xs.size)), "spike": np.empty(shapes["averaged"])}
     truncated = False
     for i, fam in enumerate(fams):
         for j, sc in enumerate(scales):
-            out = _tau_models(pb, tau_prior(fam, float(sc)), d0, h, alphas, log_t, n_grid)
+            out = _tau_models(pb, tau_prior(fam, float(sc)), d0, h, alphas, log_x, n_grid)
             truncated = truncated or out["truncated"]
             for m in shapes:
                 summ = out[m]
                 values[m]["log_hr"][i, j] = summ.q.reshape((*shapes[m][2:], 3))
-                values[m]["p"][i, j] = summ.p.reshape((*shapes[m][2:], nt))
+                values[m]["p"][i, j] = summ.p[:, t_at].reshape((*shapes[m][2:], nt))
+            avg = out["averaged"]
+            values["averaged"]["cdf"][i, j] = avg.p.reshape((*shapes["averaged"][2:], xs.size))
+            values["averaged"]["spike"][i, j] = avg.spike.reshape(shapes["averaged"][2:])
     notes = []
     if truncated:
         notes.append("the posterior of tau reached the end of the pilot grid for some settings; its upper tail may be truncated")
     nr = np.asarray(data.nonrandomised, dtype=bool)
     grid = ExplorerGrid(
-        axes={"tau_scale": scales, "bias_mean": means, "bias_sd": sds, "alpha": alphas, "threshold": ts},
+        axes={"tau_scale": scales, "bias_mean": means, "bias_sd": sds, "alpha": alphas, "threshold": ts, "cdf_hr": xs},
         families=fams,
         values=values,
         priors={"mu": priors.mu.label},
@@ -862,6 +897,8 @@ def interpolate(grid: ExplorerGrid, model: str, setting: Setting) -> Answer:
     ti, tf = _weights(grid.axes["threshold"], setting.threshold, LOG_AXES["threshold"])
     log_hr = np.zeros(3)
     z = 0.0
+    cdf = "cdf" in vals
+    zc, zs = np.zeros(grid.axes["cdf_hr"].size if cdf else 0), 0.0
     for corner in range(2 ** len(names)):
         w = 1.0
         pos: list[int] = [fam]
@@ -871,11 +908,52 @@ def interpolate(grid: ExplorerGrid, model: str, setting: Setting) -> Answer:
             pos.append(i + bit)
         if w == 0.0:
             continue
+        if cdf:
+            zc += w * probit(vals["cdf"][tuple(pos)])
+            zs += w * float(probit(vals["spike"][tuple(pos)]))
+            continue
         log_hr += w * vals["log_hr"][tuple(pos)]
         row = probit(vals["p"][tuple(pos)])
         z += w * ((1.0 - tf) * row[ti] + tf * row[ti + 1])
+    if cdf:
+        return _from_cdf(np.log(grid.axes["cdf_hr"]), zc, float(special.ndtr(zs)), setting.threshold)
     med, lo, hi = np.exp(log_hr)
     return Answer(float(med), float(lo), float(hi), float(special.ndtr(z)))
+
+
+def _from_cdf(lx: np.ndarray, zc: np.ndarray, spike: float, threshold: float) -> Answer:
+    """The model average's answer from its interpolated CDF: ``F(x) = Phi(zc)`` at the nodes
+    ``lx`` (log HR; probit-linear between them; the spike excluded) plus ``spike`` at log HR 0.
+    Quantiles are the generalised inverse (exactly 1 where the spike holds them); P(HR < T)
+    is ``F((log T)-)``: the spike counts only for T > 1 (the grid's T <= 1 never counts it)."""
+    G = special.ndtr(zc)
+
+    def inverse(t: float) -> float:
+        if t <= G[0]:
+            return float(lx[0])
+        if t >= G[-1]:
+            return float(lx[-1])
+        j = min(int(np.searchsorted(G, t, side="right")) - 1, G.size - 2)
+        dz = zc[j + 1] - zc[j]
+        f = 0.0 if dz <= 0 else (float(special.ndtri(t)) - zc[j]) / dz
+        return float(lx[j] + min(max(f, 0.0), 1.0) * (lx[j + 1] - lx[j]))
+
+    j0 = int(np.flatnonzero(np.isclose(lx, 0.0, atol=1e-12))[0])
+    below0 = float(G[j0])
+    q = []
+    for pr in _PROBS:
+        if pr <= below0:
+            q.append(inverse(pr))
+        elif pr <= below0 + spike:
+            q.append(0.0)
+        else:
+            q.append(inverse(pr - spike))
+    lt = math.log(threshold)
+    j = min(max(int(np.searchsorted(lx, lt, side="right")) - 1, 0), lx.size - 2)
+    f = (lt - lx[j]) / (lx[j + 1] - lx[j])
+    p = float(special.ndtr((1 - f) * zc[j] + f * zc[j + 1])) + (spike if threshold > 1.0 else 0.0)
+    med, lo, hi = np.exp(q)
+    return Answer(float(med), float(lo), float(hi), p)
 
 
 def random_settings(grid: ExplorerGrid, n: int, seed: int = CHECK_SEED, per_prior: int = CHECK_GROUP) -> list[Setting]:

@@ -189,11 +189,33 @@ def test_json_round_trips_to_the_decoded_grid(fine):
     dec = fine.decoded()
     for model, vals in out["models"].items():
         shape = (*vals["shape"],)
+        assert vals["axes"][0] == "family" and len(vals["axes"]) == len(shape)
+        if model == "averaged":  # its CDF at the cdf_hr nodes and its spike at HR = 1
+            cdf = special.ndtr(np.array(vals["cdf_z"]).reshape(*shape, -1) / out["scale"]["z"])
+            spike = special.ndtr(np.array(vals["spike_z"]).reshape(shape) / out["scale"]["z"])
+            np.testing.assert_allclose(cdf, dec.values[model]["cdf"], atol=1e-12)
+            np.testing.assert_allclose(spike, dec.values[model]["spike"], atol=1e-12)
+            t_at = np.searchsorted(out["axes"]["cdf_hr"], out["axes"]["threshold"])
+            np.testing.assert_allclose(fine.values[model]["cdf"][..., t_at], fine.values[model]["p"], atol=1e-15)
+            continue
         log_hr = np.array(vals["log_hr"]).reshape(*shape, 3) / out["scale"]["log_hr"]
         p = special.ndtr(np.array(vals["z"]).reshape(*shape, -1) / out["scale"]["z"])
         np.testing.assert_allclose(log_hr, dec.values[model]["log_hr"], atol=1e-12)
         np.testing.assert_allclose(p, dec.values[model]["p"], atol=1e-12)
-        assert vals["axes"][0] == "family" and len(vals["axes"]) == len(shape)
+
+
+def test_averaged_answer_from_its_cdf_at_grid_nodes(table, data, fine):
+    """At a grid node the model average's page answer is read off its stored CDF: P(HR < T) is
+    the stored value; the quantiles are the inverse of the CDF interpolated between the cdf_hr
+    nodes, within the measured grid error of average_models' exact quantiles (0.5% here)."""
+    ax = fine.axes
+    s = eg.Setting("halfcauchy", float(ax["tau_scale"][3]), float(ax["bias_mean"][2]), float(ax["bias_sd"][4]),
+                   0.5, float(ax["threshold"][2]))
+    a = eg.interpolate(fine, "averaged", s)
+    assert a.p_hr_below == pytest.approx(fine.values["averaged"]["p"][0, 3, 2, 4, 2], abs=1e-12)
+    priors = replace(resolve_priors(), tau=eg.tau_prior(s.family, s.tau_scale))
+    avg = average_models(table, bias_spec(priors, s.bias_mean, s.bias_sd), thresholds=(s.threshold,)).averaged
+    assert (a.hr_median, a.hr_q025, a.hr_q975) == pytest.approx((avg.median, avg.q025, avg.q975), rel=5e-3)
 
 
 def test_refuses_data_without_both_designs(table):

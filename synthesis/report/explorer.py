@@ -50,9 +50,9 @@ _SCRIPT = r"""
   Object.keys(D.models).forEach(function (name) {
     var m = D.models[name], strides = [], s = 1;
     for (var d = m.shape.length - 1; d >= 0; d--) { strides[d] = s; s *= m.shape[d]; }
-    M[name] = {axes: m.axes, strides: strides, label: m.label,
-      logHr: m.log_hr.map(function (v) { return v / D.scale.log_hr; }),
-      z: m.z.map(function (v) { return v / D.scale.z; })};
+    function dec(a, sc) { return a ? a.map(function (v) { return v / sc; }) : null; }
+    M[name] = {axes: m.axes, strides: strides, label: m.label, logHr: dec(m.log_hr, D.scale.log_hr),
+      z: dec(m.z, D.scale.z), cdfZ: dec(m.cdf_z, D.scale.z), spikeZ: dec(m.spike_z, D.scale.z)};
   });
   var ORDER = Object.keys(D.models);
   function erfc(x) {  // Numerical Recipes erfcc: fractional error < 1.2e-7
@@ -62,6 +62,37 @@ _SCRIPT = r"""
     return x >= 0 ? r : 2 - r;
   }
   function Phi(z) { return 0.5 * erfc(-z / Math.SQRT2); }
+  function probit(p) {  // the inverse of Phi: Newton's method from a logistic start
+    var z = Math.log(p / (1 - p)) / 1.702;
+    for (var i = 0; i < 60; i++) {
+      var d = (Phi(z) - p) / (Math.exp(-0.5 * z * z) / Math.sqrt(2 * Math.PI));
+      z -= d;
+      if (Math.abs(d) < 1e-12) break;
+    }
+    return z;
+  }
+  var LX = D.axes.cdf_hr.map(Math.log);
+  function fromCdf(zc, spike, T) {  // as synthesis.models.explorer_grid._from_cdf
+    var G = zc.map(Phi), n = G.length, j0 = LX.indexOf(0);
+    function inverse(t) {
+      if (t <= G[0]) return LX[0];
+      if (t >= G[n - 1]) return LX[n - 1];
+      var j = 0;
+      while (j < n - 2 && G[j + 1] <= t) j++;
+      var dz = zc[j + 1] - zc[j], f = dz <= 0 ? 0 : (probit(t) - zc[j]) / dz;
+      return LX[j] + Math.min(Math.max(f, 0), 1) * (LX[j + 1] - LX[j]);
+    }
+    var q = [0.5, 0.025, 0.975].map(function (pr) {
+      if (pr <= G[j0]) return inverse(pr);
+      if (pr <= G[j0] + spike) return 0;
+      return inverse(pr - spike);
+    });
+    var lt = Math.log(T), j = 0;
+    while (j < n - 2 && LX[j + 1] <= lt) j++;
+    var f = (lt - LX[j]) / (LX[j + 1] - LX[j]);
+    return {median: Math.exp(q[0]), lo: Math.exp(q[1]), hi: Math.exp(q[2]),
+      p: Phi((1 - f) * zc[j] + f * zc[j + 1]) + (T > 1 ? spike : 0)};
+  }
   function locate(axis, x, log) {
     var f = log ? Math.log : function (v) { return v; }, a = f(x), n = axis.length;
     if (a <= f(axis[0])) return [0, 0];
@@ -74,7 +105,8 @@ _SCRIPT = r"""
     var m = M[name], names = m.axes.slice(1), fam = D.families.indexOf(s.family);
     var idx = names.map(function (a) { return locate(D.axes[a], s[a], LOGAX[a]); });
     var tl = locate(D.axes.threshold, s.threshold, LOGAX.threshold), nT = D.axes.threshold.length;
-    var lh = [0, 0, 0], z = 0;
+    var lh = [0, 0, 0], z = 0, nX = LX.length, zc = [], zs = 0;
+    for (var k = 0; k < nX; k++) zc.push(0);
     for (var c = 0; c < (1 << names.length); c++) {
       var w = 1, off = fam * m.strides[0];
       for (var d = 0; d < names.length; d++) {
@@ -83,9 +115,15 @@ _SCRIPT = r"""
         off += (idx[d][0] + bit) * m.strides[d + 1];
       }
       if (w === 0) continue;
+      if (m.cdfZ) {
+        for (var x = 0; x < nX; x++) zc[x] += w * m.cdfZ[off * nX + x];
+        zs += w * m.spikeZ[off];
+        continue;
+      }
       for (var q = 0; q < 3; q++) lh[q] += w * m.logHr[off * 3 + q];
       z += w * ((1 - tl[1]) * m.z[off * nT + tl[0]] + tl[1] * m.z[off * nT + tl[0] + 1]);
     }
+    if (m.cdfZ) return fromCdf(zc, Phi(zs), s.threshold);
     return {median: Math.exp(lh[0]), lo: Math.exp(lh[1]), hi: Math.exp(lh[2]), p: Phi(z)};
   }
   function sig(x, n) { return x === 0 ? 0 : parseFloat(x.toPrecision(n)); }
@@ -275,7 +313,8 @@ def describe(data: Mapping[str, Any]) -> str:
         f"Exact-engine answers on a grid (tau prior: {len(data['families'])} families x {len(tau)} scales from "
         f"{tau[0]:.3g} to {tau[-1]:.3g}; bias factor b: {_fmt_axis(ax['bias_mean'])}; bias SD: "
         f"{_fmt_axis(ax['bias_sd'])}; alpha: {_fmt_axis(ax['alpha'])}; T: {_fmt_axis(ax['threshold'])}), "
-        "interpolated multilinearly between grid points (log HR quantiles, and P(HR < T) through its probit). "
+        "interpolated multilinearly between grid points (log HR quantiles, and P(HR < T) through its probit; "
+        "for the model average its CDF, whose inverse gives its quantiles). "
     )
     err = data.get("max_error")
     if err:
