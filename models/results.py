@@ -348,11 +348,17 @@ class FitResult:
         }
         for name in ("effect", "heterogeneity"):  # False: mu / tau fixed at 0 (exact engine only)
             out[name] = bool(getattr(self.spec, name))
+        if self.spec.multilevel:  # tau is then the between-cluster SD, tau_within the within-cluster one
+            out["cluster"] = self.spec.cluster
+            out["rho"] = self.spec.rho
+            if self.spec.heterogeneity:
+                out["priors"]["tau_within"] = self.spec.tau_within.label
+                out["priors_detail"]["tau_within"] = self.spec.tau_within.to_dict()
         if self.spec.has_bias:
             out["bias_variant"] = self.spec.bias_variant
             if self.spec.bias_variant == "downweight":
                 out["alpha"] = self.spec.alpha
-        for name in ("mu", "tau", "delta", "kappa"):
+        for name in ("mu", "tau", "delta", "kappa", "tau_within"):
             if name in self.parameters:
                 out[name] = self.parameters[name].to_dict()
         if self.spec.has_covariates:

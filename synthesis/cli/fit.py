@@ -168,20 +168,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fit_json(result: FitResult) -> dict:
-    """The ``fit --json`` document: :meth:`FitResult.to_json`, plus for a multilevel model
-    ``tau_within`` (beside ``tau``, the between-cluster SD), ``cluster``, ``rho`` and the
-    tau_within prior."""
-    out = result.to_json()
-    spec = result.spec
-    if spec.multilevel:
-        if "tau_within" in result.parameters:
-            out["tau_within"] = result.parameters["tau_within"].to_dict()
-        out["cluster"] = spec.cluster
-        out["rho"] = spec.rho
-        if spec.heterogeneity:
-            out.setdefault("priors", {})["tau_within"] = spec.tau_within.label
-            out.setdefault("priors_detail", {})["tau_within"] = spec.tau_within.to_dict()
-    return out
+    """The ``fit --json`` document: :meth:`FitResult.to_json` (for a multilevel model with
+    ``tau_within`` beside ``tau``, the between-cluster SD, and ``cluster``, ``rho`` and the
+    tau_within prior)."""
+    return result.to_json()
 
 
 def multilevel_lines(result: FitResult) -> str:

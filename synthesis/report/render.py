@@ -57,7 +57,8 @@ FILES_NOTE = (
     "Files: decision.csv, studies.csv, pools.csv, sweep_<model>.csv, model_averaging.csv, inclusion_bf.csv, "
     "stacking.csv, tipping_grid.csv, tipping_contour.csv, tipping_alpha.csv, explorer.html, powerscale.csv, "
     "powerscale_alpha.csv, reconcile_steps.csv, published_pools.csv, multiverse_specifications.csv, "
-    "dataset_provenance.csv (those of the analyses that were run), figures/ (PNG and SVG), "
+    "dataset_provenance.csv, next_trial.csv, timeline.csv, operating_characteristics.csv "
+    "(those of the analyses that were run), figures/ (PNG and SVG), "
     "posteriors/ (NetCDF DataTrees of MCMC fits, tau densities of exact fits, fit summaries), run.json."
 )
 #: The title of the model-choice section (issue #11).
