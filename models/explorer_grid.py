@@ -200,7 +200,7 @@ def cdf_axis(step: float = DEFAULT_RESOLUTION["t_step"]) -> np.ndarray:
     Examples
     --------
     >>> x = cdf_axis(0.1)
-    >>> x.size, x[0], 1.0 in x, x[-1]
+    >>> x.size, float(x[0]), 1.0 in x, float(x[-1])
     (21, 0.25, True, 2.0)
     """
     (lo_a, lo_b, n_lo), (hi_a, hi_b, n_hi) = CDF_TAILS
