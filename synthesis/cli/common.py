@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from synthesis.base import SEED_MAX
 from synthesis.datasets import DEFAULT_DATASET, load_dataset
 from synthesis.errors import InputError
 from synthesis.models.spec import check_seed, check_thresholds
-from synthesis.outputs import jsonable
+from synthesis.outputs import check_output_target, jsonable
 from synthesis.studies import DEFAULT_SE_METHOD, SE_METHODS, SUBSETS, StudyTable, load_studies
 
 # --------------------------------------------------------------------------------------------
@@ -191,3 +192,28 @@ def print_warnings(table: StudyTable, *, clustered: bool = False) -> None:
             continue
         print(f"warning: {table.source}: {w}", file=sys.stderr)
 
+
+
+def check_out(path: str, command: str) -> Path:
+    """Refuse, before anything is computed, an ``--out`` folder that ``command`` may not write
+    (:func:`synthesis.outputs.check_output_target`): an empty name, a file where a folder of the
+    path must be, a missing parent folder, or a folder that is not an earlier output of
+    ``command``.
+
+    Examples
+    --------
+    >>> check_out("  ", "tipping")
+    Traceback (most recent call last):
+    ...
+    synthesis.errors.InputError: --out: the folder name is empty (give a folder to write)
+    """
+    if not path.strip():
+        raise InputError("--out: the folder name is empty (give a folder to write)")
+    out = Path(path)
+    for parent in out.absolute().parents:  # a file where a folder of the path must be
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"--out {path}: {parent} is a file, not a folder")
+    check_output_target(out, command)
+    if not out.resolve().parent.is_dir():
+        raise InputError(f"--out {path}: the parent directory {out.resolve().parent} does not exist")
+    return out

@@ -14,6 +14,7 @@ from synthesis.cli.common import (
     add_cluster_arguments,
     add_input_arguments,
     check_cluster_arguments,
+    check_out,
     jsonable,
     load_table,
     print_json,
@@ -24,7 +25,7 @@ from synthesis.cli.common import (
 from synthesis.errors import ConvergenceError, InputError, ModelError
 from synthesis.models.fit import ENGINES
 from synthesis.models.spec import ADAPTATION_CHOICES, BIAS_VARIANTS, DEFAULT_ADAPTATION, MODELS
-from synthesis.outputs import atomic_directory, check_output_target, write_posterior
+from synthesis.outputs import atomic_directory, write_posterior
 
 if TYPE_CHECKING:
     from synthesis.models.results import FitResult
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     table = load_table(args, covariates=spec.covariates)
     print_warnings(table, clustered=spec.multilevel)
     thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
-    out_dir = _check_out(args.out) if args.out else None
+    out_dir = check_out(args.out, OUTPUT_COMMAND) if args.out else None
     engine = args.engine or ("exact" if spec.multilevel else "pymc")
     if spec.multilevel and engine != "exact":
         raise InputError("--cluster (a multilevel model) needs --engine exact: the PyMC multilevel model is not "
@@ -189,15 +190,6 @@ def multilevel_lines(result: FitResult) -> str:
             f"prior {spec.tau_within.label}"
         )
     return text
-
-
-def _check_out(path: str) -> Path:
-    """Refuse an --out folder that may not be written, before fitting (see synthesis.outputs)."""
-    out = Path(path)
-    check_output_target(out, OUTPUT_COMMAND)
-    if not out.resolve().parent.is_dir():
-        raise InputError(f"--out {path}: the parent directory {out.resolve().parent} does not exist")
-    return out
 
 
 def _shout(result: FitResult) -> None:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from synthesis.cli.common import add_input_arguments
+from synthesis.cli.common import add_input_arguments, check_out
 from synthesis.errors import InputError, ModelError
 
 #: The command recorded in the marker of the folders ``plan --out`` writes.
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     args.model = model
     spec = build_spec(args)
     data = ModelData.from_table(table, spec)
-    out = check_out(args.out) if args.out is not None else None
+    out = check_out(args.out, OUTPUT_COMMAND) if args.out is not None else None
     label = f"{spec.model} ({spec.bias_variant})" if spec.has_bias else spec.model
     try:
         result = plan_trial(
@@ -158,23 +158,6 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
     return 0
-
-
-def check_out(path: str, command: str = OUTPUT_COMMAND) -> Path:
-    """Refuse an --out folder that ``command`` may not write, before computing (see
-    synthesis.outputs; shared by plan, timeline and simulate)."""
-    from synthesis import outputs
-
-    if not path.strip():
-        raise InputError("--out: the folder name is empty (give a folder to write)")
-    out = Path(path)
-    for parent in out.absolute().parents:
-        if parent.exists() and not parent.is_dir():
-            raise InputError(f"--out {path}: {parent} is a file, not a folder")
-    outputs.check_output_target(out, command)
-    if not out.resolve().parent.is_dir():
-        raise InputError(f"--out {path}: the parent directory {out.resolve().parent} does not exist")
-    return out
 
 
 def _write(result, out: Path) -> list[str]:  # noqa: ANN001

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from synthesis.cli.common import print_json, threshold_arg
+from synthesis.cli.common import check_out, print_json, threshold_arg
 from synthesis.errors import InputError
 
 #: The command recorded in the marker of the folders ``reconcile --out`` writes.
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if len(set(thresholds)) != len(thresholds):
         raise InputError(f"--threshold: each threshold once, got {', '.join(f'{t:g}' for t in thresholds)}")
     pools = load_published_pools(args.pools)
-    out = _check_out(args.out) if args.out is not None else None
+    out = check_out(args.out, OUTPUT_COMMAND) if args.out is not None else None
     result = reconcile(pools, thresholds=thresholds)
     if out is not None:  # write before printing: a failed write is exit 2 without results shown
         written = _write(result, out)
@@ -63,22 +63,6 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
     return 0
-
-
-def _check_out(path: str) -> Path:
-    """Refuse an --out folder that may not be written, before computing (see synthesis.outputs)."""
-    from synthesis import outputs
-
-    if not path.strip():
-        raise InputError("--out: the folder name is empty (give a folder to write, e.g. --out reconcile_out)")
-    out = Path(path)
-    for parent in out.absolute().parents:  # a file where a folder of the path must be
-        if parent.exists() and not parent.is_dir():
-            raise InputError(f"--out {path}: {parent} is a file, not a folder")
-    outputs.check_output_target(out, OUTPUT_COMMAND)
-    if not out.resolve().parent.is_dir():
-        raise InputError(f"--out {path}: the parent directory {out.resolve().parent} does not exist")
-    return out
 
 
 def _write(result, out: Path) -> list[str]:

@@ -10,12 +10,13 @@ from synthesis.base import DEFAULT_SEED
 from synthesis.cli.common import (
     SEED_HELP,
     add_input_arguments,
+    check_out,
     int_at_least,
     seed_arg,
     threshold_arg,
     workers_arg,
 )
-from synthesis.cli.plan import _number_list, check_out, probability_arg
+from synthesis.cli.plan import _number_list, probability_arg
 from synthesis.errors import InputError
 
 #: The command recorded in the marker of the folders ``simulate --out`` writes.

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from synthesis.cli.common import add_input_arguments, threshold_arg
-from synthesis.cli.plan import check_out
+from synthesis.cli.common import add_input_arguments, check_out, threshold_arg
 
 #: The command recorded in the marker of the folders ``timeline --out`` writes.
 OUTPUT_COMMAND = "timeline"
