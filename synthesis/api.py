@@ -567,6 +567,7 @@ def analyse(
     tune: int = 1000,
     workers: int | None = None,
     progress: bool = False,
+    operating_characteristics: bool = False,
 ) -> AnalysisResult:
     """The main job: the standard set of models, the decision table, the prior sweeps, the
     frequentist comparators and the bias diagnostics -- everything the report shows.
@@ -587,6 +588,9 @@ def analyse(
         The sweeps' grids (prior strings or PriorSpec; ``None``: the standard grids).
     seed, chains, draws, tune, workers, progress
         Sampler settings for the models that need PyMC, parallel fits, a progress bar.
+    operating_characteristics
+        Add the decision rule's operating characteristics (simulated evidence bases) to the
+        "What would settle it?" part (``synthesis report --operating-characteristics``).
 
     Returns
     -------
@@ -622,6 +626,7 @@ def analyse(
         tune=tune,
         workers=workers,
         progress=progress,
+        operating_characteristics=operating_characteristics,
         tau_priors=[_prior_text(p) for p in _priors(tau_priors, "tau") or []] or None,
         bias_priors=[_prior_text(p) for p in _priors(bias_priors, "delta") or []] or None,
         source_path=str(Path(data).resolve()) if isinstance(data, (str, Path)) else None,

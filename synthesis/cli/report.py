@@ -50,6 +50,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", action="append", type=threshold_arg, default=None, metavar="T", help="decision threshold, a hazard ratio > 0 (repeatable; default 0.7 0.8 0.9 1.0)")
     p.add_argument("--seed", type=seed_arg, default=DEFAULT_SEED, help=SEED_HELP)
     p.add_argument("--workers", type=workers_arg, default=None, help="processes running the prior sweeps, one model each, >= 1 (default 1: in this process)")
+    p.add_argument("--operating-characteristics", action="store_true", help="add the operating characteristics of the decision rule to 'What would settle it?' (simulated evidence bases; synthesis simulate computes more)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -106,6 +107,7 @@ def run_report(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         progress=False if args.quiet else None,
+        operating_characteristics=args.operating_characteristics,
     )
     path = write_report(result, out)
     for w in result.warnings:
