@@ -733,3 +733,24 @@ def test_model_choice_csvs_hold_the_results(with_choice):
     for name in ("model_averaging.csv", "inclusion_bf.csv", "stacking.csv", "tipping_grid.csv",
                  "powerscale.csv", "figures/tipping_map.png"):
         assert name in marker["files"], name
+
+
+def test_report_operating_characteristics_flag_reaches_the_analysis(monkeypatch, tmp_path):
+    """``report --operating-characteristics`` asks run_analysis for them; without it, not."""
+    import synthesis.analysis as analysis
+    from synthesis.cli import main
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(*args, **kwargs):
+        seen.append(kwargs.get("operating_characteristics"))
+        raise Stop
+
+    monkeypatch.setattr(analysis, "run_analysis", fake)
+    for extra, want in (([], False), (["--operating-characteristics"], True)):
+        with pytest.raises(Stop):
+            main(["report", "--quiet", "--out", str(tmp_path / f"r{len(seen)}"), *extra])
+        assert seen[-1] is want
