@@ -377,8 +377,9 @@ def explorer_section(data: Mapping[str, Any], *, heading: str = "Explore the pri
         "models), and the weight alpha of the non-randomised studies in the down-weighted model (alpha = 0: the "
         "randomised studies alone; alpha = 1: every study as equal; the bias prior does not enter it). "
         f"{esc(describe(data))} The model-averaged posterior is a spike at HR = 1 (the no-effect models) beside the "
-        "effect models' posterior: where both carry weight its median and interval ends can jump between neighbouring "
-        "settings, which interpolation cannot follow (hence its larger HR error); its P(HR &lt; T) has no jumps. "
+        "effect models' posterior: where both carry weight its median and interval ends jump between neighbouring "
+        "settings, so the page reads them off its interpolated CDF (they can sit exactly on 1); close to a jump they "
+        "are the least accurate numbers here (its larger HR error); its P(HR &lt; T) has no jumps. "
         f"Each row's command reproduces its numbers with the exact engine.{esc(size_note)}</p>"
         f'<div class="ex-controls">{controls}</div>'
         '<div class="scroll"><table id="ex-table"><thead><tr><th>Model</th><th>HR (95% CrI)</th>'
