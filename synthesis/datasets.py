@@ -15,6 +15,11 @@ DATASETS: dict[str, tuple[str, str]] = {
         "dnmbc_lrt.csv",
         "Locoregional treatment vs none in de novo stage IV breast cancer, overall survival",
     ),
+    "dnmbc_lrt_all_inputs": (
+        "dnmbc_lrt_all_inputs.csv",
+        "The same question, every input with a usable HR (several per cohort; cluster column "
+        "'cohort'; built by data/build_all_inputs.py)",
+    ),
 }
 DEFAULT_DATASET = "dnmbc_lrt"
 
@@ -47,6 +52,8 @@ def load_dataset(name: str = DEFAULT_DATASET, **kwargs) -> StudyTable:
     (17, 42, 'Badwe 2015 (TATA)')
     >>> load_dataset("dnmbc_lrt", subset="rct").k
     5
+    >>> load_dataset("dnmbc_lrt_all_inputs").k
+    30
     """
     kwargs.setdefault("display_name", f"{name} (bundled {DATASETS.get(name, ('?',))[0]})")
     return load_studies(dataset_path(name), **kwargs)

@@ -49,6 +49,7 @@ import numpy as np
 from scipy import stats
 
 from synthesis.base import INTERVAL_PROB
+from synthesis.datasets import DATASETS
 from synthesis.errors import InputError
 from synthesis.metaregression import Coefficient
 from synthesis.models.multilevel import Clusters, Prepared, check_rho, cluster_labels, marginal_sums
@@ -438,7 +439,8 @@ def fit_multilevel(
 
 #: The bundled "all inputs" analysis set (data/build_all_inputs.py): every row of the evidence
 #: with a usable effect, clustered by ``cohort``.
-ALL_INPUTS_FILE = "dnmbc_lrt_all_inputs.csv"
+ALL_INPUTS_DATASET = "dnmbc_lrt_all_inputs"
+ALL_INPUTS_FILE = DATASETS[ALL_INPUTS_DATASET][0]
 #: Its cluster column.
 ALL_INPUTS_CLUSTER = "cohort"
 
@@ -453,11 +455,10 @@ def load_all_inputs(**kwargs: Any) -> Any:
     >>> t.k, int((t.frame["default_set"] == "true").sum())
     (30, 17)
     """
-    from synthesis.datasets import dataset_path
-    from synthesis.studies import load_studies
+    from synthesis.datasets import load_dataset
 
     kwargs.setdefault("display_name", f"dnmbc_lrt all inputs (bundled {ALL_INPUTS_FILE})")
-    return load_studies(dataset_path("dnmbc_lrt").with_name(ALL_INPUTS_FILE), **kwargs)
+    return load_dataset(ALL_INPUTS_DATASET, **kwargs)
 
 
 def pool_multilevel(
