@@ -118,9 +118,10 @@ def test_trim_and_fill_as_gera_needs_fixed_effect_trimming() -> None:
     Comprehensive Meta-Analysis does by default) fills k0 = 2 studies on the right, the mirror
     images of Soran and POSYTIVE about Badwe, the one untrimmed study; the DL pool of the six
     is 1.04 (0.7102-1.5230). HR and lower limit match the printed digits; the upper limit is
-    1.5230, not 1.5228: a fill mirrored about ln 1.04 is symmetric about it, so its CI is
-    1.04^2 / 0.7102 = 1.5230, and the printed CI (geometric midpoint 1.03996) is not exactly
-    symmetric about 1.04. The 0.0002 is unexplained (not forced)."""
+    1.5230, not 1.5228, with the inputs at full precision. The printed 1.5228 follows when ln HR
+    and SE are entered to 4 decimals (tests/test_pubbias.py::
+    test_trim_method_fe_with_dl_fill_reproduces_gera_prospective_trim_and_fill, and
+    tests/test_reconcile.py); this test pins the full-precision value."""
     p = _published()
     table = load_studies(GERA, se_method="lower")
     dl = trim_and_fill(table.y, table.v, method="DL")
