@@ -144,3 +144,18 @@ def test_report_section_reads_the_evidence(timeline):
     assert text.count("not estimable: no randomised study yet") == sum(
         1 for r in timeline.rows if r.reason == "no randomised study yet" and not r.estimable)
     assert "synthesis simulate" in text  # operating characteristics not computed: how to get them
+
+
+def test_report_leaves_the_timeline_out_above_its_study_limit(monkeypatch):
+    """Above REPORT_TIMELINE_MAX_STUDIES the report's 'What would settle it?' has the plan but no
+    timeline, and a note naming the command that computes it."""
+    import synthesis as syn
+    import synthesis.cumulative as cumulative
+
+    table = syn.load_dataset("dnmbc_lrt")
+    monkeypatch.setattr(cumulative, "REPORT_TIMELINE_MAX_STUDIES", table.k - 1)
+    ev = cumulative.settle_evidence(table, events=[500])
+    assert ev.plan is not None and ev.timeline is None
+    assert any("synthesis timeline" in n for n in ev.notes)
+    monkeypatch.setattr(cumulative, "REPORT_TIMELINE_MAX_STUDIES", table.k)
+    assert cumulative.settle_evidence(table, events=[500]).timeline is not None
