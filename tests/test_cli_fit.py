@@ -84,6 +84,7 @@ def test_strict_exits_3_and_writes_nothing(capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # samples with PyMC (about 14 s)
 def test_unconverged_without_strict_warns_loudly(capsys):
     code, out, err = run_cli(capsys, "--model", "re", *TINY)
     assert code == 0

@@ -247,6 +247,7 @@ def odd_report(tmp_path_factory):
     return code, capture.getvalue(), out_dir
 
 
+@pytest.mark.slow  # one full report (about 20 s): CI's slow run
 def test_report_on_odd_study_names_succeeds(odd_report):
     code, err, out_dir = odd_report
     assert code == 0, err
@@ -257,6 +258,7 @@ def test_report_on_odd_study_names_succeeds(odd_report):
     assert "Trial $x^$ arm" in svg  # drawn literally (svg.fonttype none keeps text as text)
 
 
+@pytest.mark.slow  # one full report (about 20 s): CI's slow run
 def test_missing_default_covariate_is_said(odd_report):
     code, err, out_dir = odd_report
     note = "no meta-regression: "
@@ -265,6 +267,7 @@ def test_missing_default_covariate_is_said(odd_report):
     assert note in (out_dir / "report.html").read_text()
 
 
+@pytest.mark.slow  # one full report (about 20 s): CI's slow run
 def test_markdown_report_has_no_raw_html(odd_report):
     _, _, out_dir = odd_report
     md = (out_dir / "report.md").read_text()
@@ -275,6 +278,7 @@ def test_markdown_report_has_no_raw_html(odd_report):
     assert table_lines and all("\\| pipe" in line for line in table_lines)
 
 
+@pytest.mark.slow  # one full report (about 20 s): CI's slow run
 def test_csv_cells_cannot_run_as_formulas(odd_report):
     _, _, out_dir = odd_report
     for name in ("studies.csv", "decision.csv", "pools.csv"):
