@@ -80,7 +80,13 @@ from synthesis.errors import InputError, ModelError
 from synthesis.models.averaging import DEFAULT_INCLUSION_PROB, has_bias_dimension
 from synthesis.models.priors import PriorConfig, PriorSpec, parse_prior, resolve_priors
 from synthesis.models.spec import ModelData, ModelSpec, StudySource
-from synthesis.models.tipping import BIAS_MEAN_RANGE, BIAS_SD_RANGE, alpha_grid
+from synthesis.models.tipping import (
+    BIAS_MEAN_RANGE,
+    BIAS_SD_RANGE,
+    alpha_grid,
+    covering_nodes,
+    prior_support,
+)
 
 #: tau-prior families of the explorer; the slider's "scale" is the family's scale parameter
 #: (half-normal, half-Cauchy) or the mean 1 / rate (exponential).
@@ -285,15 +291,6 @@ def _conditional(S: np.ndarray, k: int, m0: float, a0: float, d0: np.ndarray | N
     return _Cond(-0.5 * (base + m2), (Bh * r0 - B * r1) / det, np.sqrt(Bh / det))
 
 
-def _prior_points(prior: PriorSpec) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pts = np.asarray(prior.ppf(np.array([0.0, 0.5, 0.999, 1.0])), dtype=float)
-    pts[0] = max(pts[0], 0.0) if np.isfinite(pts[0]) else 0.0
-    if not np.isfinite(pts[3]) or pts[3] <= pts[0]:
-        pts[3] = np.inf
-    return pts
-
-
 @dataclass(frozen=True)
 class _Nodes:
     tau: np.ndarray
@@ -304,7 +301,7 @@ class _Nodes:
 def _nodes(prior: PriorSpec, loglik_at: Any, sd: np.ndarray, ptp: float, n_grid: int) -> _Nodes:
     """Simpson nodes in asinh(tau / c) covering every column's posterior mass of tau
     (``loglik_at(tau) -> (G, N)``), located on a wide pilot grid as the exact engine does."""
-    s_lo, med, q999, s_hi = _prior_points(prior)
+    s_lo, med, q999, s_hi = prior_support(prior)
     small = min(float(sd.min()), med if math.isfinite(med) and med > 0 else math.inf)
     big = max(float(sd.max()), ptp, min(q999, 1e8) if math.isfinite(q999) else 0.0)
     c0 = 1e-3 * small
@@ -323,21 +320,7 @@ def _nodes(prior: PriorSpec, loglik_at: Any, sd: np.ndarray, ptp: float, n_grid:
     hi_p = np.minimum(tau[i1], s_hi)
     mass = np.cumsum(np.exp(lp - peak), axis=0)
     med_p = np.clip(tau[np.minimum((mass < 0.5 * mass[-1]).sum(axis=0), tau.size - 1)], lo_p, hi_p)
-    lo, hi = float(lo_p.min()), float(hi_p.max())
-    c = float(np.min(np.where(lo_p > 0, np.minimum(0.5 * med_p, lo_p), 0.5 * med_p)))
-    c = max(c, 1e-12 * hi, 1e-300)
-    u_lo, u_hi = math.asinh(lo / c), math.asinh(hi / c)
-    narrowest = max(float(np.min(np.arcsinh(hi_p / c) - np.arcsinh(lo_p / c))), 1e-12)
-    n = int(min(n_grid * math.ceil((u_hi - u_lo) / narrowest), 16 * n_grid))
-    n = max(n, n_grid, 5)
-    n += 1 - n % 2
-    uu = np.linspace(u_lo, u_hi, n)
-    nodes = np.clip(c * np.sinh(uu), lo, hi)
-    nodes[0], nodes[-1] = lo, hi
-    q = np.full(n, 2.0)
-    q[1::2] = 4.0
-    q[0] = q[-1] = 1.0
-    q = q * (u_hi - u_lo) / (n - 1) / 3.0 * c * np.cosh(uu)
+    nodes, q = covering_nodes(lo_p, hi_p, med_p, n_grid)
     with np.errstate(divide="ignore"):
         log_q = np.log(q) + prior.logpdf(nodes)
     return _Nodes(nodes, log_q, truncated)

@@ -309,8 +309,15 @@ def _conditional(sums: _Sums, p: _Problem, d0: np.ndarray, h: np.ndarray) -> tup
     return loglik, mean, sd
 
 
-def _prior_support(prior: PriorSpec) -> tuple[float, float, float, float]:
-    """Support ends, median and 99.9% quantile of the tau prior."""
+def prior_support(prior: PriorSpec) -> tuple[float, float, float, float]:
+    """Support ends, median and 99.9% quantile of the tau prior: ``(lo, median, q999, hi)``.
+
+    Examples
+    --------
+    >>> from synthesis.models.priors import parse_prior
+    >>> [round(v, 4) for v in prior_support(parse_prior("halfnormal(0.5)", "tau"))]
+    [0.0, 0.3372, 1.6452, inf]
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         lo, med, q999, hi = (float(v) for v in prior.ppf(np.array([0.0, 0.5, 0.999, 1.0])))
     lo = max(lo, 0.0) if math.isfinite(lo) else 0.0
@@ -327,7 +334,7 @@ def _blocks(n_points: int, n_nodes: int) -> list[slice]:
 def _pilot_sums(p: _Problem) -> tuple[_Sums, np.ndarray]:
     """The sums on the wide pilot grid (uniform in asinh(tau / c0) from 0 to 10^4 times the
     largest scale, c0 a thousandth of the smallest) and the log of prior density x Jacobian."""
-    _, med, q999, _ = _prior_support(p.tau_prior)
+    _, med, q999, _ = prior_support(p.tau_prior)
     sd = np.sqrt(p.s2)
     small = min(float(sd.min()), med if math.isfinite(med) and med > 0 else math.inf)
     big = max(float(sd.max()), float(np.ptp(p.y)), min(q999, 1e8) if math.isfinite(q999) else 0.0)
@@ -345,7 +352,7 @@ def _tau_nodes(
     """Simpson nodes in u = asinh(tau / c) covering every point's posterior mass of tau, with
     their weights for integrals over tau, and whether some posterior reached the pilot's end
     (``pilot``: :func:`_pilot_sums`)."""
-    s_lo, _, _, s_hi = _prior_support(p.tau_prior)
+    s_lo, _, _, s_hi = prior_support(p.tau_prior)
     sums, base = pilot
     tau = sums.tau
     los, his, meds, truncated = [], [], [], False
@@ -366,8 +373,26 @@ def _tau_nodes(
     lo_p = np.maximum(np.concatenate(los), s_lo)
     hi_p = np.minimum(np.concatenate(his), s_hi)
     med_p = np.clip(np.concatenate(meds), lo_p, hi_p)
+    nodes, q = covering_nodes(lo_p, hi_p, med_p, n_grid)
+    return nodes, q, truncated
+
+
+def covering_nodes(lo_p: np.ndarray, hi_p: np.ndarray, med_p: np.ndarray, n_grid: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""One set of Simpson nodes for many posteriors of tau at once, and their weights.
+
+    Each posterior ``j`` has its mass in ``[lo_p[j], hi_p[j]]`` with median ``med_p[j]``. The
+    nodes are even in ``u = asinh(tau / c)`` (linear below ``c``, logarithmic above, as in the
+    exact engine), with ``c`` the smallest of half a median and a positive lower end, and so
+    many that the narrowest posterior spans at least ``n_grid`` of them (at most ``16 n_grid``
+    in all); the weights are Simpson's times the Jacobian ``c cosh u``.
+
+    Examples
+    --------
+    >>> nodes, q = covering_nodes(np.array([0.0]), np.array([1.0]), np.array([0.2]), 33)
+    >>> bool(nodes[0] == 0.0 and nodes[-1] == 1.0), round(float(q.sum()), 12)
+    (True, 1.0)
+    """
     lo, hi = float(lo_p.min()), float(hi_p.max())
-    # linear below c, logarithmic above (as in the exact engine)
     c = float(np.min(np.where(lo_p > 0, np.minimum(0.5 * med_p, lo_p), 0.5 * med_p)))
     c = max(c, 1e-12 * hi, 1e-300)
     u_lo, u_hi = math.asinh(lo / c), math.asinh(hi / c)
@@ -382,7 +407,7 @@ def _tau_nodes(
     q[1::2] = 4.0
     q[0] = q[-1] = 1.0
     q = q * (u_hi - u_lo) / (n - 1) / 3.0 * c * np.cosh(uu)
-    return nodes, q, truncated
+    return nodes, q
 
 
 def _mixture_quantile(W: np.ndarray, M: np.ndarray, S: np.ndarray, prob: float) -> np.ndarray:
