@@ -217,3 +217,34 @@ def check_out(path: str, command: str) -> Path:
     if not out.resolve().parent.is_dir():
         raise InputError(f"--out {path}: the parent directory {out.resolve().parent} does not exist")
     return out
+
+
+def probability_arg(text: str) -> float:
+    """A probability strictly between 0 and 1 (``--level``, ``--one-sided``, ``--event-prob``).
+
+    Examples
+    --------
+    >>> probability_arg("0.9")
+    0.9
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def emit(result: Any, *, as_json: bool, out: Path | None, write: Callable[[Any, Path], list[str]]) -> int:
+    """Finish a command that may write an ``--out`` folder: write it first (a failed write is
+    exit 2 with no results shown), then print the result (``--json``: its ``to_json()``), then
+    say on stderr what was written. Returns the exit status 0."""
+    written = write(result, out) if out is not None else []
+    if as_json:
+        print_json(result.to_json())
+    else:
+        print(result)
+    if out is not None:
+        print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
+    return 0

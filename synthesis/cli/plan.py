@@ -4,10 +4,9 @@ Preposterior analysis of a new two-arm RCT over trial sizes (issue #14)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from synthesis.cli.common import add_input_arguments, check_out
+from synthesis.cli.common import add_input_arguments, check_out, emit, probability_arg
 from synthesis.errors import InputError, ModelError
 
 #: The command recorded in the marker of the folders ``plan --out`` writes.
@@ -30,17 +29,6 @@ def _number_list(kind: str, *, integer: bool = False):  # noqa: ANN202 - an argp
         return values
 
     return parse
-
-
-def probability_arg(text: str) -> float:
-    """A probability strictly between 0 and 1 (``--level``, ``--one-sided``, ``--event-prob``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability strictly between 0 and 1, got {text!r}")
-    return value
 
 
 def positive_arg(text: str) -> float:
@@ -117,7 +105,7 @@ def choose_model(args: argparse.Namespace, table) -> tuple[str, list[str]]:  # n
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthesis.cli.common import load_table, print_json, print_warnings
+    from synthesis.cli.common import load_table, print_warnings
     from synthesis.cli.fit import build_spec
     from synthesis.models.preposterior import DEFAULT_EVENTS, RULE_THRESHOLD, plan_trial
     from synthesis.models.spec import ModelData
@@ -149,15 +137,7 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:
         raise ModelError(f"synthesis plan refits with the exact engine: {exc}") from exc
     result.notes[:0] = notes
-    if out is not None:  # write before printing: a failed write is exit 2 without results shown
-        written = _write(result, out)
-    if args.json:
-        print_json(result.to_json())
-    else:
-        print(result)
-    if out is not None:
-        print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
-    return 0
+    return emit(result, as_json=args.json, out=out, write=_write)
 
 
 def _write(result, out: Path) -> list[str]:  # noqa: ANN001

@@ -4,10 +4,9 @@ to this tool's answer one change at a time (:mod:`synthesis.reconcile`)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from synthesis.cli.common import check_out, print_json, threshold_arg
+from synthesis.cli.common import check_out, emit, threshold_arg
 from synthesis.errors import InputError
 
 #: The command recorded in the marker of the folders ``reconcile --out`` writes.
@@ -54,15 +53,7 @@ def run(args: argparse.Namespace) -> int:
     pools = load_published_pools(args.pools)
     out = check_out(args.out, OUTPUT_COMMAND) if args.out is not None else None
     result = reconcile(pools, thresholds=thresholds)
-    if out is not None:  # write before printing: a failed write is exit 2 without results shown
-        written = _write(result, out)
-    if args.json:
-        print_json(result.to_json())
-    else:
-        print(result)
-    if out is not None:
-        print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
-    return 0
+    return emit(result, as_json=args.json, out=out, write=_write)
 
 
 def _write(result, out: Path) -> list[str]:

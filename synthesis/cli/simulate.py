@@ -4,19 +4,20 @@ a grid of truths, for the design-bias model, the naive pool and the RCTs alone (
 from __future__ import annotations
 
 import argparse
-import sys
 
 from synthesis.base import DEFAULT_SEED
 from synthesis.cli.common import (
     SEED_HELP,
     add_input_arguments,
     check_out,
+    emit,
     int_at_least,
+    probability_arg,
     seed_arg,
     threshold_arg,
     workers_arg,
 )
-from synthesis.cli.plan import _number_list, probability_arg
+from synthesis.cli.plan import _number_list
 from synthesis.errors import InputError
 
 #: The command recorded in the marker of the folders ``simulate --out`` writes.
@@ -108,7 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthesis.cli.common import load_table, print_json, print_warnings
+    from synthesis.cli.common import load_table, print_warnings
     from synthesis.models.priors import resolve_priors
     from synthesis.models.spec import ModelData, ModelSpec
     from synthesis.simulation import run_simulation
@@ -132,15 +133,7 @@ def run(args: argparse.Namespace) -> int:
         tau=args.tau, threshold=args.threshold, level=args.level, seed=args.seed, workers=args.workers,
         scheduler=args.scheduler, progress=False if args.quiet else None,
     )
-    if out is not None:
-        written = _write(result, out)
-    if args.json:
-        print_json(result.to_json())
-    else:
-        print(result)
-    if out is not None:
-        print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
-    return 0
+    return emit(result, as_json=args.json, out=out, write=_write)
 
 
 def _write(result, out) -> list[str]:  # noqa: ANN001

@@ -4,9 +4,8 @@ publication year, with "if the next trial shows HR = x with n events" scenarios 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from synthesis.cli.common import add_input_arguments, check_out, threshold_arg
+from synthesis.cli.common import add_input_arguments, check_out, emit, threshold_arg
 
 #: The command recorded in the marker of the folders ``timeline --out`` writes.
 OUTPUT_COMMAND = "timeline"
@@ -48,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthesis.cli.common import load_table, print_json, print_warnings
+    from synthesis.cli.common import load_table, print_warnings
     from synthesis.cumulative import parse_scenario, run_timeline, study_years
     from synthesis.models.priors import resolve_priors
     from synthesis.models.spec import ModelSpec
@@ -61,15 +60,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out(args.out, OUTPUT_COMMAND) if args.out is not None else None
     result = run_timeline(table, ModelSpec("bias", priors=priors), threshold=args.threshold, scenarios=scenarios,
                           prior_prob=args.prior_prob)
-    if out is not None:
-        written = _write(result, out)
-    if args.json:
-        print_json(result.to_json())
-    else:
-        print(result)
-    if out is not None:
-        print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
-    return 0
+    return emit(result, as_json=args.json, out=out, write=_write)
 
 
 def _write(result, out) -> list[str]:  # noqa: ANN001

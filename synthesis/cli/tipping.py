@@ -4,27 +4,22 @@ non-randomised studies change (issue #11)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from synthesis.cli.common import add_input_arguments, check_out, int_at_least, threshold_arg
+from synthesis.cli.common import (
+    add_input_arguments,
+    check_out,
+    emit,
+    int_at_least,
+    probability_arg,
+    threshold_arg,
+)
 from synthesis.errors import InputError
 
 #: The command recorded in the marker of the folders ``tipping --out`` writes.
 OUTPUT_COMMAND = "tipping"
 #: Figures written by ``--out`` (file stems; PNG and SVG each).
 FIGURE_STEMS: tuple[str, str] = ("tipping_map", "alpha_curve")
-
-
-def level_arg(text: str) -> float:
-    """``--level``: a probability strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability strictly between 0 and 1, got {text!r}")
-    return value
 
 
 class _Once(argparse.Action):
@@ -100,7 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=threshold_arg, action=_Once, default=DEFAULT_THRESHOLD, metavar="T",
                    help="the decision threshold T of P(HR < T), a hazard ratio > 0; give it once "
                    "(one threshold per run; default %(default)s)")
-    p.add_argument("--level", type=level_arg, default=DEFAULT_LEVEL, metavar="P",
+    p.add_argument("--level", type=probability_arg, default=DEFAULT_LEVEL, metavar="P",
                    help="the probability level whose crossing is the tipping point, in (0, 1) (default %(default)s)")
     p.add_argument("--grid", type=grid_arg, default=DEFAULT_GRID, metavar="N|NxM",
                    help=f"grid size: N, or N bias means x M bias SDs, each from 2 to {MAX_GRID_SIDE} "
@@ -117,7 +112,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthesis.cli.common import load_table, print_json, print_warnings
+    from synthesis.cli.common import load_table, print_warnings
     from synthesis.models.priors import resolve_priors
     from synthesis.models.spec import ModelData, ModelSpec
     from synthesis.models.tipping import tipping_analysis
@@ -135,15 +130,7 @@ def run(args: argparse.Namespace) -> int:
     result = tipping_analysis(
         data, priors, threshold=args.threshold, level=args.level, grid=args.grid, alpha_points=args.alpha_points
     )
-    if out is not None:  # write before printing: a failed write is exit 2 without results shown
-        written = _write(result, out)
-    if args.json:
-        print_json(result.to_json())
-    else:
-        print(result)
-    if out is not None:
-        print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
-    return 0
+    return emit(result, as_json=args.json, out=out, write=_write)
 
 
 def _write(result, out: Path) -> list[str]:
