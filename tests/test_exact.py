@@ -663,3 +663,20 @@ def test_marginal_densities_integrate_to_one():
     assert set(fit.densities) == {"tau", "mu", "delta"}
     for grid, dens in fit.densities.values():
         assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_study_effects_are_skipped_above_the_cell_limit_with_a_note(monkeypatch):
+    """Above STUDY_EFFECT_MAX_CELLS study-node pairs fit_exact leaves the per-study effects out
+    and says so; the pooled results are the same numbers."""
+    import synthesis as syn
+    import synthesis.models.exact as exact
+    from synthesis.models.spec import ModelData, ModelSpec
+
+    spec = ModelSpec("bias")
+    data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
+    full = exact.fit_exact(data, spec)
+    monkeypatch.setattr(exact, "STUDY_EFFECT_MAX_CELLS", data.k - 1)
+    lean = exact.fit_exact(data, spec)
+    assert len(full.study_effects) == data.k and lean.study_effects == []
+    assert any("study effects not summarised" in n for n in lean.notes)
+    assert lean.hr == full.hr and lean.p_hr_below == full.p_hr_below
