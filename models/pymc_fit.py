@@ -115,7 +115,7 @@ def data_hash(data: ModelData) -> str:
     (64, True)
     """
     h = hashlib.sha256()
-    h.update(json.dumps([list(data.studies), list(data.designs), list(data.covariates)]).encode())
+    h.update(json.dumps([list(data.studies), list(data.designs), list(data.covariates), list(data.clusters)]).encode())
     for arr in (data.y, data.se, np.asarray(data.nonrandomised, dtype=float), data.x, data.centres):
         h.update(np.ascontiguousarray(np.asarray(arr, dtype=np.float64)).tobytes())
     return h.hexdigest()
@@ -699,7 +699,11 @@ def structure_key(spec: ModelSpec) -> tuple:
     True
     """
     families = tuple((p, getattr(spec.priors, p).family) for p in spec.parameters)
-    return (spec.model, spec.bias_variant if spec.has_bias else None, tuple(spec.covariates), families)
+    key = (spec.model, spec.bias_variant if spec.has_bias else None, tuple(spec.covariates), families)
+    if spec.multilevel:
+        # the multilevel model compiles rho and the whole tau_within prior in (no swap of them)
+        key += (("multilevel", spec.cluster, spec.rho, spec.tau_within.label),)
+    return key
 
 
 #: Compiled models of this process, by (structure, data hash, backend): a refit of the same model
@@ -725,9 +729,10 @@ def default_target_accept(spec: ModelSpec, data: ModelData) -> float:
     (0.95, 0.99)
     """
     three_level = spec.has_bias and spec.bias_variant == "three-level"
-    if uses_marginal_form(data) and not three_level:
+    if uses_marginal_form(data) and not three_level and not spec.multilevel:
         return TARGET_ACCEPT_MARGINAL
-    hard = spec.has_bias and spec.bias_variant in ("random", "three-level")
+    # a multilevel model is always latent (two layers of effects, funnels in tau and tau_within)
+    hard = spec.multilevel or (spec.has_bias and spec.bias_variant in ("random", "three-level"))
     hard = hard or (spec.has_covariates and data.n_missing > 0)
     return TARGET_ACCEPT_HARD if hard else DEFAULT_TARGET_ACCEPT
 

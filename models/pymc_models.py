@@ -201,14 +201,6 @@ def designs_present(data: ModelData) -> list[str]:
 
 
 def _check(data: ModelData, spec: ModelSpec) -> None:
-    if spec.multilevel:
-        # the fit path (synthesis.models.pymc_fit) reuses compiled models by a structure key and
-        # data hash that do not yet hold the clusters, rho and the tau_within prior family: a
-        # multilevel fit could silently reuse another model's compiled density
-        raise ModelError(
-            f"the PyMC multilevel model (cluster {spec.cluster!r}) is not available through "
-            "engine='pymc' yet; use engine='exact' (or build_multilevel_model and sample it directly)"
-        )
     _check_data(data, spec)
 
 
@@ -372,6 +364,8 @@ def build_model(data: ModelData, spec: ModelSpec) -> pm.Model:
     ['y']
     """
     _check(data, spec)
+    if spec.multilevel:
+        return build_multilevel_model(data, spec)
     if uses_marginal_form(data):
         return build_marginal_model(data, spec)
     priors = spec.priors

@@ -414,7 +414,8 @@ def fit(
         A multilevel model (issue #13): rows grouped by the column ``cluster`` (e.g.
         ``"cohort"``) with cluster effects ``u_i ~ N(0, tau^2)``, row effects
         ``e_ij ~ N(0, tau_within^2)`` and a within-cluster sampling correlation ``rho``
-        (metafor's ``vcalc``); exact engine only.
+        (metafor's ``vcalc``); the exact engine by default, PyMC (``engine="pymc"``) for
+        imputed covariates.
     engine
         ``"pymc"`` (NUTS via nutpie; the default) or ``"exact"`` (quadrature over tau;
         linear-Gaussian models only; the default with ``cluster``).

@@ -22,7 +22,7 @@ from synthesis.cli.common import (
     seed_arg,
     threshold_arg,
 )
-from synthesis.errors import ConvergenceError, InputError, ModelError
+from synthesis.errors import ConvergenceError, ModelError
 from synthesis.models.fit import ENGINES
 from synthesis.models.spec import ADAPTATION_CHOICES, BIAS_VARIANTS, DEFAULT_ADAPTATION, MODELS
 from synthesis.outputs import atomic_directory, write_posterior
@@ -63,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_input_arguments(p)
     add_model_arguments(p)
     p.add_argument("--at", action="append", default=[], metavar="C=X", help="metareg: HR at covariate value(s), e.g. bone_only_fraction=0.5 (repeatable)")
-    p.add_argument("--engine", choices=ENGINES, default=None, help="pymc (NUTS via nutpie; the default) or exact (quadrature over tau; linear-Gaussian models only; the default and the only engine with --cluster)")
+    p.add_argument("--engine", choices=ENGINES, default=None, help="pymc (NUTS via nutpie; the default) or exact (quadrature over tau; linear-Gaussian models only; the default with --cluster, where pymc also fits the multilevel model, with covariates imputed)")
     p.add_argument("--no-effect", action="store_true", help="fix mu = 0 (HR 1 in a randomised comparison): the null model of a Bayes factor for an effect; --engine exact only")
     p.add_argument("--common-effect", action="store_true", help="fix tau = 0 (no between-study heterogeneity); --engine exact only")
     p.add_argument("--chains", type=int, default=4)
@@ -122,9 +122,6 @@ def run(args: argparse.Namespace) -> int:
     thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
     out_dir = check_out(args.out, OUTPUT_COMMAND) if args.out else None
     engine = args.engine or ("exact" if spec.multilevel else "pymc")
-    if spec.multilevel and engine != "exact":
-        raise InputError("--cluster (a multilevel model) needs --engine exact: the PyMC multilevel model is not "
-                         "available through fit yet")
     try:
         result = fit(
             table,
