@@ -106,6 +106,13 @@ PRUNE = 1e-14
 _SQRT_PI = math.sqrt(math.pi)
 
 
+#: Allocation ratios (treatment : control) a new trial may have: beyond them one arm is empty in
+#: any real trial (and (1 + r)^2 overflows long before r = 1e200).
+ALLOCATION_RANGE = (1e-3, 1e3)
+#: The smallest trial: one event.
+MIN_EVENTS = 1.0
+
+
 def trial_se(events: float, allocation: float = 1.0) -> float:
     r"""Standard error of the log HR of a two-arm trial with ``events`` events and allocation
     ratio ``allocation`` (treatment : control): ``sqrt((1 + r)^2 / (d r))`` (Schoenfeld 1981).
@@ -120,8 +127,13 @@ def trial_se(events: float, allocation: float = 1.0) -> float:
     d, r = float(events), float(allocation)
     if not (math.isfinite(d) and d > 0):
         raise InputError(f"the number of events must be > 0, got {events!r}", parameter="events")
-    if not (math.isfinite(r) and r > 0):
-        raise InputError(f"the allocation ratio must be > 0, got {allocation!r}", parameter="allocation")
+    if not (math.isfinite(r) and ALLOCATION_RANGE[0] <= r <= ALLOCATION_RANGE[1]):
+        raise InputError(
+            f"the allocation ratio must be between {ALLOCATION_RANGE[0]:g} and {ALLOCATION_RANGE[1]:g}, got {allocation!r}",
+            parameter="allocation",
+        )
+    if not d >= MIN_EVENTS:
+        raise InputError(f"a trial needs at least {MIN_EVENTS:g} event, got {events!r}", parameter="events")
     return math.sqrt((1.0 + r) ** 2 / (d * r))
 
 
@@ -591,10 +603,15 @@ def _plan(data: ModelData, spec: ModelSpec, sizes: list[float], ses: list[float]
         best = max(r.best_p_below_after for r in unreachable)
         sizes_text = (f"any size given ({min(r.events for r in rows):g} to {max(r.events for r in rows):g} events)" if len(unreachable) == len(rows)
                       and len(rows) > 2 else ", ".join(f"{r.events:g}" for r in unreachable) + " events")
+        why = (
+            "a single trial's own sampling error and, with between-trial heterogeneity, the spread of "
+            "trial effects bound what it can show about the randomised effect; more events help only "
+            "up to the heterogeneity's limit" if spec.heterogeneity
+            else "a single trial's own sampling error bounds what it can show: more events are needed"
+        )
         notes.append(
             f"no result of a single new trial of {sizes_text} "
-            f"meets the rule: the largest P(HR < {threshold:g}) any result gives is {best:.3f} <= {level:g} "
-            "(between-trial heterogeneity bounds what one trial can show about the randomised effect)"
+            f"meets the rule: the largest P(HR < {threshold:g}) any result gives is {best:.3f} <= {level:g} ({why})"
         )
     if post.grid.truncated:
         notes.append("the current posterior of tau has mass at the end of its grid; the plan inherits that truncation")

@@ -230,3 +230,14 @@ def test_cli_falls_back_to_re_with_note(capsys, tmp_path):
     assert doc["model"] == "re" and any("random effects" in n for n in doc["notes"])
     assert doc["rows"][0]["events"] == 200.0 and doc["rows"][0]["patients"] == 400.0
     assert {"plan.csv", "plan.json", "plan.png", "plan.svg"} <= {p.name for p in out.iterdir()}
+
+
+@pytest.mark.parametrize("value", ["1e200", "1e-300", "2000"])
+def test_allocation_outside_its_range_is_exit_2(value, capsys):
+    """An allocation ratio beyond 1:1000 either way is refused with a message (1e200 overflowed
+    (1 + r)^2 before)."""
+    from synthesis.cli import main
+
+    assert main(["plan", "--events", "500", "--allocation", value]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("allocation" in err)
