@@ -257,7 +257,8 @@ def run_chunk(job: tuple) -> ChunkResult:
     return ChunkResult(
         scenario=index, n=stop - start,
         recommend={name: int((p > level).sum()) for name, (p, _) in out.items()},
-        grid_end={name: int((end > GRID_END_WEIGHT).sum()) for name, (_, end) in out.items()},
+        # a common-effect analysis has the one node tau = 0: no grid end to reach
+        grid_end={name: int((end > GRID_END_WEIGHT).sum()) if spec.heterogeneity else 0 for name, (_, end) in out.items()},
     )
 
 

@@ -131,3 +131,18 @@ def test_cli_bad_options_exit_2(capsys, args):
     code, _, err = _cli(capsys, *args)
     assert code == 2, err
     assert "Traceback" not in err
+
+
+def test_common_effect_has_no_grid_end_notes_and_absurd_truths_are_refused(capsys):
+    """With tau fixed at 0 there is no tau grid to reach the end of (the note appeared for every
+    replicate); truths beyond HR 1/100..100 or SD 5 are refused with exit 2."""
+    from synthesis.cli import main
+
+    assert main(["simulate", "--common-effect", "--true-hr", "1", "--bias-mean", "1", "--bias-sd", "0",
+                 "--n-sim", "50", "--quiet", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "end of" not in out.out + out.err
+    for argv in (["--true-hr", "1e308"], ["--bias-mean", "1e-300"], ["--tau", "1e6"], ["--bias-sd", "6"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["simulate", "--quiet", *argv])
+        assert exc.value.code == 2

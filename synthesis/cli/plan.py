@@ -4,6 +4,7 @@ Preposterior analysis of a new two-arm RCT over trial sizes (issue #14)."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from synthesis.cli.common import add_input_arguments, check_out, emit, probability_arg
@@ -15,16 +16,20 @@ OUTPUT_COMMAND = "plan"
 FIGURE_STEM = "plan"
 
 
-def _number_list(kind: str, *, integer: bool = False):  # noqa: ANN202 - an argparse type
+def _number_list(kind: str, *, integer: bool = False, most: float = math.inf):  # noqa: ANN202 - an argparse type
+    """A comma-separated list of numbers > 0 (with ``most`` finite: from 1/most to most)."""
+    least = 1.0 / most
+    span = "> 0" if math.isinf(most) else f"from {least:g} to {most:g}"
+
     def parse(text: str) -> list[float]:
         values = []
         for part in text.split(","):
             try:
                 value = float(part)
             except ValueError:
-                value = float("nan")
-            if not (value > 0 and value < float("inf")):
-                raise argparse.ArgumentTypeError(f"must be a comma-separated list of {kind} > 0, got {text!r}")
+                value = math.nan
+            if not (0.0 < value < math.inf and least <= value <= most):
+                raise argparse.ArgumentTypeError(f"must be a comma-separated list of {kind} {span}, got {text!r}")
             values.append(value)
         return values
 

@@ -24,6 +24,12 @@ from synthesis.errors import InputError
 OUTPUT_COMMAND = "simulate"
 
 
+#: Simulated truths on the HR scale lie between 1/HR_MOST and HR_MOST, SDs (log scale) up to
+#: SD_MOST: beyond them every simulated study is degenerate (and the tau grid cannot hold them).
+HR_MOST = 100.0
+SD_MOST = 5.0
+
+
 def _sd_list(text: str) -> list[float]:
     """Comma-separated SDs >= 0."""
     values = []
@@ -32,8 +38,8 @@ def _sd_list(text: str) -> list[float]:
             value = float(part)
         except ValueError:
             value = float("nan")
-        if not (0.0 <= value < float("inf")):
-            raise argparse.ArgumentTypeError(f"must be a comma-separated list of SDs >= 0, got {text!r}")
+        if not (0.0 <= value <= SD_MOST):
+            raise argparse.ArgumentTypeError(f"must be a comma-separated list of SDs from 0 to {SD_MOST:g}, got {text!r}")
         values.append(value)
     return values
 
@@ -44,8 +50,8 @@ def _sd(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (0.0 <= value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be an SD >= 0, got {text!r}")
+    if not (0.0 <= value <= SD_MOST):
+        raise argparse.ArgumentTypeError(f"must be an SD from 0 to {SD_MOST:g}, got {text!r}")
     return value
 
 
@@ -79,9 +85,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p)
-    p.add_argument("--true-hr", type=_number_list("hazard ratios"), default=list(DEFAULT_TRUE_HRS), metavar="HR,...",
+    p.add_argument("--true-hr", type=_number_list("hazard ratios", most=HR_MOST), default=list(DEFAULT_TRUE_HRS), metavar="HR,...",
                    help=f"true randomised HRs (default {listed(DEFAULT_TRUE_HRS)})")
-    p.add_argument("--bias-mean", type=_number_list("bias factors"), default=list(DEFAULT_BIAS_MEANS), metavar="B,...",
+    p.add_argument("--bias-mean", type=_number_list("bias factors", most=HR_MOST), default=list(DEFAULT_BIAS_MEANS), metavar="B,...",
                    help=f"bias factors b of non-randomised studies, HR scale, 1 = unbiased (default {listed(DEFAULT_BIAS_MEANS)})")
     p.add_argument("--bias-sd", type=_sd_list, default=list(DEFAULT_BIAS_SDS), metavar="SD,...",
                    help=f"study-to-study SDs of the bias, log scale (default {listed(DEFAULT_BIAS_SDS)})")
