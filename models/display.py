@@ -39,7 +39,23 @@ PARAMETER_LABELS: dict[str, str] = {
     "tau": "tau (between-study SD)",
     "delta": "delta (design bias)",
     "kappa": "kappa",
+    "tau_within": "tau_within (within SD)",
 }
+#: ... and in a multilevel model (rows grouped in clusters), where tau is between clusters.
+MULTILEVEL_LABELS: dict[str, str] = {"tau": "tau (between-cluster SD)"}
+
+
+def parameter_label(name: str, spec: ModelSpec) -> str:
+    """The printed name of parameter ``name`` of a model ``spec``.
+
+    Examples
+    --------
+    >>> parameter_label("tau", ModelSpec("re")), parameter_label("tau", ModelSpec("re", cluster="cohort"))
+    ('tau (between-study SD)', 'tau (between-cluster SD)')
+    """
+    if spec.multilevel and name in MULTILEVEL_LABELS:
+        return MULTILEVEL_LABELS[name]
+    return PARAMETER_LABELS.get(name, name)
 
 
 def fmt(x: float | None, digits: int = 3, *, missing: str = "NA") -> str:
@@ -193,7 +209,7 @@ def format_fit(result: FitResult) -> str:
         lines.append(f"  {name:<6} {label}")
     lines.append(f"Intervals: posterior median and {pct} equal-tailed credible interval.")
     lines.append("")
-    header = f"  {'parameter':<22}{'median':>9}  {pct + ' CrI':<22}"
+    header = f"  {'parameter':<24}{'median':>9}  {pct + ' CrI':<22}"
     mcmc = result.engine == "pymc"
     if mcmc:
         header += f"{'R-hat':>7}{'ESS bulk':>10}"
@@ -201,7 +217,7 @@ def format_fit(result: FitResult) -> str:
     rows = [(n, s) for n, s in result.parameters.items()]
     rows += [(f"beta[{c}]", s) for c, s in result.beta.items()]
     for name, s in rows:
-        row = f"  {PARAMETER_LABELS.get(name, name):<22}{fmt(s.median):>9}  {fmt(s.q025) + ' to ' + fmt(s.q975):<22}"
+        row = f"  {parameter_label(name, result.spec):<24}{fmt(s.median):>9}  {fmt(s.q025) + ' to ' + fmt(s.q975):<22}"
         if mcmc:
             row += f"{fmt(s.r_hat):>7}{fmt(s.ess_bulk, 0):>10}"
         lines.append(row)
@@ -260,7 +276,7 @@ def fit_html(result: FitResult) -> str:
     head = ["parameter", "median", f"{pct} CrI"] + (["R-hat", "ESS bulk"] if mcmc else [])
     rows = []
     for name, s in [*result.parameters.items(), *((f"beta[{c}]", s) for c, s in result.beta.items())]:
-        row = [PARAMETER_LABELS.get(name, name), fmt(s.median), f"{fmt(s.q025)} to {fmt(s.q975)}"]
+        row = [parameter_label(name, spec), fmt(s.median), f"{fmt(s.q025)} to {fmt(s.q975)}"]
         if mcmc:
             row += [fmt(s.r_hat), fmt(s.ess_bulk, 0)]
         rows.append(row)

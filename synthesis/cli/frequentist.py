@@ -32,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     add_input_arguments(p)
     p.add_argument("--method", choices=METHODS, default="REML", help="tau^2 estimator (default REML)")
-    p.add_argument("--hksj", action="store_true", help="Hartung-Knapp-Sidik-Jonkman CI (t, k-1 df)")
+    p.add_argument("--hksj", action="store_true", help="Hartung-Knapp-Sidik-Jonkman CI (t, k-1 df); with --cluster: t tests on k - p df without rescaling (rma.mv test=\"t\")")
     p.add_argument("--by-design", action="store_true", help="also pool by design (RCT vs non-randomised) with a test for subgroup differences")
     add_cluster_arguments(p)
     p.set_defaults(handler=run_pool)
@@ -47,7 +47,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_input_arguments(p)
     p.add_argument("--covariate", action="append", required=True, metavar="C", help="numeric column (repeatable)")
     p.add_argument("--method", choices=METHODS, default="REML", help="residual tau^2 estimator (default REML)")
-    p.add_argument("--hksj", action="store_true", help="Knapp-Hartung adjustment (t and F tests)")
+    p.add_argument("--hksj", action="store_true", help="Knapp-Hartung adjustment (t and F tests); with --cluster: t and F tests on k - p df without rescaling (rma.mv test=\"t\")")
     add_cluster_arguments(p)
     p.set_defaults(handler=run_metareg)
 
