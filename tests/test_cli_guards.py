@@ -200,6 +200,7 @@ def test_keyboard_interrupt_is_one_line(monkeypatch, capsys):
     assert out == ""
 
 
+@pytest.mark.slow  # writes a whole report (5-9 s): CI's slow run
 def test_keyboard_interrupt_while_writing_a_report_leaves_nothing(tmp_path, monkeypatch, capsys):
     """Interrupted in the middle of writing: no report folder, no temporary folder."""
     (tmp_path / "data").mkdir()

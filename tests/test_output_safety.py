@@ -153,6 +153,7 @@ def test_output_folder_name_never_escapes(stem):
     assert Path(name).name == name
 
 
+@pytest.mark.slow  # writes a whole report (5-9 s): CI's slow run
 def test_report_default_name_of_dots_file_stays_in_reports(studies, capsys):
     dots = studies.parent / "...csv"  # stem ".." used to put the report in the working folder
     dots.write_text(SMALL_CSV)

@@ -418,6 +418,7 @@ def test_importing_the_plots_keeps_the_users_backend():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow  # writes a whole report (5-9 s): CI's slow run
 def test_the_cli_draws_headless_with_agg(tmp_path):
     code = (
         "import sys; from synthesis.cli import main; rc = main(sys.argv[1:]); "

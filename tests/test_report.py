@@ -463,6 +463,7 @@ def test_console_table_fits_in_100_columns(tmp_path):
 # --------------------------------------------------------------------------------------------
 # many studies: the pages list the most precise, the CSV files hold every study (issue #9)
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # writes a whole report (5-9 s): CI's slow run
 def test_large_report_caps_study_tables_and_writes_every_study_to_csv(tmp_path):
     from synthesis.analysis import run_analysis
     from synthesis.report.tables import LEAVE_ONE_OUT_CSV, REPORT_MAX_STUDY_ROWS
