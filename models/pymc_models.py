@@ -420,9 +420,9 @@ def build_multilevel_model(data: ModelData, spec: ModelSpec) -> pm.Model:
 
     Examples
     --------
-    >>> from synthesis.multilevel import load_all_inputs
+    >>> import synthesis as syn
     >>> spec = ModelSpec("re", cluster="cohort", rho=0.5)
-    >>> model = build_multilevel_model(ModelData.from_table(load_all_inputs(), spec), spec)
+    >>> model = build_multilevel_model(ModelData.from_table(syn.load_dataset("dnmbc_lrt_all_inputs"), spec), spec)
     >>> [v.name for v in model.free_RVs]
     ['mu', 'tau', 'tau_within', 'z_cluster', 'z', 'omega', 'z_new', 'z_new_within']
     """

@@ -465,6 +465,24 @@ def _attr(value: Any) -> Any:
     return json.dumps(jsonable(value))
 
 
+def write_json(obj: Any, path: str | Path) -> None:
+    """Write ``obj`` as strict, indented JSON (:func:`jsonable`: no NaN, numpy converted) with a
+    final newline: every JSON file an output folder holds.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_json({"hr": np.float64(0.8), "p": float("nan")}, Path(d) / "x.json")
+    ...     print((Path(d) / "x.json").read_text(), end="")
+    {
+      "hr": 0.8,
+      "p": null
+    }
+    """
+    Path(path).write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
 def write_posterior(dt: Any, path: str | Path) -> None:
     """Write a posterior DataTree to NetCDF (h5netcdf); object-typed variables (nutpie's
     divergence messages) are dropped and attributes become strings or numbers.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +14,6 @@ from synthesis.cli.common import (
     add_input_arguments,
     check_cluster_arguments,
     check_out,
-    jsonable,
     load_table,
     print_json,
     print_warnings,
@@ -25,7 +23,7 @@ from synthesis.cli.common import (
 from synthesis.errors import ConvergenceError, ModelError
 from synthesis.models.fit import ENGINES
 from synthesis.models.spec import ADAPTATION_CHOICES, BIAS_VARIANTS, DEFAULT_ADAPTATION, MODELS
-from synthesis.outputs import atomic_directory, write_posterior
+from synthesis.outputs import atomic_directory, write_json, write_posterior
 
 if TYPE_CHECKING:
     from synthesis.models.results import FitResult
@@ -210,7 +208,7 @@ def write_fit(result: FitResult, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     names = ["fit.json"]
     with atomic_directory(out_dir, command=OUTPUT_COMMAND) as tmp:
-        (tmp / "fit.json").write_text(json.dumps(jsonable(fit_json(result)), indent=2, allow_nan=False) + "\n")
+        write_json(fit_json(result), tmp / "fit.json")
         if result.posterior is not None:
             write_posterior(result.posterior, tmp / "posterior.nc")
             names.append("posterior.nc")

@@ -117,13 +117,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(result, out: str) -> None:
-    import json
 
-    from synthesis.outputs import atomic_directory, jsonable
+    from synthesis.outputs import atomic_directory, write_json
     from synthesis.plots.save import save_figure
     from synthesis.spreadsheets import write_csv
 
     with atomic_directory(out, command=OUTPUT_COMMAND) as tmp:
         write_csv(result.to_frame(), tmp / "specifications.csv")
-        (tmp / "multiverse.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False))
+        write_json(result.to_json(), tmp / "multiverse.json")
         save_figure(result.plot_curve(), tmp / "specification_curve")

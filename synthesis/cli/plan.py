@@ -146,9 +146,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(result, out: Path) -> list[str]:  # noqa: ANN001
-    import json
 
-    from synthesis.outputs import atomic_directory, jsonable
+    from synthesis.outputs import atomic_directory, write_json
     from synthesis.plots import save_figure
     from synthesis.plots.plan import plot_plan
     from synthesis.spreadsheets import write_csv
@@ -156,6 +155,6 @@ def _write(result, out: Path) -> list[str]:  # noqa: ANN001
     names = ["plan.csv", "plan.json"]
     with atomic_directory(out, command=OUTPUT_COMMAND) as tmp:
         write_csv(result.to_frame(), tmp / "plan.csv")
-        (tmp / "plan.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
+        write_json(result.to_json(), tmp / "plan.json")
         names += [p.name for p in save_figure(plot_plan(result), tmp / FIGURE_STEM)]
     return names

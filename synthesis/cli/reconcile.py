@@ -57,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(result, out: Path) -> list[str]:
-    import json
 
-    from synthesis.outputs import atomic_directory, jsonable
+    from synthesis.outputs import atomic_directory, write_json
     from synthesis.plots import save_figure
     from synthesis.plots.reconcile import plot_reconcile_ladder
     from synthesis.spreadsheets import write_csv
@@ -68,6 +67,6 @@ def _write(result, out: Path) -> list[str]:
     with atomic_directory(out, command=OUTPUT_COMMAND) as tmp:
         for name, what in TABLES.items():
             write_csv(result.to_frame(what), tmp / name)
-        (tmp / "reconcile.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
+        write_json(result.to_json(), tmp / "reconcile.json")
         names += [p.name for p in save_figure(plot_reconcile_ladder(result), tmp / FIGURE_STEM)]
     return names

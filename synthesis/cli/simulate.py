@@ -143,12 +143,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(result, out) -> list[str]:  # noqa: ANN001
-    import json
 
-    from synthesis.outputs import atomic_directory, jsonable
+    from synthesis.outputs import atomic_directory, write_json
     from synthesis.spreadsheets import write_csv
 
     with atomic_directory(out, command=OUTPUT_COMMAND) as tmp:
         write_csv(result.to_frame(), tmp / "simulate.csv")
-        (tmp / "simulate.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
+        write_json(result.to_json(), tmp / "simulate.json")
     return ["simulate.csv", "simulate.json"]

@@ -83,13 +83,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(result, out: str) -> None:
-    import json
 
-    from synthesis.outputs import atomic_directory, jsonable
+    from synthesis.outputs import atomic_directory, write_json
     from synthesis.plots import plot_sensitivity, save_figure
     from synthesis.spreadsheets import write_csv
 
     with atomic_directory(out, command=OUTPUT_COMMAND) as tmp:
         write_csv(result.to_frame(), tmp / "sweep.csv")
-        (tmp / "sweep.json").write_text(json.dumps(jsonable(result.to_json()), indent=2))
+        write_json(result.to_json(), tmp / "sweep.json")
         save_figure(plot_sensitivity(result), tmp / "sensitivity")

@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(result, out) -> list[str]:  # noqa: ANN001
-    import json
 
-    from synthesis.outputs import atomic_directory, jsonable
+    from synthesis.outputs import atomic_directory, write_json
     from synthesis.plots import save_figure
     from synthesis.plots.timeline import plot_timeline
     from synthesis.spreadsheets import write_csv
@@ -74,6 +73,6 @@ def _write(result, out) -> list[str]:  # noqa: ANN001
     names = ["timeline.csv", "timeline.json"]
     with atomic_directory(out, command=OUTPUT_COMMAND) as tmp:
         write_csv(result.to_frame(), tmp / "timeline.csv")
-        (tmp / "timeline.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
+        write_json(result.to_json(), tmp / "timeline.json")
         names += [p.name for p in save_figure(plot_timeline(result), tmp / FIGURE_STEM)]
     return names

@@ -134,9 +134,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(result, out: Path) -> list[str]:
-    import json
 
-    from synthesis.outputs import atomic_directory, jsonable
+    from synthesis.outputs import atomic_directory, write_json
     from synthesis.plots import save_figure
     from synthesis.plots.tipping import plot_alpha_curve, plot_tipping_map
     from synthesis.spreadsheets import write_csv
@@ -146,7 +145,7 @@ def _write(result, out: Path) -> list[str]:
         write_csv(result.to_frame("grid"), tmp / "tipping.csv")
         write_csv(result.to_frame("contour"), tmp / "contour.csv")
         write_csv(result.to_frame("alpha"), tmp / "alpha_curve.csv")
-        (tmp / "tipping.json").write_text(json.dumps(jsonable(result.to_json()), indent=2, allow_nan=False) + "\n")
+        write_json(result.to_json(), tmp / "tipping.json")
         for stem, plot in zip(FIGURE_STEMS, (plot_tipping_map, plot_alpha_curve), strict=True):
             names += [p.name for p in save_figure(plot(result), tmp / stem)]
     return names

@@ -3,7 +3,6 @@ run.json, built in a temporary sibling and moved into place (:func:`write_report
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from importlib.util import find_spec
@@ -15,7 +14,7 @@ import pandas as pd
 
 from synthesis.analysis import mu_prior_records
 from synthesis.errors import SynthesisError
-from synthesis.outputs import atomic_directory, check_output_target, jsonable, write_posterior
+from synthesis.outputs import atomic_directory, check_output_target, write_json, write_posterior
 from synthesis.report.captions import figure_caption
 from synthesis.report.explorer import write_explorer
 from synthesis.report.formats import safe_name
@@ -114,9 +113,7 @@ def _write_posteriors(result: AnalysisResult, folder: Path) -> None:
         else:
             _write_tau_density(fit, folder / f"{name}_tau_density.csv")
         summary = _summary_json(fit, folder / f"{name}_studies.csv")
-        (folder / f"{name}_summary.json").write_text(
-            json.dumps(jsonable(summary), indent=2, allow_nan=False) + "\n"
-        )
+        write_json(summary, folder / f"{name}_summary.json")
 
 
 def _save_figures(result: AnalysisResult, root: Path,
@@ -148,7 +145,7 @@ def _write_all(result: AnalysisResult, root: Path, figures: Mapping[str, Figure]
     page, markdown = render_report(result, figure_png, captions, run)
     (root / "report.html").write_text(page, encoding="utf-8")
     (root / "report.md").write_text(markdown, encoding="utf-8")
-    (root / "run.json").write_text(json.dumps(run, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_json(run, root / "run.json")
 
 
 def write_report(result: AnalysisResult, out_dir: Path, *, figures: dict[str, Figure] | None = None) -> Path:
