@@ -28,9 +28,9 @@ import io
 from pathlib import Path
 
 try:  # as the installed package synthesis.bundled
-    from synthesis.bundled.build_dnmbc_lrt import OUTPUT_COLUMNS, build
+    from synthesis.bundled.build_dnmbc_lrt import OUTPUT_COLUMNS, build, write_built
 except ImportError:  # pragma: no cover (run as a script from a source tree without the package)
-    from build_dnmbc_lrt import OUTPUT_COLUMNS, build  # type: ignore[no-redef]
+    from build_dnmbc_lrt import OUTPUT_COLUMNS, build, write_built  # type: ignore[no-redef]
 
 OUTPUT_FILE = "dnmbc_lrt_all_inputs.csv"
 #: The columns of the output: those of ``dnmbc_lrt.csv`` plus the two below, after ``include``.
@@ -71,11 +71,7 @@ def build_all_inputs(sources_dir: str | Path, curation_dir: str | Path) -> str:
 def main() -> None:
     """Rewrite ``dnmbc_lrt_all_inputs.csv`` next to this file from ``sources/`` and ``curation/``."""
     here = Path(__file__).resolve().parent
-    text = build_all_inputs(here / "sources", here / "curation")
-    target = here / OUTPUT_FILE
-    with target.open("w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    print(f"wrote {target} ({text.count(chr(10)) - 1} rows)")
+    write_built(build_all_inputs(here / "sources", here / "curation"), here / OUTPUT_FILE)
 
 
 if __name__ == "__main__":

@@ -624,14 +624,17 @@ def build_table(choices: Mapping[str, str] | None = None, **dirs: Any) -> Any:
     return pd.read_csv(io.StringIO(build_text(choices, **dirs)), dtype=str, keep_default_na=False)
 
 
-def main() -> None:
-    """Rewrite ``dnmbc_lrt.csv`` next to this file from ``sources/`` and ``curation/``."""
-    here = Path(__file__).resolve().parent
-    text = build(here / "sources", here / "curation")
-    target = here / OUTPUT_FILE
+def write_built(text: str, target: Path) -> None:
+    """Write a built CSV ``text`` to ``target`` (UTF-8, the text's own line ends) and say so."""
     with target.open("w", encoding="utf-8", newline="") as fh:
         fh.write(text)
     print(f"wrote {target} ({text.count(chr(10)) - 1} rows)")
+
+
+def main() -> None:
+    """Rewrite ``dnmbc_lrt.csv`` next to this file from ``sources/`` and ``curation/``."""
+    here = Path(__file__).resolve().parent
+    write_built(build(here / "sources", here / "curation"), here / OUTPUT_FILE)
 
 
 if __name__ == "__main__":
