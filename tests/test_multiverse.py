@@ -294,3 +294,11 @@ def test_the_multiverse_grid_gives_the_default_grids_answers(small):
                           bias_priors=list(small.bias_priors), workers=1, threshold=0.9, n_grid=DEFAULT_GRID)
     cols = ["p_below", "hr_median", "hr_q025", "hr_q975"]
     np.testing.assert_allclose(small.frame[cols].to_numpy(), fine.frame[cols].to_numpy(), rtol=0, atol=1e-9)
+
+
+def test_threshold_given_twice_is_refused(capsys):
+    """One threshold per multiverse: a second --threshold is an error, not silently the last."""
+    with pytest.raises(SystemExit) as exc:
+        main(["multiverse", "--threshold", "0.8", "--threshold", "0.7"])
+    assert exc.value.code == 2
+    assert "given twice" in capsys.readouterr().err

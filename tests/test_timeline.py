@@ -117,7 +117,8 @@ def test_cli_json_rows(capsys):
 
 
 @pytest.mark.parametrize("args", [["--scenario", "0.8"], ["--scenario", "0.8:0"], ["--threshold", "0"],
-                                  ["tests/reference/gera2020_rcts_as_printed.csv"], ["--prior-prob", "effect=2"]])
+                                  ["tests/reference/gera2020_rcts_as_printed.csv"], ["--prior-prob", "effect=2"],
+                                  ["--threshold", "0.8", "--threshold", "0.7"]])
 def test_cli_bad_options_exit_2(capsys, args):
     code, _, err = _cli(capsys, *args)
     assert code == 2, err

@@ -41,6 +41,32 @@ def threshold_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite hazard ratio > 0, got {text!r}") from None
 
 
+class Once(argparse.Action):
+    """An option that may be given once: a second occurrence is an argparse error (exit 2)
+    instead of silently replacing the first (commands that analyse one threshold, one level).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser(prog="x", exit_on_error=False)
+    >>> _ = p.add_argument("--threshold", type=float, action=Once)
+    >>> p.parse_args(["--threshold", "0.8"]).threshold
+    0.8
+    >>> p.parse_args(["--threshold", "0.8", "--threshold", "0.7"])
+    Traceback (most recent call last):
+    argparse.ArgumentError: argument --threshold: given twice (0.8, then 0.7): this command takes one value
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        seen = f"_{self.dest}_given"
+        if getattr(namespace, seen, False):
+            raise argparse.ArgumentError(
+                self, f"given twice ({getattr(namespace, self.dest)}, then {values}): this command takes one value"
+            )
+        setattr(namespace, seen, True)
+        setattr(namespace, self.dest, values)
+
+
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse ``type=`` for integers >= ``minimum`` (one message for every such option).
 

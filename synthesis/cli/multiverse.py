@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from synthesis.base import DEFAULT_THRESHOLDS
-from synthesis.cli.common import add_input_arguments, threshold_arg, workers_arg
+from synthesis.cli.common import Once, add_input_arguments, threshold_arg, workers_arg
 from synthesis.errors import InputError
 from synthesis.specifications import (
     MULTIVERSE_BIAS_PRIORS,
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p)
-    p.add_argument("--threshold", type=threshold_arg, default=DEFAULT_THRESHOLDS[0], metavar="T",
+    p.add_argument("--threshold", type=threshold_arg, action=Once, default=DEFAULT_THRESHOLDS[0], metavar="T",
                    help="T of P(HR < T), a hazard ratio > 0 (default %(default)s)")
     p.add_argument("--models", metavar="M,M,...", default=None,
                    help=f"models, comma-separated (default all: {', '.join(MULTIVERSE_MODELS)})")

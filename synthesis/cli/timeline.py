@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from synthesis.cli.common import add_input_arguments, check_out, emit, threshold_arg
+from synthesis.cli.common import Once, add_input_arguments, check_out, emit, threshold_arg
 
 #: The command recorded in the marker of the folders ``timeline --out`` writes.
 OUTPUT_COMMAND = "timeline"
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p)
-    p.add_argument("--threshold", type=threshold_arg, default=RULE_THRESHOLD, metavar="T",
+    p.add_argument("--threshold", type=threshold_arg, action=Once, default=RULE_THRESHOLD, metavar="T",
                    help="report P(HR < T) (default %(default)s)")
     p.add_argument("--scenario", action="append", default=[], metavar="HR:EVENTS",
                    help="a hypothetical next trial with this HR and number of events (repeatable)")
