@@ -241,3 +241,11 @@ def test_allocation_outside_its_range_is_exit_2(value, capsys):
     assert main(["plan", "--events", "500", "--allocation", value]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and ("allocation" in err)
+
+
+def test_cli_missing_covariate_values_name_the_column_not_another_engine(capsys):
+    """plan has only the exact engine: missing covariate values are refused with the column and
+    the count (14 rows of the bundled data lack bone_only_fraction), not advice to use PyMC."""
+    code, _, err = _cli(capsys, "--model", "bias-metareg", "--covariate", "bone_only_fraction", "--events", "500")
+    assert code == 2
+    assert "'bone_only_fraction' (14 missing)" in err and "--engine" not in err and "Traceback" not in err

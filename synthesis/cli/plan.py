@@ -6,9 +6,15 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from synthesis.cli.common import add_input_arguments, check_out, emit, probability_arg
 from synthesis.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    from synthesis.models.spec import ModelData
 
 #: The command recorded in the marker of the folders ``plan --out`` writes.
 OUTPUT_COMMAND = "plan"
@@ -132,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     args.model = model
     spec = build_spec(args)
     data = ModelData.from_table(table, spec)
+    _refuse_missing_covariates(data, table.source)
     out = check_out(args.out, OUTPUT_COMMAND) if args.out is not None else None
     label = f"{spec.model} ({spec.bias_variant})" if spec.has_bias else spec.model
     try:
@@ -143,6 +150,21 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(f"synthesis plan refits with the exact engine: {exc}") from exc
     result.notes[:0] = notes
     return emit(result, as_json=args.json, out=out, write=_write)
+
+
+def _refuse_missing_covariates(data: ModelData, source: object) -> None:
+    """plan has only the exact engine, which cannot impute: name the covariates with missing
+    values and what to do (rather than the fit commands' advice to use the PyMC engine)."""
+    if not data.covariates:
+        return
+    missing = np.isnan(np.asarray(data.x, dtype=float)).sum(axis=0)
+    named = [f"'{c}' ({int(n)} missing)" for c, n in zip(data.covariates, missing, strict=True) if n]
+    if named:
+        raise InputError(
+            f"{source}: synthesis plan uses the exact engine, which cannot impute covariate values: "
+            f"{', '.join(named)}; choose a complete covariate, leave --covariate out, or set include to "
+            "false for the rows without a value"
+        )
 
 
 def _write(result, out: Path) -> list[str]:  # noqa: ANN001
