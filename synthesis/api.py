@@ -894,10 +894,19 @@ def plan(
     model: str = "bias",
     bias_variant: str = "additive",
     alpha: float = 0.5,
+    covariates: Sequence[str] = (),
     mu_prior: Prior | None = None,
     tau_prior: Prior | None = None,
     bias_prior: Prior | None = None,
+    kappa_prior: Prior | None = None,
+    beta_prior: Prior | None = None,
+    heterogeneity: bool = True,
+    cluster: str | None = None,
+    rho: float = 0.0,
+    tau_within_prior: Prior | None = None,
     events: Sequence[float] | None = None,
+    patients: Sequence[float] | None = None,
+    event_prob: float | None = None,
     allocation: float = 1.0,
     threshold: float | None = None,
     level: float | None = None,
@@ -909,32 +918,57 @@ def plan(
     decision changes, the expected posterior SD and EVSI
     (:func:`synthesis.models.preposterior.plan_trial`).
 
+    The model options are those of :func:`fit` (exact engine; ``heterogeneity=False`` is the
+    CLI's ``--common-effect``). Trial sizes are ``events`` (default 100 to 2000) or
+    ``patients`` with ``event_prob`` (events = patients x event probability), not both.
+
     Examples
     --------
     >>> import synthesis as syn
     >>> r = syn.plan(syn.load_dataset("dnmbc_lrt"), events=[200, 1000])
     >>> r.to_json()["rule"], [row["events"] for row in r.to_json()["rows"]]
     ({'threshold': 0.8, 'level': 0.9}, [200.0, 1000.0])
+    >>> syn.plan(syn.load_dataset("dnmbc_lrt"), patients=[1000], event_prob=0.5).to_json()["rows"][0]["events"]
+    500.0
     """
     from synthesis.models.preposterior import DEFAULT_EVENTS, RULE_LEVEL, RULE_THRESHOLD, plan_trial
     from synthesis.models.spec import ModelData
 
-    spec = _spec(model, bias_variant=bias_variant, alpha=alpha, covariates=(),
-                 priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior})
-    table = load_studies(data)
+    if patients is not None and events is not None:
+        raise InputError("give trial sizes as events or as patients with event_prob, not both")
+    if (patients is None) != (event_prob is None):
+        raise InputError("patients and event_prob go together (events = patients x event probability)")
+    if patients is not None:
+        events = [float(n) * float(event_prob) for n in patients]  # type: ignore[arg-type]
+    spec = _spec(model, bias_variant=bias_variant, alpha=alpha, covariates=covariates,
+                 priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior,
+                         "beta": beta_prior},
+                 heterogeneity=heterogeneity, cluster=cluster, rho=rho, tau_within_prior=tau_within_prior)
+    table = load_studies(data, covariates=spec.covariates)
     return plan_trial(
         ModelData.from_table(table, spec), spec, events=DEFAULT_EVENTS if events is None else events,
         allocation=allocation, threshold=RULE_THRESHOLD if threshold is None else threshold,
-        level=RULE_LEVEL if level is None else level, one_sided=one_sided,
+        level=RULE_LEVEL if level is None else level, one_sided=one_sided, event_prob=event_prob,
+        label=f"{spec.model} ({spec.bias_variant})" if spec.has_bias else spec.model,
     )
 
 
 def timeline(
-    data: Studies, *, threshold: float | None = None, scenarios: Sequence[str] = ()
+    data: Studies,
+    *,
+    threshold: float | None = None,
+    scenarios: Sequence[str] = (),
+    bias_variant: str = "additive",
+    alpha: float = 0.5,
+    mu_prior: Prior | None = None,
+    tau_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
+    prior_prob: str | Mapping[str, float] | None = None,
 ) -> TimelineResult:
     """How the evidence moved (``synthesis timeline``): refits after each publication year
     (``year`` column) of the RCT-only, design-bias and model-averaged models, and
     ``"HR:EVENTS"`` scenario trials a year after the last (:func:`synthesis.cumulative.run_timeline`).
+    ``prior_prob`` is the model average's prior inclusion probabilities (as :func:`average`).
 
     Examples
     --------
@@ -946,8 +980,11 @@ def timeline(
     from synthesis.cumulative import run_timeline
     from synthesis.models.preposterior import RULE_THRESHOLD
 
+    spec = _spec("bias", bias_variant=bias_variant, alpha=alpha, covariates=(),
+                 priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior})
     return run_timeline(
-        load_studies(data), threshold=RULE_THRESHOLD if threshold is None else threshold, scenarios=scenarios
+        load_studies(data), spec, threshold=RULE_THRESHOLD if threshold is None else threshold,
+        scenarios=scenarios, prior_prob=prior_prob,
     )
 
 
@@ -958,8 +995,15 @@ def simulate(
     bias_means: Sequence[float] | None = None,
     bias_sds: Sequence[float] | None = None,
     n_sim: int | None = None,
+    tau: float | None = None,
     threshold: float | None = None,
     level: float | None = None,
+    bias_variant: str = "additive",
+    alpha: float = 0.5,
+    mu_prior: Prior | None = None,
+    tau_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
+    heterogeneity: bool = True,
     seed: int = DEFAULT_SEED,
     workers: int | None = 1,
     scheduler: str | None = None,
@@ -968,6 +1012,9 @@ def simulate(
     simulate``): how often the design-bias model, the naive pool and the RCTs alone recommend
     over a grid of truths, from evidence bases shaped like ``data``
     (:func:`synthesis.simulation.run_simulation`; the same numbers on any number of workers).
+    ``tau`` is the true between-study SD of the simulated effects (default 0); the priors,
+    ``bias_variant`` (additive or downweight), ``alpha`` and ``heterogeneity=False``
+    (``--common-effect``) set the analyses.
 
     Examples
     --------
@@ -980,9 +1027,10 @@ def simulate(
     from synthesis.simulation import run_simulation
 
     table = load_studies(data)
-    spec = ModelSpec("bias")
+    spec = _spec("bias", bias_variant=bias_variant, alpha=alpha, covariates=(),
+                 priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior}, heterogeneity=heterogeneity)
     options = {
-        "true_hrs": true_hrs, "bias_means": bias_means, "bias_sds": bias_sds, "n_sim": n_sim,
+        "true_hrs": true_hrs, "bias_means": bias_means, "bias_sds": bias_sds, "n_sim": n_sim, "tau": tau,
         "threshold": threshold, "level": level,
     }  # None: run_simulation's default
     return run_simulation(

@@ -267,3 +267,40 @@ def test_no_submodule_shadows_an_api_function():
     for name in syn.__all__:
         assert getattr(syn, name) is before[name], name
         assert not isinstance(getattr(syn, name), type(syn)), name
+
+
+def test_plan_timeline_simulate_keywords_are_the_cli_options(capsys):
+    """syn.plan / syn.timeline / syn.simulate take the options their commands take, and give the
+    commands' JSON (timings aside): a multilevel common-effect plan sized in patients, a timeline
+    with other priors and inclusion probabilities, a simulation with a true tau and a downweight
+    analysis."""
+    import json
+
+    def same(doc):
+        return {k: v for k, v in doc.items() if k not in ("seconds", "timing")}
+
+    all_inputs = str(dataset_path("dnmbc_lrt_all_inputs"))
+    cli = json.loads(_cli(capsys, "plan", all_inputs, "--cluster", "cohort", "--rho", "0.5", "--common-effect",
+                          "--patients", "400,1000", "--event-prob", "0.5", "--tau-within-prior", "halfnormal(0.3)",
+                          "--json"))
+    ours = syn.plan(all_inputs, cluster="cohort", rho=0.5, heterogeneity=False, patients=[400, 1000],
+                    event_prob=0.5, tau_within_prior="halfnormal(0.3)")
+    assert same(ours.to_json()) == same(cli)
+    assert [r["events"] for r in cli["rows"]] == [200.0, 500.0]
+    with pytest.raises(syn.InputError, match="not both"):
+        syn.plan(all_inputs, events=[100], patients=[200], event_prob=0.5)
+
+    rct = ["--subset", "rct"]
+    cli = json.loads(_cli(capsys, "timeline", *rct, "--tau-prior", "halfnormal(0.3)", "--prior-prob", "effect=0.3",
+                          "--json"))
+    ours = syn.timeline(syn.load_dataset("dnmbc_lrt", subset="rct"), tau_prior="halfnormal(0.3)",
+                        prior_prob="effect=0.3")
+    assert same(ours.to_json()) == same(cli)
+    assert ours.to_json() != syn.timeline(syn.load_dataset("dnmbc_lrt", subset="rct")).to_json()
+
+    opts = ["--true-hr", "0.8", "--bias-mean", "0.7", "--bias-sd", "0.1", "--n-sim", "50"]
+    cli = json.loads(_cli(capsys, "simulate", *opts, "--tau", "0.1", "--bias-variant", "downweight", "--quiet",
+                          "--json"))
+    ours = syn.simulate(syn.load_dataset("dnmbc_lrt"), true_hrs=[0.8], bias_means=[0.7], bias_sds=[0.1], n_sim=50,
+                        tau=0.1, bias_variant="downweight")
+    assert same(ours.to_json()) == same(cli) and cli["tau"] == 0.1
