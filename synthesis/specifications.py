@@ -263,7 +263,7 @@ class MultiverseResult:
             p, hr, where = _max_shift(self.frame, name, [*self.switches, *MODEL_COLUMNS])
             out.append({
                 "name": name,
-                "kind": "curation" if name in self.switches else "model",
+                "kind": "curation" if name in self.switches else ("model" if name == "model" else "prior"),
                 "alternatives": alternatives,
                 "default": self.defaults.get(name),
                 "max_shift_p": p,
@@ -287,7 +287,7 @@ class MultiverseResult:
             "threshold": self.threshold,
             "share_p_above": self.share_p_above(),
             "switches": [s for s in shifts if s["kind"] == "curation"],
-            "dimensions": [s for s in shifts if s["kind"] == "model"],
+            "dimensions": [s for s in shifts if s["kind"] != "curation"],
             "p_below": {"min": float(p.min()), "median": float(p.median()), "max": float(p.max())},
             "hr_median": {
                 "min": float(self.frame["hr_median"].min()), "median": float(self.frame["hr_median"].median()),

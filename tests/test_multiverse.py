@@ -190,6 +190,7 @@ def test_cli_json(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["n_specifications"] == 2 ** 5 * 2 and doc["threshold"] == 0.8
     assert [s["name"] for s in doc["dimensions"]] == ["model", "tau_prior", "bias_prior"]
+    assert [s["kind"] for s in doc["dimensions"]] == ["model", "prior", "prior"]
     (posytive,) = [s for s in doc["switches"] if s["name"] == "posytive"]
     assert posytive["alternatives"] == ["oriented", "as_printed"] and posytive["max_shift_p"] > 0
     (khan,) = [s for s in doc["switches"] if s["name"] == "khan_arm"]
