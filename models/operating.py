@@ -6,14 +6,15 @@ Simulation. Each replicate keeps the input's standard errors and designs and dra
 
 .. math::
 
-    y_i = \log \mathrm{HR} + \tau_0 z_{0i} + nr_i\,(\log b + \sigma_b z_{1i}) + s_i z_{2i},
-    \qquad z_{\cdot i} \sim N(0, 1),
+    y_i = \log \mathrm{HR} + nr_i \log b + \sqrt{\tau_0^2 + nr_i\,\sigma_b^2 + s_i^2}\; z_i,
+    \qquad z_i \sim N(0, 1),
 
 (true randomised HR, between-study SD ``tau_0``, non-randomised studies biased by a factor
-``b`` on the HR scale with study-to-study SD ``sigma_b`` on the log scale). Replicate ``r`` of
-scenario ``s`` draws from ``numpy.random.default_rng(SeedSequence(seed, spawn_key=(s, r)))``
-(the ``r``-th child of the ``s``-th child of the root seed), so its data do not depend on how the
-replicates are split into jobs, workers or machines.
+``b`` on the HR scale with study-to-study SD ``sigma_b`` on the log scale): the same
+distribution as the sum of three independent normal terms, from one normal draw per study.
+Replicate ``r`` of scenario ``s`` draws from ``numpy.random.default_rng(SeedSequence(seed,
+spawn_key=(s, r)))`` (the ``r``-th child of the ``s``-th child of the root seed), so its data do
+not depend on how the replicates are split into jobs, workers or machines.
 
 Analysis: the exact engine's model (:mod:`synthesis.models.exact`) batched over datasets. For
 a fixed design (``X``, the SEs, the priors) and a fixed tau grid everything but two sums is
@@ -24,13 +25,30 @@ independent of ``y``: with ``W_g = V_{tau_g}^{-1}`` and ``P_g = X'W_gX + S_0^{-1
     \hat b_{ng} = P_g^{-1} r_{ng}, \quad r_{ng} = X'W_g y_n + S_0^{-1} m_0, \qquad
     -2 \log p(y_n \mid \tau_g) = \text{const}_g + y_n'W_gy_n + m_0'S_0^{-1}m_0 - r_{ng}'\hat b_{ng},
 
-so ``N`` datasets cost ``p + 1`` matrix products ``(N, k) x (k, G)`` and per-node ``p x p``
+so ``N`` datasets cost a few matrix products ``(N, k) x (k, G)`` and per-node ``p x p``
 algebra: the engine's conjugate update and marginal likelihood (its docstring) in the
-``b``-minimised form of the quadratic. The tau grid (:func:`simulation_grid`) is fixed per
-design and prior (uniform in ``asinh(tau / c)`` from 0 to ``tau_hi``, Simpson weights), wide
-enough for every dataset; the weight of its last node is tracked and a note reports datasets
-whose tau posterior reaches it. ``P(HR < T) = sum_g w_ng Phi((log T - b_mu,ng) / sd_mu,g)``.
-tests/test_simulate.py compares it with :func:`~synthesis.models.exact.fit_exact` per dataset.
+``b``-minimised form of the quadratic. ``P(HR < T) = sum_g w_ng Phi((log T - b_mu,ng) / sd_mu,g)``.
+
+The tau grid of each (scenario, analysis) is a function of the scenario's truth and the design
+only (:func:`simulation_grid`): it covers where the *expected* log posterior of tau under the
+truth,
+
+.. math::
+
+    \bar\ell(\tau) = \log p(\tau) - \tfrac12 \Big(\log|V_\tau| + \log|P_\tau| + \log|S_0|
+    + \mathrm{E}\,y'W_\tau y + m_0'S_0^{-1}m_0 - \bar r'P_\tau^{-1}\bar r
+    - \mathrm{tr}\,P_\tau^{-1}X'W_\tau D W_\tau X\Big),
+
+(``y ~ N(m, D)`` the truth, ``r-bar = X'W m + S_0^{-1} m_0``; closed form), is within
+:data:`FOCUS_LOG_DROP` of its maximum: about 14 posterior SDs either side of where the
+datasets' posteriors concentrate when k is large (the whole prior range when k is small), with
+nodes :data:`NODES_PER_SD` per SD of that expected posterior (trapezoidal rule in
+``u = asinh(tau / c)``: spectrally accurate for the smooth integrand, which is negligible at an
+interior grid end and even in ``u`` at ``tau = 0``). At k = 100,000 that is about 60 nodes where a
+fixed grid would need thousands. A dataset whose posterior nevertheless puts weight above
+:data:`GRID_END_WEIGHT` on an end node is re-analysed on its own adaptive grid by
+:func:`~synthesis.models.exact.exact_posterior` (a note counts them). tests/test_simulate.py
+compares the batched engine with :func:`~synthesis.models.exact.fit_exact` per dataset.
 
 The naive pool is the random-effects model on all studies (every study estimates mu); the
 RCT-only analysis is the random-effects model on the randomised studies.
@@ -48,26 +66,51 @@ from scipy import special
 from threadpoolctl import threadpool_limits
 
 from synthesis.errors import InputError
-from synthesis.models.exact import _design, _make_grid, _prior_points
+from synthesis.models.exact import _design, _prior_points, exact_posterior
 from synthesis.models.preposterior import RULE_LEVEL, RULE_THRESHOLD
 from synthesis.models.spec import ModelData, ModelSpec
 
 #: The three analyses of every simulated evidence base.
 ANALYSES: tuple[str, ...] = ("bias", "naive", "rct_only")
-#: Nodes of the simulation tau grid (Simpson's rule, uniform in asinh(tau / c)).
+#: Most nodes of a simulation tau grid (the small-k case, where the grid spans the prior's range).
 SIM_GRID = 401
+#: ... and at least SIM_GRID_CELLS / k of them (up to SIM_GRID): small designs are cheap, and a
+#: fine grid there keeps the batched engine within 1e-6 of fit_exact whatever the dataset.
+SIM_GRID_CELLS = 400_000
+#: Fewest nodes of a simulation tau grid.
+MIN_GRID = 33
+#: Nodes per SD of the expected posterior of tau (trapezoidal rule: with one node per SD the
+#: rule's error on a normal density is exp(-2 pi^2) ~ 3e-9; two leave room for skewed shapes).
+NODES_PER_SD = 2.0
+#: The grid spans where the expected log posterior is within this of its maximum: +/- 14 SDs
+#: of a normal, room for a dataset's posterior to sit 7 SDs from the expected one before its
+#: weight at an end node reaches GRID_END_WEIGHT (measured: the datasets' posterior medians of
+#: tau spread about 1.3 posterior SDs at k = 20,000 and 100,000).
+FOCUS_LOG_DROP = 100.0
+#: The "core" of the expected posterior, which sets the node spacing (+/- 2 SDs of a normal).
+CORE_LOG_DROP = 2.0
+#: Nodes of each round of locating the expected posterior (zooming until its support spans at
+#: least half of them), and the most rounds.
+LOCATE_NODES = 257
+LOCATE_ROUNDS = 12
+#: Quantile bins per design group that stand in for the studies' SEs when locating (each bin a
+#: two-point rule matching its count, mean and variance of s^2): locating costs O(bins), not O(k).
+LOCATE_BINS = 512
 #: The tau grid ends where the tau prior's upper tail mass is this small (and at least at
 #: SIM_TAU_SE_FACTOR x the largest SE).
 SIM_PRIOR_TAIL = 1e-12
 SIM_TAU_SE_FACTOR = 10.0
-#: ... and never beyond this (heavy-tailed priors: the datasets then decide; a note counts
-#: datasets whose posterior reaches the end).
+#: ... and never beyond this (heavy-tailed priors: the datasets then decide, and those whose
+#: posterior reaches the end are re-analysed on their own grid).
 SIM_TAU_CAP = 20.0
-#: A dataset's tau posterior "reaches the end of the grid" when the last node's weight exceeds this.
+#: A dataset's tau posterior "reaches an end of the grid" when an end node's weight exceeds
+#: this (the lower end only where the grid starts above the prior's support).
 GRID_END_WEIGHT = 1e-9
-#: Replicates per job: fixed, so the arithmetic of every replicate is the same whatever the
-#: number of workers (1, 2, a Dask cluster).
+#: Replicates per job: at most CHUNK, and at most CHUNK_CELLS / k (a job holds a few (N, k)
+#: arrays: 200 x 100,000 doubles are 160 MB). A function of k only, so the arithmetic of every
+#: replicate is the same whatever the number of workers (1, 2, a Dask cluster).
 CHUNK = 500
+CHUNK_CELLS = 20_000_000
 #: Default grid of truths: true randomised HR, bias factor b (HR scale) and bias SD (log scale).
 DEFAULT_TRUE_HRS: tuple[float, ...] = (1.0, 0.8)
 DEFAULT_BIAS_MEANS: tuple[float, ...] = (1.0, 0.8, 0.65)
@@ -75,44 +118,138 @@ DEFAULT_BIAS_SDS: tuple[float, ...] = (0.05, 0.2)
 DEFAULT_N_SIM = 1000
 
 
+def chunk_size(k: int) -> int:
+    """Replicates per job for ``k`` studies.
+
+    Examples
+    --------
+    >>> chunk_size(17), chunk_size(100_000), chunk_size(10**9)
+    (500, 200, 1)
+    """
+    return max(1, min(CHUNK, CHUNK_CELLS // max(int(k), 1)))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One truth: true randomised HR, bias factor b (HR scale), bias SD (log scale)."""
+
+    true_hr: float
+    bias_mean: float
+    bias_sd: float
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The simulated log HRs of a scenario by design group (0: randomised, 1: not):
+    ``y_i ~ N(mean[g], extra[g] + s_i^2)``."""
+
+    mean: tuple[float, float]
+    extra: tuple[float, float]
+
+    @classmethod
+    def of(cls, scenario: Scenario, tau: float) -> Truth:
+        """The truth of ``scenario`` with between-study SD ``tau``.
+
+        Examples
+        --------
+        >>> t = Truth.of(Scenario(1.0, math.e, 0.5), 0.1)
+        >>> t.mean, tuple(round(v, 4) for v in t.extra)
+        ((0.0, 1.0), (0.01, 0.26))
+        """
+        mu = math.log(scenario.true_hr)
+        return cls(mean=(mu, mu + math.log(scenario.bias_mean)),
+                   extra=(tau * tau, tau * tau + scenario.bias_sd**2))
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Studies by design group (randomised first: the engines' column order), with the row of
+    ``X`` each group shares (the simulated analyses have no covariates)."""
+
+    slices: tuple[slice, ...]  # column ranges of each group present
+    index: tuple[int, ...]  # 0 randomised, 1 non-randomised, per slice
+    rows: np.ndarray  # (len(slices), p)
+
+
+def _groups(X: np.ndarray, nonrandomised: np.ndarray) -> _Groups:
+    nr = np.asarray(nonrandomised, dtype=bool)
+    if nr.size and np.any(np.diff(nr.astype(int)) < 0):
+        raise ValueError("studies must be ordered randomised first")
+    kr = int((~nr).sum())
+    slices, index, rows = [], [], []
+    for g, sl in ((0, slice(0, kr)), (1, slice(kr, nr.size))):
+        if sl.stop > sl.start:
+            block = X[sl]
+            if block.size and np.ptp(block, axis=0).max() > 0:
+                raise ValueError("the rows of X must be the same within a design group")
+            slices.append(sl)
+            index.append(g)
+            rows.append(block[0] if block.size else np.zeros(X.shape[1]))
+    return _Groups(tuple(slices), tuple(index), np.array(rows).reshape(len(rows), X.shape[1]))
+
+
 @dataclass(frozen=True)
 class BatchedExact:
-    """The exact engine's posterior of mu for many datasets that share one design and tau grid."""
+    """The exact engine's posterior of mu for many datasets that share one design and tau grid.
 
-    X: np.ndarray  # (k, p)
+    The studies are ordered randomised first (:func:`_groups`): ``X'W y`` is a sum over the
+    design groups of one matrix product each, and ``y'W y`` one product over all studies.
+    """
+
+    data: ModelData
+    spec: ModelSpec
+    tau: np.ndarray  # (G,)
     W: np.ndarray  # (G, k) 1 / (s^2 + tau_g^2)
+    groups: _Groups
     cov: np.ndarray  # (G, p, p) P_g^{-1}
     const: np.ndarray  # (G,) log prior + log quadrature weight - 0.5 (log|V| + log|S0| + log|P|)
     prior_rhs: np.ndarray  # (p,) S0^{-1} m0
     prior_quad: float  # m0' S0^{-1} m0
     mu_index: int
+    #: Whether the first node is an end the posterior can reach (above the prior's support).
+    open_below: bool
 
     @classmethod
     def build(cls, data: ModelData, spec: ModelSpec, tau: np.ndarray, qweights: np.ndarray) -> BatchedExact:
+        """The engine of ``spec`` on ``data`` (randomised studies first) on the grid ``tau``."""
         d = _design(data, spec)
         if d.layout is not None or d.mu_index is None:
             raise InputError("simulate analyses the additive and downweight bias variants and re, with an effect")
         X = d.X
+        groups = _groups(X, data.nonrandomised)
         tau = np.asarray(tau, dtype=float)
         W = 1.0 / (d.s2[None, :] + (tau * tau)[:, None])
         p = X.shape[1]
         prec0 = 1.0 / d.s0**2
-        P = np.einsum("gk,ki,kj->gij", W, X, X) + np.diag(prec0)[None, :, :]
+        # X'WX from the group sums of W (rows of X are constant within a group)
+        xwx = sum(W[:, sl].sum(axis=1)[:, None, None] * np.outer(row, row)[None] for sl, row in zip(groups.slices, groups.rows, strict=True))
+        P = xwx + np.diag(prec0)[None, :, :]
         sign, logdet_p = np.linalg.slogdet(P)
         with np.errstate(divide="ignore"):
             log_prior = spec.priors.tau.logpdf(tau) if spec.heterogeneity else np.zeros(tau.size)
             log_q = np.log(qweights)
-        const = log_prior + log_q - 0.5 * (-np.log(W).sum(axis=1) + np.log(d.s0**2).sum() + logdet_p)
+        log_det_v = np.log(d.s2[None, :] + (tau * tau)[:, None]).sum(axis=1)
+        const = log_prior + log_q - 0.5 * (log_det_v + np.log(d.s0**2).sum() + logdet_p)
         assert p == d.m0.size and (sign > 0).all()
-        return cls(X=X, W=W, cov=np.linalg.inv(P), const=const, prior_rhs=prec0 * d.m0,
-                   prior_quad=float(d.m0 @ (prec0 * d.m0)), mu_index=d.mu_index)
+        lo_support = float(_prior_points(spec.priors.tau)[0]) if spec.heterogeneity else 0.0
+        return cls(data=data, spec=spec, tau=tau, W=W, groups=groups, cov=np.linalg.inv(P), const=const,
+                   prior_rhs=prec0 * d.m0, prior_quad=float(d.m0 @ (prec0 * d.m0)), mu_index=d.mu_index,
+                   open_below=bool(spec.heterogeneity and tau.size > 1 and tau[0] > lo_support))
 
-    def posterior(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Node weights (N, G) and conditional means of mu (N, G) for datasets ``Y`` (N, k)."""
+    def posterior(self, Y: np.ndarray, Y2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Node weights (N, G) and conditional means of mu (N, G) for datasets ``Y`` (N, k)
+        (studies ordered as the engine's; ``Y2`` = ``Y * Y`` if already computed)."""
         Y = np.atleast_2d(Y)
-        p = self.X.shape[1]
-        r = [Y @ (self.W * self.X[:, j]).T + self.prior_rhs[j] for j in range(p)]  # X'W y + S0^-1 m0
-        quad = (Y * Y) @ self.W.T + self.prior_quad
+        Y2 = Y * Y if Y2 is None else Y2
+        p = self.cov.shape[1]
+        # X'W y: one product per design group (or one over all studies when the rows agree)
+        if len(self.groups.slices) > 1 and not np.all(self.groups.rows == self.groups.rows[0]):
+            parts = [(Y[:, sl] @ self.W[:, sl].T, row) for sl, row in zip(self.groups.slices, self.groups.rows, strict=True)]
+        else:
+            parts = [(Y @ self.W.T, self.groups.rows[0])]
+        r = [sum(row[j] * part for part, row in parts if row[j] != 0.0) + self.prior_rhs[j] for j in range(p)]
+        r = [np.broadcast_to(v, (Y.shape[0], self.tau.size)) if np.ndim(v) < 2 else v for v in r]
+        quad = Y2 @ self.W.T + self.prior_quad
         b_mu = np.zeros_like(quad)
         for i in range(p):  # p is 1 or 2: explicit sums beat einsum over (N, G, p, p)
             b_i = sum(self.cov[None, :, i, j] * r[j] for j in range(p))
@@ -125,94 +262,258 @@ class BatchedExact:
         w /= w.sum(axis=1, keepdims=True)
         return w, b_mu
 
-    def p_below(self, Y: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """P(HR < threshold) per dataset, and the weight of the last grid node per dataset."""
-        w, m = self.posterior(Y)
+    def p_below(self, Y: np.ndarray, threshold: float, Y2: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """P(HR < threshold) per dataset, and how many datasets were re-analysed on their own
+        grid by :func:`~synthesis.models.exact.exact_posterior` (their posterior of tau put
+        more than :data:`GRID_END_WEIGHT` on an end node)."""
+        Y = np.atleast_2d(Y)
+        w, m = self.posterior(Y, Y2)
         sd = np.sqrt(self.cov[:, self.mu_index, self.mu_index])
-        p = np.einsum("ng,ng->n", w, special.ndtr((math.log(threshold) - m) / sd[None, :]))
-        return p, w[:, -1]
+        log_t = math.log(threshold)
+        p = np.einsum("ng,ng->n", w, special.ndtr((log_t - m) / sd[None, :]))
+        if self.tau.size == 1:  # tau fixed at 0: no grid to reach the end of
+            return p, 0
+        end = w[:, -1] > GRID_END_WEIGHT
+        if self.open_below:
+            end |= w[:, 0] > GRID_END_WEIGHT
+        for n in np.flatnonzero(end):
+            post = exact_posterior(replace(self.data, y=np.array(Y[n], dtype=float)), self.spec)
+            mu = post.cond.b_mean[:, self.mu_index]
+            sd_n = np.sqrt(post.cond.b_cov[:, self.mu_index, self.mu_index])
+            p[n] = float(post.weights @ special.ndtr((log_t - mu) / sd_n))
+        return p, int(end.sum())
 
 
-def simulation_grid(data: ModelData, spec: ModelSpec, n: int = SIM_GRID) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed tau grid of a simulation (nodes and quadrature weights in tau): ``(0, 1)`` ->
-    one node at 0 when tau is fixed at 0.
+# --------------------------------------------------------------------------------------------
+# The tau grid of a scenario
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Compressed:
+    """A design's studies for the expected log posterior: per design group, LOCATE_BINS
+    quantile bins of s^2, each a two-point rule (mean +/- SD of its s^2, half its count each)."""
 
-    Examples
-    --------
-    >>> import synthesis as syn
-    >>> spec = ModelSpec("re")
-    >>> tau, q = simulation_grid(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec)
-    >>> tau.size, float(tau[0]), round(float(tau[-1]), 2)
-    (401, 0.0, 4.43)
-    """
-    if not spec.heterogeneity:
-        return np.zeros(1), np.ones(1)
+    se2: np.ndarray  # (M,) true sampling variances
+    s2: np.ndarray  # (M,) the model's variances (downweight: s^2 / alpha for non-randomised)
+    count: np.ndarray  # (M,)
+    group: np.ndarray  # (M,) 0 / 1
+    rows: np.ndarray  # (2, p) X row of each group (zeros for an absent group)
+    m0: np.ndarray
+    s0: np.ndarray
+
+    @classmethod
+    def of(cls, data: ModelData, d: Any) -> _Compressed:
+        se2_all = np.asarray(data.se, dtype=float) ** 2
+        nr = np.asarray(data.nonrandomised, dtype=bool)
+        se2, s2, count, group = [], [], [], []
+        rows = np.zeros((2, d.X.shape[1]))
+        for g in (0, 1):
+            mask = nr == bool(g)
+            if not mask.any():
+                continue
+            rows[g] = d.X[mask][0]
+            x = np.sort(se2_all[mask])
+            ratio = float(np.median(d.s2[mask] / se2_all[mask]))  # 1, or 1 / alpha
+            for part in np.array_split(x, min(LOCATE_BINS, x.size)):
+                mean, sd = float(part.mean()), float(part.std())
+                for node in (mean - sd, mean + sd):
+                    se2.append(node)
+                    s2.append(node * ratio)
+                    count.append(0.5 * part.size)
+                    group.append(g)
+        return cls(np.array(se2), np.array(s2), np.array(count), np.array(group), rows, d.m0, d.s0)
+
+    def expected_loglik(self, tau: np.ndarray, truth: Truth) -> np.ndarray:
+        """E log p(y | tau) under the truth (up to a constant; module docstring)."""
+        tau = np.asarray(tau, dtype=float)
+        V = self.s2[None, :] + (tau * tau)[:, None]
+        W = 1.0 / V
+        W2 = W * W
+        p = self.rows.shape[1]
+        prec0 = 1.0 / self.s0**2
+        xwx = np.zeros((tau.size, p, p))
+        cov_r = np.zeros((tau.size, p, p))
+        xwm = np.zeros((tau.size, p))
+        eywy = np.zeros(tau.size)
+        for g in (0, 1):
+            c = self.count * (self.group == g)
+            if not c.any():
+                continue
+            s1, s2, t1, t2 = W @ c, W2 @ c, W @ (c * self.se2), W2 @ (c * self.se2)
+            outer = np.outer(self.rows[g], self.rows[g])[None]
+            xwx += s1[:, None, None] * outer
+            cov_r += (s2 * truth.extra[g] + t2)[:, None, None] * outer
+            xwm += (s1 * truth.mean[g])[:, None] * self.rows[g][None, :]
+            eywy += s1 * (truth.mean[g] ** 2 + truth.extra[g]) + t1
+        P = xwx + np.diag(prec0)[None]
+        Pinv = np.linalg.inv(P)
+        rbar = xwm + prec0 * self.m0
+        quad = (eywy + float(self.m0 @ (prec0 * self.m0)) - np.einsum("gi,gij,gj->g", rbar, Pinv, rbar)
+                - np.einsum("gij,gji->g", Pinv, cov_r))
+        return -0.5 * (np.log(V) @ self.count + np.linalg.slogdet(P)[1] + quad)
+
+
+def _u_nodes(lo: float, hi: float, c: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` nodes uniform in ``u = asinh(tau / c)`` from ``lo`` to ``hi``: (tau, u)."""
+    u = np.linspace(math.asinh(lo / c), math.asinh(hi / c), n)
+    tau = np.clip(c * np.sinh(u), lo, hi)
+    tau[0], tau[-1] = lo, hi
+    return tau, u
+
+
+def _trapezoid_grid(lo: float, hi: float, c: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and trapezoidal weights in tau (uniform in ``u = asinh(tau / c)``, Jacobian
+    ``c cosh u``)."""
+    tau, u = _u_nodes(lo, hi, c, n)
+    q = np.full(n, (u[-1] - u[0]) / (n - 1)) * c * np.cosh(u)
+    q[0] *= 0.5
+    q[-1] *= 0.5
+    return tau, q
+
+
+def _tau_range(data: ModelData, spec: ModelSpec) -> tuple[float, float, float]:
+    """The widest tau range of a simulation grid and the default ``c``: from the prior's support
+    to where its upper tail is SIM_PRIOR_TAIL (at least SIM_TAU_SE_FACTOR x the largest SE, at
+    most SIM_TAU_CAP); ``c`` is 5% of the median SE."""
     se = np.asarray(data.se, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         tail = float(spec.priors.tau.ppf(np.array([1.0 - SIM_PRIOR_TAIL]))[0])
     hi = min(max(tail if math.isfinite(tail) else SIM_TAU_CAP, SIM_TAU_SE_FACTOR * float(se.max())), SIM_TAU_CAP)
-    lo_support = _prior_points(spec.priors.tau)[0]
-    c = 0.05 * float(np.median(se))
-    grid = _make_grid(float(lo_support), hi, c, n)
-    return grid.tau, grid.qweights
+    lo = float(_prior_points(spec.priors.tau)[0])
+    return lo, max(hi, lo + 1e-12), 0.05 * float(np.median(se))
 
 
-def _subset(data: ModelData, mask: np.ndarray) -> ModelData:
+def simulation_grid(data: ModelData, spec: ModelSpec, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
+    """The tau grid of one (scenario, analysis): nodes and quadrature weights in tau; ``(0, 1)``
+    -> one node at 0 when tau is fixed at 0 (see the module docstring for the rule).
+
+    A function of the truth, the design (SEs, designs, priors) only, never of simulated data.
+
+    Examples
+    --------
+    At k = 17 the grid spans the prior's range; at k = 20,000 it is a narrow window around the
+    tau the datasets estimate (here the naive pool's, sqrt(0.4 x 0.6) x |log 0.7| ~ 0.17):
+
+    >>> import synthesis as syn
+    >>> spec = ModelSpec("re")
+    >>> truth = Truth.of(Scenario(1.0, 0.7, 0.0), 0.0)
+    >>> tau, q = simulation_grid(ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec), spec, truth)
+    >>> tau.size, float(tau[0]), round(float(tau[-1]), 2)
+    (401, 0.0, 4.43)
+    >>> rng = np.random.default_rng(1)
+    >>> k = 20_000
+    >>> big = ModelData(studies=("s",) * k, y=np.zeros(k), se=rng.uniform(0.05, 0.5, k), nonrandomised=np.arange(k) % 5 >= 2,
+    ...                 designs=("rct",) * k, covariates=(), x=np.zeros((k, 0)), centres=np.zeros(0))
+    >>> tau, q = simulation_grid(big, spec, truth)
+    >>> tau.size < 80, 0.14 < float(tau[0]) < float(tau[-1]) < 0.21
+    (True, True)
+    """
+    if not spec.heterogeneity:
+        return np.zeros(1), np.ones(1)
+    lo_s, hi_s, c0 = _tau_range(data, spec)
+    comp = _Compressed.of(data, _design(data, spec))
+    prior = spec.priors.tau
+
+    def log_post(tau: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = comp.expected_loglik(tau, truth) + prior.logpdf(tau)
+        return np.where(np.isfinite(v), v, -np.inf)
+
+    lo, hi, c = lo_s, hi_s, c0
+    for _ in range(LOCATE_ROUNDS):
+        tau, _u = _u_nodes(lo, hi, c, LOCATE_NODES)
+        v = log_post(tau)
+        if not np.isfinite(v).any():  # nothing to focus on: the whole range
+            return _trapezoid_grid(lo_s, hi_s, c0, SIM_GRID)
+        top = float(v.max())
+        keep = np.flatnonzero(v >= top - FOCUS_LOG_DROP)
+        core = np.flatnonzero(v >= top - CORE_LOG_DROP)
+        i0, i1 = max(keep[0] - 1, 0), min(keep[-1] + 1, tau.size - 1)
+        new_lo = float(tau[i0]) if i0 > 0 else lo
+        new_hi = float(tau[i1]) if i1 < tau.size - 1 else hi
+        # the core's inner ends (its width sets the spacing) and the node above it (sets c)
+        core_lo, core_hi, core_out = float(tau[core[0]]), float(tau[core[-1]]), float(tau[min(core[-1] + 1, tau.size - 1)])
+        if i1 - i0 >= LOCATE_NODES // 2:
+            break
+        lo, hi = new_lo, new_hi
+        c = lo if lo > 0.0 else min(c, 0.5 * core_out)
+    lo, hi = new_lo, new_hi
+    c = lo if lo > 0.0 else max(min(c0, 0.5 * core_out), 1e-12 * hi)
+    u_lo, u_hi = math.asinh(lo / c), math.asinh(hi / c)
+    sd_u = (math.asinh(core_hi / c) - math.asinh(core_lo / c)) / 4.0
+    if sd_u <= 0.0:  # a one-node core: the finest grid allowed
+        sd_u = 1e-300
+    n = int(math.ceil(NODES_PER_SD * (u_hi - u_lo) / sd_u)) + 1
+    n = min(max(n, MIN_GRID, min(SIM_GRID, SIM_GRID_CELLS // max(data.k, 1))), SIM_GRID)
+    return _trapezoid_grid(lo, hi, c, n)
+
+
+def _subset(data: ModelData, mask: np.ndarray | slice) -> ModelData:
+    """The studies ``mask`` selects (a boolean mask, or a slice / index array: in that order)."""
+    idx = np.flatnonzero(mask) if isinstance(mask, np.ndarray) and mask.dtype == bool else np.arange(data.k)[mask]
     return replace(
         data,
-        studies=tuple(s for s, m in zip(data.studies, mask, strict=True) if m),
-        y=data.y[mask], se=data.se[mask], nonrandomised=data.nonrandomised[mask],
-        designs=tuple(d for d, m in zip(data.designs, mask, strict=True) if m),
-        x=data.x[mask],
+        studies=tuple(data.studies[i] for i in idx),
+        y=np.asarray(data.y)[idx], se=np.asarray(data.se)[idx], nonrandomised=np.asarray(data.nonrandomised)[idx],
+        designs=tuple(data.designs[i] for i in idx),
+        x=np.asarray(data.x)[idx],
+        clusters=tuple(data.clusters[i] for i in idx) if data.clusters else data.clusters,
     )
 
 
 @dataclass(frozen=True)
 class Analyses:
-    """The three batched analyses of a design: bias model, naive pool, RCT only."""
+    """The three batched analyses of a design under one truth: bias model, naive pool, RCT
+    only, each on its own tau grid (:func:`simulation_grid`). The engines hold the studies
+    randomised first (``order``); :meth:`p_below` takes datasets in the input's study order."""
 
     engines: dict[str, BatchedExact]
-    rct: np.ndarray  # (k,) bool
+    order: np.ndarray  # (k,) engine column j is input study order[j]
+    n_rct: int
 
     @classmethod
-    def build(cls, data: ModelData, spec: ModelSpec) -> Analyses:
+    def build(cls, data: ModelData, spec: ModelSpec, truth: Truth) -> Analyses:
         rct = ~np.asarray(data.nonrandomised, dtype=bool)
         if rct.all() or not rct.any():
             raise InputError(
                 "simulate needs both randomised and non-randomised studies (it compares the "
                 "design-bias model with the naive pool and the randomised studies alone)"
             )
+        order = np.argsort(~rct, kind="stable")
+        n_rct = int(rct.sum())
+        sorted_data = _subset(data, order)
         bias_spec = replace(spec, model="bias", covariates=())
         re_spec = replace(spec, model="re", covariates=())
-        rct_data = _subset(data, rct)
         engines = {}
-        for name, sp, dt in (("bias", bias_spec, data), ("naive", re_spec, data), ("rct_only", re_spec, rct_data)):
-            tau, q = simulation_grid(dt, sp)
+        for name, sp, dt in (("bias", bias_spec, sorted_data), ("naive", re_spec, sorted_data),
+                             ("rct_only", re_spec, _subset(sorted_data, slice(0, n_rct)))):
+            tau, q = simulation_grid(dt, sp, truth)
             engines[name] = BatchedExact.build(dt, sp, tau, q)
-        return cls(engines=engines, rct=rct)
+        return cls(engines=engines, order=order, n_rct=n_rct)
 
-    def p_below(self, Y: np.ndarray, threshold: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return {
-            name: eng.p_below(Y[:, self.rct] if name == "rct_only" else Y, threshold)
-            for name, eng in self.engines.items()
-        }
+    def p_below_ordered(self, Y: np.ndarray, threshold: float) -> dict[str, tuple[np.ndarray, int]]:
+        """P(HR < threshold) and re-analysed datasets per analysis, for ``Y`` (N, k) in the
+        engines' study order (randomised first)."""
+        Y2 = Y * Y
+        out = {}
+        for name, eng in self.engines.items():
+            if name == "rct_only":
+                out[name] = eng.p_below(Y[:, : self.n_rct], threshold, Y2[:, : self.n_rct])
+            else:
+                out[name] = eng.p_below(Y, threshold, Y2)
+        return out
 
-
-@dataclass(frozen=True)
-class Scenario:
-    """One truth: true randomised HR, bias factor b (HR scale), bias SD (log scale)."""
-
-    true_hr: float
-    bias_mean: float
-    bias_sd: float
+    def p_below(self, Y: np.ndarray, threshold: float) -> dict[str, tuple[np.ndarray, int]]:
+        """As :meth:`p_below_ordered` for ``Y`` (N, k) in the input's study order."""
+        return self.p_below_ordered(np.atleast_2d(Y)[:, self.order], threshold)
 
 
 def simulate_data(
     scenario: Scenario, index: int, replicates: range, se: np.ndarray, nonrandomised: np.ndarray,
-    *, tau: float, seed: int,
+    *, tau: float, seed: int, order: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulated log HRs (len(replicates), k) of scenario number ``index``: replicate ``r`` from
-    ``default_rng(SeedSequence(seed, spawn_key=(index, r)))`` (see the module docstring).
+    ``default_rng(SeedSequence(seed, spawn_key=(index, r)))``, one standard normal per study
+    (see the module docstring); columns in the order ``order`` of the studies (default: theirs).
 
     Examples
     --------
@@ -225,19 +526,23 @@ def simulate_data(
     >>> bool(np.array_equal(a[3], b[0]))
     True
     """
-    k = se.size
+    se = np.asarray(se, dtype=float)
     nr = np.asarray(nonrandomised, dtype=float)
-    Z = np.empty((len(replicates), 3, k))
+    mean = math.log(scenario.true_hr) + nr * math.log(scenario.bias_mean)
+    sd = np.sqrt(tau * tau + nr * scenario.bias_sd**2 + se * se)
+    if order is not None:
+        mean, sd = mean[order], sd[order]
+    out = np.empty((len(replicates), se.size))
     for i, r in enumerate(replicates):
-        Z[i] = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, r))).standard_normal((3, k))
-    mean_bias = math.log(scenario.bias_mean)
-    return (math.log(scenario.true_hr) + tau * Z[:, 0] + nr * (mean_bias + scenario.bias_sd * Z[:, 1])
-            + se * Z[:, 2])
+        z = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, r))).standard_normal(se.size)
+        np.multiply(z if order is None else z[order], sd, out=out[i])
+        out[i] += mean
+    return out
 
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """Counts of one job: recommendations and grid-end datasets per analysis."""
+    """Counts of one job: recommendations and datasets re-analysed on their own grid, per analysis."""
 
     scenario: int
     n: int
@@ -250,28 +555,28 @@ def run_chunk(job: tuple) -> ChunkResult:
     ``start..stop`` of one scenario and count how often each analysis recommends."""
     data, spec, scenario, index, start, stop, tau, seed, threshold, level = job
     with threadpool_limits(1):
-        analyses = _analyses(data, spec)
+        analyses = _analyses(data, spec, Truth.of(scenario, tau))
         Y = simulate_data(scenario, index, range(start, stop), np.asarray(data.se, dtype=float),
-                          np.asarray(data.nonrandomised, dtype=bool), tau=tau, seed=seed)
-        out = analyses.p_below(Y, threshold)
+                          np.asarray(data.nonrandomised, dtype=bool), tau=tau, seed=seed, order=analyses.order)
+        out = analyses.p_below_ordered(Y, threshold)
     return ChunkResult(
         scenario=index, n=stop - start,
         recommend={name: int((p > level).sum()) for name, (p, _) in out.items()},
-        # a common-effect analysis has the one node tau = 0: no grid end to reach
-        grid_end={name: int((end > GRID_END_WEIGHT).sum()) if spec.heterogeneity else 0 for name, (_, end) in out.items()},
+        grid_end={name: n for name, (_, n) in out.items()},
     )
 
 
 _CACHE: dict[tuple, Analyses] = {}
 
 
-def _analyses(data: ModelData, spec: ModelSpec) -> Analyses:
-    """The batched analyses of (data, spec), built once per process (its jobs share them)."""
-    key = (data.se.tobytes(), np.asarray(data.nonrandomised).tobytes(), repr(spec))
+def _analyses(data: ModelData, spec: ModelSpec, truth: Truth) -> Analyses:
+    """The batched analyses of (data, spec, truth), built once per process (a scenario's jobs
+    share them; the last one is kept)."""
+    key = (data.se.tobytes(), np.asarray(data.nonrandomised).tobytes(), repr(spec), truth)
     hit = _CACHE.get(key)
     if hit is None:
         _CACHE.clear()
-        hit = _CACHE[key] = Analyses.build(data, spec)
+        hit = _CACHE[key] = Analyses.build(data, spec, truth)
     return hit
 
 
@@ -373,9 +678,10 @@ def scenario_grid(true_hrs: Sequence[float], bias_means: Sequence[float], bias_s
 
 def jobs_for(data: ModelData, spec: ModelSpec, scenarios: Sequence[Scenario], n_sim: int, *, tau: float,
              seed: int, threshold: float = RULE_THRESHOLD, level: float = RULE_LEVEL) -> list[tuple]:
-    """The jobs of a simulation: each scenario's replicates in chunks of :data:`CHUNK`."""
+    """The jobs of a simulation: each scenario's replicates in chunks of :func:`chunk_size`."""
+    step = chunk_size(data.k)
     return [
-        (data, spec, sc, i, start, min(start + CHUNK, n_sim), float(tau), int(seed), float(threshold), float(level))
+        (data, spec, sc, i, start, min(start + step, n_sim), float(tau), int(seed), float(threshold), float(level))
         for i, sc in enumerate(scenarios)
-        for start in range(0, n_sim, CHUNK)
+        for start in range(0, n_sim, step)
     ]

@@ -106,8 +106,8 @@ def run_simulation(
             recommend[part.scenario][a] += part.recommend[a]
             grid_end[a] += part.grid_end[a]
     notes = [
-        f"{a}: in {n} of {len(scenarios) * n_sim} simulated evidence bases the posterior of tau reached the "
-        "end of the simulation's tau grid (its upper tail is truncated there)"
+        f"{a}: in {n} of {len(scenarios) * n_sim} simulated evidence bases the posterior of tau reached an "
+        "end of the scenario's tau grid; they were re-analysed on their own adaptive grid (the exact engine)"
         for a, n in grid_end.items() if n
     ]
     where = f"Dask scheduler {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"

@@ -13,12 +13,12 @@ from scipy import stats
 import synthesis as syn
 from synthesis.cli import main
 from synthesis.models.exact import fit_exact
-from synthesis.models.operating import Analyses, Scenario, simulate_data
+from synthesis.models.operating import Analyses, Scenario, Truth, simulate_data
 from synthesis.models.spec import ModelData, ModelSpec
 from synthesis.simulation import run_simulation
 
-#: Batched engine (fixed 401-node grid to tau_hi) vs fit_exact (its own adaptive 257-node grid):
-#: two quadratures of the same integral.
+#: Batched engine (the scenario's grid: at k = 17 401 nodes over the prior's range, trapezoidal)
+#: vs fit_exact (its own adaptive 257-node Simpson grid): two quadratures of the same integral.
 BATCH_TOL = 1e-6
 #: Monte Carlo agreement: within 4 standard errors.
 MC_Z = 4.0
@@ -39,8 +39,9 @@ def _subset(data, mask):
 @pytest.mark.parametrize("spec", [ModelSpec("bias"), ModelSpec("bias", bias_variant="downweight", alpha=0.3),
                                   ModelSpec("bias", heterogeneity=False)], ids=["additive", "downweight", "common"])
 def test_batched_engine_matches_fit_exact(data, spec):
-    analyses = Analyses.build(data, spec)
-    Y = simulate_data(Scenario(0.9, 0.75, 0.2), 0, range(5), data.se, data.nonrandomised, tau=0.1, seed=3)
+    sc = Scenario(0.9, 0.75, 0.2)
+    analyses = Analyses.build(data, spec, Truth.of(sc, 0.1))
+    Y = simulate_data(sc, 0, range(5), data.se, data.nonrandomised, tau=0.1, seed=3)
     got = analyses.p_below(Y, 0.8)
     rct = ~data.nonrandomised
     for n, y in enumerate(Y):
