@@ -106,11 +106,13 @@ SIM_TAU_CAP = 20.0
 #: A dataset's tau posterior "reaches an end of the grid" when an end node's weight exceeds
 #: this (the lower end only where the grid starts above the prior's support).
 GRID_END_WEIGHT = 1e-9
-#: Replicates per job: at most CHUNK, and at most CHUNK_CELLS / k (a job holds a few (N, k)
-#: arrays: 200 x 100,000 doubles are 160 MB). A function of k only, so the arithmetic of every
-#: replicate is the same whatever the number of workers (1, 2, a Dask cluster).
+#: Replicates per job: fixed, so the arithmetic of every replicate is the same whatever the
+#: number of workers (1, 2, a Dask cluster).
 CHUNK = 500
-CHUNK_CELLS = 20_000_000
+#: A job analyses its replicates in batches of at most BATCH_CELLS / k (and CHUNK): a function of
+#: k only, for the same reason. A batch's (N, k) arrays then stay under 24 MB, which the
+#: allocator reuses from batch to batch (larger ones are mapped afresh, page by page).
+BATCH_CELLS = 3_000_000
 #: Default grid of truths: true randomised HR, bias factor b (HR scale) and bias SD (log scale).
 DEFAULT_TRUE_HRS: tuple[float, ...] = (1.0, 0.8)
 DEFAULT_BIAS_MEANS: tuple[float, ...] = (1.0, 0.8, 0.65)
@@ -118,15 +120,15 @@ DEFAULT_BIAS_SDS: tuple[float, ...] = (0.05, 0.2)
 DEFAULT_N_SIM = 1000
 
 
-def chunk_size(k: int) -> int:
-    """Replicates per job for ``k`` studies.
+def batch_size(k: int) -> int:
+    """Replicates analysed together for ``k`` studies.
 
     Examples
     --------
-    >>> chunk_size(17), chunk_size(100_000), chunk_size(10**9)
-    (500, 200, 1)
+    >>> batch_size(17), batch_size(100_000), batch_size(10**9)
+    (500, 30, 1)
     """
-    return max(1, min(CHUNK, CHUNK_CELLS // max(int(k), 1)))
+    return max(1, min(CHUNK, BATCH_CELLS // max(int(k), 1)))
 
 
 @dataclass(frozen=True)
@@ -210,15 +212,22 @@ class BatchedExact:
     open_below: bool
 
     @classmethod
-    def build(cls, data: ModelData, spec: ModelSpec, tau: np.ndarray, qweights: np.ndarray) -> BatchedExact:
-        """The engine of ``spec`` on ``data`` (randomised studies first) on the grid ``tau``."""
-        d = _design(data, spec)
+    def build(cls, data: ModelData, spec: ModelSpec, tau: np.ndarray, qweights: np.ndarray, d: Any = None) -> BatchedExact:
+        """The engine of ``spec`` on ``data`` (randomised studies first) on the grid ``tau``
+        (``d``: the exact engine's design of ``data`` and ``spec``, if already made)."""
+        d = _design(data, spec) if d is None else d
         if d.layout is not None or d.mu_index is None:
             raise InputError("simulate analyses the additive and downweight bias variants and re, with an effect")
         X = d.X
         groups = _groups(X, data.nonrandomised)
         tau = np.asarray(tau, dtype=float)
-        W = 1.0 / (d.s2[None, :] + (tau * tau)[:, None])
+        W = np.empty((tau.size, d.s2.size))
+        log_det_v = np.empty(tau.size)
+        rows = max(1, BATCH_CELLS // max(d.s2.size, 1))
+        for i in range(0, tau.size, rows):  # blocks of nodes: no temporary of the size of W
+            v = np.add(d.s2[None, :], (tau[i : i + rows] ** 2)[:, None], out=W[i : i + rows])
+            log_det_v[i : i + rows] = np.log(v).sum(axis=1)
+            np.reciprocal(v, out=v)
         p = X.shape[1]
         prec0 = 1.0 / d.s0**2
         # X'WX from the group sums of W (rows of X are constant within a group)
@@ -228,7 +237,6 @@ class BatchedExact:
         with np.errstate(divide="ignore"):
             log_prior = spec.priors.tau.logpdf(tau) if spec.heterogeneity else np.zeros(tau.size)
             log_q = np.log(qweights)
-        log_det_v = np.log(d.s2[None, :] + (tau * tau)[:, None]).sum(axis=1)
         const = log_prior + log_q - 0.5 * (log_det_v + np.log(d.s0**2).sum() + logdet_p)
         assert p == d.m0.size and (sign > 0).all()
         lo_support = float(_prior_points(spec.priors.tau)[0]) if spec.heterogeneity else 0.0
@@ -313,14 +321,17 @@ class _Compressed:
             rows[g] = d.X[mask][0]
             x = np.sort(se2_all[mask])
             ratio = float(np.median(d.s2[mask] / se2_all[mask]))  # 1, or 1 / alpha
-            for part in np.array_split(x, min(LOCATE_BINS, x.size)):
-                mean, sd = float(part.mean()), float(part.std())
-                for node in (mean - sd, mean + sd):
-                    se2.append(node)
-                    s2.append(node * ratio)
-                    count.append(0.5 * part.size)
-                    group.append(g)
-        return cls(np.array(se2), np.array(s2), np.array(count), np.array(group), rows, d.m0, d.s0)
+            bins = min(LOCATE_BINS, x.size)
+            starts = (np.arange(bins) * x.size) // bins
+            n = np.diff(np.append(starts, x.size)).astype(float)
+            mean = np.add.reduceat(x, starts) / n
+            sd = np.sqrt(np.maximum(np.add.reduceat((x - np.repeat(mean, n.astype(int))) ** 2, starts) / n, 0.0))
+            nodes = np.concatenate([mean - sd, mean + sd])
+            se2.append(nodes)
+            s2.append(nodes * ratio)
+            count.append(np.concatenate([0.5 * n, 0.5 * n]))
+            group.append(np.full(nodes.size, g))
+        return cls(np.concatenate(se2), np.concatenate(s2), np.concatenate(count), np.concatenate(group), rows, d.m0, d.s0)
 
     def expected_loglik(self, tau: np.ndarray, truth: Truth) -> np.ndarray:
         """E log p(y | tau) under the truth (up to a constant; module docstring)."""
@@ -407,11 +418,40 @@ def simulation_grid(data: ModelData, spec: ModelSpec, truth: Truth) -> tuple[np.
     >>> tau.size < 80, 0.14 < float(tau[0]) < float(tau[-1]) < 0.21
     (True, True)
     """
-    if not spec.heterogeneity:
-        return np.zeros(1), np.ones(1)
-    lo_s, hi_s, c0 = _tau_range(data, spec)
-    comp = _Compressed.of(data, _design(data, spec))
-    prior = spec.priors.tau
+    return _Prepared.of(data, spec).grid(truth)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One analysis of a design before any truth: its data, the exact engine's design, the
+    compressed studies and the widest tau range (built once per process, shared by scenarios)."""
+
+    data: ModelData
+    spec: ModelSpec
+    design: Any
+    compressed: _Compressed
+    tau_range: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, data: ModelData, spec: ModelSpec) -> _Prepared:
+        d = _design(data, spec)
+        return cls(data, spec, d, _Compressed.of(data, d), _tau_range(data, spec))
+
+    def grid(self, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`simulation_grid` of this analysis."""
+        if not self.spec.heterogeneity:
+            return np.zeros(1), np.ones(1)
+        return _focused_grid(self.compressed, self.spec.priors.tau, self.tau_range, self.data.k, truth)
+
+    def engine(self, truth: Truth) -> BatchedExact:
+        return BatchedExact.build(self.data, self.spec, *self.grid(truth), d=self.design)
+
+
+def _focused_grid(comp: _Compressed, prior: Any, tau_range: tuple[float, float, float], k: int,
+                  truth: Truth) -> tuple[np.ndarray, np.ndarray]:
+    """Locate the expected posterior of tau (zooming in until its support spans at least half of
+    LOCATE_NODES nodes) and place the grid on it (module docstring)."""
+    lo_s, hi_s, c0 = tau_range
 
     def log_post(tau: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -443,7 +483,7 @@ def simulation_grid(data: ModelData, spec: ModelSpec, truth: Truth) -> tuple[np.
     if sd_u <= 0.0:  # a one-node core: the finest grid allowed
         sd_u = 1e-300
     n = int(math.ceil(NODES_PER_SD * (u_hi - u_lo) / sd_u)) + 1
-    n = min(max(n, MIN_GRID, min(SIM_GRID, SIM_GRID_CELLS // max(data.k, 1))), SIM_GRID)
+    n = min(max(n, MIN_GRID, min(SIM_GRID, SIM_GRID_CELLS // max(k, 1))), SIM_GRID)
     return _trapezoid_grid(lo, hi, c, n)
 
 
@@ -461,17 +501,15 @@ def _subset(data: ModelData, mask: np.ndarray | slice) -> ModelData:
 
 
 @dataclass(frozen=True)
-class Analyses:
-    """The three batched analyses of a design under one truth: bias model, naive pool, RCT
-    only, each on its own tau grid (:func:`simulation_grid`). The engines hold the studies
-    randomised first (``order``); :meth:`p_below` takes datasets in the input's study order."""
+class _Layout:
+    """A design's three analyses before any truth (:class:`_Prepared`), studies randomised first."""
 
-    engines: dict[str, BatchedExact]
+    prepared: dict[str, _Prepared]
     order: np.ndarray  # (k,) engine column j is input study order[j]
     n_rct: int
 
     @classmethod
-    def build(cls, data: ModelData, spec: ModelSpec, truth: Truth) -> Analyses:
+    def of(cls, data: ModelData, spec: ModelSpec) -> _Layout:
         rct = ~np.asarray(data.nonrandomised, dtype=bool)
         if rct.all() or not rct.any():
             raise InputError(
@@ -483,12 +521,32 @@ class Analyses:
         sorted_data = _subset(data, order)
         bias_spec = replace(spec, model="bias", covariates=())
         re_spec = replace(spec, model="re", covariates=())
-        engines = {}
-        for name, sp, dt in (("bias", bias_spec, sorted_data), ("naive", re_spec, sorted_data),
-                             ("rct_only", re_spec, _subset(sorted_data, slice(0, n_rct)))):
-            tau, q = simulation_grid(dt, sp, truth)
-            engines[name] = BatchedExact.build(dt, sp, tau, q)
-        return cls(engines=engines, order=order, n_rct=n_rct)
+        prepared = {
+            name: _Prepared.of(dt, sp)
+            for name, sp, dt in (("bias", bias_spec, sorted_data), ("naive", re_spec, sorted_data),
+                                 ("rct_only", re_spec, _subset(sorted_data, slice(0, n_rct))))
+        }
+        return cls(prepared=prepared, order=order, n_rct=n_rct)
+
+
+@dataclass(frozen=True)
+class Analyses:
+    """The three batched analyses of a design under one truth: bias model, naive pool, RCT
+    only, each on its own tau grid (:func:`simulation_grid`). The engines hold the studies
+    randomised first (``order``); :meth:`p_below` takes datasets in the input's study order."""
+
+    engines: dict[str, BatchedExact]
+    order: np.ndarray  # (k,) engine column j is input study order[j]
+    n_rct: int
+
+    @classmethod
+    def build(cls, data: ModelData, spec: ModelSpec, truth: Truth) -> Analyses:
+        return cls.of(_Layout.of(data, spec), truth)
+
+    @classmethod
+    def of(cls, layout: _Layout, truth: Truth) -> Analyses:
+        engines = {name: prep.engine(truth) for name, prep in layout.prepared.items()}
+        return cls(engines=engines, order=layout.order, n_rct=layout.n_rct)
 
     def p_below_ordered(self, Y: np.ndarray, threshold: float) -> dict[str, tuple[np.ndarray, int]]:
         """P(HR < threshold) and re-analysed datasets per analysis, for ``Y`` (N, k) in the
@@ -552,32 +610,44 @@ class ChunkResult:
 
 def run_chunk(job: tuple) -> ChunkResult:
     """One job (top level: it is pickled for process pools and Dask): simulate replicates
-    ``start..stop`` of one scenario and count how often each analysis recommends."""
+    ``start..stop`` of one scenario and count how often each analysis recommends (in batches of
+    :func:`batch_size` replicates from ``start``)."""
     data, spec, scenario, index, start, stop, tau, seed, threshold, level = job
+    recommend = dict.fromkeys(ANALYSES, 0)
+    grid_end = dict.fromkeys(ANALYSES, 0)
+    se, nr = np.asarray(data.se, dtype=float), np.asarray(data.nonrandomised, dtype=bool)
     with threadpool_limits(1):
         analyses = _analyses(data, spec, Truth.of(scenario, tau))
-        Y = simulate_data(scenario, index, range(start, stop), np.asarray(data.se, dtype=float),
-                          np.asarray(data.nonrandomised, dtype=bool), tau=tau, seed=seed, order=analyses.order)
-        out = analyses.p_below_ordered(Y, threshold)
-    return ChunkResult(
-        scenario=index, n=stop - start,
-        recommend={name: int((p > level).sum()) for name, (p, _) in out.items()},
-        grid_end={name: n for name, (_, n) in out.items()},
-    )
+        step = batch_size(data.k)
+        for first in range(start, stop, step):
+            Y = simulate_data(scenario, index, range(first, min(first + step, stop)), se, nr, tau=tau, seed=seed,
+                              order=analyses.order)
+            for name, (p, refits) in analyses.p_below_ordered(Y, threshold).items():
+                recommend[name] += int((p > level).sum())
+                grid_end[name] += refits
+            del Y
+    return ChunkResult(scenario=index, n=stop - start, recommend=recommend, grid_end=grid_end)
 
 
-_CACHE: dict[tuple, Analyses] = {}
+#: Per process: the last design's layout and the last (design, truth)'s analyses (a scenario's
+#: jobs share them; the layout is shared by every scenario).
+_CACHE: dict[str, tuple[tuple, Any]] = {}
 
 
 def _analyses(data: ModelData, spec: ModelSpec, truth: Truth) -> Analyses:
-    """The batched analyses of (data, spec, truth), built once per process (a scenario's jobs
-    share them; the last one is kept)."""
-    key = (data.se.tobytes(), np.asarray(data.nonrandomised).tobytes(), repr(spec), truth)
-    hit = _CACHE.get(key)
-    if hit is None:
-        _CACHE.clear()
-        hit = _CACHE[key] = Analyses.build(data, spec, truth)
-    return hit
+    """The batched analyses of (data, spec, truth), built once per process."""
+    key = (data.se.tobytes(), np.asarray(data.nonrandomised).tobytes(), repr(spec))
+    hit = _CACHE.get("analyses")
+    if hit is not None and hit[0] == (key, truth):
+        return hit[1]
+    _CACHE.pop("analyses", None)
+    layout = _CACHE.get("layout")
+    if layout is None or layout[0] != key:
+        _CACHE.pop("layout", None)
+        layout = _CACHE["layout"] = (key, _Layout.of(data, spec))
+    analyses = Analyses.of(layout[1], truth)
+    _CACHE["analyses"] = ((key, truth), analyses)
+    return analyses
 
 
 @dataclass
@@ -678,10 +748,9 @@ def scenario_grid(true_hrs: Sequence[float], bias_means: Sequence[float], bias_s
 
 def jobs_for(data: ModelData, spec: ModelSpec, scenarios: Sequence[Scenario], n_sim: int, *, tau: float,
              seed: int, threshold: float = RULE_THRESHOLD, level: float = RULE_LEVEL) -> list[tuple]:
-    """The jobs of a simulation: each scenario's replicates in chunks of :func:`chunk_size`."""
-    step = chunk_size(data.k)
+    """The jobs of a simulation: each scenario's replicates in chunks of :data:`CHUNK`."""
     return [
-        (data, spec, sc, i, start, min(start + step, n_sim), float(tau), int(seed), float(threshold), float(level))
+        (data, spec, sc, i, start, min(start + CHUNK, n_sim), float(tau), int(seed), float(threshold), float(level))
         for i, sc in enumerate(scenarios)
-        for start in range(0, n_sim, step)
+        for start in range(0, n_sim, CHUNK)
     ]
