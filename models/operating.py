@@ -162,6 +162,12 @@ class Truth:
         return cls(mean=(mu, mu + math.log(scenario.bias_mean)),
                    extra=(tau * tau, tau * tau + scenario.bias_sd**2))
 
+    @property
+    def spread(self) -> float:
+        """An upper bound on the between-study SD any analysis can see: sqrt(largest extra
+        variance + squared difference of the group means)."""
+        return math.sqrt(max(self.extra) + (self.mean[1] - self.mean[0]) ** 2)
+
 
 @dataclass(frozen=True)
 class _Groups:
@@ -452,6 +458,7 @@ def _focused_grid(comp: _Compressed, prior: Any, tau_range: tuple[float, float, 
     """Locate the expected posterior of tau (zooming in until its support spans at least half of
     LOCATE_NODES nodes) and place the grid on it (module docstring)."""
     lo_s, hi_s, c0 = tau_range
+    hi_s = max(hi_s, SIM_TAU_SE_FACTOR * truth.spread)  # a truth beyond the prior's range
 
     def log_post(tau: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
