@@ -155,10 +155,22 @@ NEGLECTED_MASS_NOTE = 1e-6
 _PRUNE = 1e-14
 #: ... and so are the lightest components whose weights total less than this.
 _PRUNE_MASS = 1e-12
+#: The study-effect summaries drop the lightest nodes whose weights total less than this (the
+#: mixtures are then renormalised): every mixture CDF moves by at most twice this, so each
+#: quantile by at most 2e-9 / f(q) (f: the mixture density there; 3.4e-8 SD at the 2.5%
+#: quantile of a normal), far below the quadrature's own error (~1e-5 relative).
+STUDY_PRUNE_MASS = 1e-9
+#: Their quantiles stop when a step is below this many mixture SDs: the error left is O(step^4),
+#: ~1e-8 SD (:func:`mixture_quantiles`, ``accept``; measured at most 3.4e-9 on the log-HR scale
+#: against the full computation, tests/test_multilevel_exact.py): one evaluation of the mixture
+#: CDFs instead of about three.
+STUDY_ACCEPT = 1e-2
 _LOG_2PI = math.log(2.0 * math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _Z = float(special.ndtri(0.5 + INTERVAL_PROB / 2.0))  # 1.959964
 _PROBS = np.array([0.5, (1.0 - INTERVAL_PROB) / 2.0, (1.0 + INTERVAL_PROB) / 2.0])
+#: Largest (nodes x targets) block of :func:`mixture_quantiles` (four 512 kB work arrays).
+_QUANTILE_CELLS = 65_536
 #: The summary of a parameter fixed at 0 (mu with ``effect=False``, tau with
 #: ``heterogeneity=False``).
 _POINT_ZERO = ParamSummary(mean=0.0, median=0.0, sd=0.0, q025=0.0, q975=0.0)
@@ -263,17 +275,34 @@ def mixture_quantiles(
     wi: np.ndarray | None = None,
     mi: np.ndarray | None = None,
     tol: float = 1e-12,
+    accept: float | None = None,
     block: int = 2048,
 ) -> np.ndarray:
-    """Quantiles of normal mixtures over the grid nodes.
+    r"""Quantiles of normal mixtures over the grid nodes.
 
     Mixture ``t`` has weights ``W[:, wi[t]]`` and component means/SDs ``M[:, mi[t]]``,
     ``S[:, mi[t]]`` (``W`` is (G,) or (G, n_w); ``M``, ``S`` are (G, n)); by default every column
-    of ``M`` with the single weight column. Halley's method on the mixture CDF from the
-    moment-matched normal (cubic convergence; the second derivative costs one extra product),
-    safeguarded by bisection inside a bracket that always
-    contains the root; only unconverged targets are iterated, in blocks of ``block`` targets.
-    Returns a (number of mixtures, len(probs)) array.
+    of ``M`` with the single weight column. Each quantile solves ``F(x) = p`` for the mixture
+    CDF ``F`` by steps of the inverse function's Taylor series to third order,
+
+    .. math::
+
+        x' = x + h - \frac{F''}{2F'} h^2 + \Big(\frac{F''^2}{2F'^2} - \frac{F'''}{6F'}\Big) h^3,
+        \qquad h = -\frac{F(x) - p}{F'(x)}
+
+    (error O(h^4); the derivatives cost products only, no further normal CDF), safeguarded by
+    bisection inside a bracket that always contains the root, from the Cornish-Fisher quantile
+    of the mixture's first four moments (Cornish & Fisher 1938, Rev Inst Int Stat 5:307-320:
+    skewness ``g1``, excess kurtosis ``g2``, ``z + (z^2 - 1) g1 / 6 + (z^3 - 3z) g2 / 24 -
+    (2z^3 - 5z) g1^2 / 36``, used when it moves the normal quantile ``z`` by less than one SD;
+    typically 10 times closer to the root than the moment-matched normal). Only unconverged
+    targets are iterated, in blocks of about ``block`` targets.
+
+    A target has converged when a step moves it by at most ``tol (1 + |x|)`` (and then takes
+    that step). With ``accept``, also when a step is at most ``accept`` times the mixture's SD:
+    the error left after a step of size ``e`` is O(e^4), so ``accept = 1e-2`` leaves about
+    1e-8 SD and saves the evaluation that would confirm it (the study-effect summaries of
+    :func:`fit_exact`, :data:`STUDY_ACCEPT`). Returns a (number of mixtures, len(probs)) array.
 
     Examples
     --------
@@ -289,55 +318,97 @@ def mixture_quantiles(
     probs = np.asarray(probs, dtype=float)
     mi = np.arange(M.shape[1]) if mi is None else np.asarray(mi)
     wi = np.zeros(mi.size, dtype=int) if wi is None else np.asarray(wi)
-    n_p = probs.size
-    tm, tw = np.repeat(mi, n_p), np.repeat(wi, n_p)  # target -> mean column, weight column
-    p = np.tile(probs, mi.size)
-    q = np.empty(p.size)
-    lo_all = (M - 40.0 * S).min(axis=0)
-    hi_all = (M + 40.0 * S).max(axis=0)
-    inv_s = 1.0 / S
-    for start in range(0, p.size, block):
-        sl = slice(start, min(start + block, p.size))
-        cm, cw, pp = tm[sl], tw[sl], p[sl]
-        Mt, It = M[:, cm], inv_s[:, cm]
-        if W.shape[1] == 1:  # one weight vector: matrix-vector products
+    n_p, n_mix, G = probs.size, mi.size, W.shape[0]
+    q = np.empty((n_mix, n_p))
+    z_p = special.ndtri(probs)
+    one_w = W.shape[1] == 1
+    # mixtures per block: about ``block`` targets, at most _QUANTILE_CELLS node-target cells
+    per = max(1, min(block, _QUANTILE_CELLS // max(G, 1)) // max(n_p, 1))
+    n_t = min(per, n_mix) * n_p
+    # work arrays reused by every iteration (in place: fresh megabyte temporaries cost page
+    # faults that took as long as the arithmetic)
+    work = [np.empty(G * n_t) for _ in range(4)]
+    for m0 in range(0, n_mix, per):
+        ms = slice(m0, min(m0 + per, n_mix))
+        cm, cw = mi[ms], wi[ms]
+        Mm, Sm = M[:, cm], S[:, cm]
+        Wm = W[:, :1] if one_w else W[:, cw]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # point masses: the normal start
+            # the start: Cornish-Fisher from each mixture's first four moments
+            mean = np.einsum("gt,gt->t", Wm, Mm) if not one_w else Wm[:, 0] @ Mm
+            c = Mm - mean
+            c2, s2 = c * c, Sm * Sm
 
-            def wsum(X: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
-                return W[:, 0] @ X
+            def wmix(X: np.ndarray, Wm: np.ndarray = Wm) -> np.ndarray:
+                return Wm[:, 0] @ X if one_w else np.einsum("gt,gt->t", Wm, X)
 
-        else:
-            Wt = W[:, cw]
-
-            def wsum(
-                X: np.ndarray, idx: np.ndarray | slice = slice(None), Wt: np.ndarray = Wt
-            ) -> np.ndarray:
-                return np.einsum("gt,gt->t", Wt[:, idx], X)
-
-        mean = wsum(Mt)
-        var = wsum(1.0 / (It * It) + Mt * Mt) - mean * mean
-        lo, hi = lo_all[cm], hi_all[cm]
-        x = np.clip(mean + np.sqrt(np.maximum(var, 1e-300)) * special.ndtri(pp), lo, hi)
+            var = np.maximum(wmix(c2 + s2), 1e-300)
+            sd = np.sqrt(var)
+            g1 = (wmix(c * (c2 + 3.0 * s2)) / (var * sd))[:, None]
+            g2 = (wmix(c2 * (c2 + 6.0 * s2) + 3.0 * s2 * s2) / (var * var) - 3.0)[:, None]
+            z = z_p[None, :]
+            zcf = z + (z * z - 1.0) * g1 / 6.0 + (z**3 - 3.0 * z) * g2 / 24.0 - (2.0 * z**3 - 5.0 * z) * g1 * g1 / 36.0
+            zcf = np.where(np.isfinite(zcf) & (np.abs(zcf - z) < 1.0), zcf, z)
+            inv_s = 1.0 / Sm
+        lo = np.repeat((Mm - 40.0 * Sm).min(axis=0), n_p)
+        hi = np.repeat((Mm + 40.0 * Sm).max(axis=0), n_p)
+        x = np.clip((mean[:, None] + sd[:, None] * zcf).ravel(), lo, hi)
+        step_ok = np.repeat(accept * sd, n_p) if accept is not None else np.zeros(x.size)
+        pp = np.tile(probs, cm.size)
         active = np.arange(x.size)
         for _ in range(100):
-            Ia = It[:, active]
-            z = (x[active] - Mt[:, active]) * Ia
-            err = wsum(special.ndtr(z), active) - pp[active]
-            phi = np.exp(-0.5 * z * z) * Ia
-            pdf = wsum(phi, active) * _INV_SQRT_2PI
-            dpdf = -wsum(phi * z * Ia, active) * _INV_SQRT_2PI
+            na = active.size
+            Z, Iv, B, C = (buf[: G * na].reshape(G, na) for buf in work)  # contiguous views
+            if na == x.size:  # every target (the first iteration): broadcast, no gathers
+                np.subtract(x.reshape(-1, n_p)[None], Mm[:, :, None], out=Z.reshape(G, -1, n_p))
+                np.copyto(Iv.reshape(G, -1, n_p), inv_s[:, :, None])
+                col = np.arange(na) // n_p
+            else:
+                col = active // n_p  # the mixture (column of Mm) of each active target
+                np.take(Mm, col, axis=1, out=Z)
+                np.subtract(x[active], Z, out=Z)
+                np.take(inv_s, col, axis=1, out=Iv)
+            Z *= Iv  # z = (x - m) / s
+            Wa = Wm[:, 0] if one_w else Wm[:, col]
+
+            def wsum(X: np.ndarray, Wa: np.ndarray = Wa) -> np.ndarray:
+                return Wa @ X if one_w else np.einsum("gt,gt->t", Wa, X)
+
+            special.ndtr(Z, out=B)
+            err = wsum(B) - pp[active]
             xa = x[active]
             lo[active] = np.where(err <= 0.0, xa, lo[active])
             hi[active] = np.where(err >= 0.0, xa, hi[active])
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                new = xa - 2.0 * err * pdf / (2.0 * pdf * pdf - err * dpdf)  # Halley's step
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # (near-)point masses
+                np.multiply(Z, Z, out=B)
+                B *= -0.5
+                np.exp(B, out=B)
+                B *= Iv  # phi(z) / s
+                f1 = wsum(B) * _INV_SQRT_2PI  # F' = sum w phi / s
+                B *= Iv
+                np.multiply(B, Z, out=C)
+                f2 = -wsum(C) * _INV_SQRT_2PI  # F'' = -sum w phi z / s^2
+                Z *= Z
+                Z -= 1.0
+                B *= Z
+                B *= Iv
+                f3 = wsum(B) * _INV_SQRT_2PI  # F''' = sum w phi (z^2 - 1) / s^3
+                # the inverse function's Taylor series to third order (error O(step^4)), or to
+                # second (Halley-like) or first (Newton) where a higher term is not finite
+                h = -err / f1
+                a2 = f2 / f1
+                second = xa + h - 0.5 * a2 * h * h
+                new = second + (0.5 * a2 * a2 - f3 / (6.0 * f1)) * h**3
+                new = np.where(np.isfinite(new), new, np.where(np.isfinite(second), second, xa + h))
             bad = ~np.isfinite(new) | (new < lo[active]) | (new > hi[active])
             new = np.where(bad, 0.5 * (lo[active] + hi[active]), new)
             x[active] = new
-            active = active[np.abs(new - xa) > tol * (1.0 + np.abs(xa))]
+            step = np.abs(new - xa)
+            active = active[(step > tol * (1.0 + np.abs(xa))) & (bad | (step > step_ok[active]))]
             if active.size == 0:
                 break
-        q[sl] = x
-    return q.reshape(mi.size, n_p)
+        q[ms] = x.reshape(cm.size, n_p)
+    return q
 
 
 def _spline_quantiles(u: np.ndarray, dens: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -1169,18 +1240,22 @@ class ExactPosterior:
         """kappa^2 at every node (models without kappa have none)."""
         raise InputError("the model has no kappa")  # pragma: no cover (2-D models override it)
 
-    def study_moments(self, studies: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    def study_moments(
+        self, studies: slice = slice(None), nodes: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Means and SDs (G, n) of the shrunken study effects theta_i given tau and y, for the
-        studies ``studies`` (default all)."""
+        studies ``studies`` (default all), at every node or at the nodes ``nodes`` (indices:
+        then (len(nodes), n))."""
         d = self.design
+        g = slice(None) if nodes is None else nodes
         s2, y, X = d.s2[studies], d.y[studies], d.X[studies]
-        t2 = (self.tau**2)[:, None]
+        t2 = (self.tau[g] ** 2)[:, None]
         B = s2[None, :] / (s2[None, :] + t2)
-        fitted = self.cond.b_mean @ X.T
+        fitted = self.cond.b_mean[g] @ X.T
         means = (1.0 - B) * y[None, :] + B * fitted
         # x_i' Cov x_i = sum over a <= b of (2 - [a = b]) Cov_ab x_ia x_ib: one matrix product
         ia, ib = np.triu_indices(X.shape[1])
-        cov_pairs = self.cond.b_cov[:, ia, ib] * np.where(ia == ib, 1.0, 2.0)
+        cov_pairs = self.cond.b_cov[g][:, ia, ib] * np.where(ia == ib, 1.0, 2.0)
         xcx = cov_pairs @ d.features[studies, : ia.size].T
         var = (1.0 - B) * s2[None, :] + B * B * xcx
         return means, np.sqrt(np.maximum(var, 1e-300))
@@ -1496,17 +1571,20 @@ class ExactPosterior2D(ExactPosterior):
         sd = float(math.sqrt(max(self.weights @ (self.kappa - mean) ** 2, 0.0)))
         return ParamSummary(mean=mean, median=float(med), sd=sd, q025=float(lo), q975=float(hi))
 
-    def study_moments(self, studies: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    def study_moments(
+        self, studies: slice = slice(None), nodes: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`ExactPosterior.study_moments` with the random part of theta_i having
         variance ``tau^2 a_i + kappa^2 h_i`` (random bias: the study's bias is part of its
         true effect)."""
         d = self.design
+        g = slice(None) if nodes is None else nodes
         s2, y, X = d.s2[studies], d.y[studies], d.X[studies]
-        r = d.layout.random_variance(self.tau, self.kappa, studies)
+        r = d.layout.random_variance(self.tau[g], self.kappa[g], studies)
         B = s2[None, :] / (s2[None, :] + r)
-        means = (1.0 - B) * y[None, :] + B * (self.cond.b_mean @ X.T)
+        means = (1.0 - B) * y[None, :] + B * (self.cond.b_mean[g] @ X.T)
         ia, ib = np.triu_indices(X.shape[1])
-        cov_pairs = self.cond.b_cov[:, ia, ib] * np.where(ia == ib, 1.0, 2.0)
+        cov_pairs = self.cond.b_cov[g][:, ia, ib] * np.where(ia == ib, 1.0, 2.0)
         xcx = cov_pairs @ d.features[studies, : ia.size].T
         var = (1.0 - B) * s2[None, :] + B * B * xcx
         return means, np.sqrt(np.maximum(var, 1e-300))
@@ -1607,77 +1685,94 @@ class ExactPosteriorMultilevel(ExactPosterior2D):
         means, sds = ExactPosterior._moments(self, c[None, :])
         return NormalMixture(self.weights, means[:, 0], np.sqrt(sds[:, 0] ** 2 + self.tau**2 + self.kappa**2))
 
-    def study_moments(self, studies: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    def study_moments(
+        self, studies: slice = slice(None), nodes: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`ExactPosterior.study_moments`. Without ``nodes``, only at the nodes a
+        summary uses (:func:`_keep`); the others get the placeholder 0 +/- 1."""
         d = self.design
-        ml = d.multilevel
-        assert ml is not None
-        cl, se = ml.clusters, ml.se
-        s2, rho = se**2, cl.rho
-        E = (1.0 - rho) * s2
-        U = [np.ones(d.y.size)] + ([se] if rho > 0 else [])
-        G = self.tau.size
         rows = np.arange(d.y.size)[studies]
-        # only the nodes a summary uses (the others get the prior-free placeholder 0 +/- 1;
-        # :func:`_batch` drops them by the same rule, :func:`_keep`)
-        nodes = np.flatnonzero(_keep(self.weights[:, None]))
-        means = np.zeros((G, rows.size))
-        sds = np.ones((G, rows.size))
+        full = nodes is None
+        if full:
+            nodes = np.flatnonzero(_keep(self.weights[:, None]))
+        means = np.zeros((nodes.size, rows.size))
+        sds = np.ones((nodes.size, rows.size))
         step = max(1, _BLOCK_CELLS // max(d.y.size * (2 + d.X.shape[1]), 1))
+        every = rows.size == d.y.size
         for g0 in range(0, nodes.size, step):
-            gs = nodes[g0 : g0 + step]
-            mean, var = self._study_block(gs, U, E)
-            means[gs] = mean[:, rows]
-            sds[gs] = np.sqrt(np.maximum(var[:, rows], 1e-300))
-        return means, sds
+            block = slice(g0, min(g0 + step, nodes.size))
+            mean, var = self._study_block(nodes[block])
+            means[block] = mean if every else mean[:, rows]
+            sds[block] = np.sqrt(np.maximum(var if every else var[:, rows], 1e-300))
+        if not full:
+            return means, sds
+        out_m, out_s = np.zeros((self.tau.size, rows.size)), np.ones((self.tau.size, rows.size))
+        out_m[nodes], out_s[nodes] = means, sds
+        return out_m, out_s
 
-    def _study_block(self, gs: np.ndarray, U: list[np.ndarray], E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Means and variances (b, k) of every row effect at the nodes ``gs``."""
+    def _study_block(self, gs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""Means and variances (b, k) of every row effect at the nodes ``gs``, with the explicit
+        inverse of each cluster's ``H_i`` (1 x 1, or 2 x 2 with rho > 0; see
+        :mod:`synthesis.models.multilevel`): with ``w = D^{-1}`` (``E = (1 - rho) s^2``),
+        ``M^{-1} R = w R - w U c H^{-1} c U' w R`` and ``V q = E q + rho s (s' q)_i``."""
         d = self.design
         ml = d.multilevel
         assert ml is not None
         se, rho, idx = ml.se, ml.clusters.rho, ml.clusters.index
-        s2 = se**2
-        n = ml.clusters.n
+        s2 = se * se
+        E = (1.0 - rho) * s2
         order, starts = ml.prep.order, ml.prep.starts
 
         def csum(f: np.ndarray) -> np.ndarray:  # (b, k) -> per-cluster sums (b, n)
             return np.add.reduceat(f[:, order], starts, axis=1)
 
-        tau2, tw2 = self.tau[gs] ** 2, self.kappa[gs] ** 2
-        w = 1.0 / (E[None, :] + tw2[:, None])  # (b, k)
-        c = [np.sqrt(tau2)] + ([np.full(tau2.size, math.sqrt(rho))] if rho > 0 else [])
-        r = len(U)
-        H = np.empty((tau2.size, n, r, r))
-        for a in range(r):
-            for b in range(r):
-                H[:, :, a, b] = c[a][:, None] * csum(w * U[a] * U[b]) * c[b][:, None] + (a == b)
-        Hinv = np.linalg.inv(H)
+        tau2 = (self.tau[gs] ** 2)[:, None]
+        t = np.sqrt(tau2)
+        w = 1.0 / (E[None, :] + (self.kappa[gs] ** 2)[:, None])  # (b, k)
+        h00 = 1.0 + tau2 * csum(w)  # (b, n)
+        sr = math.sqrt(rho)
+        if rho > 0:
+            sws, swss = csum(w * se), csum(w * s2)
+            h01 = t * sr * sws
+            h11 = 1.0 + rho * swss
+            inv_det = 1.0 / (h00 * h11 - h01 * h01)
+            i00, i01, i11 = (h11 * inv_det)[:, idx], (-h01 * inv_det)[:, idx], (h00 * inv_det)[:, idx]
+            sws_k, swss_k = sws[:, idx], swss[:, idx]
+        else:
+            i00 = (1.0 / h00)[:, idx]
 
-        def m_inv(R: np.ndarray) -> np.ndarray:  # M^{-1} R for R (b, k)
-            T = np.stack([c[a][:, None] * csum(w * U[a] * R) for a in range(r)], axis=-1)  # (b, n, r)
-            S = np.einsum("bnij,bnj->bni", Hinv, T)
-            back = sum(U[a] * c[a][:, None] * S[:, idx, a] for a in range(r))
-            return w * R - w * back
-
-        def v_times(q: np.ndarray) -> np.ndarray:  # V q
-            out = E * q
-            return out + rho * se * csum(se * q)[:, idx] if rho > 0 else out
+        def v_m_inv(R: np.ndarray) -> np.ndarray:  # V M^{-1} R for R (b, k)
+            A = w * R
+            T0 = t * csum(A)[:, idx]
+            if rho > 0:
+                T1 = sr * csum(A * se)[:, idx]
+                back = t * (i00 * T0 + i01 * T1) + sr * se * (i01 * T0 + i11 * T1)
+            else:
+                back = t * i00 * T0
+            out = A - w * back  # M^{-1} R
+            return E * out + rho * se * csum(se * out)[:, idx] if rho > 0 else E * out
 
         resid = d.y[None, :] - self.cond.b_mean[gs] @ d.X.T
-        mean = d.y[None, :] - v_times(m_inv(resid))
-        # diag(V - V D^-1 V + (V D^-1 U c) H^-1 (c U' D^-1 V))
-        vdv = E * E * w
+        mean = d.y[None, :] - v_m_inv(resid)
+        # diag(V - V D^-1 V + Q' H^-1 Q) with the rows Q_k = c U' D^-1 V e_k
+        Ew = E * w
         if rho > 0:
-            vdv = vdv + 2.0 * rho * s2 * E * w + rho * rho * s2 * csum(w * s2)[:, idx]
-        Q = np.stack(
-            [c[a][:, None] * (E * w * U[a] + (rho * se * csum(w * se * U[a])[:, idx] if rho > 0 else 0.0))
-             for a in range(r)],
-            axis=-1,
-        )  # (b, k, r)
-        var = s2 - vdv + np.einsum("bki,bkij,bkj->bk", Q, Hinv[:, idx], Q)
-        if d.X.shape[1]:
-            W = np.stack([v_times(m_inv(np.broadcast_to(d.X[:, m], w.shape))) for m in range(d.X.shape[1])], axis=-1)
-            var = var + np.einsum("bki,bij,bkj->bk", W, self.cond.b_cov[gs], W)
+            vdv = E * Ew + 2.0 * rho * s2 * Ew + rho * rho * s2 * swss_k
+            Q0 = t * (Ew + rho * se * sws_k)
+            Q1 = sr * (Ew * se + rho * se * swss_k)
+            quad = i00 * Q0 * Q0 + 2.0 * i01 * Q0 * Q1 + i11 * Q1 * Q1
+        else:
+            vdv = E * Ew
+            quad = i00 * tau2 * Ew * Ew
+        var = s2 - vdv + quad
+        p = d.X.shape[1]
+        if p:
+            Wx = [v_m_inv(np.broadcast_to(d.X[:, m], w.shape)) for m in range(p)]
+            cov = self.cond.b_cov[gs]
+            for m in range(p):
+                var = var + cov[:, m, m, None] * Wx[m] * Wx[m]
+                for m2 in range(m):
+                    var = var + 2.0 * cov[:, m, m2, None] * Wx[m] * Wx[m2]
         return mean, var
 
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -1748,15 +1843,15 @@ def _posterior_2d(spec: ModelSpec, data: ModelData, d: _Design, n_grid: int) -> 
 # --------------------------------------------------------------------------------------------
 # FitResult
 # --------------------------------------------------------------------------------------------
-def _keep(W: np.ndarray) -> np.ndarray:
+def _keep(W: np.ndarray, mass: float = _PRUNE_MASS) -> np.ndarray:
     """Nodes that matter to the mixtures of any column of ``W`` (G, P): weight above ``_PRUNE``
-    of the heaviest, and not among the lightest nodes whose total is below ``_PRUNE_MASS``
+    of the heaviest, and not among the lightest nodes whose total is below ``mass``
     (a 2-D grid's corners: each summary moves by at most that mass)."""
     keep = (W > _PRUNE * W.max(axis=0)).any(axis=1)
     if W.shape[0] > 1:
         order = np.argsort(W, axis=0)
         light = np.zeros(W.shape, dtype=bool)
-        np.put_along_axis(light, order, np.cumsum(np.take_along_axis(W, order, axis=0), axis=0) < _PRUNE_MASS, axis=0)
+        np.put_along_axis(light, order, np.cumsum(np.take_along_axis(W, order, axis=0), axis=0) < mass, axis=0)
         keep &= ~light.all(axis=1)
     return keep
 
@@ -1833,26 +1928,29 @@ def _batch(
     point = ~C.any(axis=1) & ~((pred > 0) & first.spec.heterogeneity)
     means, sds = first._moments(C, pred)
     sds[:, point] = 1.0
-    W = np.column_stack([p.weights for p in posts])  # (G, P)
-    keep = _keep(W)
-    W = W[keep] / W[keep].sum(axis=0)
+    Wall = np.column_stack([p.weights for p in posts])  # (G, P)
+    keep = _keep(Wall)
+    W = Wall[keep] / Wall[keep].sum(axis=0)
     m, s = means[keep], sds[keep]
     n_post = W.shape[1]
 
-    def quantiles(m: np.ndarray, s: np.ndarray) -> np.ndarray:
+    def quantiles(m: np.ndarray, s: np.ndarray, W: np.ndarray = W, accept: float | None = None) -> np.ndarray:
         n_col = m.shape[1]
         return mixture_quantiles(
-            W, m, s, _PROBS, wi=np.repeat(np.arange(n_post), n_col), mi=np.tile(np.arange(n_col), n_post)
+            W, m, s, _PROBS, wi=np.repeat(np.arange(n_post), n_col), mi=np.tile(np.arange(n_col), n_post),
+            accept=accept,
         ).reshape(n_post, n_col, _PROBS.size)  # median, q025, q975
 
     study_quant = None
     if study_effects:  # in blocks of studies: memory flat in k
         study_quant = np.empty((n_post, data.k, _PROBS.size))
-        step = max(1, _BLOCK_CELLS // max(int(keep.sum()), 1))
+        nodes = np.flatnonzero(_keep(Wall, STUDY_PRUNE_MASS))
+        Ws = Wall[nodes] / Wall[nodes].sum(axis=0)
+        step = max(1, _BLOCK_CELLS // max(nodes.size, 1))
         for start in range(0, data.k, step):
             block = slice(start, min(start + step, data.k))
-            s_means, s_sds = first.study_moments(block)
-            study_quant[:, block] = quantiles(s_means[keep], s_sds[keep])
+            s_means, s_sds = first.study_moments(block, nodes)
+            study_quant[:, block] = quantiles(s_means, s_sds, Ws, STUDY_ACCEPT)
     quant = quantiles(m, s)
     quant[:, point] = 0.0
     mix_mean = W.T @ m
@@ -1871,9 +1969,8 @@ def _batch(
         tau_q = first.grid.c * np.sinh(_spline_quantiles(tables[0][0], dens_u, _PROBS))
     else:
         tau_q = np.zeros((len(posts), _PROBS.size))
-    Wt = np.column_stack([p.weights for p in posts])
-    tau_mean = Wt.T @ tau
-    tau_sd = np.sqrt(np.maximum(Wt.T @ tau**2 - tau_mean**2, 0.0))
+    tau_mean = Wall.T @ tau
+    tau_sd = np.sqrt(np.maximum(Wall.T @ tau**2 - tau_mean**2, 0.0))
     return _Batch(
         jp=jp, quant=quant, mix_mean=mix_mean, mix_sd=mix_sd, p_low=p_low,
         study_quant=study_quant, tau_q=tau_q, tau_mean=tau_mean, tau_sd=tau_sd,

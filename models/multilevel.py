@@ -173,12 +173,15 @@ class Clusters:
 class WithinSums:
     """The cluster sums at each value of ``tau_w^2`` (T values): ``zdz = Z'D^{-1}Z`` (T, q, q),
     ``logdet_d = log|D|`` (T,), ``udu = U_i'D_i^{-1}U_i`` (T, n, r, r) and
-    ``udz = U_i'D_i^{-1}Z_i`` (T, n, r, q)."""
+    ``udz = U_i'D_i^{-1}Z_i`` (T, n, r, q); ``outer`` (T, n, r(r+1)/2, q q) holds the products
+    of the rows ``z_a = (U_i'D_i^{-1}Z_i)_a`` that :func:`marginal_sums` weights: ``z_0 z_0'``,
+    then with ``r = 2`` ``z_0 z_1' + z_1 z_0'`` and ``z_1 z_1'`` (flattened)."""
 
     zdz: np.ndarray
     logdet_d: np.ndarray
     udu: np.ndarray
     udz: np.ndarray
+    outer: np.ndarray
 
 
 class Prepared:
@@ -224,11 +227,20 @@ class Prepared:
             w = 1.0 / d
             zdz[block] = w @ self.zz
             grouped[block] = np.add.reduceat(w[:, self.order, None] * self.feats[None], self.starts, axis=1)
+        udz = grouped[:, :, r * r :].reshape(T, n, r, q)
+        z0 = udz[:, :, 0]
+        outer = [(z0[..., :, None] * z0[..., None, :]).reshape(T, n, q * q)]
+        if r == 2:
+            z1 = udz[:, :, 1]
+            cross = z0[..., :, None] * z1[..., None, :]
+            outer.append((cross + np.swapaxes(cross, -1, -2)).reshape(T, n, q * q))
+            outer.append((z1[..., :, None] * z1[..., None, :]).reshape(T, n, q * q))
         return WithinSums(
             zdz=zdz.reshape(T, q, q),
             logdet_d=logdet,
             udu=grouped[:, :, : r * r].reshape(T, n, r, r),
-            udz=grouped[:, :, r * r :].reshape(T, n, r, q),
+            udz=udz,
+            outer=np.stack(outer, axis=2),
         )
 
     def marginal(self, tau2: np.ndarray, tau_w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -265,29 +277,33 @@ def marginal_sums(
     G = tau2.size
     t_index = np.arange(G) if t_index is None else np.asarray(t_index)
     r, n = clusters.rank, clusters.n
-    zmz = ws.zdz[t_index].copy()
+    q = ws.zdz.shape[1]
+    zmz = ws.zdz[t_index].reshape(G, q * q)  # a copy (fancy indexing)
     logdet = ws.logdet_d[t_index].copy()
-    step = max(1, _PAIR_CELLS // max(n, 1))
+    n_outer = ws.outer.shape[2]
+    step = max(1, _PAIR_CELLS // max(n * n_outer * q * q, 1))
+    # explicit scalar algebra per cluster (H is 1 x 1 or 2 x 2): einsum and batched inverses
+    # of tiny matrices cost more than the arithmetic at this size
     for g0 in range(0, G, step):
         sl = slice(g0, min(g0 + step, G))
         ti = t_index[sl]
-        udu, udz = ws.udu[ti], ws.udz[ti]  # (b, n, r, r), (b, n, r, q)
-        t = np.sqrt(tau2[sl])[:, None]
+        t2 = tau2[sl][:, None]
+        udu = ws.udu[ti]  # (b, n, r, r)
+        h00 = 1.0 + t2 * udu[:, :, 0, 0]  # (b, n)
         if r == 1:
-            h = 1.0 + tau2[sl][:, None] * udu[:, :, 0, 0]  # (b, n)
-            cz = t[:, :, None] * udz[:, :, 0, :]  # (b, n, q)
-            zmz[sl] -= np.einsum("bnq,bnp->bqp", cz / h[:, :, None], cz)
-            logdet[sl] += np.log(h).sum(axis=1)
-            continue
-        c = np.stack([np.broadcast_to(t, udu.shape[:2]), np.full(udu.shape[:2], math.sqrt(clusters.rho))], axis=-1)
-        H = c[..., :, None] * udu * c[..., None, :]
-        H[..., 0, 0] += 1.0
-        H[..., 1, 1] += 1.0
-        det = H[..., 0, 0] * H[..., 1, 1] - H[..., 0, 1] * H[..., 1, 0]
-        cz = c[..., :, None] * udz  # (b, n, 2, q)
-        # H^{-1} cz with the explicit 2 x 2 inverse
-        a0 = (H[..., 1, 1, None] * cz[..., 0, :] - H[..., 0, 1, None] * cz[..., 1, :]) / det[..., None]
-        a1 = (H[..., 0, 0, None] * cz[..., 1, :] - H[..., 1, 0, None] * cz[..., 0, :]) / det[..., None]
-        zmz[sl] -= np.einsum("bnq,bnp->bqp", cz[..., 0, :], a0) + np.einsum("bnq,bnp->bqp", cz[..., 1, :], a1)
+            det = h00
+            coef = (t2 / h00)[:, :, None]  # (b, n, 1)
+        else:
+            rho = clusters.rho
+            h01 = np.sqrt(t2 * rho) * udu[:, :, 0, 1]
+            h11 = 1.0 + rho * udu[:, :, 1, 1]
+            det = h00 * h11 - h01 * h01
+            inv_det = 1.0 / det
+            # c' H^{-1} c with c = diag(tau, sqrt(rho)) and the explicit 2 x 2 inverse, by the
+            # outer products z0 z0', z0 z1' + z1 z0', z1 z1' of WithinSums.outer
+            coef = np.stack(
+                [t2 * h11 * inv_det, -np.sqrt(t2 * rho) * h01 * inv_det, rho * h00 * inv_det], axis=2
+            )
+        zmz[sl] -= (coef.reshape(coef.shape[0], 1, -1) @ ws.outer[ti].reshape(coef.shape[0], -1, q * q))[:, 0]
         logdet[sl] += np.log(det).sum(axis=1)
-    return zmz, logdet
+    return zmz.reshape(G, q, q), logdet

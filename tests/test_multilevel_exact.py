@@ -13,10 +13,18 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
+from scipy import integrate, optimize, stats
 
 from synthesis.errors import InputError
-from synthesis.models.exact import _conditional_ml, _design, _keep, exact_posterior, fit_exact
+from synthesis.models.exact import (
+    STUDY_ACCEPT,
+    _conditional_ml,
+    _design,
+    _keep,
+    exact_posterior,
+    fit_exact,
+    mixture_quantiles,
+)
 from synthesis.models.multilevel import Clusters
 from synthesis.models.priors import parse_prior
 from synthesis.models.spec import ModelData, ModelSpec
@@ -243,3 +251,55 @@ def test_pymc_multilevel_matches_exact(table, model: str, rho: float) -> None:
     ess = float(azs.ess(mu))
     tol = 4 * math.sqrt(max(p * (1 - p), 1e-4) / ess) + 1e-5
     assert abs(p - exact.p_hr_below["0.8"]) < tol, (p, exact.p_hr_below["0.8"], tol)
+
+
+# --------------------------------------------------------------------------------------------
+# The fast study-effect summaries against a brute-force reference
+# --------------------------------------------------------------------------------------------
+def _mixture_quantile(w: np.ndarray, m: np.ndarray, s: np.ndarray, p: float) -> float:
+    """The p-quantile of sum_g w_g N(m_g, s_g^2) over every node by Brent's method on the CDF
+    (scipy's normal CDF; no pruning, no Taylor steps)."""
+    w = w / w.sum()
+    lo, hi = float((m - 40 * s).min()), float((m + 40 * s).max())
+    return float(optimize.brentq(lambda x: w @ stats.norm.cdf(x, m, s) - p, lo, hi, xtol=1e-14, rtol=1e-15))
+
+
+@pytest.mark.parametrize(("model", "rho"), [("re", 0.0), ("bias", 0.5)])
+def test_study_effect_quantiles_match_brute_force(table, model: str, rho: float) -> None:
+    """The row effects' medians and 95% CrIs of fit_exact (nodes pruned at STUDY_PRUNE_MASS,
+    quantile steps accepted at STUDY_ACCEPT) against Brent's method on the full mixture over all
+    841 nodes: within 2e-7 of each mixture's SD (the pruning moves a CDF by at most 2e-9, a
+    quantile by 2e-9 / density, 3.4e-8 SD at 2.5% for a normal; the accepted step leaves ~1e-8 SD;
+    measured at most 3.4e-8 SD on these and the benchmark's 100-row tables)."""
+    spec = ModelSpec(model, cluster="cohort", rho=rho)
+    data = ModelData.from_table(table, spec)
+    fit = fit_exact(data, spec)
+    post = fit.exact_posterior
+    means, sds = post.study_moments(slice(None), np.arange(post.weights.size))
+    w = post.weights
+    worst = 0.0
+    for i, effect in enumerate(fit.study_effects):
+        m, s = means[:, i], sds[:, i]
+        sd = math.sqrt(w @ (s * s + m * m) - (w @ m) ** 2)
+        ours = np.log([effect.hr.median, effect.hr.q025, effect.hr.q975])
+        ref = [_mixture_quantile(w, m, s, p) for p in (0.5, 0.025, 0.975)]
+        worst = max(worst, float(np.max(np.abs(ours - ref))) / sd)
+    assert worst < 2e-7, worst
+
+
+def test_mixture_quantiles_accept_on_awkward_mixtures() -> None:
+    """The accepted-step rule on skewed, heavy-tailed and bimodal mixtures (where the
+    Cornish-Fisher start is poor): within 1e-7 SD of Brent's method."""
+    rng = np.random.default_rng(13)
+    cases = [
+        (np.array([0.5, 0.5]), np.array([-3.0, 3.0]), np.array([0.3, 0.3])),  # bimodal, gap at the median
+        (np.array([0.9, 0.1]), np.array([0.0, 4.0]), np.array([1.0, 0.2])),  # a far light component
+        (np.array([0.98, 0.02]), np.array([0.0, 0.0]), np.array([1.0, 30.0])),  # heavy tails
+        (rng.dirichlet(np.ones(50)), rng.normal(0, 1, 50), rng.uniform(0.05, 2, 50)),
+    ]
+    probs = np.array([0.5, 0.025, 0.975, 0.001])
+    for w, m, s in cases:
+        sd = math.sqrt(w @ (s * s + m * m) - (w @ m) ** 2)
+        got = mixture_quantiles(w, m[:, None], s[:, None], probs, accept=STUDY_ACCEPT)[0]
+        ref = [_mixture_quantile(w, m, s, p) for p in probs]
+        assert np.max(np.abs(got - ref)) < 1e-7 * sd, (got, ref)
