@@ -379,13 +379,34 @@ def _u_nodes(lo: float, hi: float, c: float, n: int) -> tuple[np.ndarray, np.nda
     return tau, u
 
 
-def _trapezoid_grid(lo: float, hi: float, c: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+#: Gregory's end weights (exact for cubics): an end where the integrand neither vanishes nor is
+#: even in u (the lower bound of a prior such as uniform(0.1, 2), where the posterior can pile up).
+GREGORY_END = (3.0 / 8.0, 7.0 / 6.0, 23.0 / 24.0)
+
+
+def _trapezoid_grid(lo: float, hi: float, c: float, n: int, hard_below: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and trapezoidal weights in tau (uniform in ``u = asinh(tau / c)``, Jacobian
-    ``c cosh u``)."""
+    ``c cosh u``); with ``hard_below``, Gregory's weights at the lower end (O(h^4) there).
+
+    Examples
+    --------
+    Both rules integrate the half-normal density (even in u at 0, negligible at 8 SDs) to 1,
+    and Gregory's integrates the density of tau - 1 on [1, 9] too:
+
+    >>> from scipy import stats
+    >>> tau, q = _trapezoid_grid(0.0, 8.0, 0.5, 65)
+    >>> round(float(q @ stats.halfnorm.pdf(tau)), 12)
+    1.0
+    >>> tau, q = _trapezoid_grid(1.0, 9.0, 0.5, 65, hard_below=True)
+    >>> round(float(q @ stats.halfnorm.pdf(tau - 1.0)), 6)
+    1.0
+    """
     tau, u = _u_nodes(lo, hi, c, n)
     q = np.full(n, (u[-1] - u[0]) / (n - 1)) * c * np.cosh(u)
     q[0] *= 0.5
     q[-1] *= 0.5
+    if hard_below:
+        q[:3] *= np.array(GREGORY_END) / np.array([0.5, 1.0, 1.0])
     return tau, q
 
 
@@ -472,7 +493,7 @@ def _focused_grid(comp: _Compressed, prior: Any, tau_range: tuple[float, float, 
         tau, _u = _u_nodes(lo, hi, c, LOCATE_NODES)
         v = log_post(tau)
         if not np.isfinite(v).any():  # nothing to focus on: the whole range
-            return _trapezoid_grid(lo_s, hi_s, c0, SIM_GRID)
+            return _trapezoid_grid(lo_s, hi_s, c0, SIM_GRID, hard_below=lo_s > 0.0)
         top = float(v.max())
         keep = np.flatnonzero(v >= top - FOCUS_LOG_DROP)
         core = np.flatnonzero(v >= top - CORE_LOG_DROP)
@@ -493,7 +514,7 @@ def _focused_grid(comp: _Compressed, prior: Any, tau_range: tuple[float, float, 
         sd_u = 1e-300
     n = int(math.ceil(NODES_PER_SD * (u_hi - u_lo) / sd_u)) + 1
     n = min(max(n, MIN_GRID, min(SIM_GRID, SIM_GRID_CELLS // max(k, 1))), SIM_GRID)
-    return _trapezoid_grid(lo, hi, c, n)
+    return _trapezoid_grid(lo, hi, c, n, hard_below=0.0 < lo_s == lo)
 
 
 def _subset(data: ModelData, mask: np.ndarray | slice) -> ModelData:
