@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Fit each bias variant of the bias model, score it by leave-one-study-out\n"
         "cross-validation (PSIS-LOO, or exact LOO with --engine exact), weight the variants by\n"
         "stacking (Yao et al. 2018) and print the stacked HR and P(HR < T).\n"
+        "With --cluster (a multilevel model) the unit left out is the cluster: exact\n"
+        "leave-one-cluster-out, --engine exact only; the additive and downweight variants.\n"
         "example: synthesis compare --engine exact --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
