@@ -745,13 +745,21 @@ def compile_for(
 
     The structural data (design indicators, centred covariates, indices) and the dims are
     frozen into the graph (:func:`synthesis.models.pymc_models.structural_data`); priors, ``log_hr``,
-    ``se`` and ``alpha`` stay swappable."""
+    ``se`` and ``alpha`` stay swappable. A model in the marginal form (k >=
+    ``MARGINAL_MIN_STUDIES``, not multilevel) is compiled by
+    :func:`synthesis.models.sampling.compile_pyfunc` instead, with nothing frozen: its graph
+    then does not depend on the data, so PyTensor's disk cache serves every data set and
+    process (a gradient costs O(k) there, so one Python call per gradient does not matter)."""
     key = (structure_key(spec), data_hash(data), backend)
     if cache and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key].with_data(**prior_updates(spec, _COMPILED[key]))
     model = build_model(data, spec)
-    compiled = CompiledModel.compile(model, backend=backend, freeze=structural_data(model))
+    if uses_marginal_form(data) and not spec.multilevel:
+        # a gradient costs O(k): PyTensor's disk-cached numba function, data not frozen in
+        compiled = CompiledModel.compile(model, backend=backend, mode="pyfunc")
+    else:
+        compiled = CompiledModel.compile(model, backend=backend, freeze=structural_data(model))
     if cache and compiled.compiled is not None:
         _COMPILED[key] = compiled
         while len(_COMPILED) > COMPILED_CACHE_SIZE:

@@ -310,9 +310,11 @@ def _covariate_model(
     obs_j = np.asarray(imputed)[obs_cols]
     u_obs = (x[obs_rows, obs_j] - centres[obs_j]) / scales[obs_j]
     if summarised:
-        n = np.bincount(obs_cols, minlength=len(imputed)).astype(float)
-        s1 = np.bincount(obs_cols, weights=u_obs, minlength=len(imputed))
-        s2 = np.bincount(obs_cols, weights=u_obs**2, minlength=len(imputed))
+        # data containers, not constants: the compiled graph does not depend on the data
+        dims = "imputed_covariate"
+        n = pm.Data("x_observed_count", np.bincount(obs_cols, minlength=len(imputed)).astype(float), dims=dims)
+        s1 = pm.Data("x_observed_sum", np.bincount(obs_cols, weights=u_obs, minlength=len(imputed)), dims=dims)
+        s2 = pm.Data("x_observed_sumsq", np.bincount(obs_cols, weights=u_obs**2, minlength=len(imputed)), dims=dims)
         quad = (s2 - 2.0 * m * s1 + n * m**2) / (2.0 * s**2)
         pm.Potential("x_observed", pt.sum(-n * (0.5 * np.log(2.0 * np.pi) + pt.log(s)) - quad))
     else:
@@ -521,8 +523,10 @@ def _marginal_regression(data: ModelData, spec: ModelSpec) -> tuple[TensorVariab
     if not missing.any():
         return shift, 0.0
     imputed, scales, m, s = _covariate_model(data, x, centres, missing, summarised=True)
-    unknown = missing[:, imputed].astype(float)  # (k, imputed covariates), structural
-    b = beta[imputed] * scales[imputed]
+    # 1 where x_ij is missing (k x imputed covariates) and the scales s_j: data containers, so
+    # that the compiled graph holds no k-long constant and serves any data set of this shape
+    unknown = pm.Data("x_missing", missing[:, imputed].astype(float), dims=("study", "imputed_covariate"))
+    b = beta[imputed] * pm.Data("x_scale", scales[imputed], dims="imputed_covariate")
     return shift + pt.dot(unknown, b * m), pt.dot(unknown, (b * s) ** 2)
 
 

@@ -7,6 +7,18 @@ compiled function and re-samples it with new :func:`pymc.Data` values (prior hyp
 the same family, or new data of the same shape) through nutpie's ``with_data``: a prior sweep
 costs one compile plus one sampling run per prior instead of one compile per prior.
 
+Two ways to hand a model to nutpie (:data:`COMPILE_MODES`): ``"cfunc"``, nutpie's own
+:func:`nutpie.compile_pymc_model`, which wraps the log density in a numba C callback; and
+``"pyfunc"`` (:func:`compile_pyfunc`), used for models whose gradient costs far more than a
+Python call (the marginal form at large k): the log density is PyTensor's own numba function,
+which PyTensor caches on disk, called through a thin ``nogil`` wrapper so that chains still run
+in parallel threads. nutpie's C callback is recompiled from scratch in every process (measured
+15-55 s for the marginal models, whatever k); the cached function loads in about 2 s once any
+process on the machine has compiled a model of the same structure (its data are
+:func:`pymc.Data` containers, not constants, so another data set of the same shape of model
+hits the same cache entry), and a cold compile takes about half as long as nutpie's (see
+``benchmarks/bench_scale.py``).
+
 If nutpie cannot compile or sample the model, a notice goes to stderr and PyMC's NUTS
 (:func:`pymc.sample`, 2 cores) is used instead; the result is the same kind of
 :class:`xarray.DataTree` (groups ``posterior``, ``sample_stats`` with ``diverging``,
@@ -36,6 +48,8 @@ from synthesis.models.spec import DEFAULT_ADAPTATION as DEFAULT_ADAPTATION
 DEFAULT_TARGET_ACCEPT = 0.95
 #: Chains run in parallel on at most this many cores (the machines here have 2).
 DEFAULT_CORES = 2
+#: How :meth:`CompiledModel.compile` hands a model to nutpie (see the module docstring).
+COMPILE_MODES: tuple[str, ...] = ("cfunc", "pyfunc")
 
 @dataclass(frozen=True)
 class SamplerSettings:
@@ -123,21 +137,36 @@ class CompiledModel:
 
     @classmethod
     def compile(
-        cls, model: pm.Model, *, backend: str = "numba", freeze: Sequence[str] | None = None
+        cls,
+        model: pm.Model,
+        *,
+        backend: str = "numba",
+        freeze: Sequence[str] | None = None,
+        mode: str = "cfunc",
     ) -> CompiledModel:
         """Compile ``model`` with nutpie (``backend`` "numba", or "jax" when jax is installed).
 
         ``freeze`` names :func:`pymc.Data` containers to compile in as constants (with the
         dims: :func:`pymc.model.transform.optimization.freeze_dims_and_data`); they can then no
-        longer be swapped by :meth:`with_data`.
+        longer be swapped by :meth:`with_data`. ``mode`` is one of :data:`COMPILE_MODES`
+        (``"pyfunc"``: :func:`compile_pyfunc`, numba backend only; if it fails, nutpie's own
+        compile is tried before PyMC's sampler).
         """
         import nutpie
 
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
         start = time.perf_counter()
         if freeze:
             from pymc.model.transform.optimization import freeze_dims_and_data
 
             model = freeze_dims_and_data(model, data=list(freeze))
+        if mode == "pyfunc" and backend == "numba":
+            try:
+                return cls(model, compile_pyfunc(model), time.perf_counter() - start, backend)
+            except Exception as exc:  # noqa: BLE001 - nutpie's own compile is the fallback
+                _notice(f"the cached numba log density could not be built ({type(exc).__name__}: {exc}); "
+                        "compiling with nutpie instead")
         try:
             compiled = nutpie.compile_pymc_model(model, backend=backend)
         except Exception as exc:  # noqa: BLE001 - any nutpie failure falls back to PyMC
@@ -241,6 +270,91 @@ class CompiledModel:
             dt = _to_datatree(dt)
         dt.attrs["sampler"] = "pymc"
         return Sampled(dt, "pymc", 0.0, time.perf_counter() - start, notes)
+
+
+def _nogil_caller(jit_fn: Any, n_args: int) -> Any:
+    """A numba function ``f(x, s0, ..., s{n-1})`` that calls the compiled ``jit_fn`` with the GIL
+    released (PyTensor's functions keep it, which would run nutpie's chains one at a time)."""
+    import numba
+
+    names = ", ".join(["x", *(f"s{i}" for i in range(n_args))])
+    namespace: dict[str, Any] = {"jit_fn": jit_fn}
+    exec(f"def call({names}):\n    return jit_fn({names})\n", namespace)  # noqa: S102 - fixed template
+    return numba.njit(nogil=True)(namespace["call"])
+
+
+def compile_pyfunc(model: pm.Model) -> Any:
+    """``model`` as a nutpie model whose log density and gradient are PyTensor's numba function.
+
+    PyTensor compiles the log density and its gradient (the graph nutpie builds,
+    ``nutpie.compile_pymc._make_functions``) into numba functions that it caches on disk
+    (``pytensor.config.numba__cache``), keyed by the graph: the :func:`pymc.Data` containers are
+    arguments, so a model of the same structure on other data, or a later process, loads the
+    compiled code instead of compiling it again. nutpie calls it through a ``nogil`` numba
+    wrapper (:func:`_nogil_caller`) from its sampler threads, with the containers' current
+    values as keyword arguments (:meth:`nutpie.compiled_pyfunc.PyFuncModel.with_data` swaps
+    them). The log density is the same function nutpie's own compile builds (the same graph
+    and rewrites), so the draws are those of :func:`nutpie.compile_pymc_model` up to
+    floating-point rounding. One Python call per gradient: meant for models whose gradient
+    costs far more than that (the marginal models at large k).
+    """
+    from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
+    from nutpie.compiled_pyfunc import from_pyfunc
+    from pymc.initial_point import make_initial_point_fn
+
+    pymc_initial = _wrap_with_lock(
+        make_initial_point_fn(
+            model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True
+        )
+    )
+    n_dim, _, logp_pt, expand_pt, initial_point, shape_info, reparameterized = _make_functions(
+        model, mode="NUMBA", compute_grad=True, join_expanded=False, pymc_initial_point_fn=pymc_initial,
+    )
+    logp_names = [v.name for v in logp_pt.get_shared()]
+    expand_names = [v.name for v in expand_pt.get_shared()]
+    shared: dict[str, np.ndarray] = {}
+    for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:
+        shared[var.name] = np.array(var.get_value(), order="C", copy=True)
+    logp_call = _nogil_caller(logp_pt.vm.jit_fn, len(logp_names))
+    expand_fn = expand_pt.vm.jit_fn
+    names, _, shapes = shape_info
+    dtypes = [np.dtype("float64")] * len(names)
+    # compile (or load from PyTensor's cache) now, not in the first sampler thread
+    x0 = np.asarray(initial_point(0), dtype=float)
+    logp_call(x0, *[shared[n] for n in logp_names])
+    expand_fn(x0, *[shared[n] for n in expand_names])
+
+    def make_logp_func() -> Any:
+        def logp(x: np.ndarray, **data: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = logp_call(x, *[data[n] for n in logp_names])
+            return float(value), np.asarray(grad, dtype="float64", order="C")
+
+        return logp
+
+    def make_expand_func(seed1: int, seed2: int, chain: int) -> Any:
+        def expand(x: np.ndarray, **data: np.ndarray) -> dict[str, np.ndarray]:
+            values = expand_fn(x, *[data[n] for n in expand_names])
+            return {
+                name: np.asarray(value, order="C", dtype=dtype).reshape(shape)
+                for name, value, dtype, shape in zip(names, values, dtypes, shapes, strict=True)
+            }
+
+        return expand
+
+    dims, coords = _prepare_dims_and_coords(model, shape_info, reparameterized)
+    return from_pyfunc(
+        ndim=n_dim,
+        make_logp_fn=make_logp_func,
+        make_expand_fn=make_expand_func,
+        make_initial_point_fn=initial_point,
+        expanded_dtypes=dtypes,
+        expanded_shapes=shapes,
+        expanded_names=names,
+        shared_data=shared,
+        dims=dims,
+        coords=coords,
+        reparameterized_names=reparameterized,
+    )
 
 
 def _to_datatree(obj: Any) -> xr.DataTree:

@@ -202,3 +202,67 @@ def test_observed_covariates_summarised_likelihood():
         u = (obs - data.centres[j]) / np.std(obs, ddof=1)
         expected += norm.logpdf(u, values["x_mean"][p], values["x_sd"][p]).sum()
     assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_marginal_models_compile_through_the_cached_numba_function(monkeypatch):
+    """compile_for hands a marginal model to compile_pyfunc (mode 'pyfunc', nothing frozen, so
+    the graph does not depend on the data) and a latent one to nutpie's own compile with the
+    structural data frozen (the compile itself is replaced by a recorder: no numba here)."""
+    import synthesis.models.pymc_fit as pf
+
+    calls = []
+
+    def record(model, **kwargs):
+        calls.append(kwargs)
+        return pf.CompiledModel(model, None, 0.0)
+
+    monkeypatch.setattr(pf.CompiledModel, "compile", staticmethod(record))
+    monkeypatch.setattr(pf, "_COMPILED", type(pf._COMPILED)())
+    for k in (K, K - 1):
+        data, spec = case("bias-metareg-random-imputed", k)
+        pf.compile_for(data, spec, cache=False)
+    assert calls[0] == {"backend": "numba", "mode": "pyfunc"}
+    assert calls[1]["freeze"] and calls[1].get("mode", "cfunc") == "cfunc"
+
+
+def test_marginal_graph_holds_no_data_constants():
+    """Every k-long or data-derived array of a marginal model is a data container (the missing
+    mask, the scales and the observed covariates' sufficient statistics included), so the
+    compiled log density is the same function for every data set of that structure."""
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import graph_inputs
+
+    data, spec = case("bias-metareg-random-imputed")
+    model = build_model(data, spec)
+    names = {v.name for v in model.data_vars}
+    assert {"x_missing", "x_scale", "x_observed_count", "x_observed_sum", "x_observed_sumsq"} <= names
+    sizes = [np.asarray(c.data).size for c in graph_inputs([model.logp()]) if isinstance(c, Constant)]
+    assert sizes and max(sizes) == 1
+
+
+@pytest.mark.slow
+def test_pyfunc_log_density_and_prior_swap():
+    """compile_pyfunc's log density and gradient at a point equal PyMC's own (compile_logp,
+    compile_dlogp) to 1e-9, and a swapped tau prior changes the log density by exactly the
+    difference of the two half-normal log densities (scipy)."""
+    from scipy.stats import halfnorm
+
+    from synthesis.models.sampling import CompiledModel
+
+    data, spec = case("bias-metareg-random-imputed")
+    model = build_model(data, spec)
+    compiled = CompiledModel.compile(model, mode="pyfunc")
+    assert type(compiled.compiled).__name__ == "PyFuncModel"
+    rng = np.random.default_rng(3)
+    point = {k: v + 0.2 * rng.standard_normal(np.shape(v)) for k, v in model.initial_point().items()}
+    x = np.concatenate([np.ravel(point[model.rvs_to_values[rv].name]) for rv in model.free_RVs])
+
+    def density(c):
+        return c.compiled._make_logp_func()(x, **c.compiled._shared_data)
+
+    value, grad = density(compiled)
+    assert value == pytest.approx(float(model.compile_logp()(point)), rel=1e-9)
+    np.testing.assert_allclose(grad, model.compile_dlogp()(point), rtol=1e-9, atol=1e-9)
+    swapped, _ = density(compiled.with_data(tau_prior_scale=0.25))
+    tau = float(np.exp(point["tau_log__"]))
+    assert swapped - value == pytest.approx(halfnorm.logpdf(tau, scale=0.25) - halfnorm.logpdf(tau, scale=0.5), rel=1e-9)
