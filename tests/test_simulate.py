@@ -103,6 +103,10 @@ def test_replicate_data_do_not_depend_on_the_split(data):
     parts = np.vstack([simulate_data(sc, 2, range(s, min(s + 333, 1000)), data.se, data.nonrandomised, tau=0.05, seed=11)
                        for s in range(0, 1000, 333)])
     assert np.array_equal(whole, parts)
+    # the engines' study order (randomised first) draws the same data, permuted
+    order = np.argsort(data.nonrandomised, kind="stable")
+    assert np.array_equal(simulate_data(sc, 2, range(0, 5), data.se, data.nonrandomised, tau=0.05, seed=11, order=order),
+                          whole[:5, order])
     # and the simulated truth: non-randomised studies centred at log(HR b), randomised at log HR
     nr = data.nonrandomised
     resid = whole - math.log(0.8) - nr * math.log(0.7)
