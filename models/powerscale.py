@@ -105,6 +105,7 @@ from synthesis.errors import InputError, ModelError
 from synthesis.models.exact import (
     ExactPosterior,
     ExactPosterior2D,
+    ExactPosteriorMultilevel,
     NormalMixture,
     exact_posterior,
     exact_unsupported_reason,
@@ -306,11 +307,16 @@ def scale_location_priors(spec: ModelSpec, alpha: float) -> ModelSpec:
 
 def _log_prior_at_nodes(post: ExactPosterior, spec: ModelSpec) -> np.ndarray:
     """``log p(tau_g) + log p(kappa_g)`` at every node of the grid (the variance priors of
-    ``spec.parameters``: no tau term when tau is fixed at 0, a kappa term on 2-D grids)."""
+    ``spec.parameters``: no tau term when tau is fixed at 0, a kappa term on 2-D grids), and
+    ``log p(tau_within_g)`` on a multilevel model's (tau, tau_within) grid."""
     out = np.zeros(np.asarray(post.weights).shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         if "tau" in spec.parameters:
             out = out + np.asarray(spec.priors.tau.logpdf(post.tau), dtype=float)
+            if spec.multilevel:  # the second axis is tau_within
+                if not isinstance(post, ExactPosteriorMultilevel):
+                    raise ModelError("a multilevel model's posterior needs its (tau, tau_within) grid")
+                out = out + np.asarray(spec.tau_within.logpdf(post.kappa), dtype=float)
         if "kappa" in spec.parameters:
             if not isinstance(post, ExactPosterior2D):
                 raise ModelError("the model has a kappa prior but the posterior has no kappa grid")
@@ -330,14 +336,19 @@ def _tail_beyond(u: np.ndarray, dens_u: np.ndarray) -> float:
     return d1 * (u[-1] - u[-2]) / math.log(d0 / d1)
 
 
+def _second_variance(post: ExactPosterior) -> str:
+    """The name of a 2-D grid's second axis: tau_within (multilevel model) or kappa."""
+    return "tau_within" if isinstance(post, ExactPosteriorMultilevel) else "kappa"
+
+
 def _edge_mass(post: ExactPosterior) -> dict[str, bool]:
-    """For tau (and kappa on 2-D grids): is the posterior mass beyond the grid's upper end
-    (:func:`_tail_beyond`) above ``_TAIL_NOTE``?"""
+    """For tau (and kappa or tau_within on 2-D grids): is the posterior mass beyond the grid's
+    upper end (:func:`_tail_beyond`) above ``_TAIL_NOTE``?"""
     out: dict[str, bool] = {}
     if post.spec.heterogeneity:
         out["tau"] = _tail_beyond(np.asarray(post.grid.u), np.asarray(post.density_u())) > _TAIL_NOTE
-    if isinstance(post, ExactPosterior2D):
-        out["kappa"] = _tail_beyond(np.asarray(post.kappa_grid.u), np.asarray(post.kappa_density_u())) > _TAIL_NOTE
+    if isinstance(post, ExactPosterior2D) and (post.spec.heterogeneity or not isinstance(post, ExactPosteriorMultilevel)):
+        out[_second_variance(post)] = _tail_beyond(np.asarray(post.kappa_grid.u), np.asarray(post.kappa_density_u())) > _TAIL_NOTE
     return out
 
 
@@ -498,8 +509,8 @@ def _quantities(spec: ModelSpec, post: ExactPosterior, thresholds: Sequence[floa
         out.append(_Quantity("tau", "tau"))
     if _has_delta(post):
         out.append(_Quantity("delta", "linear", "delta"))
-    if isinstance(post, ExactPosterior2D):
-        out.append(_Quantity("kappa", "kappa"))
+    if isinstance(post, ExactPosterior2D) and (spec.heterogeneity or not spec.multilevel):
+        out.append(_Quantity(_second_variance(post), "kappa"))
     out += [_Quantity(f"beta[{c}]", "linear", c) for c in spec.covariates]
     out.append(_Quantity("HR", "hr"))
     out += [_Quantity(_hr_label(t), "below", t=float(t)) for t in thresholds]
@@ -678,6 +689,13 @@ class PowerScaleResult:
     summary: str = ""
     notes: list[str] = field(default_factory=list)
     source: str = ""
+    #: A multilevel model: the number of clusters (``spec.cluster``; ``k`` counts rows).
+    clusters: int | None = None
+
+    def _size(self) -> str:
+        if self.clusters is None:
+            return f"k = {self.k} studies"
+        return f"k = {self.k} rows in {self.clusters} clusters ({self.spec.cluster}, rho = {self.spec.rho:g})"
 
     def to_frame(self, what: str = "sensitivity") -> pd.DataFrame:
         """``"sensitivity"``: one row per quantity (prior, likelihood, nonrandomised_likelihood,
@@ -708,11 +726,18 @@ class PowerScaleResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``synthesis psense --json`` document."""
+        priors = self.spec.priors.labels(self.spec.parameters)
+        extra: dict[str, Any] = {}
+        if self.spec.multilevel:
+            extra = {"cluster": self.spec.cluster, "rho": self.spec.rho, "clusters": self.clusters}
+            if self.spec.heterogeneity:
+                priors["tau_within"] = self.spec.tau_within.label
         return {
             "engine": self.engine,
             "model": self.spec.model,
             "k": self.k,
-            "priors": self.spec.priors.labels(self.spec.parameters),
+            **extra,
+            "priors": priors,
             "threshold": self.threshold,
             "sensitivity_threshold": self.threshold,
             "alphas": list(self.alphas),
@@ -735,7 +760,7 @@ class PowerScaleResult:
             else f"{self.engine} draws, importance-weighted (arviz-stats psense)"
         )
         lines = [
-            f"Power-scaling sensitivity: model {what}; k = {self.k} studies ({self.source})",
+            f"Power-scaling sensitivity: model {what}; {self._size()} ({self.source})",
             f"Engine: {how}; alphas {self.alphas[0]:g} and {self.alphas[1]:g}; threshold {self.threshold:g}",
             "",
         ]
@@ -936,10 +961,17 @@ def psense_exact(
     if int(reference_draws) < 2:
         raise InputError(f"reference_draws must be >= 2, got {reference_draws!r}", parameter="reference_draws")
     has_nr = bool(np.any(data.nonrandomised)) and not bool(np.all(data.nonrandomised))
-    components = [c for c in COMPONENTS if c != "nonrandomised_likelihood" or has_nr]
     notes: list[str] = []
     if not has_nr:
         notes.append("no non-randomised studies (or no randomised ones): their likelihood is not scaled on its own")
+    n_clusters = None
+    if spec.multilevel:
+        n_clusters, mixed_note = _multilevel_notes(data, spec)
+        notes.append(MULTILEVEL_NOTE)
+        if has_nr and mixed_note:
+            has_nr = False
+            notes.append(mixed_note)
+    components = [c for c in COMPONENTS if c != "nonrandomised_likelihood" or has_nr]
 
     base = exact_posterior(data, spec, n_grid=n_grid)
     quantities = _quantities(spec, base, thresholds)
@@ -998,6 +1030,38 @@ def psense_exact(
         summary=summary,
         notes=notes,
         source=data.source,
+        clusters=n_clusters,
+    )
+
+
+#: What psense scales in a multilevel model (a note of every such result).
+MULTILEVEL_NOTE = (
+    "multilevel model: the likelihood is scaled cluster by cluster, each cluster's joint likelihood of "
+    "its rows given their effects N(y_c; theta_c, V_c)^alpha = N(y_c; theta_c, V_c / alpha) (V_c: the "
+    "sampling covariance with its within-cluster correlation rho; every standard error divided by "
+    "sqrt(alpha)); the prior's power includes tau_within's prior"
+)
+
+
+def _multilevel_notes(data: ModelData, spec: ModelSpec) -> tuple[int, str | None]:
+    """The number of clusters, and why the non-randomised rows' likelihood cannot be scaled on
+    its own (``None`` when it can): with ``rho > 0`` a cluster holding randomised and
+    non-randomised rows has correlated sampling errors across the two, so the non-randomised
+    rows' likelihood is not a separate factor of the cluster's (with ``rho = 0``, or clusters of
+    one kind, it is: their standard errors are divided by sqrt(alpha))."""
+    labels = np.asarray(data.clusters, dtype=object)
+    nr = np.asarray(data.nonrandomised, dtype=bool)
+    names = list(dict.fromkeys(data.clusters))
+    if spec.rho <= 0:
+        return len(names), None
+    mixed = [c for c in names if 0 < int(nr[labels == c].sum()) < int((labels == c).sum())]
+    if not mixed:
+        return len(names), None
+    shown = ", ".join(mixed[:3]) + (", ..." if len(mixed) > 3 else "")
+    return len(names), (
+        f"the non-randomised rows' likelihood is not scaled on its own: with rho = {spec.rho:g}, "
+        f"{len(mixed)} cluster{'s' if len(mixed) > 1 else ''} ({shown}) hold randomised and non-randomised "
+        "rows with correlated sampling errors, so that likelihood is not a separate factor"
     )
 
 
@@ -1258,6 +1322,12 @@ def power_scale(
         return psense_exact(data, spec, thresholds=thresholds, threshold=threshold)
     if engine != "pymc":
         raise InputError(f"engine must be 'exact' or 'pymc', got {engine!r}", parameter="engine")
+    if spec.multilevel:
+        raise InputError(
+            "power-scaling a multilevel model (a cluster) needs engine='exact': the importance-weighted "
+            "route on PyMC draws scales a pointwise likelihood per row, not each cluster's joint likelihood",
+            parameter="engine",
+        )
     from synthesis.models.fit import fit
 
     result = fit(table, spec, engine="pymc", thresholds=thresholds, **dict(fit_options or {}))

@@ -629,3 +629,88 @@ def test_psense_json_has_sensitivity_threshold():
 
     doc = power_scale(syn.load_dataset("dnmbc_lrt"), ModelSpec("re")).to_json()
     assert doc["sensitivity_threshold"] == doc["threshold"] == 0.05
+
+
+# --------------------------------------------------------------------------------------------
+# Multilevel models (issue #13): the cluster's joint likelihood, tau_within's prior
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def all_inputs():
+    from synthesis.multilevel import load_all_inputs
+
+    return load_all_inputs()
+
+
+def test_multilevel_prior_power_includes_tau_within(all_inputs):
+    """halfnormal(s)^a ∝ halfnormal(s / sqrt(a)) for tau and tau_within, normal(m, s)^a for mu:
+    the reweighted (tau, tau_within) posterior equals a refit with the powered priors."""
+    alpha = 0.7
+    r = math.sqrt(alpha)
+    spec = ModelSpec("re", cluster="cohort", rho=0.5, tau_within_prior=parse_prior("halfnormal(0.3)", "tau"))
+    data = ModelData.from_table(all_inputs, spec)
+    post = powerscaled_posterior(data, spec, "prior", alpha)
+    ref_spec = replace(
+        with_prior(spec, tau=f"halfnormal({0.5 / r!r})", mu=f"normal(0, {1 / r!r})"),
+        tau_within_prior=parse_prior(f"halfnormal({0.3 / r!r})", "tau"),
+    )
+    ref = exact_posterior(data, ref_spec)
+    assert post.tau_mean() == pytest.approx(ref.tau_mean(), abs=2e-6)
+    assert float(post.weights @ post.kappa) == pytest.approx(float(ref.weights @ ref.kappa), abs=2e-6)
+    x = np.array([0.05, 0.1, 0.2, 0.4])
+    np.testing.assert_allclose(kappa_cdf(post, x), kappa_cdf(ref, x), atol=2e-6)
+    base = exact_posterior(data, spec)  # the tau_within prior's power moves tau_within
+    only_tau = exact_posterior(data, replace(ref_spec, tau_within_prior=spec.tau_within))
+    assert abs(float(only_tau.weights @ only_tau.kappa) - float(post.weights @ post.kappa)) > 1e-4
+    assert abs(float(base.weights @ base.kappa) - float(post.weights @ post.kappa)) > 1e-4
+
+
+def test_multilevel_likelihood_power_is_each_clusters_joint_likelihood(all_inputs):
+    """The likelihood raised to alpha, as psense scales it, is N(y; theta, V / alpha) with V the
+    sampling covariance including its within-cluster correlation rho: at fixed (tau, tau_within)
+    the scaled model's marginal likelihood is the dense N(y; X m0, V / alpha + tau^2 J +
+    tau_within^2 I + X S0 X')."""
+    from synthesis.models.exact import _conditional_ml, _design
+    from synthesis.models.multilevel import Clusters
+
+    alpha = 1.7
+    spec = ModelSpec("bias", cluster="cohort", rho=0.5)
+    data = ModelData.from_table(all_inputs, spec)
+    d = _design(scale_data(data, likelihood=alpha), spec)
+    tau, tw = np.array([0.1, 0.25]), np.array([0.05, 0.2])
+    cond = _conditional_ml(d, tau, tw)
+    c = Clusters.from_labels(data.clusters, rho=0.5)
+    V = c.sampling_covariance(np.asarray(data.se)) / alpha
+    same = (c.index[:, None] == c.index[None, :]).astype(float)
+    d0 = _design(data, spec)
+    for g in range(2):
+        cov = V + tau[g] ** 2 * same + tw[g] ** 2 * np.eye(data.k) + d0.X @ np.diag(d0.s0**2) @ d0.X.T
+        ref = stats.multivariate_normal(d0.X @ d0.m0, cov).logpdf(d0.y)
+        assert cond.loglik[g] == pytest.approx(ref, rel=1e-11)
+
+
+def test_multilevel_psense_rows_notes_and_refusals(all_inputs, capsys):
+    spec = ModelSpec("bias", cluster="cohort", rho=0.5)
+    data = ModelData.from_table(all_inputs, spec)
+    res = psense_exact(data, spec, curve_alphas=(1.0, 2.0))
+    assert [r.parameter for r in res.rows][:4] == ["mu", "tau", "delta", "tau_within"]
+    doc = res.to_json()
+    assert (doc["k"], doc["clusters"], doc["cluster"], doc["rho"]) == (30, 19, "cohort", 0.5)
+    assert doc["priors"]["tau_within"].startswith("half-normal")
+    assert any(n.startswith("multilevel model: the likelihood is scaled cluster by cluster") for n in res.notes)
+    assert res.rows[0].nonrandomised_likelihood is not None  # every cohort is of one kind
+    assert "k = 30 rows in 19 clusters (cohort, rho = 0.5)" in str(res)
+    # a cohort with a randomised and a non-randomised row: with rho > 0 their likelihood is not a
+    # separate factor, so it is not scaled on its own (said in a note); with rho = 0 it is
+    nr = np.asarray(data.nonrandomised)
+    labels = list(data.clusters)
+    rct, obs = labels[int(np.flatnonzero(~nr)[0])], labels[int(np.flatnonzero(nr)[0])]
+    merged = replace(data, clusters=tuple(rct if lab == obs else lab for lab in labels))
+    res = psense_exact(merged, spec, curve_alphas=(1.0,))
+    assert res.rows[0].nonrandomised_likelihood is None
+    assert any("not scaled on its own: with rho = 0.5, 1 cluster" in n for n in res.notes)
+    res0 = psense_exact(merged, replace(spec, rho=0.0), curve_alphas=(1.0,))
+    assert res0.rows[0].nonrandomised_likelihood is not None
+    from synthesis.errors import InputError
+
+    with pytest.raises(InputError, match="engine='exact'"):
+        power_scale(all_inputs, spec, engine="pymc")

@@ -53,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "likelihood is raised to a power near 1, and whether that signals prior-data conflict.\n"
         f"Without --model: the design-bias model, or {FALLBACK_MODEL} (with a note) when the data "
         "lack randomised or non-randomised studies.\n"
+        "With --cluster (a multilevel model, exact engine only) each cluster's joint likelihood is "
+        "scaled and the prior's power includes tau_within's prior.\n"
         "example: synthesis psense --engine exact --threshold 0.8 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
