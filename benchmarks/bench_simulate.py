@@ -15,7 +15,8 @@ simulated evidence base. Reports
   ``identical``: whether the two runs gave the same counts (they must: per-replicate seeds);
 * ``large`` (``--large-k`` studies: SEs uniform on [0.05, 0.5], 40% randomised, as
   benchmarks/bench_scale.py's file): ``grid_s``, building the three analyses of every default
-  scenario (locating each scenario's tau grid and the weights on it) and their node counts;
+  scenario from a cold cache (locating each scenario's tau grid and the weights on it), their
+  node counts and how many distinct (analysis, grid) pairs there are (scenarios share grids);
   ``batch_ms`` and ``batch_fixed_ms``, one batch of replicates analysed on the scenarios' grids
   and on a fixed 401-node grid over the prior's range (the former engine's cost), with their
   ratio; ``one_worker_s`` / ``two_workers_s``, the whole default simulation (target < 60 s; the
@@ -42,6 +43,7 @@ from timing import median_time
 from synthesis.datasets import load_dataset
 from synthesis.models.exact import fit_exact
 from synthesis.models.operating import (
+    _WEIGHTS,
     DEFAULT_BIAS_MEANS,
     DEFAULT_BIAS_SDS,
     DEFAULT_TRUE_HRS,
@@ -107,13 +109,16 @@ def large(k: int, n_sim: int) -> dict:
     one, two = runs[1][0], runs[2][0]
     self_mb, child_mb = _peak_mb()
     with threadpool_limits(1):
+        _WEIGHTS.clear()  # cold: as in a new worker process
         t0 = time.perf_counter()
         layout = _Layout.of(data, spec)
         nodes: dict[str, set[int]] = {}
+        grids: set[tuple[str, bytes]] = set()
         for sc in scenarios:
             analyses = Analyses.of(layout, Truth.of(sc, 0.0))
             for name, eng in analyses.engines.items():
                 nodes.setdefault(name, set()).add(eng.tau.size)
+                grids.add((name, eng.tau.tobytes()))
         grid_s = time.perf_counter() - t0
         Y = simulate_data(scenarios[-1], len(scenarios) - 1, range(batch_size(k)), data.se, data.nonrandomised,
                           tau=0.0, seed=1, order=analyses.order)
@@ -128,7 +133,7 @@ def large(k: int, n_sim: int) -> dict:
         one_data = replace(data, y=y)
         fit_s = median_time(lambda: fit_exact(one_data, spec, study_effects=False), 1)
     return {
-        "k": k, "n_sim": n_sim, "scenarios": len(scenarios), "grid_s": grid_s,
+        "k": k, "n_sim": n_sim, "scenarios": len(scenarios), "grid_s": grid_s, "distinct_grids": len(grids),
         "nodes": {name: sorted(v) for name, v in nodes.items()},
         "batch": batch_size(k), "batch_ms": 1e3 * batch_s,
         "bias_batch_ms": 1e3 * bias_s, "bias_batch_fixed_ms": 1e3 * fixed_s, "fixed_over_scenario_grid": fixed_s / bias_s,
@@ -162,7 +167,8 @@ def main() -> None:
     if "large" in out:
         g = out["large"]
         print(f"k = {g['k']:,}, {g['scenarios']} scenarios x {g['n_sim']}: analyses of every scenario built in "
-              f"{g['grid_s']:.2f} s (tau grid nodes {g['nodes']}); a batch of {g['batch']} replicates "
+              f"{g['grid_s']:.2f} s (tau grid nodes {g['nodes']}; {g['distinct_grids']} distinct (analysis, grid) pairs of {3 * g['scenarios']}); "
+              f"a batch of {g['batch']} replicates "
               f"{g['batch_ms']:.0f} ms (design-bias analysis {g['bias_batch_ms']:.0f} ms; on a fixed {SIM_GRID}-node grid "
               f"{g['bias_batch_fixed_ms']:.0f} ms, x{g['fixed_over_scenario_grid']:.1f})")
         print(f"  whole simulation: 1 worker {g['one_worker_s']:.1f} s, 2 workers {g['two_workers_s']:.1f} s "
