@@ -72,8 +72,11 @@ def run_simulation(
     >>> import synthesis as syn
     >>> spec = ModelSpec("bias")
     >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
+    The naive pool recommends about 90% of the time at a true HR of 1 when the registries are
+    biased by 0.6 (0.895 +/- 0.007 over 2,000 replicates; 200 here, MC SE 0.02):
+
     >>> res = run_simulation(data, spec, true_hrs=[1.0], bias_means=[0.6], bias_sds=[0.05], n_sim=200, progress=False)
-    >>> res.p_recommend(0)["naive"] > 0.9, res.p_recommend(0)["bias"] < 0.1
+    >>> res.p_recommend(0)["naive"] > 0.8, res.p_recommend(0)["bias"] < 0.1
     (True, True)
     """
     start = time.perf_counter()
