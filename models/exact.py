@@ -1532,21 +1532,24 @@ def _fine_table(u: np.ndarray, dens: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """A density tabulated at Gauss-Lobatto nodes ``u``, interpolated onto ``FINE_POINTS``
     uniform points: the polynomial through the log density at the nodes (smoother than the
     density, whose tails fall by exp(-40) across the grid)."""
+    fine, mat = _fine_matrix(u)
+    positive = dens > 0
+    if not positive.all():  # (a prior's density vanishing at an end): the density itself
+        return fine, np.maximum(mat @ dens, 0.0)
+    log_d = np.log(dens)
+    top = log_d.max()
+    return fine, np.exp(mat @ (log_d - top) + top)
+
+
+def _fine_matrix(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``FINE_POINTS`` uniform points from ``u[0]`` to ``u[-1]`` and the (FINE_POINTS, len(u))
+    matrix of the polynomial interpolation from the nodes ``u`` to them (cached for
+    Gauss-Lobatto nodes: :func:`_lobatto_to_fine`)."""
     fine = np.linspace(u[0], u[-1], FINE_POINTS)
     x = _lobatto(u.size)[0] if u.size >= 2 else None
     if x is not None and np.allclose(u, u[0] + 0.5 * (x + 1.0) * (u[-1] - u[0]), rtol=0.0, atol=1e-12 * (1.0 + abs(u[-1]))):
-        interp = _lobatto_to_fine(u.size).__matmul__  # the cached interpolation matrix
-    else:
-
-        def interp(v: np.ndarray) -> np.ndarray:
-            return BarycentricInterpolator(u, v)(fine)
-
-    positive = dens > 0
-    if not positive.all():  # (a prior's density vanishing at an end): the density itself
-        return fine, np.maximum(interp(dens), 0.0)
-    log_d = np.log(dens)
-    top = log_d.max()
-    return fine, np.exp(interp(log_d - top) + top)
+        return fine, _lobatto_to_fine(u.size)
+    return fine, BarycentricInterpolator(u, np.eye(u.size))(fine)
 
 
 @dataclass
@@ -1636,25 +1639,7 @@ class ExactPosterior2D(ExactPosterior):
         if n < 1:
             raise InputError(f"the number of draws must be >= 1, got {n}")
         d = self.design
-        kappa = np.asarray(self.kappa_ppf(rng.uniform(size=n)), dtype=float)
-        if self.spec.heterogeneity:
-            uk = np.arcsinh(kappa / self.kappa_grid.c)
-            j = np.clip(np.searchsorted(self.kappa_grid.u, uk) - 1, 0, self.kappa_grid.u.size - 2)
-            w = (uk - self.kappa_grid.u[j]) / (self.kappa_grid.u[j + 1] - self.kappa_grid.u[j])
-            tab = self._table() * (self.grid.c * np.cosh(self.grid.u))[:, None]  # density in u_tau
-            rows = (1.0 - w)[:, None] * tab[:, j].T + w[:, None] * tab[:, j + 1].T  # (n, n_tau)
-            ut = self.grid.u
-            cdf = np.concatenate(
-                [np.zeros((n, 1)), np.cumsum(0.5 * (rows[:, 1:] + rows[:, :-1]) * np.diff(ut), axis=1)], axis=1
-            )
-            target = rng.uniform(size=n) * cdf[:, -1]
-            i = np.clip((cdf < target[:, None]).sum(axis=1) - 1, 0, ut.size - 2)
-            span = cdf[np.arange(n), i + 1] - cdf[np.arange(n), i]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                frac = np.where(span > 0, (target - cdf[np.arange(n), i]) / span, 0.5)
-            tau = self.grid.c * np.sinh(ut[i] + frac * (ut[i + 1] - ut[i]))
-        else:
-            tau = np.zeros(n)
+        tau, kappa = self._draw_variances(n, rng)
         cond = _conditional_2d(d, tau, kappa)
         chol = np.linalg.cholesky(cond.b_cov + 1e-300 * np.eye(d.X.shape[1]))
         b = cond.b_mean + np.einsum("nij,nj->ni", chol, rng.standard_normal(cond.b_mean.shape))
@@ -1671,6 +1656,47 @@ class ExactPosterior2D(ExactPosterior):
         out["theta"] = mean + np.sqrt(s2 * r / (s2 + r)) * rng.standard_normal(mean.shape)
         out["theta_new"] = mu + tau * rng.standard_normal(n)
         return out
+
+    def _draw_variances(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` iid draws of (tau, kappa): kappa by inverse CDF of its marginal
+        (:meth:`kappa_ppf`), tau given kappa by inverse CDF of the conditional density in
+        ``u_tau``: the joint density in (u_tau, u_kappa) interpolated from the Gauss-Lobatto nodes
+        onto a FINE_POINTS x FINE_POINTS grid (the polynomial through the log density along each
+        axis, as the marginals), linear in u_kappa between its two neighbouring fine columns and
+        integrated by the trapezoidal rule in u_tau; tau = 0 when it is fixed there."""
+        kappa = np.asarray(self.kappa_ppf(rng.uniform(size=n)), dtype=float)
+        if not self.spec.heterogeneity:
+            return np.zeros(n), kappa
+        gt, gk = self.grid, self.kappa_grid
+        dens_u = self._table() * (gt.c * np.cosh(gt.u))[:, None] * (gk.c * np.cosh(gk.u))[None, :]
+        ut, mt = _fine_matrix(gt.u)
+        uk_fine, mk = _fine_matrix(gk.u)
+        if np.all(dens_u > 0):
+            log_d = np.log(dens_u)
+            log_d -= log_d.max()
+            table = np.exp(mt @ log_d @ mk.T)  # (fine tau, fine kappa)
+        else:  # a prior's density vanishing at an end: the density itself
+            table = np.maximum(mt @ dens_u @ mk.T, 0.0)
+        uk = np.arcsinh(kappa / gk.c)
+        j = np.clip(np.searchsorted(uk_fine, uk) - 1, 0, uk_fine.size - 2)
+        w = np.clip((uk - uk_fine[j]) / (uk_fine[j + 1] - uk_fine[j]), 0.0, 1.0)
+        target = rng.uniform(size=n)
+        u_draw = np.empty(n)
+        step = max(1, _BLOCK_CELLS // ut.size)
+        for s0 in range(0, n, step):  # in blocks of draws: memory flat in n
+            sl = slice(s0, min(s0 + step, n))
+            rows = (1.0 - w[sl])[:, None] * table[:, j[sl]].T + w[sl][:, None] * table[:, j[sl] + 1].T
+            cdf = np.concatenate(
+                [np.zeros((rows.shape[0], 1)), np.cumsum(0.5 * (rows[:, 1:] + rows[:, :-1]) * np.diff(ut), axis=1)], axis=1
+            )
+            t = target[sl] * cdf[:, -1]
+            i = np.clip((cdf < t[:, None]).sum(axis=1) - 1, 0, ut.size - 2)
+            r = np.arange(i.size)
+            span = cdf[r, i + 1] - cdf[r, i]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = np.where(span > 0, (t - cdf[r, i]) / span, 0.5)
+            u_draw[sl] = ut[i] + frac * (ut[i + 1] - ut[i])
+        return gt.c * np.sinh(u_draw), kappa
 
 
 @dataclass
@@ -1814,7 +1840,62 @@ class ExactPosteriorMultilevel(ExactPosterior2D):
         return mean, var
 
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        raise ModelError("draws from the exact multilevel posterior are not implemented (its summaries are exact)")
+        r"""``n`` iid draws from the exact joint posterior of the multilevel model.
+
+        (tau, tau_within) as :class:`ExactPosterior2D` draws (tau, kappa) (both 0 without
+        heterogeneity); ``b`` from its conditional normal at the drawn pair (the Woodbury
+        conjugate update there, not at a grid node); the row effects of each cluster jointly,
+        given ``b``, the pair and the cluster's rows: with ``Omega = tau^2 J + tau_w^2 I`` their
+        prior covariance around ``X_c b`` and ``V_c`` the sampling covariance,
+
+        .. math::
+
+            \theta_c \mid \cdot \sim N\big(X_c b + \Omega (\Omega + V_c)^{-1} (y_c - X_c b),\;
+                \Omega - \Omega (\Omega + V_c)^{-1} \Omega\big)
+
+        (by the symmetric square root of the covariance: exact at tau = tau_within = 0, where it
+        vanishes). ``theta_new = mu + sqrt(tau^2 + tau_within^2) z``: a new randomised row in a new
+        cluster at the covariate centres.
+
+        Returns ``mu``, ``tau``, ``tau_within``, ``theta`` (n, k), ``theta_new`` and, when the model
+        has them, ``delta`` and ``beta`` (n, covariates).
+        """
+        n = int(n)
+        if n < 1:
+            raise InputError(f"the number of draws must be >= 1, got {n}")
+        d = self.design
+        ml = d.multilevel
+        assert ml is not None
+        tau, tw = self._draw_variances(n, rng) if self.spec.heterogeneity else (np.zeros(n), np.zeros(n))
+        cond = _conditional_ml(d, tau, tw)
+        p = d.X.shape[1]
+        b = cond.b_mean.copy()
+        if p:
+            chol = np.linalg.cholesky(cond.b_cov + 1e-300 * np.eye(p))
+            b += np.einsum("nij,nj->ni", chol, rng.standard_normal(cond.b_mean.shape))
+        mu = b @ self.contrast("mu")
+        out: dict[str, np.ndarray] = {"mu": mu, "tau": tau}
+        if d.has_delta:
+            out["delta"] = b @ self.contrast("delta")
+        out["tau_within"] = tw
+        if d.beta_index:
+            out["beta"] = b[:, list(d.beta_index.values())]
+        fitted = b @ d.X.T  # (n, k)
+        theta = np.empty((n, d.y.size))
+        V = ml.clusters.sampling_covariance(ml.se)
+        for c in range(ml.clusters.n):
+            rows = np.flatnonzero(ml.clusters.index == c)
+            m = rows.size
+            omega = (tau**2)[:, None, None] * np.ones((m, m)) + (tw**2)[:, None, None] * np.eye(m)
+            gain = np.linalg.solve(omega + V[np.ix_(rows, rows)], omega).transpose(0, 2, 1)  # Omega S^-1
+            mean = fitted[:, rows] + np.einsum("nij,nj->ni", gain, d.y[rows] - fitted[:, rows])
+            cov = omega - gain @ omega
+            val, vec = np.linalg.eigh(0.5 * (cov + cov.transpose(0, 2, 1)))
+            z = rng.standard_normal((n, m)) * np.sqrt(np.maximum(val, 0.0))
+            theta[:, rows] = mean + np.einsum("nij,nj->ni", vec, z)
+        out["theta"] = theta
+        out["theta_new"] = mu + np.sqrt(tau**2 + tw**2) * rng.standard_normal(n)
+        return out
 
 
 def _posterior_2d(spec: ModelSpec, data: ModelData, d: _Design, n_grid: int) -> ExactPosterior2D:

@@ -303,3 +303,77 @@ def test_mixture_quantiles_accept_on_awkward_mixtures() -> None:
         got = mixture_quantiles(w, m[:, None], s[:, None], probs, accept=STUDY_ACCEPT)[0]
         ref = [_mixture_quantile(w, m, s, p) for p in probs]
         assert np.max(np.abs(got - ref)) < 1e-7 * sd, (got, ref)
+
+
+# --------------------------------------------------------------------------------------------
+# iid draws of the exact multilevel posterior
+# --------------------------------------------------------------------------------------------
+def _node_theta_moments(post, data: ModelData, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The row effects' posterior mean (G, k) and covariance (G, k, k) at every kept node by
+    dense normal theory (theta and y jointly normal, b integrated over its prior; no Woodbury)."""
+    d = post.design
+    c = Clusters.from_labels(data.clusters, rho=spec.rho)
+    V = c.sampling_covariance(np.sqrt(d.s2))
+    same = (c.index[:, None] == c.index[None, :]).astype(float)
+    S0 = d.X @ np.diag(d.s0**2) @ d.X.T
+    prior_mean = d.X @ d.m0
+    nodes = np.flatnonzero(_keep(post.weights[:, None]))
+    means, covs = [], []
+    for g in nodes:
+        cov_theta = S0 + post.tau[g] ** 2 * same + post.kappa[g] ** 2 * np.eye(d.y.size)
+        gain = cov_theta @ np.linalg.inv(cov_theta + V)
+        means.append(prior_mean + gain @ (d.y - prior_mean))
+        covs.append(cov_theta - gain @ cov_theta)
+    return nodes, np.array(means), np.array(covs)
+
+
+@pytest.mark.parametrize(("model", "rho"), [("re", 0.0), ("bias", 0.5)])
+def test_multilevel_draws_match_the_quadrature(table, model: str, rho: float) -> None:
+    """iid draws (fit.draws) against the exact posterior: means and SDs of mu, tau, tau_within
+    and every row effect, and the variance of the sum of two rows of one cluster (their joint
+    draw: the cluster effect and the correlated sampling errors make them dependent), within 4.5
+    Monte Carlo standard errors (20,000 draws; for an SD, sd / sqrt(2n) times the kurtosis factor
+    sqrt((kurtosis - 1) / 2), estimated from the draws)."""
+    spec = ModelSpec(model, cluster="cohort", rho=rho)
+    data = ModelData.from_table(table, spec)
+    fit = fit_exact(data, spec)
+    n = 20_000
+    draws = fit.draws(n, seed=11)
+    assert draws["theta"].shape == (n, data.k) and "tau_within" in draws
+
+    def check(x: np.ndarray, mean: float, sd: float, what: str) -> None:
+        z = (x - x.mean()) / x.std()
+        kurt_factor = math.sqrt(max((np.mean(z**4) - 1.0) / 2.0, 0.5))
+        assert abs(x.mean() - mean) < 4.5 * sd / math.sqrt(n), (what, x.mean(), mean)
+        assert abs(x.std() - sd) < 4.5 * kurt_factor * sd / math.sqrt(n), (what, x.std(), sd)
+
+    for name in ("mu", "tau", "tau_within"):
+        check(draws[name], fit.parameters[name].mean, fit.parameters[name].sd, name)
+    post = fit.exact_posterior
+    nodes, means, covs = _node_theta_moments(post, data, spec)
+    w = post.weights[nodes] / post.weights[nodes].sum()
+    mean = w @ means
+    var = w @ (np.diagonal(covs, axis1=1, axis2=2) + means**2) - mean**2
+    for i in range(data.k):
+        check(draws["theta"][:, i], float(mean[i]), math.sqrt(var[i]), data.studies[i])
+    labels = np.array(data.clusters)
+    big = max(set(data.clusters), key=lambda c: (labels == c).sum())
+    i, j = np.flatnonzero(labels == big)[:2]
+    s_mean = means[:, i] + means[:, j]
+    s_var = covs[:, i, i] + covs[:, j, j] + 2 * covs[:, i, j]
+    total = float(w @ s_mean)
+    check(draws["theta"][:, i] + draws["theta"][:, j], total, math.sqrt(float(w @ (s_var + s_mean**2)) - total**2), "pair")
+    # a new row in a new cluster: mu + sqrt(tau^2 + tau_within^2) z
+    t2 = post.tau**2 + post.kappa**2
+    m_mu = post.cond.b_mean @ post.contrast("mu")
+    v_mu = np.einsum("gij,i,j->g", post.cond.b_cov, post.contrast("mu"), post.contrast("mu"))
+    new_mean = float(post.weights @ m_mu)
+    check(draws["theta_new"], new_mean, math.sqrt(float(post.weights @ (v_mu + t2 + m_mu**2)) - new_mean**2), "theta_new")
+
+
+def test_multilevel_common_effect_draws_are_the_fixed_effects(table) -> None:
+    spec = ModelSpec("re", cluster="cohort", rho=0.5, heterogeneity=False)
+    data = ModelData.from_table(table, spec)
+    draws = fit_exact(data, spec).draws(50, seed=1)
+    assert np.all(draws["tau"] == 0) and np.all(draws["tau_within"] == 0)
+    assert np.allclose(draws["theta"], draws["mu"][:, None])
