@@ -72,6 +72,7 @@ def run_simulation(
     >>> import synthesis as syn
     >>> spec = ModelSpec("bias")
     >>> data = ModelData.from_table(syn.load_dataset("dnmbc_lrt"), spec)
+
     The naive pool recommends about 90% of the time at a true HR of 1 when the registries are
     biased by 0.6 (0.895 +/- 0.007 over 2,000 replicates; 200 here, MC SE 0.02):
 
