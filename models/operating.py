@@ -45,11 +45,20 @@ truth,
 datasets' posteriors concentrate when k is large (the whole prior range when k is small), with
 nodes :data:`NODES_PER_SD` per SD of that expected posterior (trapezoidal rule in
 ``u = asinh(tau / c)``: spectrally accurate for the smooth integrand, which is negligible at an
-interior grid end and even in ``u`` at ``tau = 0``). At k = 100,000 that is about 60 nodes where a
-fixed grid would need thousands. A dataset whose posterior nevertheless puts weight above
-:data:`GRID_END_WEIGHT` on an end node is re-analysed on its own adaptive grid by
-:func:`~synthesis.models.exact.exact_posterior` (a note counts them). tests/test_simulate.py
-compares the batched engine with :func:`~synthesis.models.exact.fit_exact` per dataset.
+interior grid end and even in ``u`` at ``tau = 0``; Gregory's end weights at a bound of the
+prior's support, where the posterior can pile up). At k = 100,000 that is about 60 nodes where
+a fixed grid would need thousands; small designs get up to :data:`SIM_GRID` nodes
+(:data:`SIM_GRID_CELLS`). A dataset whose posterior nevertheless puts weight above
+:data:`GRID_END_WEIGHT` on an end node inside the prior's support is re-analysed on its own
+adaptive grid by :func:`~synthesis.models.exact.exact_posterior` (a note counts them).
+tests/test_simulate.py compares the batched engine with
+:func:`~synthesis.models.exact.fit_exact` per dataset (within 1e-13 at k = 100,000).
+
+Work and memory. Jobs are :data:`CHUNK` replicates of one scenario; a job analyses them in
+batches of :func:`batch_size` (a function of k), so every replicate's arithmetic is the same
+however the jobs are spread over workers. The engines hold the studies randomised first
+(``X'W y`` is then one product per design group); the design-level work and the grid weights
+are built once per process and shared by the scenarios that share a grid.
 
 The naive pool is the random-effects model on all studies (every study estimates mu); the
 RCT-only analysis is the random-effects model on the randomised studies.
