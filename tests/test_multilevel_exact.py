@@ -327,17 +327,17 @@ def _node_theta_moments(post, data: ModelData, spec: ModelSpec) -> tuple[np.ndar
     return nodes, np.array(means), np.array(covs)
 
 
-@pytest.mark.parametrize(("model", "rho"), [("re", 0.0), ("bias", 0.5)])
+@pytest.mark.parametrize(("model", "rho"), [("re", 0.0), pytest.param("bias", 0.5, marks=pytest.mark.slow)])
 def test_multilevel_draws_match_the_quadrature(table, model: str, rho: float) -> None:
     """iid draws (fit.draws) against the exact posterior: means and SDs of mu, tau, tau_within
     and every row effect, and the variance of the sum of two rows of one cluster (their joint
     draw: the cluster effect and the correlated sampling errors make them dependent), within 4.5
-    Monte Carlo standard errors (20,000 draws; for an SD, sd / sqrt(2n) times the kurtosis factor
+    Monte Carlo standard errors (10,000 draws; for an SD, sd / sqrt(2n) times the kurtosis factor
     sqrt((kurtosis - 1) / 2), estimated from the draws)."""
     spec = ModelSpec(model, cluster="cohort", rho=rho)
     data = ModelData.from_table(table, spec)
     fit = fit_exact(data, spec)
-    n = 20_000
+    n = 10_000
     draws = fit.draws(n, seed=11)
     assert draws["theta"].shape == (n, data.k) and "tau_within" in draws
 

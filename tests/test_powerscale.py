@@ -708,8 +708,6 @@ def test_multilevel_psense_rows_notes_and_refusals(all_inputs, capsys):
     res = psense_exact(merged, spec, curve_alphas=(1.0,))
     assert res.rows[0].nonrandomised_likelihood is None
     assert any("not scaled on its own: with rho = 0.5, 1 cluster" in n for n in res.notes)
-    res0 = psense_exact(merged, replace(spec, rho=0.0), curve_alphas=(1.0,))
-    assert res0.rows[0].nonrandomised_likelihood is not None
     from synthesis.errors import InputError
 
     with pytest.raises(InputError, match="engine='exact'"):
