@@ -6,6 +6,7 @@ depend only on (scenario, replicate), so the result is the same however it is sp
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from synthesis.models.operating import (
     DEFAULT_BIAS_SDS,
     DEFAULT_N_SIM,
     DEFAULT_TRUE_HRS,
+    Scenario,
     SimulationResult,
     jobs_for,
     run_chunk,
@@ -114,9 +116,39 @@ def run_simulation(
         "end of the scenario's tau grid; they were re-analysed on their own adaptive grid (the exact engine)"
         for a, n in grid_end.items() if n
     ]
+    notes += _reading_notes(scenarios, threshold)
     where = f"Dask scheduler {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
     return SimulationResult(
         threshold=threshold, level=float(level), scenarios=scenarios, n_sim=int(n_sim), recommend=recommend,
         tau=float(tau), seed=seed, spec=spec, k=data.k, seconds=time.perf_counter() - start,
         workers=where, notes=notes,
     )
+
+
+def _reading_notes(scenarios: Sequence[Scenario], threshold: float) -> list[str]:
+    """How to read P(recommend) at the scenarios' true HRs: the rule claims HR < T, so where the
+    true HR is T itself it is at the boundary of that claim (a recommendation there is neither an
+    error nor a detection; a calibrated rule recommends at most about 1 - level of the time), and
+    only true HRs below T measure the power of the claim.
+
+    Examples
+    --------
+    >>> _reading_notes([Scenario(1.0, 1.0, 0.1), Scenario(0.8, 1.0, 0.1)], 0.8)[0][:46]
+    'true HR 0.8 is the threshold T itself: the rul'
+    >>> _reading_notes([Scenario(0.7, 1.0, 0.1)], 0.8)
+    []
+    >>> _reading_notes([Scenario(1.0, 1.0, 0.1)], 0.8)
+    ['no scenario has a true HR below T = 0.8: the table shows error rates, not power']
+    """
+    hrs = sorted({sc.true_hr for sc in scenarios})
+    notes = []
+    if any(math.isclose(h, threshold, rel_tol=1e-12) for h in hrs):
+        notes.append(
+            f"true HR {threshold:g} is the threshold T itself: the rule claims HR < {threshold:g}, so there it is at "
+            "the boundary of its claim and a well-calibrated rule recommends at most about 1 - level of the time; "
+            f"P(recommend) at a true HR below {threshold:g} is the power of the claim (e.g. --true-hr 1,{threshold:g},"
+            f"{round(threshold * 0.8, 2):g})"
+        )
+    elif not any(h < threshold for h in hrs):
+        notes.append(f"no scenario has a true HR below T = {threshold:g}: the table shows error rates, not power")
+    return notes

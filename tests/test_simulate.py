@@ -236,3 +236,15 @@ def test_one_normal_per_study_has_the_model_variance(data):
     z = (Y - math.log(0.8) - nr * math.log(0.7)) / np.sqrt(tau**2 + nr * 0.3**2 + data.se**2)
     assert np.all(np.abs(z.mean(axis=0)) < MC_Z / math.sqrt(n))
     assert np.all(np.abs(z.var(axis=0) - 1.0) < MC_Z * math.sqrt(2.0 / n))
+
+
+def test_notes_say_how_to_read_a_true_hr_at_the_threshold(data):
+    """With the default truths (HR 1 and 0.8 = T) the result says that HR = T is the boundary of
+    the rule's claim and that no scenario measures power; with a true HR below T it says neither."""
+    spec = ModelSpec("bias")
+    at_t = run_simulation(data, spec, true_hrs=[1.0, 0.8], bias_means=[1.0], bias_sds=[0.1], n_sim=5)
+    assert any("is the threshold T itself" in n for n in at_t.notes)
+    below = run_simulation(data, spec, true_hrs=[1.0, 0.65], bias_means=[1.0], bias_sds=[0.1], n_sim=5)
+    assert not any("threshold T itself" in n or "not power" in n for n in below.notes)
+    only_null = run_simulation(data, spec, true_hrs=[1.0], bias_means=[1.0], bias_sds=[0.1], n_sim=5)
+    assert any("error rates, not power" in n for n in only_null.notes)

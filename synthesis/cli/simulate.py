@@ -78,7 +78,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "scale and its study-to-study SD on the log scale), analyse each exactly with the "
             "design-bias model, the naive pool of all studies and the randomised studies alone, "
             "and report how often 'recommend if P(HR < T) > level' recommends: at a true HR of 1 "
-            "the error rate, below 1 the power. Results do not depend on --workers or --scheduler "
+            "the error rate; at a true HR of T the boundary of the rule's claim (about 1 - level "
+            "when calibrated); below T the power. Results do not depend on --workers or --scheduler "
             "(each replicate's seed is spawned from --seed by scenario and replicate index).\n"
             "example: synthesis simulate --true-hr 1,0.8 --bias-mean 1,0.7 --bias-sd 0.1 --n-sim 2000 --workers 2 --json"
         ),

@@ -207,7 +207,8 @@ def settle_section(doc: ReportDocument, result: AnalysisResult, figures: _Figure
             f"How often 'recommend if P(HR < {oc.threshold:g}) > {oc.level:g}' recommends over {oc.n_sim:,} "
             f"simulated evidence bases per scenario with this table's standard errors and designs (between-study "
             f"SD {oc.tau:g}): at a true HR of 1 this is the rate of recommending a treatment that does not work; "
-            "below 1, the power. Non-randomised studies are biased by the factor b on the HR scale, varying "
+            "at a true HR of T, the boundary of the rule's claim (about 1 - level of the time when calibrated); below T, "
+            "the power. Non-randomised studies are biased by the factor b on the HR scale, varying "
             "between studies with the SD given on the log scale.")
         doc.table(*_operating_cells(oc), table_id="operating-characteristics", caption=(
             "P(recommend) ± its Monte Carlo standard error per scenario and analysis (exact engine, batched); "
