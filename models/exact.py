@@ -1443,6 +1443,9 @@ DEFAULT_GRID_2D = 29
 #: The 2-D grid covers the cells where the log density is within this of its maximum (exp(-30)
 #: ~ 1e-13; the Gauss-Lobatto rule then needs fewer nodes than over the 1-D grid's exp(-40)).
 LOG_CUTOFF_2D = 30.0
+#: A 2-D axis whose posterior mass reaches below this fraction of its median starts at the
+#: prior's support (:func:`_axis_bracket`).
+NEAR_ZERO = 1e-2
 #: Nodes per axis of the two locating grids (wide, then zoomed on the mass) of a 2-D fit.
 PILOT_POINTS_2D = 32
 
@@ -1470,6 +1473,11 @@ def _axis_bracket(x: np.ndarray, keep: np.ndarray, mass: np.ndarray, prior: Prio
     lo, hi = max(lo, s_lo), min(hi, s_hi)
     cum = np.cumsum(mass)
     med = float(x[np.searchsorted(cum, 0.5 * cum[-1])])
+    if 0.0 < lo < NEAR_ZERO * med:
+        # the mass reaches down to (almost) zero: start the axis at the support's end, so that
+        # the grid's scale c is half the median, not this lower end (a weakly identified
+        # tau_within: c = 1e-4 spread 29 nodes over 4 decades and left 6e-5 in its quantiles)
+        lo = s_lo
     return _Bracket(lo, hi, min(max(med, lo), hi), truncated, (s_lo, s_hi))
 
 

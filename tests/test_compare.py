@@ -518,8 +518,9 @@ def _joint_predictive(data: ModelData, spec: ModelSpec, label: str, n_grid: int)
 def test_leave_one_cluster_out_matches_the_joint_predictive(all_inputs, model: str, rho: float, labels: tuple) -> None:
     """exact_loo of a multilevel model leaves out whole clusters (19 cohorts, 30 rows): each
     elpd_c = log p(y) - log p(y_-c) agrees with the joint predictive mixture of the cluster's rows
-    under a 91 x 91 refit within 2e-6 (measured 2.4e-7 for SEER, whose rows are the only ones
-    informing tau_within much; the default 29 x 29 grid would be 6.5e-4 off there)."""
+    under a 91 x 91 refit within 2e-6 (SEER's rows are the only ones informing tau_within much:
+    without them its posterior reaches down to 0, where a grid scaled by the bracket's lower end
+    was 6.5e-4 off; tests/test_multilevel_exact.py)."""
     spec = ModelSpec(model, cluster="cohort", rho=rho)
     data = ModelData.from_table(all_inputs, spec)
     res = exact_loo(data, spec)
