@@ -348,13 +348,13 @@ def mixture_quantiles(
         Wm = W[:, :1] if one_w else W[:, cw]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # point masses: the normal start
             # the start: Cornish-Fisher from each mixture's first four moments
-            mean = np.einsum("gt,gt->t", Wm, Mm) if not one_w else Wm[:, 0] @ Mm
-            c = Mm - mean
-            c2, s2 = c * c, Sm * Sm
 
             def wmix(X: np.ndarray, Wm: np.ndarray = Wm) -> np.ndarray:
                 return Wm[:, 0] @ X if one_w else np.einsum("gt,gt->t", Wm, X)
 
+            mean = wmix(Mm)
+            c = Mm - mean
+            c2, s2 = c * c, Sm * Sm
             var = np.maximum(wmix(c2 + s2), 1e-300)
             sd = np.sqrt(var)
             g1 = (wmix(c * (c2 + 3.0 * s2)) / (var * sd))[:, None]
