@@ -26,7 +26,10 @@ Two estimators:
   at each node of its grid (a rank-one update of the conditional normal of the coefficients,
   and Bayes' theorem for the node weights), and ``p(y_i | y_-i)`` a normal mixture evaluated
   in closed form; ``refit=True`` refits without each study instead (the slow reference). It
-  is exact up to the quadrature (no Monte Carlo error) and checks PSIS-LOO.
+  is exact up to the quadrature (no Monte Carlo error) and checks PSIS-LOO. A multilevel model
+  (``spec.cluster``) is cross-validated by leaving out one cluster at a time, its rows jointly
+  (they share the cluster effect and, with ``rho > 0``, correlated sampling errors):
+  ``log p(y_c | y_-c) = log p(y) - log p(y_-c)`` by exact refits (``LooResult.unit == "cluster"``).
 
 Stacking (Yao, Vehtari, Simpson & Gelman 2018, Bayesian Analysis 13(3):917-1007,
 doi:10.1214/17-BA1091) chooses the weights w on the simplex that maximise
