@@ -61,6 +61,14 @@ What is scaled, on the exact engine (every power-scaled posterior is another exa
   on iid draws of the exact posterior (random variant: kappa's prior sensitivity 0.0262
   exact, 0.0260 +- 0.0009 from 8 x 8000 draws).
 
+A multilevel model (``spec.cluster``, a (tau, tau_within) grid) scales each cluster's joint
+likelihood of its rows given their effects, ``N(y_c; theta_c, V_c)^alpha = N(y_c; theta_c, V_c /
+alpha)`` (``V_c`` with its within-cluster correlation rho: every standard error divided by
+``sqrt(alpha)``), reweights the nodes by ``[p(tau_g) p(tau_within_g)]^(alpha - 1)`` for the
+prior, and scales the non-randomised rows' likelihood on its own only where it is a separate
+factor (``rho = 0``, or no cluster holding both designs; otherwise a note says why not).
+PyMC draws of a multilevel model are refused (their pointwise likelihood is per row).
+
 Combinations this cannot do exactly: a non-normal prior on mu, delta or beta (the exact engine
 refuses those models anyway; use ``engine="pymc"``), a model with mu fixed at 0 (``effect=False``:
 nothing to report; refused) and the likelihood integrated over the
