@@ -743,6 +743,9 @@ def compare(
     tau_prior: Prior | None = None,
     bias_prior: Prior | None = None,
     kappa_prior: Prior | None = None,
+    cluster: str | None = None,
+    rho: float = 0.0,
+    tau_within_prior: Prior | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     chains: int = 4,
     draws: int = 2000,
@@ -752,9 +755,11 @@ def compare(
     """Compare the bias variants by leave-one-study-out cross-validation and stack them
     (``synthesis compare``; :func:`synthesis.models.loo.compare_variants`).
 
-    ``engine="exact"`` fits and scores every variant exactly (exact LOO by k refits; PyMC and
-    PSIS-LOO only above 500 studies, or 200 for random/three-level); ``engine="pymc"`` (the
-    default, as on the command line) samples every variant and scores it by PSIS-LOO.
+    ``engine="exact"`` fits and scores every variant exactly (exact LOO, any number of
+    studies); ``engine="pymc"`` (the default, as on the command line) samples every variant and
+    scores it by PSIS-LOO. With ``cluster`` (and ``rho``, ``tau_within_prior``, as :func:`fit`)
+    the multilevel model is scored by exact leave-one-cluster-out (exact engine only): a
+    cluster's rows are dependent, so the unit left out is the cluster.
     ``bias_variants``: ``None`` or ``"all"`` (every variant), a comma-separated string
     (``"additive,downweight"``) or a sequence of variant names, as :func:`average` takes them.
 
@@ -775,6 +780,7 @@ def compare(
     spec = _spec(
         "bias", bias_variant="additive", alpha=alpha, covariates=(),
         priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior},
+        cluster=cluster, rho=rho, tau_within_prior=tau_within_prior,
     )
     return compare_variants(
         load_studies(data), spec, variants=bias_variants, engine=engine,
@@ -826,6 +832,9 @@ def psense(
     tau_prior: Prior | None = None,
     bias_prior: Prior | None = None,
     kappa_prior: Prior | None = None,
+    cluster: str | None = None,
+    rho: float = 0.0,
+    tau_within_prior: Prior | None = None,
     engine: str = "exact",
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     sensitivity_threshold: float = 0.05,
@@ -834,6 +843,8 @@ def psense(
     """Power-scaling sensitivity (``synthesis psense``; Kallioinen et al. 2024): how far the
     posterior moves when the prior, the likelihood, or the non-randomised studies' likelihood
     alone is raised to a power near 1 (:func:`synthesis.models.powerscale.power_scale`).
+    With ``cluster`` (exact engine) each cluster's joint likelihood is scaled, and the prior's
+    power includes tau_within's prior.
 
     Examples
     --------
@@ -847,6 +858,7 @@ def psense(
     spec = _spec(
         model, bias_variant=bias_variant, alpha=alpha, covariates=(),
         priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior, "kappa": kappa_prior},
+        cluster=cluster, rho=rho, tau_within_prior=tau_within_prior,
     )
     return power_scale(
         load_studies(data), spec, engine=engine, thresholds=thresholds,

@@ -304,3 +304,29 @@ def test_plan_timeline_simulate_keywords_are_the_cli_options(capsys):
     ours = syn.simulate(syn.load_dataset("dnmbc_lrt"), true_hrs=[0.8], bias_means=[0.7], bias_sds=[0.1], n_sim=50,
                         tau=0.1, bias_variant="downweight")
     assert same(ours.to_json()) == same(cli) and cli["tau"] == 0.1
+
+
+def test_compare_and_psense_take_the_cluster_options(capsys):
+    """syn.compare / syn.psense with cluster, rho and tau_within_prior give the commands' JSON:
+    exact leave-one-cluster-out, power-scaling of whole clusters."""
+    import json
+
+    def same(doc):
+        return {k: v for k, v in doc.items() if k not in ("seconds", "timing")}
+
+    all_inputs = str(dataset_path("dnmbc_lrt_all_inputs"))
+    opts = ["--cluster", "cohort", "--rho", "0.5", "--tau-within-prior", "halfnormal(0.3)"]
+    kw = dict(cluster="cohort", rho=0.5, tau_within_prior="halfnormal(0.3)")
+    cli = json.loads(_cli(capsys, "compare", all_inputs, "--engine", "exact", "--bias-variants", "additive,downweight",
+                          *opts, "--json"))
+    ours = syn.compare(all_inputs, engine="exact", bias_variants="additive,downweight", **kw).to_json()
+    assert same(ours) == same(cli)
+    assert "cluster" in json.dumps(cli["loo_unit"] if "loo_unit" in cli else cli)
+    cli = json.loads(_cli(capsys, "psense", all_inputs, *opts, "--json"))
+    ours = syn.psense(all_inputs, **kw).to_json()
+    assert {k: v for k, v in same(ours).items() if k != "rows"} == {k: v for k, v in same(cli).items() if k != "rows"}
+    for a, b in zip(ours["rows"], cli["rows"], strict=True):
+        numbers = [k for k, v in b.items() if isinstance(v, float)]
+        assert {k: a[k] for k in numbers} == pytest.approx({k: b[k] for k in numbers}, rel=1e-9)
+        assert {k: v for k, v in a.items() if k not in numbers} == {k: v for k, v in b.items() if k not in numbers}
+    assert cli["cluster"] == "cohort" and "tau_within" in [r["parameter"] for r in cli["rows"]]
