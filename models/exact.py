@@ -958,10 +958,62 @@ def _lobatto_to_fine(n: int) -> np.ndarray:
     """The (FINE_POINTS, n) matrix of the polynomial interpolation from the n Gauss-Lobatto nodes
     to FINE_POINTS uniform points on [-1, 1] (the barycentric interpolant is linear in the values
     and unchanged by an affine map of the axis). Cached (read-only)."""
-    x = _lobatto(n)[0]
-    out = BarycentricInterpolator(x, np.eye(n))(np.linspace(-1.0, 1.0, FINE_POINTS))
+    out = interpolation_matrix(_lobatto(n)[0], np.linspace(-1.0, 1.0, FINE_POINTS))
     out.flags.writeable = False
     return out
+
+
+def barycentric_weights(x: np.ndarray) -> np.ndarray:
+    r"""Barycentric weights of polynomial interpolation at the distinct nodes ``x``,
+
+    .. math::
+
+        w_i = 1 \Big/ \prod_{j \ne i} C (x_i - x_j), \qquad C = \frac{4}{\max x - \min x}
+
+    (Berrut JP, Trefethen LN. 2004. Barycentric Lagrange interpolation. SIAM Rev 46:501-517,
+    eq. 3.2; the capacity scaling ``C`` of p. 510 keeps the products in range), each product
+    taken in node order. ``scipy.interpolate.BarycentricInterpolator`` computes the same
+    weights but multiplies the factors in a random order (a permutation drawn from NumPy's
+    global random state, seeded afresh in every process), so its results differ in the last
+    bits from one process to the next; these do not.
+
+    Examples
+    --------
+    The weights of nodes -1, 0, 1 are proportional to (1/2, -1, 1/2):
+
+    >>> w = barycentric_weights(np.array([-1.0, 0.0, 1.0]))
+    >>> (w / -w[1]).tolist()
+    [0.5, -1.0, 0.5]
+    """
+    x = np.asarray(x, dtype=float)
+    cap = 4.0 / (float(x.max()) - float(x.min()))
+    scaled = (cap * x).tolist()
+    w = np.empty(x.size)
+    for i, xi in enumerate(scaled):
+        prod = math.prod(xi - xj for j, xj in enumerate(scaled) if j != i)
+        if prod == 0.0:
+            raise ValueError("interpolation nodes must be distinct")
+        w[i] = 1.0 / prod
+    return w
+
+
+def interpolation_matrix(x: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The ``(len(points), len(x))`` matrix ``M`` of polynomial interpolation from the nodes
+    ``x`` to ``points``: ``M @ f(x)`` is the interpolating polynomial at ``points`` (the
+    barycentric formula with :func:`barycentric_weights`: bit-identical in every process).
+
+    Examples
+    --------
+    A quadratic through three nodes is reproduced exactly:
+
+    >>> x = np.array([0.0, 0.5, 2.0])
+    >>> m = interpolation_matrix(x, np.array([1.0, 3.0]))
+    >>> np.round(m @ x**2, 12).tolist()
+    [1.0, 9.0]
+    """
+    x = np.asarray(x, dtype=float)
+    out = BarycentricInterpolator(x, np.eye(x.size), wi=barycentric_weights(x))(np.asarray(points, dtype=float))
+    return np.asarray(out, dtype=float)
 
 
 def _make_lobatto_grid(t_lo: float, t_hi: float, c: float, n: int, truncated: bool = False) -> _Grid:
@@ -1561,7 +1613,7 @@ def _fine_matrix(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = _lobatto(u.size)[0] if u.size >= 2 else None
     if x is not None and np.allclose(u, u[0] + 0.5 * (x + 1.0) * (u[-1] - u[0]), rtol=0.0, atol=1e-12 * (1.0 + abs(u[-1]))):
         return fine, _lobatto_to_fine(u.size)
-    return fine, BarycentricInterpolator(u, np.eye(u.size))(fine)
+    return fine, interpolation_matrix(u, fine)
 
 
 @dataclass
@@ -1614,8 +1666,13 @@ class ExactPosterior2D(ExactPosterior):
         x = _spline_quantiles(*self._kappa_table(), p)[0]
         return self.kappa_grid.c * np.sinh(x)
 
+    def kappa_table_u(self) -> tuple[np.ndarray, np.ndarray]:
+        """Points in ``u = asinh(kappa / c)`` and kappa's marginal density of ``u`` there, from
+        which its CDF and quantiles are splined (as :meth:`tau_table_u` for tau)."""
+        return _fine_table(self.kappa_grid.u, self.kappa_density_u())
+
     def _kappa_table(self) -> tuple[np.ndarray, np.ndarray]:
-        u, dens = _fine_table(self.kappa_grid.u, self.kappa_density_u())
+        u, dens = self.kappa_table_u()
         return u, dens[:, None]
 
     def kappa_summary(self) -> ParamSummary:

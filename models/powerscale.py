@@ -562,7 +562,8 @@ def kappa_cdf(post: ExactPosterior2D, x: np.ndarray | float) -> np.ndarray:
     r"""Posterior CDF of kappa on a 2-D grid, computed as tau's is: the marginal density of
     ``u = asinh(kappa / c)`` at the Gauss-Lobatto nodes (``post.kappa_density_u()``),
     interpolated by the polynomial through its logarithm onto
-    :data:`~synthesis.models.exact.FINE_POINTS` uniform points, splined and integrated exactly.
+    :data:`~synthesis.models.exact.FINE_POINTS` uniform points (``post.kappa_table_u()``),
+    splined and integrated exactly.
 
     Examples
     --------
@@ -572,19 +573,9 @@ def kappa_cdf(post: ExactPosterior2D, x: np.ndarray | float) -> np.ndarray:
     >>> round(float(kappa_cdf(post, post.kappa_ppf(0.3)[0])), 6)
     0.3
     """
-    from scipy.interpolate import BarycentricInterpolator, CubicSpline
+    from scipy.interpolate import CubicSpline
 
-    from synthesis.models.exact import FINE_POINTS
-
-    u = np.asarray(post.kappa_grid.u, dtype=float)
-    dens = np.asarray(post.kappa_density_u(), dtype=float)
-    fine = np.linspace(u[0], u[-1], FINE_POINTS)
-    if np.all(dens > 0):
-        log_d = np.log(dens)
-        top = log_d.max()
-        table = np.exp(BarycentricInterpolator(u, log_d - top)(fine) + top)
-    else:
-        table = np.maximum(BarycentricInterpolator(u, dens)(fine), 0.0)
+    fine, table = post.kappa_table_u()
     anti = CubicSpline(fine, table).antiderivative()
     z = np.clip(np.arcsinh(np.asarray(x, dtype=float) / post.kappa_grid.c), fine[0], fine[-1])
     return np.clip(anti(z) / anti(fine[-1]), 0.0, 1.0)

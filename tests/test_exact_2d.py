@@ -31,8 +31,12 @@ from synthesis.models.exact import (
     _conditional_2d,
     _design,
     _Layout,
+    _lobatto,
+    _lobatto_to_fine,
+    barycentric_weights,
     exact_posterior,
     fit_exact,
+    interpolation_matrix,
 )
 from synthesis.models.priors import resolve_priors
 from synthesis.models.spec import ModelData, ModelSpec
@@ -431,3 +435,45 @@ def test_predictive_for_a_design_without_a_level() -> None:
         without.predictive_for(design="cohort")
     with pytest.raises(InputError, match="needs the design"):
         without.predictive_for(nonrandomised=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bit-reproducibility: the polynomial interpolation of the marginals (scipy's
+# BarycentricInterpolator permutes its products with NumPy's global random state)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [5, DEFAULT_GRID_2D, 61])
+def test_barycentric_weights_match_the_lobatto_closed_form(n: int) -> None:
+    """Gauss-Lobatto-Legendre nodes have barycentric weights (-1)^j sqrt(lambda_j), lambda_j the
+    quadrature weights (Wang H, Huybrechs D, Vandewalle S. 2014. Explicit barycentric weights for
+    polynomial interpolation in the roots or extrema of classical orthogonal polynomials. Math
+    Comp 83:2893-2914), up to a common factor."""
+    x, lam = _lobatto(n)
+    w = barycentric_weights(x)
+    ratio = w / ((-1.0) ** np.arange(n) * np.sqrt(lam))
+    assert ratio[0] > 0
+    np.testing.assert_allclose(ratio, ratio[0], rtol=5e-12)
+
+
+def test_interpolation_matrix_is_exact_and_ignores_the_global_random_state() -> None:
+    x = _lobatto(DEFAULT_GRID_2D)[0] * 1.7 + 0.3
+    pts = np.linspace(x[0], x[-1], 257)
+    mats = []
+    for seed in (0, 1, 2):
+        np.random.seed(seed)  # scipy's own weights permute their products with this state
+        mats.append(interpolation_matrix(x, pts))
+    assert all(np.array_equal(m, mats[0]) for m in mats[1:])
+    coef = np.random.default_rng(5).normal(size=DEFAULT_GRID_2D)  # degree n - 1: reproduced
+    poly = np.polynomial.Polynomial(coef, domain=[x[0], x[-1]])
+    np.testing.assert_allclose(mats[0] @ poly(x), poly(pts), atol=1e-10 * np.abs(poly(x)).max())
+
+
+def test_marginal_tables_ignore_the_global_random_state() -> None:
+    """The tau and kappa tables (CDFs, quantiles, psense) are bit-identical whatever NumPy's
+    global random state is (it differs between processes; scipy's interpolator used it)."""
+    post = exact_posterior(data(), spec("random"))
+    tables = []
+    for seed in (0, 1, 2):
+        _lobatto_to_fine.cache_clear()
+        np.random.seed(seed)
+        tables.append(np.concatenate([post.tau_table_u()[1], post.kappa_table_u()[1], post.kappa_ppf([0.1, 0.9])]))
+    assert all(np.array_equal(t, tables[0]) for t in tables[1:])
