@@ -50,6 +50,11 @@ def _plotting() -> ModuleType:
     return _PLOTTING[0]()
 
 
+#: The posterior variables :meth:`FitResult.draws` returns from a PyMC fit, where the model
+#: has them (the exact engine's iid draws carry the same names).
+DRAW_NAMES: tuple[str, ...] = ("mu", "tau", "delta", "kappa", "tau_within", "beta", "theta", "theta_new")
+
+
 @dataclass(frozen=True)
 class ParamSummary:
     """Posterior summary of one scalar parameter (log scale for mu, delta, beta).
@@ -250,8 +255,10 @@ class FitResult:
         raise ValueError(f"what must be 'parameters' or 'studies', got {what!r}")
 
     def draws(self, n: int = 4000, *, seed: int | None = DEFAULT_SEED) -> dict[str, np.ndarray]:
-        """Posterior draws of ``mu``, ``tau``, ``delta``, ``beta`` (n, covariates), ``theta``
-        (n, studies) and ``theta_new`` as arrays, flattened over chains.
+        """Posterior draws of ``mu``, ``tau``, ``delta``, ``kappa`` (the ``random`` and
+        ``three-level`` bias variants), ``tau_within`` (a multilevel model), ``beta`` (n,
+        covariates), ``theta`` (n, studies) and ``theta_new`` as arrays, flattened over chains
+        (the names that apply to the model).
 
         The exact engine draws ``n`` iid samples from its exact posterior (tau by inverse CDF of
         its grid posterior, then the coefficients and study effects from their conditional
@@ -270,7 +277,7 @@ class FitResult:
         if self.posterior is not None:
             post = self.posterior.posterior
             out = {}
-            for name in ("mu", "tau", "delta", "kappa", "beta", "theta", "theta_new"):
+            for name in DRAW_NAMES:
                 if name in post:
                     da = post[name].stack(sample=("chain", "draw")).transpose("sample", ...)
                     out[name] = da.to_numpy()

@@ -330,3 +330,20 @@ def test_compare_and_psense_take_the_cluster_options(capsys):
         assert {k: a[k] for k in numbers} == pytest.approx({k: b[k] for k in numbers}, rel=1e-9)
         assert {k: v for k, v in a.items() if k not in numbers} == {k: v for k, v in b.items() if k not in numbers}
     assert cli["cluster"] == "cohort" and "tau_within" in [r["parameter"] for r in cli["rows"]]
+
+
+@pytest.mark.slow  # PyMC compiles the multilevel model
+def test_pymc_multilevel_draws_have_tau_within_like_the_exact_fit():
+    """FitResult.draws of a PyMC multilevel fit carries tau_within (the exact fit's iid draws do);
+    its mean and quantiles are the fit's reported tau_within summary, from the same draws."""
+    table = syn.load_dataset("dnmbc_lrt_all_inputs")
+    fit = syn.fit(table, model="bias", cluster="cohort", engine="pymc", draws=200, tune=200, chains=2)
+    draws = fit.draws()
+    exact = syn.fit(table, model="bias", cluster="cohort", engine="exact").draws(100, seed=1)
+    assert {"mu", "tau", "delta", "tau_within"} <= set(exact) & set(draws)
+    tw = draws["tau_within"]
+    assert tw.shape == (400,) and np.all(tw >= 0)
+    s = fit.parameters["tau_within"]
+    assert float(np.mean(tw)) == pytest.approx(s.mean, rel=1e-9)
+    assert float(np.std(tw, ddof=1)) == pytest.approx(s.sd, rel=1e-6)
+    assert float(np.median(tw)) == pytest.approx(s.median, rel=1e-9)
