@@ -168,3 +168,49 @@ def test_large_k_limits_skip_parts_of_the_model_choice_with_a_warning(table, mon
     said = " ".join(warnings)
     for command in ("synthesis compare --engine exact", "synthesis tipping", "synthesis psense"):
         assert command in said
+
+
+def test_pymc_fits_run_in_the_background_only_from_the_stated_k(table, monkeypatch):
+    """Below BACKGROUND_FIT_MIN_STUDIES no child process is started (and none for a table the
+    exact engine fits entirely); a background fit whose process died is fitted in this
+    process instead (no sampling here: the fit is replaced)."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import synthesis.analysis as analysis
+
+    settings = analysis._Settings(thresholds=(0.8,), seed=1, chains=2, draws=10, tune=10)
+    runs = standard_runs(table, "year")
+    assert table.k < analysis.BACKGROUND_FIT_MIN_STUDIES
+    assert analysis._start_background_fits(table, runs, "year", settings) == (None, {})
+    monkeypatch.setattr(analysis, "BACKGROUND_FIT_MIN_STUDIES", 1)
+    assert analysis._start_background_fits(table, runs, "year", settings) == (None, {})  # all exact
+    broken = Future()
+    broken.set_exception(BrokenProcessPool("killed"))
+    monkeypatch.setattr(analysis, "_timed_fit", lambda job: ("refitted", 0.5))
+    assert analysis._background_result(broken, ("job",)) == ("refitted", 0.5)
+
+
+@pytest.mark.slow
+def test_background_pymc_fit_gives_the_same_analysis(tmp_path, monkeypatch):
+    """With the PyMC fit (an imputed covariate) in a child process, the decision table, the
+    fit's draws and the order of rows and fits are those of the fit in this process (same
+    seed), and a warning says where it was sampled."""
+    import synthesis.analysis as analysis
+
+    path = tmp_path / "studies.csv"
+    path.write_text(CSV.replace(",0.9\n", ",\n").replace(",0.2\n", ",\n"))
+    table = load_studies(path, covariates=["fraction"])
+    options = {"name": "t", "covariate": "fraction", "tau_priors": TAUS, "bias_priors": BIASES,
+               "progress": False, "draws": 300, "tune": 300, "chains": 2}
+    here = run_analysis(table, **options)
+    assert here.fits["bias_metareg"].engine == "pymc"
+    monkeypatch.setattr(analysis, "BACKGROUND_FIT_MIN_STUDIES", 1)
+    there = run_analysis(table, **options)
+    assert [r.to_record() for r in there.decision.rows] == [r.to_record() for r in here.decision.rows]
+    assert list(there.fits) == list(here.fits) == ["re_all", "re_rct", "bias", "bias_metareg"]
+    np.testing.assert_array_equal(there.fits["bias_metareg"].posterior.posterior["mu"].values,
+                                  here.fits["bias_metareg"].posterior.posterior["mu"].values)
+    assert any("parallel process" in w for w in there.warnings)
+    assert not any("parallel process" in w for w in here.warnings)
+    assert list(there.timing)[:4] == [f"fit_{k}_s" for k in there.fits]
