@@ -518,16 +518,27 @@ def _marginal_regression(data: ModelData, spec: ModelSpec) -> tuple[TensorVariab
     x = np.asarray(data.x, dtype=float)
     centres = np.asarray(data.centres, dtype=float)
     missing = np.isnan(x)
-    xc = pm.Data("x_centred", np.where(missing, 0.0, x - centres), dims=("study", "covariate"))
-    shift = pt.dot(xc, beta)
+    xc = np.where(missing, 0.0, x - centres)
+    # One contiguous data vector per covariate (and per imputed covariate's missing mask), every
+    # per-study term elementwise: PyTensor then fuses the likelihood and its gradient into a
+    # single loop over the studies (a matrix product, or columns sliced out of a k x p matrix,
+    # each cost a pass of their own: measured 0.81 ms and 1.3 ms per gradient at k = 100,000,
+    # against 0.6 ms for the bias model without covariates). Data containers, not constants, so
+    # that the compiled graph serves any data set of this shape.
+    shift = 0.0
+    for j in range(x.shape[1]):
+        shift = shift + pm.Data(f"x_centred_{j}", np.ascontiguousarray(xc[:, j]), dims="study") * beta[j]
     if not missing.any():
         return shift, 0.0
     imputed, scales, m, s = _covariate_model(data, x, centres, missing, summarised=True)
-    # 1 where x_ij is missing (k x imputed covariates) and the scales s_j: data containers, so
-    # that the compiled graph holds no k-long constant and serves any data set of this shape
-    unknown = pm.Data("x_missing", missing[:, imputed].astype(float), dims=("study", "imputed_covariate"))
     b = beta[imputed] * pm.Data("x_scale", scales[imputed], dims="imputed_covariate")
-    return shift + pt.dot(unknown, b * m), pt.dot(unknown, (b * s) ** 2)
+    mean_shift, variance = b * m, (b * s) ** 2
+    extra = 0.0
+    for p, j in enumerate(imputed):
+        unknown = pm.Data(f"x_missing_{j}", missing[:, j].astype(float), dims="study")  # 1: x_ij missing
+        shift = shift + unknown * mean_shift[p]
+        extra = extra + unknown * variance[p]
+    return shift, extra
 
 
 def build_marginal_model(data: ModelData, spec: ModelSpec) -> pm.Model:

@@ -235,7 +235,8 @@ def test_marginal_graph_holds_no_data_constants():
     data, spec = case("bias-metareg-random-imputed")
     model = build_model(data, spec)
     names = {v.name for v in model.data_vars}
-    assert {"x_missing", "x_scale", "x_observed_count", "x_observed_sum", "x_observed_sumsq"} <= names
+    assert {"x_centred_0", "x_centred_1", "x_missing_0", "x_missing_1", "x_scale", "x_observed_count", "x_observed_sum",
+            "x_observed_sumsq"} <= names
     sizes = [np.asarray(c.data).size for c in graph_inputs([model.logp()]) if isinstance(c, Constant)]
     assert sizes and max(sizes) == 1
 
