@@ -13,11 +13,11 @@ Two ways to hand a model to nutpie (:data:`COMPILE_MODES`): ``"cfunc"``, nutpie'
 Python call (the marginal form at large k): the log density is PyTensor's own numba function,
 which PyTensor caches on disk, called through a thin ``nogil`` wrapper so that chains still run
 in parallel threads. nutpie's C callback is recompiled from scratch in every process (measured
-15-55 s for the marginal models, whatever k); the cached function loads in about 2 s once any
-process on the machine has compiled a model of the same structure (its data are
-:func:`pymc.Data` containers, not constants, so another data set of the same shape of model
-hits the same cache entry), and a cold compile takes about half as long as nutpie's (see
-``benchmarks/bench_scale.py``).
+15-55 s for the marginal models on the shared 2-core machine, whatever k); the cached function
+loads in 1-4 s once any process on the machine has compiled a model of the same structure (its
+data are :func:`pymc.Data` containers, not constants, so another data set of the same shape of
+model hits the same cache entry; e.g. the benchmark's k = 1,000 run warms it for k = 100,000),
+and a cold compile took 13-21 s (see ``benchmarks/bench_scale.py``).
 
 If nutpie cannot compile or sample the model, a notice goes to stderr and PyMC's NUTS
 (:func:`pymc.sample`, 2 cores) is used instead; the result is the same kind of
@@ -297,6 +297,18 @@ def compile_pyfunc(model: pm.Model) -> Any:
     and rewrites), so the draws are those of :func:`nutpie.compile_pymc_model` up to
     floating-point rounding. One Python call per gradient: meant for models whose gradient
     costs far more than that (the marginal models at large k).
+
+    Examples
+    --------
+    Skipped here (a first compile on a machine takes seconds); tests/test_pymc_marginal.py
+    checks the log density and gradient against PyMC's to 1e-9 (slow run).
+
+    >>> with pm.Model() as model:
+    ...     mu = pm.Normal("mu", 0.0, 1.0)
+    ...     _ = pm.Normal("y", mu, 1.0, observed=np.array([0.5, 1.5]))
+    >>> compiled = compile_pyfunc(model)  # doctest: +SKIP
+    >>> compiled.n_dim  # doctest: +SKIP
+    1
     """
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
     from nutpie.compiled_pyfunc import from_pyfunc
