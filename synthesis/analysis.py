@@ -80,6 +80,10 @@ STACKING_MAX_STUDIES = 3000
 #: Above this many studies the report skips power-scaling (``synthesis psense`` runs it): about
 #: 20 exact posteriors, measured 2.1 s at k = 3,000 and 7.3 s at k = 20,000.
 POWERSCALE_MAX_STUDIES = 20_000
+#: Above this many studies the report skips the model averaging under other mu priors
+#: (``synthesis average --mu-prior`` runs one): four more averagings, measured 6.2 s at
+#: k = 100,000 (2 cores shared with other work; linear in k).
+MU_PRIOR_MAX_STUDIES = 20_000
 #: Keys of the combined rows of the decision table.
 AVERAGED_KEY = "averaged"
 AVERAGED_GIVEN_EFFECT_KEY = "averaged_given_effect"
@@ -923,7 +927,12 @@ def _model_choice(
         "model averaging", "model_averaging_s",
         lambda: average_models(table, spec, thresholds=thresholds),
     )
-    if choice.averaging is not None:
+    if choice.averaging is not None and table.k > MU_PRIOR_MAX_STUDIES:
+        warnings.append(
+            f"no model averaging under other mu priors in the report above {MU_PRIOR_MAX_STUDIES:,} studies "
+            f"(k = {table.k:,}); run synthesis average --mu-prior 'normal(0, s)' for it"
+        )
+    elif choice.averaging is not None:
         choice.mu_prior = attempt(
             "model averaging under other mu priors", "mu_prior_s",
             lambda: mu_prior_sensitivity(table, spec, thresholds=thresholds),

@@ -159,14 +159,14 @@ def test_large_k_limits_skip_parts_of_the_model_choice_with_a_warning(table, mon
     skipped, each with a warning naming the command that computes it (never silently)."""
     import synthesis.analysis as analysis
 
-    for name in ("STACKING_MAX_STUDIES", "TIPPING_MAX_STUDIES", "POWERSCALE_MAX_STUDIES"):
+    for name in ("STACKING_MAX_STUDIES", "TIPPING_MAX_STUDIES", "POWERSCALE_MAX_STUDIES", "MU_PRIOR_MAX_STUDIES"):
         monkeypatch.setattr(analysis, name, table.k - 1)
     warnings: list[str] = []
     choice = analysis._model_choice(table, analysis.standard_runs(table, "absent"), (0.8, 1.0), warnings, {})
     assert choice.averaging is not None
-    assert choice.stacking is None and choice.tipping is None and choice.powerscale is None
+    assert choice.stacking is None and choice.tipping is None and choice.powerscale is None and not choice.mu_prior
     said = " ".join(warnings)
-    for command in ("synthesis compare --engine exact", "synthesis tipping", "synthesis psense"):
+    for command in ("synthesis compare --engine exact", "synthesis tipping", "synthesis psense", "synthesis average --mu-prior"):
         assert command in said
 
 
