@@ -79,7 +79,12 @@ from scipy import special
 from synthesis.base import DEFAULT_THRESHOLDS, INTERVAL_PROB
 from synthesis.errors import InputError, ModelError
 from synthesis.models.display import fmt, html_block, html_table, small_sample_note
-from synthesis.models.exact import exact_posterior, exact_unsupported_reason, mixture_quantiles
+from synthesis.models.exact import (
+    exact_posterior,
+    exact_unsupported_reason,
+    mixture_quantiles,
+    without_pymc_advice,
+)
 from synthesis.models.spec import (
     BIAS_VARIANTS,
     ModelData,
@@ -540,7 +545,7 @@ def _failure_message(failures: Sequence[tuple[str | None, str, str]], variants: 
     reasons: dict[str, str] = {}
     for variant, model, reason in failures:
         what = f"bias variant {variant!r}" if variant is not None else f"model {model!r}"
-        reasons.setdefault(what, reason.split(" — use engine=")[0].split("; use engine=")[0])
+        reasons.setdefault(what, without_pymc_advice(reason).split("; use engine=")[0])
     bad = {v for v, _, _ in failures if v is not None}
     ok = [v for v in variants if v not in bad]
     text = (

@@ -187,6 +187,22 @@ _POINT_ZERO = ParamSummary(mean=0.0, median=0.0, sd=0.0, q025=0.0, q975=0.0)
 # --------------------------------------------------------------------------------------------
 # What the engine accepts
 # --------------------------------------------------------------------------------------------
+#: How :func:`exact_unsupported_reason` ends a reason that sampling would overcome.
+PYMC_ADVICE = " — use engine='pymc'"
+
+
+def without_pymc_advice(reason: str) -> str:
+    """``reason`` without the advice to sample with PyMC, for callers where PyMC is no way out
+    (a multilevel model's leave-one-cluster-out or power-scaling, a model average).
+
+    Examples
+    --------
+    >>> without_pymc_advice("the exact engine needs normal priors on mu; mu has t" + PYMC_ADVICE)
+    'the exact engine needs normal priors on mu; mu has t'
+    """
+    return reason.split(PYMC_ADVICE)[0]
+
+
 def exact_unsupported_reason(
     spec: ModelSpec, data: ModelData, *, designs: Sequence[str] | None = None
 ) -> str | None:
@@ -218,7 +234,7 @@ def exact_unsupported_reason(
     if bad:
         which = "; ".join(f"{n} has {getattr(spec.priors, n).label}" for n in bad)
         listed = " and ".join([", ".join(location[:-1]), location[-1]] if len(location) > 1 else location)
-        return f"the exact engine needs normal priors on {listed}; {which} — use engine='pymc'"
+        return f"the exact engine needs normal priors on {listed}; {which}{PYMC_ADVICE}"
     if spec.has_covariates:
         if tuple(data.covariates) != tuple(spec.covariates):
             return (
@@ -229,8 +245,7 @@ def exact_unsupported_reason(
         if n_missing:
             noun = "value is" if n_missing == 1 else "values are"
             return (
-                f"{n_missing} covariate {noun} missing; the exact engine cannot impute them — "
-                "use engine='pymc'"
+                f"{n_missing} covariate {noun} missing; the exact engine cannot impute them{PYMC_ADVICE}"
             )
     if spec.multilevel and len(data.clusters) != data.k:
         return f"the data were extracted without the clusters of column {spec.cluster!r}"

@@ -963,7 +963,7 @@ def compare_variants(
     >>> [v.variant for v in res.variants], round(sum(v.comparison.weight for v in res.variants), 6)
     (['additive', 'downweight'], 1.0)
     """
-    from synthesis.models.exact import exact_unsupported_reason, fit_exact
+    from synthesis.models.exact import exact_unsupported_reason, fit_exact, without_pymc_advice
     from synthesis.models.fit import ENGINES
 
     if engine not in ENGINES:
@@ -1001,6 +1001,14 @@ def compare_variants(
         s = replace(spec, bias_variant=variant)
         data = ModelData.from_table(table, s)
         prepared.append((variant, s, data, exact_loo_unsupported_reason(s, data) or exact_unsupported_reason(s, data)))
+    if spec.multilevel:  # no PyMC fallback: PSIS-LOO would score a cluster's dependent rows one by one
+        blocked = [(v, reason) for v, _, _, reason in prepared if reason is not None]
+        if blocked:
+            raise ModelError(
+                "compare with a cluster scores by exact leave-one-cluster-out, and the exact engine cannot fit "
+                + "; ".join(f"the {v} variant ({without_pymc_advice(reason)})" for v, reason in blocked)
+                + "; PSIS-LOO of a PyMC fit would treat the dependent rows of a cluster as independent"
+            )
 
     def exact_variant(item: tuple) -> tuple[FitResult, LooResult]:
         _, s, data, _ = item

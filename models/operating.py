@@ -787,13 +787,24 @@ class SimulationResult:
         title = f"Operating characteristics of P(HR < {self.threshold:g}) > {self.level:g} ({self.n_sim} per scenario)"
         return html_block(title, [html_table(list(frame.columns), rows)], self.notes)
 
+    def _variant_label(self) -> str:
+        """The design-bias variant as run (with alpha when down-weighted)."""
+        return self.spec.bias_variant + (f", alpha {self.spec.alpha:g}" if self.spec.bias_variant == "downweight" else "")
+
+    def _effects_label(self) -> str:
+        """Random effects, or common effect when every analysis fixes tau at 0."""
+        return "random effects" if self.spec.heterogeneity else "common effect, tau = 0"
+
     def __str__(self) -> str:
         lines = [
             f"Operating characteristics of 'recommend if P(HR < {self.threshold:g}) > {self.level:g}': "
             f"{self.n_sim} simulated evidence bases per scenario (k = {self.k}, the input's SEs and designs; "
             f"between-study SD {self.tau:g}), {self.seconds:.1f} s on {self.workers}",
+            f"analyses ({self._effects_label()}): the design-bias model ({self._variant_label()}), the naive pool "
+            "of all studies and the RCTs alone",
             "true HR: the randomised effect; bias b: factor on the HR of non-randomised studies (1 = none), "
-            "SD on the log scale. P(recommend) at true HR 1 is the error rate; at HR < 1 the power.",
+            f"SD on the log scale. P(recommend) at a true HR >= {self.threshold:g} is an error rate (the claim "
+            f"HR < {self.threshold:g} is false; at HR = {self.threshold:g} its boundary), below {self.threshold:g} the power.",
             f"{'true HR':>8} {'bias b':>7} {'bias SD':>8}  {'design-bias':>13} {'naive pool':>13} {'RCTs only':>13}",
         ]
         for i, sc in enumerate(self.scenarios):
@@ -811,6 +822,9 @@ def scenario_grid(true_hrs: Sequence[float], bias_means: Sequence[float], bias_s
     --------
     >>> [(s.true_hr, s.bias_mean) for s in scenario_grid([1.0, 0.8], [1.0, 0.7], [0.1])]
     [(1.0, 1.0), (1.0, 0.7), (0.8, 1.0), (0.8, 0.7)]
+    >>> scenario_grid([1.0, 1.0, 0.8], [1.0], [0.1])
+    Traceback (most recent call last):
+    synthesis.errors.InputError: true HR values repeat (1): give each once
     """
     for name, values, positive in (("true HR", true_hrs, True), ("bias mean", bias_means, True), ("bias SD", bias_sds, False)):
         if not values:
@@ -818,6 +832,9 @@ def scenario_grid(true_hrs: Sequence[float], bias_means: Sequence[float], bias_s
         for v in values:
             if not (math.isfinite(v) and (v > 0 if positive else v >= 0)):
                 raise InputError(f"{name} values must be finite and {'> 0' if positive else '>= 0'}, got {v!r}")
+        repeated = sorted({float(v) for v in values if sum(float(u) == float(v) for u in values) > 1})
+        if repeated:
+            raise InputError(f"{name} values repeat ({', '.join(f'{v:g}' for v in repeated)}): give each once")
     return [Scenario(float(h), float(b), float(s)) for h in true_hrs for b in bias_means for s in bias_sds]
 
 

@@ -117,6 +117,7 @@ from synthesis.models.exact import (
     NormalMixture,
     exact_posterior,
     exact_unsupported_reason,
+    without_pymc_advice,
 )
 from synthesis.models.priors import PriorSpec, parse_prior
 from synthesis.models.spec import ModelData, ModelSpec, StudySource, check_thresholds, threshold_key
@@ -945,6 +946,8 @@ def psense_exact(
     """
     reason = exact_unsupported_reason(spec, data)
     if reason is not None:
+        if spec.multilevel:  # PyMC is no way out for a multilevel model (see power_scale)
+            reason = without_pymc_advice(reason)
         raise ModelError(f"engine='exact': {reason}", parameter="engine")
     if not spec.effect:
         raise ModelError(

@@ -752,7 +752,8 @@ def compare(
     tune: int = 1000,
     seed: int | None = DEFAULT_SEED,
 ) -> VariantComparison:
-    """Compare the bias variants by leave-one-study-out cross-validation and stack them
+    """Compare the bias variants by leave-one-out cross-validation (of a study, or of a cluster
+    with ``cluster``) and stack them
     (``synthesis compare``; :func:`synthesis.models.loo.compare_variants`).
 
     ``engine="exact"`` fits and scores every variant exactly (exact LOO, any number of
@@ -942,6 +943,9 @@ def plan(
     ({'threshold': 0.8, 'level': 0.9}, [200.0, 1000.0])
     >>> syn.plan(syn.load_dataset("dnmbc_lrt"), patients=[1000], event_prob=0.5).to_json()["rows"][0]["events"]
     500.0
+    >>> syn.plan(syn.load_dataset("dnmbc_lrt"), patients=[1000], event_prob=1.5)
+    Traceback (most recent call last):
+    synthesis.errors.InputError: event_prob must be strictly between 0 and 1, got 1.5
     """
     from synthesis.models.preposterior import DEFAULT_EVENTS, RULE_LEVEL, RULE_THRESHOLD, plan_trial
     from synthesis.models.spec import ModelData
@@ -950,6 +954,8 @@ def plan(
         raise InputError("give trial sizes as events or as patients with event_prob, not both")
     if (patients is None) != (event_prob is None):
         raise InputError("patients and event_prob go together (events = patients x event probability)")
+    if event_prob is not None and not 0.0 < float(event_prob) < 1.0:  # NaN fails too
+        raise InputError(f"event_prob must be strictly between 0 and 1, got {event_prob!r}", parameter="event_prob")
     if patients is not None:
         events = [float(n) * float(event_prob) for n in patients]  # type: ignore[arg-type]
     spec = _spec(model, bias_variant=bias_variant, alpha=alpha, covariates=covariates,
@@ -1041,8 +1047,12 @@ def simulate(
     table = load_studies(data)
     spec = _spec("bias", bias_variant=bias_variant, alpha=alpha, covariates=(),
                  priors={"mu": mu_prior, "tau": tau_prior, "delta": bias_prior}, heterogeneity=heterogeneity)
+    def listed(values: Any) -> Any:  # one number is a list of one
+        return [values] if isinstance(values, (int, float)) and not isinstance(values, bool) else values
+
     options = {
-        "true_hrs": true_hrs, "bias_means": bias_means, "bias_sds": bias_sds, "n_sim": n_sim, "tau": tau,
+        "true_hrs": listed(true_hrs), "bias_means": listed(bias_means), "bias_sds": listed(bias_sds), "n_sim": n_sim,
+        "tau": tau,
         "threshold": threshold, "level": level,
     }  # None: run_simulation's default
     return run_simulation(

@@ -138,17 +138,21 @@ def _reading_notes(scenarios: Sequence[Scenario], threshold: float) -> list[str]
     >>> _reading_notes([Scenario(0.7, 1.0, 0.1)], 0.8)
     []
     >>> _reading_notes([Scenario(1.0, 1.0, 0.1)], 0.8)
-    ['no scenario has a true HR below T = 0.8: the table shows error rates, not power']
+    ['no scenario has a true HR below T = 0.8: the table shows error rates, not power (e.g. --true-hr 1,0.64)']
+    >>> _reading_notes([Scenario(0.9, 1.0, 0.1), Scenario(0.8, 1.0, 0.1)], 0.9)[0].endswith("of the time")
+    True
     """
-    hrs = sorted({sc.true_hr for sc in scenarios})
+    hrs = sorted({sc.true_hr for sc in scenarios}, reverse=True)
+    below = [h for h in hrs if h < threshold and not math.isclose(h, threshold, rel_tol=1e-12)]
+    hint = ",".join(f"{h:g}" for h in [*hrs, round(threshold * 0.8, 2)])
     notes = []
     if any(math.isclose(h, threshold, rel_tol=1e-12) for h in hrs):
         notes.append(
             f"true HR {threshold:g} is the threshold T itself: the rule claims HR < {threshold:g}, so there it is at "
-            "the boundary of its claim and a well-calibrated rule recommends at most about 1 - level of the time; "
-            f"P(recommend) at a true HR below {threshold:g} is the power of the claim (e.g. --true-hr 1,{threshold:g},"
-            f"{round(threshold * 0.8, 2):g})"
+            "the boundary of its claim and a well-calibrated rule recommends at most about 1 - level of the time"
+            + ("" if below else f"; the power of the claim needs a true HR below {threshold:g} (e.g. --true-hr {hint})")
         )
-    elif not any(h < threshold for h in hrs):
-        notes.append(f"no scenario has a true HR below T = {threshold:g}: the table shows error rates, not power")
+    elif not below:
+        notes.append(f"no scenario has a true HR below T = {threshold:g}: the table shows error rates, not power "
+                     f"(e.g. --true-hr {hint})")
     return notes

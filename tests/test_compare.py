@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -544,6 +545,32 @@ def test_compare_with_a_cluster_refuses_the_pymc_engine(all_inputs, capsys: pyte
     assert main(["compare", "--cluster", "cohort", str(path)]) == 2  # the PyMC default: refused
     err = capsys.readouterr().err
     assert "--engine exact" in err and "Traceback" not in err
+
+
+def test_compare_with_a_cluster_never_falls_back_to_psis(all_inputs, capsys: pytest.CaptureFixture[str]) -> None:
+    """engine='exact' with a cluster and a variant the exact engine cannot fit (a Student-t mu
+    prior; missing covariate values) is refused: the row-wise PSIS-LOO fallback of a one-level
+    model would score a cluster's dependent rows as independent. The message does not send the
+    user to --engine pymc, which a cluster refuses too."""
+    from importlib import resources
+
+    from synthesis.errors import ModelError
+    from synthesis.models.loo import compare_variants
+    from synthesis.models.priors import parse_prior
+    from synthesis.multilevel import ALL_INPUTS_FILE
+
+    spec = ModelSpec("bias", cluster="cohort")
+    spec = replace(spec, priors=replace(spec.priors, mu=parse_prior("studentt(3, 0, 1)", "mu")))
+    with pytest.raises(ModelError, match="leave-one-cluster-out") as exc:
+        compare_variants(all_inputs, spec, variants=["additive", "downweight"], engine="exact")
+    assert "pymc" not in str(exc.value).replace("PyMC", "")
+    path = str(resources.files("synthesis.bundled") / ALL_INPUTS_FILE)
+    argv = ["compare", "--engine", "exact", "--cluster", "cohort", "--model", "bias-metareg", "--covariate",
+            "bone_only_fraction", path]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "--engine pymc" not in err and "Traceback" not in err
+    assert not any(line.startswith("warning") and "share patients" in line for line in err.splitlines())
 
 
 @pytest.mark.slow

@@ -248,3 +248,25 @@ def test_notes_say_how_to_read_a_true_hr_at_the_threshold(data):
     assert not any("threshold T itself" in n or "not power" in n for n in below.notes)
     only_null = run_simulation(data, spec, true_hrs=[1.0], bias_means=[1.0], bias_sds=[0.1], n_sim=5)
     assert any("error rates, not power" in n for n in only_null.notes)
+
+
+def test_header_states_the_analyses_and_repeats_are_refused(data, capsys):
+    """The printed header names the design-bias variant and common effect as run; a repeated true
+    HR and a second --threshold are refused (exit 2), not silently used; syn.simulate takes one
+    number for a one-value list."""
+    from synthesis.errors import InputError
+
+    spec = ModelSpec("bias", bias_variant="downweight", alpha=0.3, heterogeneity=False)
+    text = str(run_simulation(data, spec, true_hrs=[1.0, 0.65], bias_means=[1.0], bias_sds=[0.1], n_sim=5))
+    assert "analyses (common effect, tau = 0): the design-bias model (downweight, alpha 0.3)" in text
+    assert "at a true HR >= 0.8 is an error rate" in text
+    with pytest.raises(InputError, match="repeat"):
+        run_simulation(data, ModelSpec("bias"), true_hrs=[1.0, 1.0], bias_means=[1.0], bias_sds=[0.1], n_sim=5)
+    for argv in (["--threshold", "0.8", "--threshold", "0.7"], ["--true-hr", "1,1"]):
+        try:
+            code = main(["simulate", "--n-sim", "5", "--quiet", *argv])
+        except SystemExit as exc:
+            code = exc.code
+        assert code == 2 and "Traceback" not in capsys.readouterr().err
+    one = syn.simulate(syn.load_dataset("dnmbc_lrt"), true_hrs=0.8, bias_means=0.7, bias_sds=0.1, n_sim=5)
+    assert [(s.true_hr, s.bias_mean, s.bias_sd) for s in one.scenarios] == [(0.8, 0.7, 0.1)]

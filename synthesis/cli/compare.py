@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     args.bias_variant = BIAS_VARIANTS[0]  # build_spec needs one; compare_variants sets each in turn
     spec = build_spec(args)
     table = load_table(args, covariates=spec.covariates)
-    print_warnings(table)
+    print_warnings(table, clustered=spec.multilevel)
     thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
     result = compare_variants(
         table,

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         events = list(args.events) if args.events is not None else list(DEFAULT_EVENTS)
     table = load_table(args, covariates=tuple(dict.fromkeys(args.covariate)))
-    print_warnings(table)
+    print_warnings(table, clustered=args.cluster is not None)
     model, notes = choose_model(args, table)
     args.model = model
     spec = build_spec(args)

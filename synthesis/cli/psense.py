@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     table = load_table(args, covariates=tuple(dict.fromkeys(args.covariate or ())))
     _choose_model(args, table, notes)
     spec = build_spec(args)
-    print_warnings(table)
+    print_warnings(table, clustered=spec.multilevel)
     thresholds = tuple(args.threshold) if args.threshold else DEFAULT_THRESHOLDS
     result = power_scale(
         table,

@@ -8,6 +8,7 @@ import argparse
 from synthesis.base import DEFAULT_SEED
 from synthesis.cli.common import (
     SEED_HELP,
+    Once,
     add_input_arguments,
     check_out,
     emit,
@@ -96,7 +97,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"simulated evidence bases per scenario, 1 to {MAX_N_SIM} (default %(default)s)")
     p.add_argument("--tau", type=_sd, default=0.0, metavar="SD",
                    help="true between-study SD of the simulated effects, log scale (default 0)")
-    p.add_argument("--threshold", type=threshold_arg, default=RULE_THRESHOLD, metavar="T",
+    p.add_argument("--threshold", type=threshold_arg, action=Once, default=RULE_THRESHOLD, metavar="T",
                    help="the rule's HR threshold T (default %(default)s)")
     p.add_argument("--level", type=probability_arg, default=RULE_LEVEL, metavar="P",
                    help="the rule recommends when P(HR < T) > P (default %(default)s)")
