@@ -115,14 +115,19 @@ class TimelineResult:
     years: list[int]
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: The fits' model (priors, bias variant) and the average's prior inclusion probabilities.
+    spec: ModelSpec | None = None
+    prior_prob: Any = None
 
     def to_json(self) -> dict[str, Any]:
-        """``synthesis timeline --json``."""
+        """``synthesis timeline --json`` (with the priors it ran under: ``spec``, ``prior_prob``)."""
         return {
             "threshold": self.threshold,
             "models": dict(TIMELINE_MODELS),
             "rows": [r.to_dict() for r in self.rows],
             "notes": list(self.notes),
+            "spec": self.spec.describe() if self.spec is not None else None,
+            "prior_prob": parse_prior_prob(self.prior_prob),
         }
 
     def to_frame(self) -> pd.DataFrame:
@@ -313,7 +318,7 @@ def run_timeline(
         "non-randomised studies estimate, design bias included"
     ] if early else []
     return TimelineResult(rows=rows, threshold=threshold, years=[int(y) for y in all_years],
-                          seconds=time.perf_counter() - t0, notes=notes)
+                          seconds=time.perf_counter() - t0, notes=notes, spec=spec, prior_prob=prior_prob)
 
 
 # --------------------------------------------------------------------------------------------

@@ -160,3 +160,13 @@ def test_report_leaves_the_timeline_out_above_its_study_limit(monkeypatch):
     assert any("synthesis timeline" in n for n in ev.notes)
     monkeypatch.setattr(cumulative, "REPORT_TIMELINE_MAX_STUDIES", table.k)
     assert cumulative.settle_evidence(table, events=[500]).timeline is not None
+
+
+def test_json_records_the_priors_it_ran_under():
+    """Every output records its priors: the fits' spec and the average's inclusion probabilities."""
+    import synthesis as syn
+
+    doc = syn.timeline(syn.load_dataset("dnmbc_lrt", subset="rct"), tau_prior="halfnormal(0.3)",
+                       prior_prob="effect=0.3").to_json()
+    assert doc["spec"]["priors"]["tau"] == "half-normal(scale=0.3)"
+    assert doc["prior_prob"]["effect"] == 0.3
