@@ -2271,6 +2271,28 @@ def _study_effects(data: ModelData, study_quant: np.ndarray) -> list[StudyEffect
     ]
 
 
+def variance_split_note(spec: ModelSpec, data_clusters: Sequence[int] | np.ndarray | None) -> str | None:
+    """The note of a multilevel model whose clusters all have one row (``data_clusters``: the
+    rows per cluster): the data then inform only tau^2 + tau_within^2, and the split between
+    them comes from the priors. ``None`` otherwise (or without heterogeneity).
+
+    Examples
+    --------
+    >>> variance_split_note(ModelSpec("re", cluster="cohort"), [1, 1, 1])[:40]
+    'multilevel: every cohort has one row, so'
+    >>> variance_split_note(ModelSpec("re", cluster="cohort"), [2, 1]) is None
+    True
+    """
+    if not spec.multilevel or not spec.heterogeneity or data_clusters is None or len(data_clusters) == 0:
+        return None
+    if int(np.max(np.asarray(data_clusters))) >= 2:
+        return None
+    return (
+        f"multilevel: every {spec.cluster} has one row, so the data inform only tau^2 + tau_within^2; "
+        "how it splits between tau and tau_within comes from their priors"
+    )
+
+
 def _notes(post: ExactPosterior) -> list[str]:
     """Notes of an exact fit: fixed parameters, the down-weighting, a tau posterior truncated by
     the grid and any marginal-likelihood mass outside it."""
@@ -2293,11 +2315,9 @@ def _notes(post: ExactPosterior) -> list[str]:
             else "heterogeneity=False: tau is fixed at 0 (a common-effect model)"
         )
     ml = post.design.multilevel
-    if ml is not None and spec.heterogeneity and ml.clusters.sizes.max() < 2:
-        notes.append(
-            f"multilevel: every {spec.cluster} has one row, so the data inform only tau^2 + tau_within^2; "
-            "how it splits between tau and tau_within comes from their priors"
-        )
+    split = variance_split_note(spec, ml.clusters.sizes if ml is not None else None)
+    if split is not None:
+        notes.append(split)
     if spec.has_bias and spec.bias_variant == "downweight":
         notes.append(
             "downweight: within-study variances of non-randomised studies divided by alpha = "

@@ -963,7 +963,12 @@ def compare_variants(
     >>> [v.variant for v in res.variants], round(sum(v.comparison.weight for v in res.variants), 6)
     (['additive', 'downweight'], 1.0)
     """
-    from synthesis.models.exact import exact_unsupported_reason, fit_exact, without_pymc_advice
+    from synthesis.models.exact import (
+        exact_unsupported_reason,
+        fit_exact,
+        variance_split_note,
+        without_pymc_advice,
+    )
     from synthesis.models.fit import ENGINES
 
     if engine not in ENGINES:
@@ -1045,6 +1050,10 @@ def compare_variants(
     stacked = stacked_ratio([f for _, f, *_ in fitted], weights, thresholds)
     if len({loo.method for _, _, loo, _, _ in fitted}) > 1:
         notes.append("exact and PSIS-LOO estimates are compared side by side (both estimate the same elpd_loo)")
+    if spec.multilevel:
+        split = variance_split_note(spec, np.unique(np.asarray(prepared[0][2].clusters, dtype=object), return_counts=True)[1])
+        if split is not None:
+            notes.append(split)
     n_randomised = int(k - np.asarray(table.nonrandomised, dtype=bool).sum()) if table.has_design else None
     small = small_sample_note(int(k), n_randomised, "the LOO scores and stacking weights")
     if small is not None:

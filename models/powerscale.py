@@ -117,6 +117,7 @@ from synthesis.models.exact import (
     NormalMixture,
     exact_posterior,
     exact_unsupported_reason,
+    variance_split_note,
     without_pymc_advice,
 )
 from synthesis.models.priors import PriorSpec, parse_prior
@@ -970,6 +971,9 @@ def psense_exact(
     if spec.multilevel:
         n_clusters, mixed_note = _multilevel_notes(data, spec)
         notes.append(MULTILEVEL_NOTE)
+        split = variance_split_note(spec, np.unique(np.asarray(data.clusters, dtype=object), return_counts=True)[1])
+        if split is not None:
+            notes.append(split)
         if has_nr and mixed_note:
             has_nr = False
             notes.append(mixed_note)

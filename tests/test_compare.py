@@ -586,3 +586,13 @@ def test_compare_with_a_cluster(all_inputs) -> None:
     assert "tau_within" in doc["priors"]
     assert all(v.loo.unit == "cluster" for v in res.variants)
     assert "leave-one-cluster-out" in str(res)
+
+
+def test_compare_one_row_per_cluster_notes_the_variance_split() -> None:
+    """compare with a cluster on one-row cohorts carries fit's note on tau^2 + tau_within^2."""
+    from synthesis.datasets import load_dataset
+    from synthesis.models.loo import compare_variants
+
+    res = compare_variants(load_dataset("dnmbc_lrt"), ModelSpec("bias", cluster="cohort"),
+                           variants=["additive", "downweight"], engine="exact")
+    assert any("every cohort has one row" in n for n in res.notes)

@@ -743,3 +743,14 @@ def test_2d_psense_json_is_bit_identical_across_processes():
     assert [r["parameter"] for r in docs[0]["rows"]][:4] == ["mu", "tau", "delta", "kappa"]
     assert [r["parameter"] for r in docs[1]["rows"]][1] == "tau"
     assert outs[0] == outs[1]
+
+
+def test_one_row_per_cluster_says_only_the_sum_of_variances_is_informed():
+    """On the bundled one-row-per-cohort data a multilevel psense says, as fit does, that the
+    data inform only tau^2 + tau_within^2; on the all-inputs set (several rows per cohort) not."""
+    import synthesis as syn
+
+    one = syn.psense(syn.load_dataset("dnmbc_lrt"), cluster="cohort")
+    assert any("every cohort has one row" in n for n in one.notes)
+    several = syn.psense(syn.load_dataset("dnmbc_lrt_all_inputs"), cluster="cohort")
+    assert not any("every cohort has one row" in n for n in several.notes)
