@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -110,6 +111,10 @@ class Sampled:
 
 def _notice(message: str) -> None:
     print(f"notice: {message}", file=sys.stderr)
+
+
+#: One sampling at a time per process (see :meth:`CompiledModel.sample`).
+_SAMPLING_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -210,10 +215,21 @@ class CompiledModel:
             self.model[name].set_value(value)
 
     def sample(self, settings: SamplerSettings) -> Sampled:
-        """Draw from the posterior (nutpie; PyMC's NUTS if nutpie is unavailable or fails)."""
+        """Draw from the posterior (nutpie; PyMC's NUTS if nutpie is unavailable or fails).
+
+        The data overrides are set on the PyMC model, which every copy made by
+        :meth:`with_data` shares, and read there (nutpie's initial points, PyMC's sampler): two
+        threads sampling copies at once (a threaded Dask worker, ``sweep --scheduler``) would
+        read each other's priors. :data:`_SAMPLING_LOCK` makes the samplings of a process take
+        turns, so a fit's numbers do not depend on what else runs; nutpie still runs a fit's
+        chains on every core."""
         notes: list[str] = []
         if self.fallback_reason:
             notes.append(self.fallback_reason + "; sampled with PyMC's NUTS")
+        with _SAMPLING_LOCK:
+            return self._sample_with_overrides(settings, notes)
+
+    def _sample_with_overrides(self, settings: SamplerSettings, notes: list[str]) -> Sampled:
         old = self._apply_overrides()
         try:
             if self.compiled is not None:
