@@ -564,8 +564,8 @@ def analyse(
     bias_priors: Sequence[Prior] | None = None,
     seed: int = DEFAULT_SEED,
     chains: int = 4,
-    draws: int = 2000,
-    tune: int = 1000,
+    draws: int | None = None,
+    tune: int | None = None,
     workers: int | None = None,
     progress: bool = False,
     operating_characteristics: bool = False,
@@ -588,7 +588,9 @@ def analyse(
     tau_priors, bias_priors
         The sweeps' grids (prior strings or PriorSpec; ``None``: the standard grids).
     seed, chains, draws, tune, workers, progress
-        Sampler settings for the models that need PyMC, parallel fits, a progress bar.
+        Sampler settings for the models that need PyMC, parallel fits, a progress bar
+        (``draws``/``tune`` ``None``: 2000/1000 per chain, 1000/500 from 10,000 studies, with a
+        warning; as ``synthesis report``).
     operating_characteristics
         Add the decision rule's operating characteristics (simulated evidence bases) to the
         "What would settle it?" part (``synthesis report --operating-characteristics``).
