@@ -207,6 +207,24 @@ def test_bubble_without_missing_values_has_no_strip(result):
     assert len(fig.axes) == 1
 
 
+def test_bubble_draws_the_most_precise_above_its_cap(result, monkeypatch):
+    """Above BUBBLE_MAX_STUDIES only the most precise studies are bubbles, the title says how
+    many of how many, and the strip still counts every study without the covariate."""
+    from synthesis.plots import bubble
+
+    monkeypatch.setattr(bubble, "BUBBLE_MAX_STUDIES", 5)
+    table = result.table
+    fig = plots.plot_bubble(table, result.fits["bias_metareg"], "bone_only_fraction")
+    ax, strip = fig.axes
+    drawn = [c for a in (ax, strip) for c in a.collections if type(c).__name__ == "PathCollection"]
+    assert sum(len(c.get_offsets()) for c in drawn) == 5
+    hrs = np.sort(np.concatenate([c.get_offsets()[:, 1] for c in drawn]))
+    precise = np.sort(np.exp(table.y)[np.argsort(table.v)[:5]])
+    np.testing.assert_allclose(hrs, precise)
+    assert f"(5 most precise of {table.k:,} studies drawn)" in fig._suptitle.get_text()
+    assert "(2 studies)" in strip.get_title()
+
+
 # --------------------------------------------------------------------------------------------
 # prior vs posterior
 # --------------------------------------------------------------------------------------------
