@@ -123,7 +123,6 @@ def plot_bubble(
         shown_note = f"\n({BUBBLE_MAX_STUDIES:,} most precise of {table.k:,} studies drawn)"
         table = table.select(precise)
     x = table.covariate(covariate)
-    missing = np.isnan(x)
     fig = target_figure(fig, 8.0 if n_missing else 6.5, 5.6, plot="plot_bubble")
     if n_missing:
         ax, strip = fig.subplots(1, 2, sharey=True, width_ratios=[5.0, 1.3])
