@@ -1727,18 +1727,25 @@ class ExactPosterior2D(ExactPosterior):
         cond = _conditional_2d(d, tau, kappa)
         chol = np.linalg.cholesky(cond.b_cov + 1e-300 * np.eye(d.X.shape[1]))
         b = cond.b_mean + np.einsum("nij,nj->ni", chol, rng.standard_normal(cond.b_mean.shape))
-        mu = b @ self.contrast("mu")
-        out: dict[str, np.ndarray] = {"mu": mu, "tau": tau}
-        if d.has_delta:
-            out["delta"] = b @ self.contrast("delta")
-        out["kappa"] = kappa
-        if d.beta_index:
-            out["beta"] = b[:, list(d.beta_index.values())]
+        out = self._parameter_draws(b, tau, "kappa", kappa)
+        mu = out["mu"]
         r = d.layout.random_variance(tau, kappa)
         s2 = d.s2[None, :]
         mean = (r * d.y[None, :] + s2 * (b @ d.X.T)) / (s2 + r)
         out["theta"] = mean + np.sqrt(s2 * r / (s2 + r)) * rng.standard_normal(mean.shape)
         out["theta_new"] = mu + tau * rng.standard_normal(n)
+        return out
+
+    def _parameter_draws(self, b: np.ndarray, tau: np.ndarray, second: str, values: np.ndarray) -> dict[str, np.ndarray]:
+        """The parameter draws from coefficient draws ``b`` (n, p) and variance draws: mu, tau,
+        delta (when the model has it), the second variance (``kappa`` or ``tau_within``), beta."""
+        d = self.design
+        out: dict[str, np.ndarray] = {"mu": b @ self.contrast("mu"), "tau": tau}
+        if d.has_delta:
+            out["delta"] = b @ self.contrast("delta")
+        out[second] = values
+        if d.beta_index:
+            out["beta"] = b[:, list(d.beta_index.values())]
         return out
 
     def _draw_variances(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -1957,13 +1964,8 @@ class ExactPosteriorMultilevel(ExactPosterior2D):
         if p:
             chol = np.linalg.cholesky(cond.b_cov + 1e-300 * np.eye(p))
             b += np.einsum("nij,nj->ni", chol, rng.standard_normal(cond.b_mean.shape))
-        mu = b @ self.contrast("mu")
-        out: dict[str, np.ndarray] = {"mu": mu, "tau": tau}
-        if d.has_delta:
-            out["delta"] = b @ self.contrast("delta")
-        out["tau_within"] = tw
-        if d.beta_index:
-            out["beta"] = b[:, list(d.beta_index.values())]
+        out = self._parameter_draws(b, tau, "tau_within", tw)
+        mu = out["mu"]
         fitted = b @ d.X.T  # (n, k)
         theta = np.empty((n, d.y.size))
         V = ml.clusters.sampling_covariance(ml.se)

@@ -594,9 +594,7 @@ def pymc_draws(draws: int | None, k: int) -> int:
     >>> pymc_draws(None, 17), pymc_draws(None, 100_000), pymc_draws(3000, 100_000)
     (2000, 1000, 3000)
     """
-    if draws is not None:
-        return draws
-    return LARGE_K_DRAWS if k >= BACKGROUND_FIT_MIN_STUDIES else DEFAULT_DRAWS
+    return _by_size(draws, k, DEFAULT_DRAWS, LARGE_K_DRAWS)
 
 
 def pymc_tune(tune: int | None, k: int) -> int:
@@ -609,9 +607,15 @@ def pymc_tune(tune: int | None, k: int) -> int:
     >>> pymc_tune(None, 17), pymc_tune(None, 100_000), pymc_tune(2000, 100_000)
     (1000, 500, 2000)
     """
-    if tune is not None:
-        return tune
-    return LARGE_K_TUNE if k >= BACKGROUND_FIT_MIN_STUDIES else DEFAULT_TUNE
+    return _by_size(tune, k, DEFAULT_TUNE, LARGE_K_TUNE)
+
+
+def _by_size(given: int | None, k: int, default: int, large: int) -> int:
+    """``given`` if not None, else ``default`` below :data:`BACKGROUND_FIT_MIN_STUDIES` studies
+    and ``large`` from there on."""
+    if given is not None:
+        return given
+    return large if k >= BACKGROUND_FIT_MIN_STUDIES else default
 
 
 def _timed_fit(job: tuple[StudyTable, ModelSpec, dict[str, Any]]) -> tuple[FitResult, float]:
