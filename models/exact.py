@@ -2273,21 +2273,22 @@ def _study_effects(data: ModelData, study_quant: np.ndarray) -> list[StudyEffect
     ]
 
 
-def variance_split_note(spec: ModelSpec, data_clusters: Sequence[int] | np.ndarray | None) -> str | None:
-    """The note of a multilevel model whose clusters all have one row (``data_clusters``: the
-    rows per cluster): the data then inform only tau^2 + tau_within^2, and the split between
-    them comes from the priors. ``None`` otherwise (or without heterogeneity).
+def variance_split_note(spec: ModelSpec, row_clusters: Sequence[object] | np.ndarray | None) -> str | None:
+    """The note of a multilevel model whose clusters all have one row (``row_clusters``: each
+    row's cluster label or index): the data then inform only tau^2 + tau_within^2, and the split
+    between them comes from the priors. ``None`` otherwise (or without heterogeneity).
 
     Examples
     --------
-    >>> variance_split_note(ModelSpec("re", cluster="cohort"), [1, 1, 1])[:40]
+    >>> variance_split_note(ModelSpec("re", cluster="cohort"), ["a", "b", "c"])[:40]
     'multilevel: every cohort has one row, so'
-    >>> variance_split_note(ModelSpec("re", cluster="cohort"), [2, 1]) is None
+    >>> variance_split_note(ModelSpec("re", cluster="cohort"), ["a", "a", "b"]) is None
     True
     """
-    if not spec.multilevel or not spec.heterogeneity or data_clusters is None or len(data_clusters) == 0:
+    if not spec.multilevel or not spec.heterogeneity or row_clusters is None or len(row_clusters) == 0:
         return None
-    if int(np.max(np.asarray(data_clusters))) >= 2:
+    labels = list(row_clusters)
+    if len(set(labels)) < len(labels):  # some cluster has two rows or more
         return None
     return (
         f"multilevel: every {spec.cluster} has one row, so the data inform only tau^2 + tau_within^2; "
@@ -2317,7 +2318,7 @@ def _notes(post: ExactPosterior) -> list[str]:
             else "heterogeneity=False: tau is fixed at 0 (a common-effect model)"
         )
     ml = post.design.multilevel
-    split = variance_split_note(spec, ml.clusters.sizes if ml is not None else None)
+    split = variance_split_note(spec, ml.clusters.index.tolist() if ml is not None else None)
     if split is not None:
         notes.append(split)
     if spec.has_bias and spec.bias_variant == "downweight":

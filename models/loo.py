@@ -1051,7 +1051,7 @@ def compare_variants(
     if len({loo.method for _, _, loo, _, _ in fitted}) > 1:
         notes.append("exact and PSIS-LOO estimates are compared side by side (both estimate the same elpd_loo)")
     if spec.multilevel:
-        split = variance_split_note(spec, np.unique(np.asarray(prepared[0][2].clusters, dtype=object), return_counts=True)[1])
+        split = variance_split_note(spec, prepared[0][2].clusters)
         if split is not None:
             notes.append(split)
     n_randomised = int(k - np.asarray(table.nonrandomised, dtype=bool).sum()) if table.has_design else None

@@ -971,7 +971,7 @@ def psense_exact(
     if spec.multilevel:
         n_clusters, mixed_note = _multilevel_notes(data, spec)
         notes.append(MULTILEVEL_NOTE)
-        split = variance_split_note(spec, np.unique(np.asarray(data.clusters, dtype=object), return_counts=True)[1])
+        split = variance_split_note(spec, data.clusters)
         if split is not None:
             notes.append(split)
         if has_nr and mixed_note:
